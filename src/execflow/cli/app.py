@@ -1,0 +1,56 @@
+"""Root of the ``execflow`` CLI; sub-command groups live in their own modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from execflow import __version__
+from execflow.cli.context import CliState, settings_from
+from execflow.logs.masking import mask_url
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="execflow",
+    help="Provider execution-report pipeline: dispatcher, seven workers, exact money, full trail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML settings file (else EXECFLOW_CONFIG)."
+    ),
+) -> None:
+    """Options shared by every command."""
+    ctx.obj = CliState(config_file=config)
+
+
+@app.command()
+def version() -> None:
+    """Print the execflow version."""
+    Console().print(__version__)
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Validate the settings and print them, secrets masked."""
+    settings = settings_from(ctx)
+    table = Table("setting", "value", title="execflow settings")
+    for name, value in settings.model_dump().items():
+        shown = mask_url(value) if isinstance(value, str) else str(value)
+        table.add_row(name, shown)
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""The pure core: models, report normalisation, routing, transitions, money. No I/O."""

@@ -1,0 +1,174 @@
+"""Typed settings, read once by the entry point and passed down.
+
+Sources, highest priority first: keyword arguments, ``EXECFLOW_*`` environment
+variables, an optional TOML file (``--config`` or ``EXECFLOW_CONFIG``), defaults.
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from execflow.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "require_services"]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+
+_MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of execflow, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXECFLOW_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # -- backends -------------------------------------------------------------------
+    broker_url: str = Field("memory://", description="memory:// or amqp://user:pass@host/vhost")
+    state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///execflow.db",
+        description="sqlite+aiosqlite:///file.db or postgresql+asyncpg://...",
+    )
+    redis_pool_size: int = Field(32, ge=1, le=10_000)
+    redis_timeout_s: float = Field(5.0, gt=0)
+    amqp_heartbeat_s: int = Field(10, ge=1, le=600)
+    db_pool_size: int = Field(5, ge=1, le=1000)
+
+    # -- queues -----------------------------------------------------------------------
+    queue_prefix: str = Field("execflow", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    prefetch: int = Field(64, ge=1, le=10_000)
+    concurrency: int = Field(16, ge=1, le=10_000)
+    shutdown_timeout_s: float = Field(10.0, gt=0)
+
+    # -- retries and parking --------------------------------------------------------
+    retry_max_attempts: int = Field(5, ge=1, le=100)
+    retry_base_delay_s: float = Field(0.2, gt=0)
+    retry_max_delay_s: float = Field(30.0, gt=0)
+    retry_jitter: float = Field(0.2, ge=0, le=1)
+    park_max_attempts: int = Field(8, ge=1, le=100)
+
+    # -- db writer ----------------------------------------------------------------------
+    db_batch_size: int = Field(100, ge=1, le=10_000)
+    db_batch_timeout_s: float = Field(0.05, gt=0)
+
+    # -- logging --------------------------------------------------------------------------
+    log_dir: Path = Field(Path("logs/provider"))
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    log_max_bytes: dict[str, int] = Field(
+        default_factory=dict, description="per catalog file: name -> max bytes"
+    )
+    log_backups: dict[str, int] = Field(
+        default_factory=dict, description="per catalog file: name -> backup count"
+    )
+    log_flush_interval_s: float = Field(0.2, gt=0, le=10)
+    log_buffer_bytes: int = Field(256 * 1024, ge=4096, le=64 * _MIB)
+    log_gzip: bool = False
+    log_gzip_level: int = Field(6, ge=1, le=9)
+    log_retention_days: float = Field(30.0, gt=0)
+    log_max_total_bytes: int = Field(20 * 1024 * _MIB, gt=0)
+
+    # -- statistics and metrics -------------------------------------------------------------
+    stats_every_n: int = Field(100, ge=1)
+    stats_interval_s: float = Field(300.0, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
+    # -- process ---------------------------------------------------------------------------------
+    instance: int = Field(1, ge=1, le=10_000)
+    seed_file: Path | None = None
+    lp_half_spread_default: Decimal = Decimal("0")
+
+    @field_validator("log_max_bytes", "log_backups")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, number in value.items():
+            if number < 0:
+                raise ValueError(f"{name}: must be >= 0, got {number}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "amqp://", "amqps://")):
+            raise ValueError("scheme must be memory://, amqp:// or amqps://")
+        return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("scheme must be memory://, redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("scheme must be sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the TOML file (if any)."""
+        toml_file = _CONFIG_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# The TOML path is chosen per load_settings() call; pydantic-settings asks for sources
+# through a classmethod, so the chosen path is handed over here for the call's duration.
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once; an invalid value raises ``ConfigError`` naming the setting."""
+    path = config_file
+    if path is None and os.environ.get("EXECFLOW_CONFIG"):
+        path = Path(os.environ["EXECFLOW_CONFIG"])
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}", setting="config")
+    _CONFIG_FILE["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "settings"
+            env = f"EXECFLOW_{str(err['loc'][0]).upper()}" if err["loc"] else "EXECFLOW_*"
+            problems.append(f"{name} ({env}): {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems), setting=problems) from None
+    finally:
+        _CONFIG_FILE["path"] = None
+
+
+def require_services() -> bool:
+    """True when integration tests must fail rather than skip without a server."""
+    return os.environ.get("EXECFLOW_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
