@@ -1,0 +1,1 @@
+"""Infrastructure ports (bus, state store, database) with in-memory and real backends."""

@@ -1,0 +1,1 @@
+"""The pipeline: runner, dispatcher, seven workers, db writer, order intake."""
