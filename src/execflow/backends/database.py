@@ -1,0 +1,172 @@
+"""The database port: the durable record (events, order and account snapshots, dead letters).
+
+``order_events`` is append-only and keyed by a unique ``event_id``, so re-inserting an
+event is a no-op; ``seq`` gives the insertion order used to rebuild the state store.
+Snapshots are upserted only when the incoming version is newer than the stored one.
+
+Implementation: ``SqlDatabase`` (SQLAlchemy 2 async Core; SQLite or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+__all__ = [
+    "AccountRecord",
+    "Database",
+    "DeadLetterRecord",
+    "EventRecord",
+    "OrderRecord",
+    "StoredDeadLetter",
+    "StoredEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One order event to append; ``event_id`` is the idempotency key."""
+
+    event_id: str
+    order_id: str
+    account_id: str
+    kind: str
+    payload: dict[str, Any]
+    exec_id: str | None = None
+    created_at: datetime | None = None  # None: the database's insertion time
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back, with its insertion sequence number."""
+
+    seq: int
+    event_id: str
+    order_id: str
+    account_id: str
+    kind: str
+    payload: dict[str, Any]
+    exec_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """The latest snapshot of an order."""
+
+    order_id: str
+    account_id: str
+    status: str
+    version: int
+    data: dict[str, Any]
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """The latest snapshot of an account."""
+
+    account_id: str
+    version: int
+    data: dict[str, Any]
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A message taken from the DLQ, to keep for listing and replay."""
+
+    queue: str
+    reason: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 1
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A dead letter as read back."""
+
+    id: int
+    queue: str
+    reason: str
+    error: str | None
+    body: bytes
+    headers: dict[str, str]
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
+
+
+class Database(Protocol):
+    """Durable storage of what happened."""
+
+    async def connect(self) -> None:
+        """Open the pool and bring the schema to the latest version."""
+        ...
+
+    async def close(self) -> None:
+        """Close the pool."""
+        ...
+
+    async def schema_version(self) -> str | None:
+        """The applied schema revision."""
+        ...
+
+    async def insert_events(self, events: Sequence[EventRecord]) -> int:
+        """Append events in batches; known event ids are skipped. Return how many were new."""
+        ...
+
+    def iter_events(self, after_seq: int = 0, batch_size: int = 1000) -> AsyncIterator[StoredEvent]:
+        """Every event with ``seq > after_seq``, in insertion order, read in batches."""
+        ...
+
+    async def events_for_order(self, order_id: str) -> list[StoredEvent]:
+        """One order's events, in insertion order."""
+        ...
+
+    async def count_events(self) -> int:
+        """How many events are stored."""
+        ...
+
+    async def upsert_orders(self, orders: Sequence[OrderRecord]) -> int:
+        """Insert or replace snapshots whose version is newer; return how many changed."""
+        ...
+
+    async def upsert_accounts(self, accounts: Sequence[AccountRecord]) -> int:
+        """Insert or replace snapshots whose version is newer; return how many changed."""
+        ...
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        """One order snapshot, or ``None``."""
+        ...
+
+    async def list_orders(self, account_id: str | None = None) -> list[OrderRecord]:
+        """Order snapshots (of one account, or all), by order id."""
+        ...
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        """One account snapshot, or ``None``."""
+        ...
+
+    async def list_accounts(self) -> list[AccountRecord]:
+        """Every account snapshot, by account id."""
+        ...
+
+    async def insert_dead_letter(self, record: DeadLetterRecord) -> int:
+        """Keep a dead letter; return its id."""
+        ...
+
+    async def list_dead_letters(
+        self, include_replayed: bool = False, limit: int = 100
+    ) -> list[StoredDeadLetter]:
+        """Dead letters, oldest first."""
+        ...
+
+    async def mark_replayed(self, dead_letter_id: int) -> bool:
+        """Mark a dead letter replayed; ``False`` if unknown or already replayed."""
+        ...

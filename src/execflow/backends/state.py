@@ -1,0 +1,112 @@
+"""The state store port: versioned JSON documents with an atomic multi-write commit.
+
+Orders and accounts are stored as ``Versioned`` documents. A worker reads an order and
+its account, computes the new state in pure Python, and writes both back with
+``commit``: every write carries the version it read, and the whole commit is applied
+only if every version still matches. The exec_id ledger and the effects outbox live
+inside the documents' ``data``, so they are written atomically with the state.
+
+Implementations: ``InMemoryStateStore`` and ``RedisStateStore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = ["DocKind", "StateStore", "Versioned", "Write"]
+
+DocKind = Literal["order", "account"]
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A document and its version (1 for the first write, +1 each commit)."""
+
+    version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One document write inside a ``commit``.
+
+    ``key`` is the order id (``kind="order"``) or the account id (``kind="account"``,
+    which must equal the commit's account id). ``expected_version`` is the version read;
+    0 means the document must not exist yet. On success it is stored as
+    ``expected_version + 1``.
+    """
+
+    kind: DocKind
+    key: str
+    expected_version: int
+    data: dict[str, Any]
+
+
+class StateStore(Protocol):
+    """Fast, rebuildable state: orders, accounts, lifecycle index, reference data."""
+
+    async def connect(self) -> None:
+        """Check the store answers; raise ``StoreError`` otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` when the store does not answer."""
+        ...
+
+    async def get_account(self, account_id: str) -> Versioned | None:
+        """The account document, or ``None``."""
+        ...
+
+    async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
+        """The order document, or ``None``."""
+        ...
+
+    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
+        """Every order of an account, by order id."""
+        ...
+
+    async def list_accounts(self) -> list[str]:
+        """Ids of every stored account, sorted."""
+        ...
+
+    async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
+        """Apply every write or none: ``VersionConflict`` when any version differs."""
+        ...
+
+    async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
+        """Record a lifecycle id if absent; ``False`` when it already existed."""
+        ...
+
+    async def get_lifecycle(self, lifecycle_id: str) -> dict[str, Any] | None:
+        """What a lifecycle id answers (account, order, kind), or ``None``."""
+        ...
+
+    async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
+        """Store (replace) an instrument config of a group."""
+        ...
+
+    async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
+        """An instrument config, or ``None``."""
+        ...
+
+    async def put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        """Store (replace) the latest quote of a symbol."""
+        ...
+
+    async def get_price(self, symbol: str) -> dict[str, Any] | None:
+        """The latest quote of a symbol, or ``None``."""
+        ...
+
+    async def get_prices(self) -> dict[str, dict[str, Any]]:
+        """Every latest quote, by symbol."""
+        ...
+
+    async def flush_all(self) -> None:
+        """Forget everything this store holds (its own keys only)."""
+        ...
