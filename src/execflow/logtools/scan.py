@@ -1,0 +1,65 @@
+"""Cheap pre-filters on raw bytes: find the lines that contain a needle, parse only those."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import TypeVar
+
+from execflow.logtools.files import LogFile
+
+__all__ = ["PARALLEL_MIN_BYTES", "lines_containing", "map_files"]
+
+# Below this much data, a process pool costs more than it saves.
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+def lines_containing(block: bytes, needles: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    """``(offset, line)`` for each line of ``block`` holding any needle, each line once."""
+    found: dict[int, bytes] = {}
+    for needle in needles:
+        pos = block.find(needle)
+        while pos >= 0:
+            start = block.rfind(b"\n", 0, pos) + 1
+            end = block.find(b"\n", pos)
+            if end < 0:
+                end = len(block)
+            if start not in found:
+                found[start] = block[start:end].rstrip(b"\r")
+            pos = block.find(needle, end)
+    return sorted(found.items())
+
+
+def default_jobs() -> int:
+    """Worker processes for scans: the CPUs this process may use, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def map_files(
+    func: Callable[[LogFile], T], files: Iterable[LogFile], jobs: int | None = None
+) -> list[T]:
+    """``func`` over each file, in worker processes when the files are big enough.
+
+    Results come back in the order of ``files``. Largest files are submitted first so
+    two workers finish together.
+    """
+    files = list(files)
+    jobs = default_jobs() if jobs is None else jobs
+    sizes = {f.path: f.size for f in files}
+    if jobs <= 1 or len(files) <= 1 or sum(sizes.values()) < PARALLEL_MIN_BYTES:
+        return [func(f) for f in files]
+    order = sorted(range(len(files)), key=lambda i: -sizes[files[i].path])
+    results: dict[int, T] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+        futures = {i: pool.submit(func, files[i]) for i in order}
+        for i, future in futures.items():
+            results[i] = future.result()
+    return [results[i] for i in range(len(files))]
