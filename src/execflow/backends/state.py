@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["DocKind", "StateStore", "Versioned", "Write"]
+__all__ = ["DocKind", "StateStore", "Versioned", "Write", "check_writes"]
 
 DocKind = Literal["order", "account"]
 
@@ -42,6 +42,23 @@ class Write:
     key: str
     expected_version: int
     data: dict[str, Any]
+
+
+def check_writes(account_id: str, writes: Sequence[Write]) -> None:
+    """Reject a malformed commit (``ValueError``) before any backend touches it."""
+    if not writes:
+        raise ValueError("commit needs at least one write")
+    seen: set[tuple[str, str]] = set()
+    for write in writes:
+        if write.kind not in ("order", "account"):
+            raise ValueError(f"unknown document kind {write.kind!r}")
+        if write.kind == "account" and write.key != account_id:
+            raise ValueError(f"account write {write.key!r} outside commit of {account_id!r}")
+        if write.expected_version < 0:
+            raise ValueError(f"expected_version must be >= 0, got {write.expected_version}")
+        if (write.kind, write.key) in seen:
+            raise ValueError(f"duplicate write of {write.kind} {write.key!r}")
+        seen.add((write.kind, write.key))
 
 
 class StateStore(Protocol):

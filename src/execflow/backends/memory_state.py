@@ -1,0 +1,137 @@
+"""In-memory state store: the same versioned-document semantics as Redis, in one process.
+
+Documents are stored as JSON bytes (orjson), as Redis stores them, so a value that
+cannot go to Redis fails here too, and no caller can mutate a stored document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from execflow.backends.state import Versioned, Write, check_writes
+from execflow.errors import StoreError, VersionConflict
+
+__all__ = ["InMemoryStateStore"]
+
+
+def _dump(data: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        raise StoreError("document is not JSON-serialisable", error=str(exc)) from exc
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
+
+
+class InMemoryStateStore:
+    """The ``StateStore`` port in one process (single event loop, so no locks needed)."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, tuple[int, bytes]] = {}
+        self._orders: dict[str, dict[str, tuple[int, bytes]]] = {}
+        self._lifecycles: dict[str, bytes] = {}
+        self._instruments: dict[tuple[str, str], bytes] = {}
+        self._prices: dict[str, bytes] = {}
+
+    async def connect(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    async def get_account(self, account_id: str) -> Versioned | None:
+        """The account document, or ``None``."""
+        found = self._accounts.get(account_id)
+        return None if found is None else Versioned(found[0], _load(found[1]))
+
+    async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
+        """The order document, or ``None``."""
+        found = self._orders.get(account_id, {}).get(order_id)
+        return None if found is None else Versioned(found[0], _load(found[1]))
+
+    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
+        """Every order of an account."""
+        orders = self._orders.get(account_id, {})
+        return {oid: Versioned(v, _load(raw)) for oid, (v, raw) in sorted(orders.items())}
+
+    async def list_accounts(self) -> list[str]:
+        """Every account id, sorted."""
+        return sorted(self._accounts)
+
+    async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
+        """Check every version, then apply every write (no await in between: atomic)."""
+        check_writes(account_id, writes)
+        orders = self._orders.get(account_id, {})
+        encoded = [(w, _dump(w.data)) for w in writes]
+        for write in writes:
+            current = (
+                self._accounts.get(account_id) if write.kind == "account" else orders.get(write.key)
+            )
+            version = 0 if current is None else current[0]
+            if version != write.expected_version:
+                raise VersionConflict(
+                    f"{write.kind} changed meanwhile",
+                    kind=write.kind,
+                    key=write.key,
+                    expected_version=write.expected_version,
+                    actual_version=version,
+                )
+        for write, raw in encoded:
+            if write.kind == "account":
+                self._accounts[account_id] = (write.expected_version + 1, raw)
+            else:
+                self._orders.setdefault(account_id, {})[write.key] = (
+                    write.expected_version + 1,
+                    raw,
+                )
+
+    async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
+        """Record if absent."""
+        if lifecycle_id in self._lifecycles:
+            return False
+        self._lifecycles[lifecycle_id] = _dump(data)
+        return True
+
+    async def get_lifecycle(self, lifecycle_id: str) -> dict[str, Any] | None:
+        """The lifecycle record, or ``None``."""
+        raw = self._lifecycles.get(lifecycle_id)
+        return None if raw is None else _load(raw)
+
+    async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
+        """Store an instrument config."""
+        self._instruments[(group, symbol)] = _dump(data)
+
+    async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
+        """An instrument config, or ``None``."""
+        raw = self._instruments.get((group, symbol))
+        return None if raw is None else _load(raw)
+
+    async def put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        """Store the latest quote."""
+        self._prices[symbol] = _dump(data)
+
+    async def get_price(self, symbol: str) -> dict[str, Any] | None:
+        """The latest quote, or ``None``."""
+        raw = self._prices.get(symbol)
+        return None if raw is None else _load(raw)
+
+    async def get_prices(self) -> dict[str, dict[str, Any]]:
+        """Every latest quote."""
+        return {symbol: _load(raw) for symbol, raw in self._prices.items()}
+
+    async def flush_all(self) -> None:
+        """Forget everything."""
+        self._accounts.clear()
+        self._orders.clear()
+        self._lifecycles.clear()
+        self._instruments.clear()
+        self._prices.clear()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the execflow database, run programmatically by ``SqlDatabase``."""

@@ -1,0 +1,504 @@
+"""RabbitMQ bus (aio-pika): durable queues, persistent messages, publisher confirms.
+
+* One robust connection (``connect_robust``); aio-pika reopens channels, re-declares
+  the queues and resumes consumers after the connection is lost. A publish interrupted
+  by a lost connection is retried once the connection is back (until
+  ``publish_timeout_s``), so a publish that returned is durable; a retried publish may
+  duplicate a message (at-least-once).
+* One confirmed channel for publishing; one channel per consumer, with its own
+  ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
+  its unacked messages to the queue.
+* Delayed retry uses per-delay TTL queues ``{queue}.delay.{ms}`` that dead-letter back
+  to ``{queue}`` through the default exchange. Delays are rounded up to one of
+  ``DELAY_BUCKETS_MS`` so the number of queues stays bounded.
+* The DLQ is an ordinary durable queue; ``Delivery.dead_letter`` publishes into it
+  (confirmed) with ``x-*`` headers, then acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from execflow.backends.bus import (
+    H_ATTEMPT,
+    H_ATTEMPTS,
+    H_DEAD_LETTERED_AT,
+    H_ERROR,
+    H_MESSAGE_ID,
+    H_ORIGINAL_QUEUE,
+    H_REASON,
+    Delivery,
+    Handler,
+    Message,
+    OutgoingMessage,
+    QueueNames,
+    attempt_of,
+)
+from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
+from execflow.errors import BusError
+from execflow.logs.masking import mask_url
+
+__all__ = ["DELAY_BUCKETS_MS", "RabbitMQBus", "delay_bucket_ms"]
+
+log = logging.getLogger("execflow.backends.rabbitmq")
+
+DELAY_BUCKETS_MS: tuple[int, ...] = (
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    900_000,
+)
+
+# Errors after which a publish is retried on the restored connection.
+_RETRYABLE = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
+
+
+def delay_bucket_ms(delay_s: float) -> int:
+    """The smallest bucket >= ``delay_s`` (the largest bucket for longer delays)."""
+    wanted = max(0.0, delay_s) * 1000.0
+    for bucket in DELAY_BUCKETS_MS:
+        if bucket >= wanted:
+            return bucket
+    return DELAY_BUCKETS_MS[-1]
+
+
+def _header_text(value: Any) -> str | None:
+    """AMQP header values as text; nested tables and arrays (e.g. ``x-death``) are dropped."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return None
+
+
+class _RabbitDelivery:
+    """An ``IncomingMessage`` behind the ``Delivery`` port."""
+
+    def __init__(self, bus: RabbitMQBus, queue: str, incoming: AbstractIncomingMessage) -> None:
+        self._bus = bus
+        self._incoming = incoming
+        self.settled = False
+        headers: dict[str, str] = {}
+        for key, value in (incoming.headers or {}).items():
+            text = _header_text(value)
+            if text is not None:
+                headers[key] = text
+        message_id = incoming.message_id or headers.get(H_MESSAGE_ID) or ""
+        headers.setdefault(H_MESSAGE_ID, message_id)
+        self.message = Message(
+            body=incoming.body,
+            headers=headers,
+            message_id=message_id,
+            queue=queue,
+            attempt=attempt_of(headers),
+            redelivered=bool(incoming.redelivered),
+        )
+
+    def _claim(self) -> None:
+        if self.settled:
+            raise BusError("delivery already settled", message_id=self.message.message_id)
+        self.settled = True
+
+    async def ack(self) -> None:
+        """Acknowledge on the channel the message came from."""
+        self._claim()
+        try:
+            await self._incoming.ack()
+        except Exception as exc:
+            raise BusError(
+                "ack failed; the broker will deliver the message again",
+                queue=self.message.queue,
+                message_id=self.message.message_id,
+            ) from exc
+
+    async def nack(self, requeue: bool = True) -> None:
+        """Reject, requeued or dropped."""
+        self._claim()
+        try:
+            await self._incoming.nack(requeue=requeue)
+        except Exception as exc:
+            raise BusError(
+                "nack failed; the broker will deliver the message again",
+                queue=self.message.queue,
+                message_id=self.message.message_id,
+            ) from exc
+
+    async def retry_later(self, delay_s: float, headers: Mapping[str, str] | None = None) -> None:
+        """Publish a copy (attempt + 1) through the delay queue, confirmed; then ack."""
+        if self.settled:
+            raise BusError("delivery already settled", message_id=self.message.message_id)
+        new_headers = {**self.message.headers, **(headers or {})}
+        new_headers[H_ATTEMPT] = str(self.message.attempt + 1)
+        delay_queue = await self._bus._declare_delay_queue(self.message.queue, delay_s)
+        await self._bus.publish(
+            delay_queue, self.message.body, new_headers, self.message.message_id
+        )
+        await self.ack()
+
+    async def dead_letter(self, reason: str, error: str | None = None) -> None:
+        """Publish to the DLQ with ``x-*`` headers, confirmed; then ack."""
+        if self.settled:
+            raise BusError("delivery already settled", message_id=self.message.message_id)
+        headers = dict(self.message.headers)
+        headers[H_REASON] = reason
+        if error is not None:
+            headers[H_ERROR] = error
+        headers[H_ORIGINAL_QUEUE] = self.message.queue
+        headers[H_ATTEMPTS] = str(self.message.attempt)
+        headers[H_DEAD_LETTERED_AT] = self._bus.clock.now().isoformat()
+        await self._bus.publish(
+            self._bus.dlq_name, self.message.body, headers, self.message.message_id
+        )
+        await self.ack()
+
+
+class _RabbitConsumer:
+    """One consumer on its own channel; closing the channel requeues its unacked messages."""
+
+    def __init__(
+        self, bus: RabbitMQBus, queue_name: str, handler: Handler, channel: AbstractRobustChannel
+    ) -> None:
+        self._bus = bus
+        self.queue_name = queue_name
+        self._handler = handler
+        self._channel = channel
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopped = False
+
+    async def start(self) -> None:
+        self._queue = await self._channel.declare_queue(self.queue_name, durable=True)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        delivery = _RabbitDelivery(self._bus, self.queue_name, incoming)
+        try:
+            await self._handler(delivery)
+            if delivery.settled:
+                return
+            log.error(
+                "handler returned without settling the delivery; requeued",
+                extra={"queue": self.queue_name, "message_id": delivery.message.message_id},
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.error(
+                "handler raised; message returned to its queue",
+                extra={"queue": self.queue_name, "message_id": delivery.message.message_id},
+                exc_info=True,
+            )
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+        # Pause before the redelivery so a crashing handler does not spin.
+        await asyncio.sleep(self._bus.crash_requeue_delay_s)
+        if not delivery.settled:
+            try:
+                await delivery.nack(requeue=True)
+            except BusError:
+                log.warning(
+                    "requeue failed; the broker redelivers on channel close",
+                    extra={"queue": self.queue_name},
+                )
+
+    async def stop(self, drain_timeout_s: float = 0.0) -> None:
+        """Cancel the subscription, drain, then close the channel (unacked → requeued)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._bus._consumers.discard(self)
+        if self._queue is not None and self._tag is not None and not self._channel.is_closed:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:
+                log.warning("basic.cancel failed", extra={"queue": self.queue_name}, exc_info=True)
+        if self._tasks and drain_timeout_s > 0:
+            await asyncio.wait(set(self._tasks), timeout=drain_timeout_s)
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if not self._channel.is_closed:
+            await self._channel.close()
+
+
+class RabbitMQBus:
+    """The ``Bus`` port on RabbitMQ."""
+
+    def __init__(
+        self,
+        url: str,
+        names: QueueNames | None = None,
+        prefetch: int = 64,
+        heartbeat_s: int = 10,
+        connection_name: str = "execflow",
+        publish_timeout_s: float = 30.0,
+        reconnect_interval_s: float = 1.0,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        crash_requeue_delay_s: float = 1.0,
+    ) -> None:
+        self._url = url
+        self._names = names or QueueNames()
+        self.default_prefetch = prefetch
+        self._heartbeat_s = heartbeat_s
+        self.connection_name = connection_name
+        self._publish_timeout_s = publish_timeout_s
+        self._reconnect_interval_s = reconnect_interval_s
+        self.clock: Clock = clock or SystemClock()
+        self._ids: IdGenerator = ids or UuidIds()
+        self.crash_requeue_delay_s = crash_requeue_delay_s
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._declared: set[str] = set()
+        self._declare_lock = asyncio.Lock()
+        self._consumers: set[_RabbitConsumer] = set()
+
+    # -- Bus port -----------------------------------------------------------------------
+
+    @property
+    def queues(self) -> QueueNames:
+        """The queue names of this bus."""
+        return self._names
+
+    @property
+    def dlq_name(self) -> str:
+        """The dead-letter queue."""
+        return self._names.dlq
+
+    @property
+    def declared_queues(self) -> frozenset[str]:
+        """Every queue this bus declared (delay queues included)."""
+        return frozenset(self._declared)
+
+    async def connect(self) -> None:
+        """Open the robust connection and the confirmed publishing channel; declare the DLQ."""
+        if self._connection is not None:
+            return
+        log.info(
+            "connecting to RabbitMQ",
+            extra={"url": mask_url(self._url), "connection_name": self.connection_name},
+        )
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._url,
+                heartbeat=self._heartbeat_s,
+                reconnect_interval=self._reconnect_interval_s,
+                client_properties={"connection_name": self.connection_name},
+            )
+            self._channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+        except Exception as exc:
+            self._connection = None
+            raise BusError(
+                "cannot connect to RabbitMQ", url=mask_url(self._url), error=repr(exc)
+            ) from exc
+        await self.declare(self.dlq_name)
+
+    async def close(self) -> None:
+        """Stop consumers (their unacked messages are requeued), then close the connection."""
+        for consumer in list(self._consumers):
+            await consumer.stop()
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None
+        self._declared.clear()
+
+    async def declare(self, queue: str) -> None:
+        """Declare a durable queue (remembered for re-declaration after a reconnect)."""
+        await self._declare(queue, None)
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Publish persistently; return once the broker confirmed it."""
+        message = self._build(body, headers, message_id)
+        await self._declare(queue, None)
+        await self._confirmed(queue, [message])
+        return str(message.message_id)
+
+    async def publish_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Publish several messages and wait for all their confirms."""
+        built = [self._build(m.body, m.headers, m.message_id) for m in messages]
+        await self._declare(queue, None)
+        await self._confirmed(queue, built)
+        return [str(m.message_id) for m in built]
+
+    async def consume(
+        self, queue: str, handler: Handler, prefetch: int | None = None
+    ) -> _RabbitConsumer:
+        """Start a consumer on its own channel with ``basic_qos(prefetch)``."""
+        connection = self._require_connection()
+        limit = prefetch if prefetch is not None else self.default_prefetch
+        if limit < 1:
+            raise ValueError("prefetch must be >= 1")
+        await self.declare(queue)
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=limit)
+        except Exception as exc:
+            raise BusError("cannot open a consumer channel", queue=queue) from exc
+        consumer = _RabbitConsumer(self, queue, handler, channel)
+        await consumer.start()
+        self._consumers.add(consumer)
+        return consumer
+
+    async def get(self, queue: str) -> Delivery | None:
+        """``basic.get`` with manual ack on the publishing channel."""
+        channel = self._require_channel()
+        try:
+            q = await channel.get_queue(queue, ensure=False)
+            incoming = await q.get(no_ack=False, fail=False)
+        except Exception as exc:
+            raise BusError("basic.get failed", queue=queue) from exc
+        return None if incoming is None else _RabbitDelivery(self, queue, incoming)
+
+    async def queue_depth(self, queue: str) -> int:
+        """Ready messages, as the broker counts them."""
+        count, _ = await self._counts(queue)
+        return count
+
+    async def consumer_count(self, queue: str) -> int:
+        """Consumers attached, as the broker counts them."""
+        _, consumers = await self._counts(queue)
+        return consumers
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise BusError("bus is not connected; call connect() first")
+        return self._connection
+
+    def _require_channel(self) -> AbstractRobustChannel:
+        if self._channel is None:
+            raise BusError("bus is not connected; call connect() first")
+        return self._channel
+
+    def _build(
+        self, body: bytes, headers: Mapping[str, str] | None, message_id: str | None
+    ) -> aio_pika.Message:
+        merged = dict(headers or {})
+        mid = message_id or merged.get(H_MESSAGE_ID) or self._ids.new_id()
+        merged[H_MESSAGE_ID] = mid
+        merged.setdefault(H_ATTEMPT, "1")
+        return aio_pika.Message(
+            body=bytes(body),
+            headers=dict(merged),
+            message_id=mid,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+    async def _confirmed(self, queue: str, messages: Sequence[aio_pika.Message]) -> None:
+        """Publish and wait for every confirm; retry on a lost connection until the deadline."""
+        channel = self._require_channel()
+        todo = list(messages)
+        delay_s = 0.1
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                while todo:
+                    results = await asyncio.gather(
+                        *(
+                            channel.default_exchange.publish(m, routing_key=queue, mandatory=True)
+                            for m in todo
+                        ),
+                        return_exceptions=True,
+                    )
+                    failed = []
+                    for message, result in zip(todo, results, strict=True):
+                        if isinstance(result, _RETRYABLE):
+                            failed.append(message)
+                        elif isinstance(result, BaseException):
+                            raise BusError(
+                                "publish refused by the broker", queue=queue, error=repr(result)
+                            ) from result
+                    if failed:
+                        log.warning(
+                            "publish interrupted; retrying on the restored connection",
+                            extra={"queue": queue, "messages": len(failed)},
+                        )
+                        await asyncio.sleep(delay_s)
+                        delay_s = min(delay_s * 2, 2.0)
+                    todo = failed
+        except TimeoutError as exc:
+            raise BusError(
+                "publish not confirmed in time",
+                queue=queue,
+                timeout_s=self._publish_timeout_s,
+                unconfirmed=len(todo),
+            ) from exc
+
+    async def _declare(self, queue: str, arguments: dict[str, Any] | None) -> None:
+        if queue in self._declared:
+            return
+        channel = self._require_channel()
+        async with self._declare_lock:
+            if queue in self._declared:
+                return
+            try:
+                await channel.declare_queue(queue, durable=True, arguments=arguments)
+            except Exception as exc:
+                raise BusError("queue declaration failed", queue=queue, error=repr(exc)) from exc
+            self._declared.add(queue)
+
+    async def _declare_delay_queue(self, queue: str, delay_s: float) -> str:
+        bucket = delay_bucket_ms(delay_s)
+        name = f"{queue}.delay.{bucket}"
+        await self._declare(
+            name,
+            {
+                "x-message-ttl": bucket,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+            },
+        )
+        return name
+
+    async def _counts(self, queue: str) -> tuple[int, int]:
+        channel = self._require_channel()
+        await self.declare(queue)
+        try:
+            declared = await channel.declare_queue(queue, durable=True, robust=False)
+        except Exception as exc:
+            raise BusError("queue inspection failed", queue=queue) from exc
+        result = declared.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)

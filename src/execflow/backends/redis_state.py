@@ -1,0 +1,348 @@
+"""Redis state store (redis-py asyncio): one pool, Cluster-ready keys, Lua compare-and-set.
+
+Key layout (``ef`` is the configurable prefix; ``{...}`` is a Redis Cluster hash tag, so
+one account's keys live in one slot and a commit can touch them atomically):
+
+======================================  ==================================================
+``ef:{<account_id>}:account``           hash ``v`` (version), ``d`` (JSON document)
+``ef:{<account_id>}:order:<order_id>``  hash ``v``, ``d``
+``ef:{<account_id>}:orders``            set of the account's order ids
+``ef:lc:{<lifecycle_id>}``              JSON string, written with SET NX
+``ef:instr:{<group>}:<symbol>``         JSON string
+``ef:px``                               hash symbol -> JSON quote
+======================================  ==================================================
+
+``commit`` runs one Lua script that only compares versions and writes; all business
+logic stays in Python. Connection errors and timeouts are retried with backoff
+(``attempts``), then raised as ``StoreError``. A commit retried after a lost reply may
+report ``VersionConflict`` although the first attempt was applied; callers reload and
+find their exec_id in the ledger, so the report is skipped, never applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from execflow.backends.state import Versioned, Write, check_writes
+from execflow.errors import StoreError, VersionConflict
+from execflow.logs.masking import mask_url
+
+__all__ = ["RedisStateStore"]
+
+log = logging.getLogger("execflow.backends.redis_state")
+
+T = TypeVar("T")
+
+# KEYS: n document keys, then the account's order-id set.
+# ARGV: n, then (expected_version, json) per document, then order ids to index.
+# Returns 0 on success, or {index, actual_version} of the first mismatch (nothing written).
+_CAS_SCRIPT = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local cur = redis.call('HGET', KEYS[i], 'v')
+  local v = 0
+  if cur then v = tonumber(cur) end
+  if v ~= tonumber(ARGV[2 * i]) then
+    return {i, v}
+  end
+end
+for i = 1, n do
+  redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[2 * i]) + 1, 'd', ARGV[2 * i + 1])
+end
+if #ARGV > 2 * n + 1 then
+  redis.call('SADD', KEYS[n + 1], unpack(ARGV, 2 * n + 2))
+end
+return 0
+"""
+
+
+def _dump(data: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        raise StoreError("document is not JSON-serialisable", error=str(exc)) from exc
+
+
+def _load(raw: bytes | str) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
+
+
+class RedisStateStore:
+    """The ``StateStore`` port on Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 32,
+        timeout_s: float = 5.0,
+        key_prefix: str = "ef",
+        attempts: int = 3,
+        backoff_s: float = 0.05,
+    ) -> None:
+        self._url = url
+        self._prefix = key_prefix
+        self._attempts = max(1, attempts)
+        self._backoff_s = backoff_s
+        # Retries are ours (below), so redis-py's own are switched off.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        self._redis = aioredis.Redis(connection_pool=self._pool)
+        self._cas = self._redis.register_script(_CAS_SCRIPT)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def account_key(self, account_id: str) -> str:
+        """Key of an account document."""
+        return f"{self._prefix}:{{{account_id}}}:account"
+
+    def order_key(self, account_id: str, order_id: str) -> str:
+        """Key of an order document."""
+        return f"{self._prefix}:{{{account_id}}}:order:{order_id}"
+
+    def orders_key(self, account_id: str) -> str:
+        """Key of the set of an account's order ids."""
+        return f"{self._prefix}:{{{account_id}}}:orders"
+
+    def lifecycle_key(self, lifecycle_id: str) -> str:
+        """Key of a lifecycle record."""
+        return f"{self._prefix}:lc:{{{lifecycle_id}}}"
+
+    def instrument_key(self, group: str, symbol: str) -> str:
+        """Key of an instrument config."""
+        return f"{self._prefix}:instr:{{{group}}}:{symbol}"
+
+    @property
+    def prices_key(self) -> str:
+        """Key of the prices hash."""
+        return f"{self._prefix}:px"
+
+    # -- retries ----------------------------------------------------------------------------
+
+    async def _call(self, operation: str, do: Callable[[], Awaitable[T]]) -> T:
+        """Run ``do``; retry connection errors with backoff; map failures to ``StoreError``."""
+        delay_s = self._backoff_s
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await do()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if attempt == self._attempts:
+                    raise StoreError(
+                        f"Redis unreachable: {operation} failed after {attempt} attempts",
+                        url=mask_url(self._url),
+                        error=repr(exc),
+                    ) from exc
+                log.warning(
+                    "redis call failed; retrying",
+                    extra={"operation": operation, "attempt": attempt, "error": repr(exc)},
+                )
+                await asyncio.sleep(delay_s)
+                delay_s *= 4
+            except RedisError as exc:
+                raise StoreError(
+                    f"Redis error during {operation}", url=mask_url(self._url), error=repr(exc)
+                ) from exc
+        raise StoreError(f"{operation}: no attempt made")  # attempts >= 1; unreachable
+
+    # -- StateStore port --------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check Redis answers."""
+        await self.ping()
+        log.info("state store connected", extra={"url": mask_url(self._url)})
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._redis.aclose()
+        await self._pool.disconnect()
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` when Redis does not answer."""
+        await self._call("ping", self._redis.ping)
+
+    async def get_account(self, account_id: str) -> Versioned | None:
+        """The account document, or ``None``."""
+        return await self._get_doc("get_account", self.account_key(account_id))
+
+    async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
+        """The order document, or ``None``."""
+        return await self._get_doc("get_order", self.order_key(account_id, order_id))
+
+    async def _get_doc(self, operation: str, key: str) -> Versioned | None:
+        async def do() -> list[Any]:
+            result: list[Any] = await self._redis.hmget(key, ["v", "d"])
+            return result
+
+        version, raw = await self._call(operation, do)
+        if version is None or raw is None:
+            return None
+        return Versioned(int(version), _load(raw))
+
+    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
+        """Every order of an account, by order id."""
+
+        async def do() -> dict[str, Versioned]:
+            members = await self._redis.smembers(self.orders_key(account_id))
+            ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            if not ids:
+                return {}
+            pipe = self._redis.pipeline(transaction=False)
+            for order_id in ids:
+                pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
+            rows = await pipe.execute()
+            return {
+                oid: Versioned(int(v), _load(d))
+                for oid, (v, d) in zip(ids, rows, strict=True)
+                if v is not None and d is not None
+            }
+
+        return await self._call("list_orders", do)
+
+    async def list_accounts(self) -> list[str]:
+        """Every account id, sorted (SCAN; meant for rebuilds and admin, not hot paths)."""
+        head = f"{self._prefix}:{{"
+        tail = "}:account"
+
+        async def do() -> list[str]:
+            found = []
+            async for key in self._redis.scan_iter(match=f"{head}*{tail}", count=1000):
+                text = key.decode() if isinstance(key, bytes) else str(key)
+                found.append(text[len(head) : -len(tail)])
+            return sorted(found)
+
+        return await self._call("list_accounts", do)
+
+    async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
+        """Compare every version and write every document in one Lua call."""
+        check_writes(account_id, writes)
+        keys = [
+            self.account_key(account_id)
+            if w.kind == "account"
+            else self.order_key(account_id, w.key)
+            for w in writes
+        ]
+        keys.append(self.orders_key(account_id))
+        args: list[Any] = [len(writes)]
+        for write in writes:
+            args.extend([write.expected_version, _dump(write.data)])
+        args.extend(w.key for w in writes if w.kind == "order" and w.expected_version == 0)
+
+        async def do() -> Any:
+            return await self._cas(keys=keys, args=args)
+
+        result = await self._call("commit", do)
+        if result == 0:
+            return
+        index, actual = int(result[0]), int(result[1])
+        write = writes[index - 1]
+        raise VersionConflict(
+            f"{write.kind} changed meanwhile",
+            kind=write.kind,
+            key=write.key,
+            expected_version=write.expected_version,
+            actual_version=actual,
+        )
+
+    async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
+        """Record if absent (SET NX)."""
+        raw = _dump(data)
+
+        async def do() -> bool:
+            return bool(await self._redis.set(self.lifecycle_key(lifecycle_id), raw, nx=True))
+
+        return await self._call("put_lifecycle", do)
+
+    async def get_lifecycle(self, lifecycle_id: str) -> dict[str, Any] | None:
+        """The lifecycle record, or ``None``."""
+        return await self._get_json("get_lifecycle", self.lifecycle_key(lifecycle_id))
+
+    async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
+        """Store an instrument config."""
+        raw = _dump(data)
+
+        async def do() -> Any:
+            return await self._redis.set(self.instrument_key(group, symbol), raw)
+
+        await self._call("put_instrument", do)
+
+    async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
+        """An instrument config, or ``None``."""
+        return await self._get_json("get_instrument", self.instrument_key(group, symbol))
+
+    async def _get_json(self, operation: str, key: str) -> dict[str, Any] | None:
+        async def do() -> Any:
+            return await self._redis.get(key)
+
+        raw = await self._call(operation, do)
+        return None if raw is None else _load(raw)
+
+    async def put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        """Store the latest quote."""
+        raw = _dump(data)
+
+        async def do() -> Any:
+            return await self._redis.hset(self.prices_key, symbol, raw)
+
+        await self._call("put_price", do)
+
+    async def get_price(self, symbol: str) -> dict[str, Any] | None:
+        """The latest quote, or ``None``."""
+
+        async def do() -> Any:
+            return await self._redis.hget(self.prices_key, symbol)
+
+        raw = await self._call("get_price", do)
+        return None if raw is None else _load(raw)
+
+    async def get_prices(self) -> dict[str, dict[str, Any]]:
+        """Every latest quote."""
+
+        async def do() -> dict[Any, Any]:
+            result: dict[Any, Any] = await self._redis.hgetall(self.prices_key)
+            return result
+
+        raw = await self._call("get_prices", do)
+        return {(k.decode() if isinstance(k, bytes) else str(k)): _load(v) for k, v in raw.items()}
+
+    async def flush_all(self) -> None:
+        """Delete every key under this store's prefix (never FLUSHDB: the server is shared)."""
+
+        async def do() -> int:
+            removed = 0
+            batch: list[Any] = []
+            async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += await self._unlink(batch)
+                    batch = []
+            if batch:
+                removed += await self._unlink(batch)
+            return removed
+
+        removed = await self._call("flush_all", do)
+        log.info("state store flushed", extra={"prefix": self._prefix, "keys": removed})
+
+    async def _unlink(self, keys: list[Any]) -> int:
+        # One UNLINK per key: keys of different hash slots cannot share a command in a cluster.
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        return sum(int(n) for n in await pipe.execute())

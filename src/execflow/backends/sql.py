@@ -1,0 +1,446 @@
+"""The database on SQLAlchemy 2 async Core: SQLite (aiosqlite, WAL) or PostgreSQL (asyncpg).
+
+Schema versioning: Alembic. The revision scripts ship inside the package
+(``execflow/backends/migrations/versions``); ``connect()`` upgrades to ``head``
+programmatically, recording the revision in ``alembic_version``. The scripts are
+loaded in a worker thread (file reads), then applied on the async connection with
+``run_sync``; on PostgreSQL an advisory lock serialises processes starting together.
+
+Inserts are batched (``batch_size`` rows per statement) and idempotent:
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on both dialects, so the count of
+newly inserted events is exact and a replayed event is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from execflow.backends.database import (
+    AccountRecord,
+    DeadLetterRecord,
+    EventRecord,
+    OrderRecord,
+    StoredDeadLetter,
+    StoredEvent,
+)
+from execflow.backends.sql_tables import accounts, dead_letters, order_events, orders
+from execflow.clock import Clock, SystemClock
+from execflow.errors import DatabaseError
+from execflow.logs.masking import mask_url
+
+__all__ = ["MIGRATIONS_DIR", "SqlDatabase"]
+
+log = logging.getLogger("execflow.backends.sql")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x65786563  # "exec"
+# SQLite allows 32766 bound parameters per statement; 8 columns x 2000 rows stays below.
+_SQLITE_MAX_ROWS = 2000
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _load_scripts() -> tuple[Config, ScriptDirectory]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(config)
+    script.get_heads()  # imports every revision module now, off the event loop
+    return config, script
+
+
+def _upgrade(connection: Connection, config: Config, script: ScriptDirectory) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+
+    def steps(rev: Any, _context: Any) -> Any:
+        return script._upgrade_revs("head", rev)
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
+        env.configure(connection=connection, target_metadata=None)
+        with env.begin_transaction():
+            env.run_migrations()
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+class SqlDatabase:
+    """The ``Database`` port on SQLAlchemy async Core."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 5,
+        batch_size: int = 100,
+        clock: Clock | None = None,
+        echo: bool = False,
+    ) -> None:
+        self._url = url
+        self._dialect = make_url(url).get_backend_name()
+        if self._dialect not in {"sqlite", "postgresql"}:
+            raise DatabaseError("unsupported database", url=mask_url(url))
+        self._batch_size = max(1, batch_size)
+        if self._dialect == "sqlite":
+            self._batch_size = min(self._batch_size, _SQLITE_MAX_ROWS)
+        self._pool_size = pool_size
+        self._echo = echo
+        self.clock: Clock = clock or SystemClock()
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._dialect
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Create the engine and upgrade the schema to the latest revision."""
+        if self._engine is not None:
+            return
+        kwargs: dict[str, Any] = {"echo": self._echo, "json_serializer": _json_dumps}
+        if self._dialect == "postgresql":
+            kwargs["pool_size"] = self._pool_size
+            kwargs["pool_pre_ping"] = True
+        else:
+            await asyncio.to_thread(self._ensure_sqlite_dir)
+        engine = create_async_engine(self._url, **kwargs)
+        if self._dialect == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            config, script = await asyncio.to_thread(_load_scripts)
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade, config, script)
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            raise DatabaseError(
+                "cannot open or migrate the database", url=mask_url(self._url), error=repr(exc)
+            ) from exc
+        self._engine = engine
+        log.info(
+            "database ready",
+            extra={"url": mask_url(self._url), "schema_version": await self.schema_version()},
+        )
+
+    def _ensure_sqlite_dir(self) -> None:
+        database = make_url(self._url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        """Dispose of the pool."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def _require(self) -> AsyncEngine:
+        if self._engine is None:
+            raise DatabaseError("database is not connected; call connect() first")
+        return self._engine
+
+    async def schema_version(self) -> str | None:
+        """The applied Alembic revision."""
+        async with self._require().connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def insert_events(self, events: Sequence[EventRecord]) -> int:
+        """Append in batches, skipping known event ids; return how many were new."""
+        if not events:
+            return 0
+        now = self.clock.now()
+        rows = [
+            {
+                "event_id": e.event_id,
+                "order_id": e.order_id,
+                "account_id": e.account_id,
+                "exec_id": e.exec_id,
+                "kind": e.kind,
+                "payload": e.payload,
+                "created_at": e.created_at or now,
+            }
+            for e in events
+        ]
+        inserted = 0
+        try:
+            async with self._require().begin() as conn:
+                for start in range(0, len(rows), self._batch_size):
+                    chunk = rows[start : start + self._batch_size]
+                    stmt = (
+                        self._insert(order_events)
+                        .values(chunk)
+                        .on_conflict_do_nothing(index_elements=["event_id"])
+                        .returning(order_events.c.event_id)
+                    )
+                    result = await conn.execute(stmt)
+                    inserted += len(result.fetchall())
+        except SQLAlchemyError as exc:
+            raise DatabaseError("event insert failed", events=len(rows), error=repr(exc)) from exc
+        return inserted
+
+    async def iter_events(
+        self, after_seq: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after ``after_seq``, in insertion order, one batch per query."""
+        cursor = after_seq
+        while True:
+            stmt = (
+                sa.select(order_events)
+                .where(order_events.c.seq > cursor)
+                .order_by(order_events.c.seq)
+                .limit(batch_size)
+            )
+            batch = await self._fetch_events(stmt)
+            for event in batch:
+                yield event
+            if len(batch) < batch_size:
+                return
+            cursor = batch[-1].seq
+
+    async def events_for_order(self, order_id: str) -> list[StoredEvent]:
+        """One order's events, in insertion order."""
+        stmt = (
+            sa.select(order_events)
+            .where(order_events.c.order_id == order_id)
+            .order_by(order_events.c.seq)
+        )
+        return await self._fetch_events(stmt)
+
+    async def count_events(self) -> int:
+        """How many events are stored."""
+        rows = await self._fetch(sa.select(sa.func.count()).select_from(order_events))
+        return int(rows[0][0])
+
+    async def _fetch_events(self, stmt: Any) -> list[StoredEvent]:
+        return [
+            StoredEvent(
+                seq=int(r.seq),
+                event_id=r.event_id,
+                order_id=r.order_id,
+                account_id=r.account_id,
+                kind=r.kind,
+                payload=r.payload,
+                exec_id=r.exec_id,
+                created_at=_utc(r.created_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+    async def _fetch(self, stmt: Any) -> list[Any]:
+        try:
+            async with self._require().connect() as conn:
+                result = await conn.execute(stmt)
+                return list(result.fetchall())
+        except SQLAlchemyError as exc:
+            raise DatabaseError("query failed", error=repr(exc)) from exc
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def upsert_orders(self, records: Sequence[OrderRecord]) -> int:
+        """Insert or replace order snapshots with a newer version."""
+        latest: dict[str, OrderRecord] = {}
+        for record in records:
+            if record.order_id not in latest or latest[record.order_id].version < record.version:
+                latest[record.order_id] = record
+        now = self.clock.now()
+        rows = [
+            {
+                "order_id": r.order_id,
+                "account_id": r.account_id,
+                "status": r.status,
+                "version": r.version,
+                "data": r.data,
+                "updated_at": r.updated_at or now,
+            }
+            for r in latest.values()
+        ]
+        return await self._upsert(orders, orders.c.order_id, rows)
+
+    async def upsert_accounts(self, records: Sequence[AccountRecord]) -> int:
+        """Insert or replace account snapshots with a newer version."""
+        latest: dict[str, AccountRecord] = {}
+        for record in records:
+            if (
+                record.account_id not in latest
+                or latest[record.account_id].version < record.version
+            ):
+                latest[record.account_id] = record
+        now = self.clock.now()
+        rows = [
+            {
+                "account_id": r.account_id,
+                "version": r.version,
+                "data": r.data,
+                "updated_at": r.updated_at or now,
+            }
+            for r in latest.values()
+        ]
+        return await self._upsert(accounts, accounts.c.account_id, rows)
+
+    async def _upsert(
+        self, table: sa.Table, key: sa.Column[Any], rows: list[dict[str, Any]]
+    ) -> int:
+        if not rows:
+            return 0
+        changed = 0
+        try:
+            async with self._require().begin() as conn:
+                for start in range(0, len(rows), self._batch_size):
+                    stmt = self._insert(table).values(rows[start : start + self._batch_size])
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=[key.name],
+                        set_={c.name: stmt.excluded[c.name] for c in table.columns if c is not key},
+                        where=table.c.version < stmt.excluded.version,
+                    ).returning(key)
+                    result = await conn.execute(stmt)
+                    changed += len(result.fetchall())
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                f"{table.name} upsert failed", rows=len(rows), error=repr(exc)
+            ) from exc
+        return changed
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        """One order snapshot, or ``None``."""
+        found = await self._orders(sa.select(orders).where(orders.c.order_id == order_id))
+        return found[0] if found else None
+
+    async def list_orders(self, account_id: str | None = None) -> list[OrderRecord]:
+        """Order snapshots, by order id."""
+        stmt = sa.select(orders).order_by(orders.c.order_id)
+        if account_id is not None:
+            stmt = stmt.where(orders.c.account_id == account_id)
+        return await self._orders(stmt)
+
+    async def _orders(self, stmt: Any) -> list[OrderRecord]:
+        return [
+            OrderRecord(
+                order_id=r.order_id,
+                account_id=r.account_id,
+                status=r.status,
+                version=int(r.version),
+                data=r.data,
+                updated_at=_utc(r.updated_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        """One account snapshot, or ``None``."""
+        found = await self._accounts(sa.select(accounts).where(accounts.c.account_id == account_id))
+        return found[0] if found else None
+
+    async def list_accounts(self) -> list[AccountRecord]:
+        """Every account snapshot, by account id."""
+        return await self._accounts(sa.select(accounts).order_by(accounts.c.account_id))
+
+    async def _accounts(self, stmt: Any) -> list[AccountRecord]:
+        return [
+            AccountRecord(
+                account_id=r.account_id,
+                version=int(r.version),
+                data=r.data,
+                updated_at=_utc(r.updated_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    async def insert_dead_letter(self, record: DeadLetterRecord) -> int:
+        """Keep a dead letter; return its id."""
+        stmt = (
+            sa.insert(dead_letters)
+            .values(
+                queue=record.queue,
+                reason=record.reason,
+                error=record.error,
+                body=record.body,
+                headers=dict(record.headers),
+                attempts=record.attempts,
+                created_at=record.created_at or self.clock.now(),
+            )
+            .returning(dead_letters.c.id)
+        )
+        try:
+            async with self._require().begin() as conn:
+                result = await conn.execute(stmt)
+                return int(result.scalar_one())
+        except SQLAlchemyError as exc:
+            raise DatabaseError("dead letter insert failed", error=repr(exc)) from exc
+
+    async def list_dead_letters(
+        self, include_replayed: bool = False, limit: int = 100
+    ) -> list[StoredDeadLetter]:
+        """Dead letters, oldest first."""
+        stmt = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+        if not include_replayed:
+            stmt = stmt.where(dead_letters.c.replayed_at.is_(None))
+        return [
+            StoredDeadLetter(
+                id=int(r.id),
+                queue=r.queue,
+                reason=r.reason,
+                error=r.error,
+                body=bytes(r.body),
+                headers=dict(r.headers),
+                attempts=int(r.attempts),
+                created_at=_utc(r.created_at),
+                replayed_at=None if r.replayed_at is None else _utc(r.replayed_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+    async def mark_replayed(self, dead_letter_id: int) -> bool:
+        """Set ``replayed_at``; ``False`` when unknown or already replayed."""
+        stmt = (
+            sa.update(dead_letters)
+            .where(dead_letters.c.id == dead_letter_id, dead_letters.c.replayed_at.is_(None))
+            .values(replayed_at=self.clock.now())
+            .returning(dead_letters.c.id)
+        )
+        try:
+            async with self._require().begin() as conn:
+                result = await conn.execute(stmt)
+                return result.first() is not None
+        except SQLAlchemyError as exc:
+            raise DatabaseError("mark_replayed failed", error=repr(exc)) from exc
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers run beside the writer; a busy writer is waited for, not failed."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

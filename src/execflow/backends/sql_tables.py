@@ -1,0 +1,62 @@
+"""SQLAlchemy Core tables of the execflow database (mirror of the Alembic migrations)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = ["accounts", "dead_letters", "metadata", "order_events", "orders"]
+
+_JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TS = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("data", _JSON, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("order_id", sa.String(128), primary_key=True),
+    sa.Column("account_id", sa.String(128), nullable=False, index=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("data", _JSON, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# Append-only. ``seq`` is the insertion order; ``event_id`` is the idempotency key.
+order_events = sa.Table(
+    "order_events",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(128), nullable=False, index=True),
+    sa.Column("account_id", sa.String(128), nullable=False),
+    sa.Column("exec_id", sa.String(128), nullable=True, index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", _JSON, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+    sa.Column("headers", _JSON, nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("replayed_at", _TS, nullable=True),
+)
