@@ -1,0 +1,271 @@
+"""One log file on disk: appends whole lines, rotates by size, survives faults.
+
+Used only by the background writer thread (and, briefly, by the gzip job through
+``guard``). The size is tracked in memory, so the hot path never stats the file.
+
+Shared files (written by several processes) are written under an ``fcntl.flock`` on a
+side lock file: under the lock the process re-reads the real size (another process may
+have appended or rotated), appends with one ``os.write`` on an ``O_APPEND`` descriptor
+and rotates when full. So no line is lost, split, interleaved or duplicated, and each
+retained file stays at its max size.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from execflow.logs.catalog import ResolvedFile
+from execflow.logs.failures import FailureReporter, WriterCounters
+
+__all__ = ["DIR_MODE", "FILE_MODE", "RotatingFile", "backup_path", "ensure_dir"]
+
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+RotatedHook = Callable[["RotatingFile", int], None]
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (mode 0750) and its parents when missing."""
+    if not path.is_dir():
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask; the contract is 0750.
+        os.chmod(path, DIR_MODE)
+
+
+def backup_path(path: Path, number: int, gz: bool = False) -> Path:
+    """``name.log.N`` or ``name.log.N.gz``."""
+    return path.with_name(f"{path.name}.{number}{'.gz' if gz else ''}")
+
+
+class RotatingFile:
+    """An append-only file with size rotation to ``.1`` ... ``.N`` (or ``.N.gz``)."""
+
+    def __init__(
+        self,
+        resolved: ResolvedFile,
+        counters: WriterCounters,
+        failures: FailureReporter,
+        on_rotated: RotatedHook | None = None,
+    ) -> None:
+        self.path = resolved.path
+        self.max_bytes = resolved.max_bytes
+        self.backups = resolved.backups
+        self.shared = resolved.spec.shared
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._counters = counters
+        self._failures = failures
+        self._on_rotated = on_rotated
+        self._fd: int | None = None
+        self._ident: tuple[int, int] = (0, 0)
+        self._lock_fd: int | None = None
+        self._thread_lock = threading.Lock()
+        self.size = 0
+
+    # -- opening ---------------------------------------------------------------------------
+    def open(self) -> bool:
+        """Open (creating dir and file as needed); False, counted and reported, on failure."""
+        self._close_fd()
+        try:
+            ensure_dir(self.path.parent)
+            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        except OSError as exc:
+            self._failures.failed(str(self.path), exc)
+            return False
+        st = os.fstat(fd)
+        if st.st_size == 0 and st.st_mode & 0o777 != FILE_MODE:
+            # Another user's file keeps the mode they chose.
+            with suppress(OSError):
+                os.fchmod(fd, FILE_MODE)
+        self._fd = fd
+        self._ident = (st.st_dev, st.st_ino)
+        self.size = st.st_size
+        return True
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            # Nothing can be lost here: writes are unbuffered os.write calls.
+            with suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        """Close the file and the lock file."""
+        with self._thread_lock:
+            self._close_fd()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def check_path(self) -> None:
+        """Reopen when the path no longer names our file (deleted, replaced, rotated away)."""
+        if self.shared:
+            return  # checked under the lock before every write
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self.open()
+            return
+        if (st.st_dev, st.st_ino) != self._ident:
+            self.open()
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Append ``lines`` (each ending in ``\\n``), rotating between lines when full."""
+        if self.shared:
+            with self.guard():
+                if self._sync_shared():
+                    self._write_split(lines)
+                else:
+                    self._counters.dropped += len(lines)
+            return
+        if self._fd is None and not self.open():
+            self._counters.dropped += len(lines)
+            return
+        self._write_split(lines)
+
+    def _write_split(self, lines: list[bytes]) -> None:
+        total = 0
+        for line in lines:
+            total += len(line)
+        if self.size + total <= self.max_bytes:
+            self._write(lines, total)
+            return
+        batch: list[bytes] = []
+        batch_bytes = 0
+        for line in lines:
+            size = len(line)
+            filled = self.size + batch_bytes
+            if filled + size > self.max_bytes and filled > 0:
+                if batch:
+                    self._write(batch, batch_bytes)
+                    batch, batch_bytes = [], 0
+                self._rotate()
+            batch.append(line)
+            batch_bytes += size
+        if batch:
+            self._write(batch, batch_bytes)
+
+    def _write(self, batch: list[bytes], batch_bytes: int) -> None:
+        if self._fd is None and not self.open():
+            self._counters.dropped += len(batch)
+            return
+        fd = self._fd
+        if fd is None:  # open() succeeded, so this cannot happen; keeps mypy honest
+            return
+        data = b"".join(batch) if len(batch) > 1 else batch[0]
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < batch_bytes:
+                written += os.write(fd, view[written:])
+        except OSError as exc:
+            self.size += written
+            lost = len(batch) - data.count(b"\n", 0, written)
+            self._failures.failed(str(self.path), exc, lines_lost=lost)
+            self._counters.lines += len(batch) - lost
+            self._counters.bytes += written
+            if exc.errno not in (errno.EFBIG, errno.ENOSPC):  # disk full: keep the fd, retry
+                self._close_fd()
+            return
+        self.size += batch_bytes
+        self._counters.lines += len(batch)
+        self._counters.bytes += batch_bytes
+        self._failures.recovered(str(self.path))
+
+    # -- rotation ----------------------------------------------------------------------------
+    def _rotate(self) -> None:
+        if self.shared:
+            self._rotate_locked()
+            return
+        with self._thread_lock:
+            self._rotate_locked()
+
+    def _rotate_locked(self) -> None:
+        old_ino = self._ident[1]
+        try:
+            if self.backups > 0:
+                self._shift_backups()
+                os.rename(self.path, backup_path(self.path, 1))
+            else:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass  # removed under us: nothing to keep, start a new file
+        except OSError as exc:
+            self._failures.failed(str(self.path), exc)
+            return
+        self._counters.rotations += 1
+        self.open()
+        if self.backups > 0 and self._on_rotated is not None:
+            self._on_rotated(self, old_ino)
+
+    def _shift_backups(self) -> None:
+        # Missing numbers are normal (fewer backups than the limit so far).
+        for gz in (False, True):
+            with suppress(FileNotFoundError):
+                os.unlink(backup_path(self.path, self.backups, gz))
+        for number in range(self.backups - 1, 0, -1):
+            for gz in (False, True):
+                with suppress(FileNotFoundError):
+                    os.rename(
+                        backup_path(self.path, number, gz), backup_path(self.path, number + 1, gz)
+                    )
+
+    # -- cross-process coordination -----------------------------------------------------------
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Exclusive access to the file's names: this thread, and all processes if shared."""
+        with self._thread_lock:
+            if not self.shared:
+                yield
+                return
+            lock_fd = self._acquire_flock()
+            try:
+                yield
+            finally:
+                if lock_fd is not None:
+                    fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _acquire_flock(self) -> int | None:
+        # The lock file may be deleted with its directory; a lock on an unlinked file
+        # excludes nobody, so after locking check that the path is still our lock file.
+        for _ in range(5):
+            try:
+                if self._lock_fd is None:
+                    ensure_dir(self.lock_path.parent)
+                    self._lock_fd = os.open(
+                        self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
+                    )
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                held = os.fstat(self._lock_fd)
+                now = os.stat(self.lock_path)
+            except FileNotFoundError:
+                now = None
+                held = None
+            except OSError as exc:
+                self._failures.failed(str(self.lock_path), exc)
+                return None
+            if now is not None and held is not None and now.st_ino == held.st_ino:
+                return self._lock_fd
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing releases the stale lock too
+                self._lock_fd = None
+        return None
+
+    def _sync_shared(self) -> bool:
+        """Under the lock: follow another process's rotation and learn the real size."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self.open()
+        if self._fd is None or (st.st_dev, st.st_ino) != self._ident:
+            return self.open()
+        self.size = st.st_size
+        return True

@@ -1,0 +1,231 @@
+"""Turn one event into one line, text or JSON, per docs/log-format.md.
+
+Built for the hot path: per-key decisions (safe spelling, secret or not) are cached, the
+timestamp prefix is recomputed once a second, and common value types skip every check
+they do not need. Every value goes through masking; no value can forge a line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from execflow.logs.masking import MASK, is_secret_key, mask_url
+
+__all__ = [
+    "LEVEL_NAMES",
+    "Timestamper",
+    "json_line",
+    "quote",
+    "safe_name",
+    "text_fields",
+    "text_value",
+]
+
+LEVEL_NAMES: Mapping[int, str] = {
+    10: "DEBUG",
+    20: "INFO",
+    30: "WARNING",
+    40: "ERROR",
+    50: "CRITICAL",
+}
+
+# A bare value must not contain these: space, quote, '=', backslash, C0/C1 controls,
+# DEL, the Unicode line separators and lone surrogates (which cannot be encoded).
+_UNSAFE = re.compile('[\x00-\x20"=\\\\\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+# orjson leaves these unescaped inside a JSON string; escape them too so no reader that
+# splits on Unicode line boundaries (str.splitlines) can be fooled.
+_EXTRA_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029]")
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_.]")
+_MAX_CACHE = 4096
+
+# key -> (" key=", is_secret); bounded so free-form keys cannot grow memory forever.
+_KEYS: dict[str, tuple[str, bool]] = {}
+_NAMES: dict[str, str] = {}
+
+# JSON lines use Elastic-Common-Schema names for these fields.
+_JSON_RENAME: Mapping[str, str] = {
+    "trace_id": "trace.id",
+    "error_type": "error.type",
+    "error": "error.message",
+    "traceback": "error.stack_trace",
+}
+
+
+class Timestamper:
+    """``2026-11-29T12:47:00.123456Z`` for now; the part up to the second is cached."""
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        """The current UTC time with microseconds."""
+        ns = time.time_ns()
+        sec = ns // 1_000_000_000
+        cached = self._cached
+        if cached[0] != sec:
+            # One tuple assignment, so a concurrent thread sees either the old or the new pair.
+            cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+            self._cached = cached
+        return f"{cached[1]}{(ns // 1000) % 1_000_000:06d}Z"
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9_.:-]`` replaced by ``_``."""
+    cached = _NAMES.get(name)
+    if cached is None:
+        cached = re.sub(r"[^A-Za-z0-9_.:\-]", "_", name) or "_"
+        if len(_NAMES) < _MAX_CACHE:
+            _NAMES[name] = cached
+    return cached
+
+
+def _key_entry(key: str) -> tuple[str, bool]:
+    entry = _KEYS.get(key)
+    if entry is None:
+        spelled = _KEY_BAD.sub("_", key) or "_"
+        if not (spelled[0].isalpha() or spelled[0] == "_"):
+            spelled = "_" + spelled
+        entry = (f" {spelled}=", is_secret_key(key))
+        if len(_KEYS) < _MAX_CACHE:
+            _KEYS[key] = entry
+    return entry
+
+
+def quote(text: str) -> str:
+    """``text`` as a JSON string literal with every control character escaped."""
+    try:
+        quoted = orjson.dumps(text).decode()
+    except orjson.JSONEncodeError:
+        # Lone surrogates: the stdlib encoder escapes them as \udXXX instead of failing.
+        return json.dumps(text, ensure_ascii=True)
+    if _EXTRA_ESCAPE.search(quoted) is not None:
+        quoted = _EXTRA_ESCAPE.sub(lambda m: f"\\u{ord(m[0]):04x}", quoted)
+    return quoted
+
+
+def _mask_nested(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, Mapping):
+        return {
+            str(k): MASK if is_secret_key(str(k)) else _mask_nested(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_nested(v) for v in value]
+    return value
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return orjson.dumps(_mask_nested(value), default=str).decode()
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return str(value)
+
+
+def text_value(value: Any) -> str:
+    """One value as written after ``key=``: bare when safe, else a JSON string literal."""
+    kind = type(value)
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is float:
+        return repr(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    text = value if kind is str else _stringify(value)
+    if "://" in text:
+        text = mask_url(text)
+    if text and _UNSAFE.search(text) is None:
+        return text
+    return quote(text)
+
+
+def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """`` key=value`` for every field, then the context's fields not given, ``trace_id`` last."""
+    parts: list[str] = []
+    append = parts.append
+    for key, value in fields.items():
+        prefix, secret = _KEYS.get(key) or _key_entry(key)
+        append(prefix + (MASK if secret else text_value(value)))
+    if context:
+        trace_id = None
+        for key, value in context.items():
+            if key in fields:
+                continue
+            if key == "trace_id":
+                trace_id = value
+                continue
+            prefix, secret = _KEYS.get(key) or _key_entry(key)
+            append(prefix + (MASK if secret else text_value(value)))
+        if trace_id is not None:
+            append(" trace_id=" + text_value(trace_id))
+    return "".join(parts)
+
+
+def _json_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return mask_url(value) if "://" in value else value
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return _mask_nested(value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal | Enum | BaseException):
+        return _stringify(value)
+    return str(value)
+
+
+def json_line(
+    timestamp: str,
+    level: str,
+    logger: str,
+    tag: str,
+    fields: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> bytes:
+    """One JSON object with ECS names, then ``\\n``; Decimals become strings."""
+    obj: dict[str, Any] = {
+        "@timestamp": timestamp,
+        "log.level": level,
+        "log.logger": logger,
+        "event.action": tag,
+    }
+    trace_id = fields.get("trace_id", context.get("trace_id"))
+    if trace_id is not None:
+        obj["trace.id"] = _json_value(trace_id)
+    for source in (fields, context):
+        for key, value in source.items():
+            if key == "trace_id" or (source is context and key in fields):
+                continue
+            prefix, secret = _KEYS.get(key) or _key_entry(key)
+            name = _JSON_RENAME.get(key) or prefix[1:-1]
+            obj[name] = MASK if secret else _json_value(value)
+    try:
+        return orjson.dumps(obj, default=_json_default) + b"\n"
+    except (orjson.JSONEncodeError, TypeError):
+        # Integers beyond 64 bits or odd str subclasses: fall back to strings, still one line.
+        safe = {k: v if isinstance(v, str) else _stringify(v) for k, v in obj.items()}
+        return json.dumps(safe, ensure_ascii=True).encode() + b"\n"

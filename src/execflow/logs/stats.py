@@ -1,0 +1,145 @@
+"""Per-component statistics: outcome counters, own counters, processing-time percentiles.
+
+Pure bookkeeping (no I/O): the event logger writes the ``STATS`` line when ``due()``
+says so, and the metrics/health module and the demo summary read ``snapshot()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from execflow.clock import Clock, SystemClock
+
+__all__ = ["COMMON_COUNTERS", "OUTCOMES", "ComponentStats"]
+
+COMMON_COUNTERS = (
+    "processed",
+    "success",
+    "failure",
+    "skipped",
+    "parked",
+    "retried",
+    "dead_lettered",
+)
+# Outcomes that finish an item count as processed; parked and retried items come back.
+OUTCOMES: Mapping[str, bool] = {
+    "success": True,
+    "failure": True,
+    "skipped": True,
+    "dead_lettered": True,
+    "parked": False,
+    "retried": False,
+}
+
+
+class ComponentStats:
+    """Counters and a bounded window of processing times for one component instance."""
+
+    def __init__(
+        self,
+        component: str,
+        instance: int = 1,
+        clock: Clock | None = None,
+        every_n: int = 100,
+        interval_s: float = 300.0,
+        window: int = 2048,
+        log_counters: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self.component = component
+        self.instance = instance
+        self.every_n = every_n
+        self.interval_s = interval_s
+        self._clock: Clock = clock or SystemClock()
+        self._log_counters = log_counters
+        self._counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
+        self._custom: dict[str, int] = {}
+        self._times = [0.0] * window
+        self._times_filled = 0
+        self._times_next = 0
+        self._started = self._clock.monotonic()
+        self._last_emit = self._started
+        self._processed_at_emit = 0
+        self._lock = threading.Lock()
+
+    # -- recording ------------------------------------------------------------------------
+    def record(self, outcome: str, processing_time_ms: float | None = None) -> None:
+        """Count one outcome (``success``, ``failure``, ``skipped``, ``parked``, ...)."""
+        finishes = OUTCOMES.get(outcome)
+        if finishes is None:
+            raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+        counts = self._counts
+        counts[outcome] += 1
+        if finishes:
+            counts["processed"] += 1
+        if processing_time_ms is not None:
+            self.observe(processing_time_ms)
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        """Add to a component counter (``orders_opened``, ``routed.worker_open``, ...)."""
+        self._custom[name] = self._custom.get(name, 0) + amount
+
+    def observe(self, processing_time_ms: float) -> None:
+        """Add one processing time to the percentile window (oldest value drops out)."""
+        index = self._times_next
+        self._times[index] = float(processing_time_ms)
+        self._times_next = (index + 1) % len(self._times)
+        if self._times_filled < len(self._times):
+            self._times_filled += 1
+
+    # -- reading --------------------------------------------------------------------------
+    def count(self, name: str) -> int:
+        """The value of a common or component counter (0 when never incremented)."""
+        return self._counts.get(name, self._custom.get(name, 0))
+
+    def percentiles(self) -> tuple[float, float, float]:
+        """p50, p95, p99 in ms over the window (nearest rank); zeros when empty."""
+        values = sorted(self._times[: self._times_filled])
+        if not values:
+            return 0.0, 0.0, 0.0
+        last = len(values) - 1
+
+        def rank(q: float) -> float:
+            return values[min(last, max(0, round(q * len(values) + 0.5) - 1))]
+
+        return rank(0.50), rank(0.95), rank(0.99)
+
+    def due(self) -> bool:
+        """True when a STATS line is owed: ``every_n`` processed or ``interval_s`` elapsed."""
+        if self._counts["processed"] - self._processed_at_emit >= self.every_n:
+            return True
+        return self._clock.monotonic() - self._last_emit >= self.interval_s
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every figure of a STATS line as a dict, without resetting the cadence."""
+        now = self._clock.monotonic()
+        elapsed_min = (now - self._last_emit) / 60.0
+        recent = self._counts["processed"] - self._processed_at_emit
+        p50, p95, p99 = self.percentiles()
+        fields: dict[str, Any] = {"component": self.component, "instance": self.instance}
+        fields.update(self._counts)
+        fields.update(sorted(self._custom.items()))
+        fields["p50_ms"] = round(p50, 3)
+        fields["p95_ms"] = round(p95, 3)
+        fields["p99_ms"] = round(p99, 3)
+        fields["rate_per_min"] = round(recent / elapsed_min, 2) if elapsed_min > 0 else 0.0
+        fields["uptime_s"] = round(now - self._started, 3)
+        if self._log_counters is not None:
+            fields.update(self._log_counters())
+        return fields
+
+    def take_line(self, final: bool = False, force: bool = False) -> dict[str, Any] | None:
+        """The fields of the owed STATS line (and restart the cadence), or None if not due.
+
+        Safe to call from the caller and the writer thread at once: one of them gets it.
+        """
+        with self._lock:
+            if not (force or final or self.due()):
+                return None
+            fields = self.snapshot()
+            if final:
+                fields["final"] = True
+            self._last_emit = self._clock.monotonic()
+            self._processed_at_emit = self._counts["processed"]
+            return fields
