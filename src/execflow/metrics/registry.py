@@ -1,0 +1,275 @@
+"""The Prometheus metrics of one execflow process (see the package docstring for the API)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = [
+    "LATENCY_BUCKETS_S",
+    "OUTCOMES",
+    "HealthCheck",
+    "LogSnapshot",
+    "Metrics",
+]
+
+# 0.5 ms .. 30 s: a worker transition takes milliseconds; a parked report seconds.
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+OUTCOMES = ("success", "failure", "skipped", "parked", "dead_lettered")
+
+# A health check returns None when healthy, else a short reason.
+HealthCheck = Callable[[], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class LogSnapshot:
+    """Cumulative counters of the logging layer (since the process started)."""
+
+    lines_by_file: Mapping[str, int] = field(default_factory=dict)
+    write_failures: int = 0
+    dropped: int = 0
+
+
+class Metrics:
+    """Counters, histograms and gauges of one process, in their own registry.
+
+    With ``multiprocess_dir`` (``run all``: several processes, one scrape endpoint) the
+    values go to files in that directory and ``registry`` aggregates every process.
+    """
+
+    def __init__(
+        self,
+        component: str,
+        *,
+        multiprocess_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.component = component
+        self.clock = clock
+        self.started_at = clock()
+        self.multiprocess = multiprocess_dir is not None
+        self._health_checks: dict[str, HealthCheck] = {}
+        self._log_snapshot: Callable[[], LogSnapshot] | None = None
+        self._log_seen = LogSnapshot()
+        self._last_report_at: float | None = None
+        own = CollectorRegistry(auto_describe=True)
+        if multiprocess_dir is not None:
+            multiprocess_dir.mkdir(parents=True, exist_ok=True)
+            # prometheus_client reads the directory from the environment when it
+            # creates each value file; it has no other way to be told.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiprocess_dir)
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        else:
+            self.registry = own
+        r = own
+        self.reports_received = Counter(
+            "execflow_reports_received",
+            "Execution reports taken from the reports queue.",
+            registry=r,
+        )
+        self.reports_routed = Counter(
+            "execflow_reports_routed", "Reports routed to a worker queue.", ["queue"], registry=r
+        )
+        self.reports_ignored = Counter(
+            "execflow_reports_ignored", "Non-execution messages counted and ignored.", registry=r
+        )
+        self.dlq = Counter(
+            "execflow_dlq", "Messages dead-lettered, by reason.", ["reason"], registry=r
+        )
+        self.worker_outcomes = Counter(
+            "execflow_worker_outcomes",
+            "Reports handled by a worker, by outcome.",
+            ["worker", "outcome"],
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "execflow_processing_seconds",
+            "Time to handle one message, per component.",
+            ["component"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.lp_latency_seconds = Histogram(
+            "execflow_lp_latency_seconds",
+            "From a request sent to the LP to its execution report received.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.parked_total = Counter(
+            "execflow_parked", "Reports parked (arrived too early).", ["worker"], registry=r
+        )
+        self.retries = Counter(
+            "execflow_retries", "Failed attempts retried.", ["component"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "execflow_queue_depth",
+            "Messages waiting in a queue.",
+            ["queue"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.queue_consumers = Gauge(
+            "execflow_queue_consumers",
+            "Consumers attached to a queue.",
+            ["queue"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.component_up = Gauge(
+            "execflow_component_up",
+            "1 while the component runs.",
+            ["component"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.last_report_timestamp = Gauge(
+            "execflow_last_report_timestamp_seconds",
+            "Unix time of the last execution report received.",
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.log_lines = Counter(
+            "execflow_log_lines", "Log lines written, per file.", ["file"], registry=r
+        )
+        self.log_write_failures = Counter(
+            "execflow_log_write_failures", "Log writes that failed (disk full...).", registry=r
+        )
+        self.log_dropped = Counter(
+            "execflow_log_dropped", "Log lines dropped (buffer full).", registry=r
+        )
+        if not self.multiprocess:
+            Gauge(
+                "execflow_last_report_age_seconds",
+                "Seconds since the last execution report (-1 before the first).",
+                registry=r,
+            ).set_function(self.last_report_age_s)
+        self.component_up.labels(component).set(1)
+
+    # -- what the pipeline calls ---------------------------------------------------------
+    def report_received(self) -> None:
+        """The dispatcher took one execution report."""
+        self._last_report_at = self.clock()
+        self.reports_received.inc()
+        self.last_report_timestamp.set(self._last_report_at)
+
+    def report_routed(self, queue: str) -> None:
+        """The dispatcher routed a report to ``queue``."""
+        self.reports_routed.labels(queue).inc()
+
+    def report_ignored(self) -> None:
+        """The dispatcher ignored a non-execution message."""
+        self.reports_ignored.inc()
+
+    def dead_lettered(self, reason: str) -> None:
+        """A message went to the DLQ with ``reason`` (e.g. ``unknown_lifecycle_id``)."""
+        self.dlq.labels(reason).inc()
+
+    def worker_outcome(self, worker: str, outcome: str, seconds: float | None = None) -> None:
+        """A worker finished a report; ``outcome`` is one of ``OUTCOMES``."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+        self.worker_outcomes.labels(worker, outcome).inc()
+        if outcome == "parked":
+            self.parked_total.labels(worker).inc()
+        if seconds is not None:
+            self.processing_seconds.labels(worker).observe(seconds)
+
+    def observe_processing(self, component: str, seconds: float) -> None:
+        """Time one message took in ``component`` (dispatcher, db_writer...)."""
+        self.processing_seconds.labels(component).observe(seconds)
+
+    def observe_lp_latency(self, seconds: float) -> None:
+        """Time from a request sent to the LP to its report."""
+        self.lp_latency_seconds.observe(seconds)
+
+    def retried(self, component: str) -> None:
+        """A failed attempt will be retried."""
+        self.retries.labels(component).inc()
+
+    def set_queue_depth(self, queue: str, depth: int, consumers: int | None = None) -> None:
+        """Messages waiting in ``queue`` (and consumers attached, when known)."""
+        self.queue_depth.labels(queue).set(depth)
+        if consumers is not None:
+            self.queue_consumers.labels(queue).set(consumers)
+
+    def log_write_failed(self, count: int = 1) -> None:
+        """The logging layer failed to write ``count`` lines."""
+        self.log_write_failures.inc(count)
+
+    def watch_logs(self, snapshot: Callable[[], LogSnapshot]) -> None:
+        """Read the logging layer's counters from ``snapshot`` at every ``refresh``."""
+        self._log_snapshot = snapshot
+
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """``/healthz`` answers 503 while ``check()`` returns a reason (not ``None``)."""
+        self._health_checks[name] = check
+
+    # -- what the server calls -------------------------------------------------------------
+    def refresh(self) -> None:
+        """Turn the latest cumulative log snapshot into counter increments."""
+        if self._log_snapshot is None:
+            return
+        now = self._log_snapshot()
+        seen = self._log_seen
+        for name, lines in now.lines_by_file.items():
+            delta = lines - seen.lines_by_file.get(name, 0)
+            if delta > 0:
+                self.log_lines.labels(name).inc(delta)
+        if now.write_failures > seen.write_failures:
+            self.log_write_failures.inc(now.write_failures - seen.write_failures)
+        if now.dropped > seen.dropped:
+            self.log_dropped.inc(now.dropped - seen.dropped)
+        self._log_seen = LogSnapshot(dict(now.lines_by_file), now.write_failures, now.dropped)
+
+    def last_report_age_s(self) -> float:
+        """Seconds since the last report, -1 before the first one."""
+        if self._last_report_at is None:
+            return -1.0
+        return max(0.0, self.clock() - self._last_report_at)
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """``(healthy, document)`` for ``/healthz``."""
+        failures: dict[str, str] = {}
+        for name, check in self._health_checks.items():
+            try:
+                reason = check()
+            except Exception as exc:  # noqa: BLE001  a broken check is a failed check
+                reason = f"{type(exc).__name__}: {exc}"
+            if reason is not None:
+                failures[name] = reason
+        age = self.last_report_age_s()
+        document: dict[str, object] = {
+            "status": "ok" if not failures else "failing",
+            "component": self.component,
+            "uptime_s": round(self.clock() - self.started_at, 3),
+            "last_report_age_s": None if age < 0 else round(age, 3),
+        }
+        if failures:
+            document["failures"] = failures
+        return not failures, document
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        self.refresh()
+        return generate_latest(self.registry)
+
+    def names(self) -> set[str]:
+        """Every sample name this process exposes (for checking dashboards and alerts)."""
+        return {s.name for metric in self.registry.collect() for s in metric.samples}
