@@ -385,8 +385,9 @@ class RabbitMQBus:
     async def get(self, queue: str) -> Delivery | None:
         """``basic.get`` with manual ack on the publishing channel."""
         channel = self._require_channel()
+        await self.declare(queue)
         try:
-            q = await channel.get_queue(queue, ensure=False)
+            q = await channel.declare_queue(queue, durable=True, robust=False)
             incoming = await q.get(no_ack=False, fail=False)
         except Exception as exc:
             raise BusError("basic.get failed", queue=queue) from exc

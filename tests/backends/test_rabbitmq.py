@@ -1,0 +1,161 @@
+"""RabbitMQ-only behaviour: process death, confirms, reconnection, delay queues."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from execflow.backends.bus import Delivery, Message, QueueNames
+from execflow.backends.rabbitmq import DELAY_BUCKETS_MS, RabbitMQBus, delay_bucket_ms
+from execflow.errors import BusError
+from tests.backends.conftest import close_connection_by_name, delete_queues, make_rabbit_bus, unique
+from tests.services import AMQP_URL, need_service
+
+GUARD_S = 30.0
+
+
+def test_delay_buckets_round_up_and_are_bounded() -> None:
+    assert delay_bucket_ms(0) == 50
+    assert delay_bucket_ms(0.05) == 50
+    assert delay_bucket_ms(0.051) == 100
+    assert delay_bucket_ms(1.5) == 2_000
+    assert delay_bucket_ms(10_000) == DELAY_BUCKETS_MS[-1]
+    assert len(DELAY_BUCKETS_MS) <= 16
+
+
+@pytest.fixture
+async def rabbit() -> AsyncIterator[RabbitMQBus]:
+    need_service("rabbitmq")
+    bus = await make_rabbit_bus(QueueNames(unique("eftest.")), prefetch=16)
+    try:
+        yield bus
+    finally:
+        declared = set(bus.declared_queues)
+        await bus.close()
+        await delete_queues(declared)
+
+
+pytestmark = pytest.mark.integration
+
+
+async def test_messages_survive_a_consumer_process_killed_before_ack(rabbit: RabbitMQBus) -> None:
+    queue = rabbit.queues.worker("open")
+    await rabbit.declare(queue)
+    for i in range(5):
+        await rabbit.publish(queue, str(i).encode(), message_id=f"k{i}")
+    script = Path(__file__).with_name("rabbit_crash_consumer.py")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        AMQP_URL,
+        rabbit.queues.prefix,
+        queue,
+        "5",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).parents[2]),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), GUARD_S)
+        assert line.strip() == b"held"
+        assert await rabbit.queue_depth(queue) == 0  # all five held, unacked, by the process
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    seen: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def handler(delivery: Delivery) -> None:
+        await delivery.ack()
+        seen.put_nowait(delivery.message)
+
+    consumer = await rabbit.consume(queue, handler)
+    again = [await asyncio.wait_for(seen.get(), GUARD_S) for _ in range(5)]
+    await consumer.stop()
+    assert sorted(m.message_id for m in again) == [f"k{i}" for i in range(5)]
+    assert all(m.redelivered for m in again)
+
+
+async def test_publish_returns_only_when_the_broker_holds_the_message(
+    rabbit: RabbitMQBus,
+) -> None:
+    queue = rabbit.queues.db_updates
+    for i in range(50):
+        await rabbit.publish(queue, str(i).encode())
+    # A second, independent connection sees every confirmed message at once.
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, durable=True, passive=True)
+        assert declared.declaration_result.message_count == 50
+        first = await declared.get(no_ack=True)
+        assert first.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    finally:
+        await connection.close()
+
+
+async def test_publish_to_a_vanished_queue_is_an_error_not_a_silent_drop(
+    rabbit: RabbitMQBus,
+) -> None:
+    queue = rabbit.queues.name("vanishing")
+    await rabbit.publish(queue, b"first")
+    await delete_queues({queue})
+    with pytest.raises(BusError):
+        await rabbit.publish(queue, b"lost?")
+
+
+async def test_retry_later_uses_a_bounded_delay_queue(rabbit: RabbitMQBus) -> None:
+    queue = rabbit.queues.worker("close")
+    await rabbit.publish(queue, b"x", message_id="dq")
+    delivery = await rabbit.get(queue)
+    assert delivery is not None
+    await delivery.retry_later(0.03)
+    assert f"{queue}.delay.50" in rabbit.declared_queues
+    seen: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def handler(d: Delivery) -> None:
+        await d.ack()
+        seen.put_nowait(d.message)
+
+    consumer = await rabbit.consume(queue, handler)
+    message = await asyncio.wait_for(seen.get(), GUARD_S)
+    await consumer.stop()
+    assert (message.message_id, message.attempt) == ("dq", 2)
+
+
+async def test_consumption_resumes_after_the_connection_is_killed(rabbit: RabbitMQBus) -> None:
+    queue = rabbit.queues.reports
+    acked: set[str] = set()
+    progress = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        try:
+            await delivery.ack()
+        except BusError:
+            return  # the channel died under us: the broker redelivers it
+        acked.add(delivery.message.message_id)
+        progress.set()
+
+    consumer = await rabbit.consume(queue, handler, prefetch=10)
+    for i in range(50):
+        await rabbit.publish(queue, b"before", message_id=f"b{i}")
+    await asyncio.wait_for(progress.wait(), GUARD_S)
+
+    assert await close_connection_by_name(rabbit.connection_name) == 1
+    # Publishing right away waits for the robust connection to come back.
+    for i in range(50):
+        await rabbit.publish(queue, b"after", message_id=f"a{i}")
+
+    expected = {f"b{i}" for i in range(50)} | {f"a{i}" for i in range(50)}
+    while not expected <= acked:
+        progress.clear()
+        await asyncio.wait_for(progress.wait(), GUARD_S)
+    await consumer.stop()
+    assert await rabbit.queue_depth(queue) == 0
+    assert await rabbit.consumer_count(queue) == 0
