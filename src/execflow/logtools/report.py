@@ -29,7 +29,7 @@ table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .chart{display:block;margin:6px 0 14px 0}.small{color:#666;font-size:12px}
-pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
+pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}#errors:empty{display:none}
 """
 
 _JS = """
