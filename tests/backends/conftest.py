@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aio_pika
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from execflow.backends.bus import QueueNames

@@ -1,0 +1,92 @@
+"""Redis-only behaviour: key layout for Redis Cluster, unreachable server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from execflow.backends.redis_state import RedisStateStore
+from execflow.backends.state import Write
+from execflow.errors import StoreError
+from tests.backends.conftest import unique
+from tests.services import REDIS_URL, need_service
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis_store() -> AsyncIterator[RedisStateStore]:
+    need_service("redis")
+    store = RedisStateStore(REDIS_URL, key_prefix=unique("eft"))
+    await store.connect()
+    try:
+        yield store
+    finally:
+        await store.flush_all()
+        await store.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_keys_share_the_account_hash_tag(redis_store: RedisStateStore) -> None:
+    await redis_store.commit(
+        "live:6",
+        [Write("account", "live:6", 0, {"b": 1}), Write("order", "123", 0, {"s": "QUEUED"})],
+    )
+    await redis_store.put_lifecycle("lc9", {"kind": "OPEN"})
+    await redis_store.put_instrument("std", "EURUSD", {"c": 1})
+    prefix = redis_store.account_key("x").split(":")[0]
+    raw = aioredis.from_url(REDIS_URL)
+    try:
+        keys = sorted([k.decode() async for k in raw.scan_iter(match=f"{prefix}:*")])
+        assert keys == [
+            f"{prefix}:instr:{{std}}:EURUSD",
+            f"{prefix}:lc:{{lc9}}",
+            f"{prefix}:{{live:6}}:account",
+            f"{prefix}:{{live:6}}:order:123",
+            f"{prefix}:{{live:6}}:orders",
+        ]
+        assert await raw.hget(f"{prefix}:{{live:6}}:order:123", "v") == b"1"
+    finally:
+        await raw.aclose()
+
+
+async def test_unreachable_redis_is_a_clear_store_error() -> None:
+    store = RedisStateStore(
+        f"redis://:s3cret@127.0.0.1:{closed_port()}/0", timeout_s=0.5, attempts=2, backoff_s=0.01
+    )
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.commit("live:6", [Write("account", "live:6", 0, {"b": 1})])
+        text = str(caught.value)
+        assert "Redis unreachable" in text
+        assert "commit" in text
+        assert "s3cret" not in text
+        with pytest.raises(StoreError):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_a_conflicting_commit_leaves_no_trace_in_redis(redis_store: RedisStateStore) -> None:
+    await redis_store.commit("live:6", [Write("order", "o1", 0, {"s": "A"})])
+    with pytest.raises(StoreError):
+        await redis_store.commit(
+            "live:6",
+            [Write("order", "o2", 0, {"s": "B"}), Write("order", "o1", 0, {"s": "C"})],
+        )
+    raw = aioredis.from_url(REDIS_URL)
+    try:
+        assert not await raw.exists(redis_store.order_key("live:6", "o2"))
+        members = await raw.smembers(redis_store.orders_key("live:6"))
+        assert members == {b"o1"}
+    finally:
+        await raw.aclose()
