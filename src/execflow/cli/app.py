@@ -10,6 +10,7 @@ from rich.table import Table
 
 from execflow import __version__
 from execflow.cli.context import CliState, settings_from
+from execflow.cli.logs import logs_app
 from execflow.logs.masking import mask_url
 
 __all__ = ["app", "main"]
@@ -21,6 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(logs_app, name="logs")
 
 
 @app.callback()

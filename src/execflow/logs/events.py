@@ -67,6 +67,7 @@ class EventLogger:
         self._flush_lines = writer.flush_lines
         self._stamp = timestamper or Timestamper()
         self._heads = {level: f" {name} {logger_name} [" for level, name in LEVEL_NAMES.items()}
+        self._tags: dict[str, str] = {}
         self._extra: dict[str, Any] = {}
         if stats.instance > 1:
             self._extra["instance"] = stats.instance
@@ -126,48 +127,35 @@ class EventLogger:
         self, tag: str, /, *, processing_time_ms: float | None = None, **fields: Any
     ) -> None:
         """An item processed successfully: INFO line with its metrics; counts ``success``."""
-        self.stats.record("success", processing_time_ms)
+        due = self.stats.record_success(processing_time_ms)
         if self.min_level <= INFO:
             if processing_time_ms is not None:
                 fields["processing_time_ms"] = processing_time_ms
             self._emit(INFO, tag, fields)
-        self._after_outcome()
+        if due:
+            self.emit_stats()
 
     def skipped(self, tag: str, /, **fields: Any) -> None:
         """A duplicate or stale item acknowledged without effect; counts ``skipped``."""
-        self.stats.record("skipped")
-        if self.min_level <= INFO:
-            self._emit(INFO, tag, fields)
-        self._after_outcome()
+        self._outcome("skipped", INFO, tag, fields)
 
     def parked(self, tag: str, /, **fields: Any) -> None:
         """An item that came too early, parked for a retry; counts ``parked``."""
-        self.stats.record("parked")
-        if self.min_level <= WARNING:
-            self._emit(WARNING, tag, fields)
-        self._after_outcome()
+        self._outcome("parked", WARNING, tag, fields)
 
     def retried(self, tag: str, /, **fields: Any) -> None:
         """A failed attempt that will be retried; counts ``retried``."""
-        self.stats.record("retried")
-        if self.min_level <= WARNING:
-            self._emit(WARNING, tag, fields)
-        self._after_outcome()
+        self._outcome("retried", WARNING, tag, fields)
 
     def dead_lettered(self, tag: str, /, *, reason: str, **fields: Any) -> None:
         """An item sent to the DLQ with ``reason``; counts ``dead_lettered``, ``dlq.<reason>``."""
-        self.stats.record("dead_lettered")
         self.stats.incr(f"dlq.{reason}")
-        if self.min_level <= WARNING:
-            fields["reason"] = reason
-            self._emit(WARNING, tag, fields)
-        self._after_outcome()
+        fields["reason"] = reason
+        self._outcome("dead_lettered", WARNING, tag, fields)
 
     def failure(self, tag: str, /, *, exc: BaseException | None = None, **context: Any) -> None:
         """An item whose processing failed: like ``error``, and counts ``failure``."""
-        self.stats.record("failure")
-        self.error(tag, exc=exc, **context)
-        self._after_outcome()
+        self._outcome("failure", ERROR, tag, {**context, **self._extra, **error_fields(exc)})
 
     # -- errors, calculations, stats ------------------------------------------------------------
     def error(
@@ -214,9 +202,18 @@ class EventLogger:
             self._writer.wake.set()
 
     # -- internals ---------------------------------------------------------------------------
-    def _after_outcome(self) -> None:
-        if self.stats.due():
+    def _outcome(self, outcome: str, level: int, tag: str, fields: Mapping[str, Any]) -> None:
+        due = self.stats.record(outcome, fields.get("processing_time_ms"))
+        if level >= self.min_level or level >= ERROR:
+            self._emit(level, tag, fields)
+        if due:
             self.emit_stats()
+
+    def _tag(self, tag: str) -> str:
+        safe = safe_name(tag)
+        if len(self._tags) < 4096:
+            self._tags[tag] = safe
+        return safe
 
     def _line(
         self,
@@ -232,10 +229,21 @@ class EventLogger:
             return json_line(self._stamp(), LEVEL_NAMES[level], name, tag, fields, context)
         head = self._heads[level] if logger is None else f" {LEVEL_NAMES[level]} {logger} ["
         text = self._stamp() + head + safe_name(tag) + "]" + text_fields(fields, context) + "\n"
-        return text.encode("utf-8", "backslashreplace")
+        # Cannot fail: keys, tags and bare values are ASCII-safe, quoted values are escaped.
+        return text.encode()
 
     def _emit(self, level: int, tag: str, fields: Mapping[str, Any]) -> None:
-        data = self._line(level, tag, fields)
+        if self.json_format:
+            data = self._line(level, tag, fields)
+        else:
+            data = (
+                self._stamp()
+                + self._heads[level]
+                + (self._tags.get(tag) or self._tag(tag))
+                + "]"
+                + text_fields(fields, _CONTEXT.get())
+                + "\n"
+            ).encode()
         if level >= self.min_level:
             queue = self._queue
             queue.append(data)

@@ -50,6 +50,7 @@ _MAX_CACHE = 4096
 # key -> (" key=", is_secret); bounded so free-form keys cannot grow memory forever.
 _KEYS: dict[str, tuple[str, bool]] = {}
 _NAMES: dict[str, str] = {}
+_STRINGS: dict[str, str] = {}
 
 # JSON lines use Elastic-Common-Schema names for these fields.
 _JSON_RENAME: Mapping[str, str] = {
@@ -58,6 +59,10 @@ _JSON_RENAME: Mapping[str, str] = {
     "error": "error.message",
     "traceback": "error.stack_trace",
 }
+
+
+# "000" .. "999": the microseconds are written as two table lookups, not a format call.
+_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
 
 
 class Timestamper:
@@ -70,14 +75,15 @@ class Timestamper:
 
     def __call__(self) -> str:
         """The current UTC time with microseconds."""
-        ns = time.time_ns()
-        sec = ns // 1_000_000_000
+        now = time.time()
+        sec = int(now)
         cached = self._cached
         if cached[0] != sec:
             # One tuple assignment, so a concurrent thread sees either the old or the new pair.
             cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
             self._cached = cached
-        return f"{cached[1]}{(ns // 1000) % 1_000_000:06d}Z"
+        micros = int((now - sec) * 1_000_000)
+        return cached[1] + _THREE_DIGITS[micros // 1000] + _THREE_DIGITS[micros % 1000] + "Z"
 
 
 def safe_name(name: str) -> str:
@@ -142,6 +148,7 @@ def text_value(value: Any) -> str:
     """One value as written after ``key=``: bare when safe, else a JSON string literal."""
     kind = type(value)
     if kind is int or kind is Decimal:
+        # Decimal's str is digits, sign, '.', 'E', or NaN/Infinity: always safe bare.
         return str(value)
     if kind is float:
         return repr(value)
@@ -157,14 +164,41 @@ def text_value(value: Any) -> str:
     return quote(text)
 
 
+def _rendered_str(text: str) -> str:
+    rendered = _STRINGS.get(text)
+    if rendered is None:
+        rendered = text_value(text)
+        # Symbols, users, sides and statuses repeat endlessly: remember how they render.
+        if len(_STRINGS) < _MAX_CACHE and len(text) <= 64:
+            _STRINGS[text] = rendered
+    return rendered
+
+
+def _fields_one_by_one(fields: Mapping[str, Any]) -> str:
+    out = ""
+    keys_get = _KEYS.get
+    for key, value in fields.items():
+        prefix, secret = keys_get(key) or _key_entry(key)
+        if secret:
+            out += prefix + MASK
+            continue
+        kind = type(value)
+        if kind is str:
+            out += prefix + (_STRINGS.get(value) or _rendered_str(value))
+        elif kind is int or kind is Decimal:
+            out += prefix + str(value)
+        elif kind is float:
+            out += prefix + repr(value)
+        else:
+            out += prefix + text_value(value)
+    return out
+
+
 def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     """`` key=value`` for every field, then the context's fields not given, ``trace_id`` last."""
-    parts: list[str] = []
-    append = parts.append
-    for key, value in fields.items():
-        prefix, secret = _KEYS.get(key) or _key_entry(key)
-        append(prefix + (MASK if secret else text_value(value)))
+    out = _fields_one_by_one(fields)
     if context:
+        keys_get = _KEYS.get
         trace_id = None
         for key, value in context.items():
             if key in fields:
@@ -172,11 +206,11 @@ def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
             if key == "trace_id":
                 trace_id = value
                 continue
-            prefix, secret = _KEYS.get(key) or _key_entry(key)
-            append(prefix + (MASK if secret else text_value(value)))
+            prefix, secret = keys_get(key) or _key_entry(key)
+            out += prefix + (MASK if secret else text_value(value))
         if trace_id is not None:
-            append(" trace_id=" + text_value(trace_id))
-    return "".join(parts)
+            out += " trace_id=" + text_value(trace_id)
+    return out
 
 
 def _json_value(value: Any) -> Any:

@@ -44,7 +44,7 @@ class ComponentStats:
         clock: Clock | None = None,
         every_n: int = 100,
         interval_s: float = 300.0,
-        window: int = 2048,
+        window: int = 512,
         log_counters: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.component = component
@@ -55,38 +55,60 @@ class ComponentStats:
         self._log_counters = log_counters
         self._counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
         self._custom: dict[str, int] = {}
-        self._times = [0.0] * window
+        # A power of two, so the ring index wraps with a mask. 512 values keep the sort at
+        # each STATS line cheap (tens of µs) and the percentiles about recent traffic.
+        size = 1 << max(4, (window - 1).bit_length())
+        self._times = [0.0] * size
+        self._mask = size - 1
         self._times_filled = 0
         self._times_next = 0
         self._started = self._clock.monotonic()
         self._last_emit = self._started
         self._processed_at_emit = 0
+        self._due_at = every_n
         self._lock = threading.Lock()
 
     # -- recording ------------------------------------------------------------------------
-    def record(self, outcome: str, processing_time_ms: float | None = None) -> None:
-        """Count one outcome (``success``, ``failure``, ``skipped``, ``parked``, ...)."""
+    def record(self, outcome: str, processing_time_ms: float | None = None) -> bool:
+        """Count one outcome (``success``, ``failure``, ``skipped``, ``parked``, ...).
+
+        Returns True when a STATS line is due by count (the caller then emits it).
+        """
         finishes = OUTCOMES.get(outcome)
         if finishes is None:
             raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
         counts = self._counts
         counts[outcome] += 1
-        if finishes:
-            counts["processed"] += 1
         if processing_time_ms is not None:
             self.observe(processing_time_ms)
+        if finishes:
+            counts["processed"] += 1
+            return counts["processed"] >= self._due_at
+        return False
+
+    def record_success(self, processing_time_ms: float | None) -> bool:
+        """``record("success", processing_time_ms)``, trimmed for the hot path."""
+        counts = self._counts
+        counts["success"] += 1
+        if processing_time_ms is not None:
+            index = self._times_next
+            self._times[index] = processing_time_ms
+            self._times_next = (index + 1) & self._mask
+            self._times_filled += 1
+        processed = counts["processed"] + 1
+        counts["processed"] = processed
+        return processed >= self._due_at
 
     def incr(self, name: str, amount: int = 1) -> None:
         """Add to a component counter (``orders_opened``, ``routed.worker_open``, ...)."""
         self._custom[name] = self._custom.get(name, 0) + amount
 
     def observe(self, processing_time_ms: float) -> None:
-        """Add one processing time to the percentile window (oldest value drops out)."""
+        """Add one processing time to the percentile window (the oldest value drops out)."""
         index = self._times_next
         self._times[index] = float(processing_time_ms)
-        self._times_next = (index + 1) % len(self._times)
-        if self._times_filled < len(self._times):
-            self._times_filled += 1
+        self._times_next = (index + 1) & self._mask
+        self._times_filled += 1
 
     # -- reading --------------------------------------------------------------------------
     def count(self, name: str) -> int:
@@ -95,7 +117,7 @@ class ComponentStats:
 
     def percentiles(self) -> tuple[float, float, float]:
         """p50, p95, p99 in ms over the window (nearest rank); zeros when empty."""
-        values = sorted(self._times[: self._times_filled])
+        values = sorted(self._times[: min(self._times_filled, len(self._times))])
         if not values:
             return 0.0, 0.0, 0.0
         last = len(values) - 1
@@ -107,7 +129,7 @@ class ComponentStats:
 
     def due(self) -> bool:
         """True when a STATS line is owed: ``every_n`` processed or ``interval_s`` elapsed."""
-        if self._counts["processed"] - self._processed_at_emit >= self.every_n:
+        if self._counts["processed"] >= self._due_at:
             return True
         return self._clock.monotonic() - self._last_emit >= self.interval_s
 
@@ -142,4 +164,5 @@ class ComponentStats:
                 fields["final"] = True
             self._last_emit = self._clock.monotonic()
             self._processed_at_emit = self._counts["processed"]
+            self._due_at = self._processed_at_emit + self.every_n
             return fields
