@@ -2,7 +2,8 @@
 
 ``used_margin_executed`` and ``used_margin_all`` are always recomputed from the
 positions and reservations instead of being incremented, so they return to exactly zero
-when the last position closes, whatever the order of events was.
+when the last position closes, whatever the order of events was. The version is not
+touched here: a transition bumps it once, when it commits.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def with_margins(
         used_margin_executed=executed,
         used_margin_all=executed + reserved,
         balance=account.balance if balance is None else balance,
-        version=account.version + 1,
     )
 
 

@@ -24,6 +24,7 @@ from execflow.domain.enums import (
     RequestKind,
     Side,
 )
+from execflow.domain.messages import ProviderRequest
 
 __all__ = [
     "ZERO",
@@ -37,6 +38,7 @@ __all__ = [
     "Prices",
     "Quote",
     "Reservation",
+    "lifecycle_of",
 ]
 
 ZERO = Decimal(0)
@@ -233,3 +235,8 @@ class LifecycleRecord:
     account_id: str
     order_id: str
     kind: RequestKind
+
+
+def lifecycle_of(request: ProviderRequest) -> LifecycleRecord:
+    """The lifecycle record to register before ``request`` is sent."""
+    return LifecycleRecord(request.lifecycle_id, request.account_id, request.order_id, request.kind)

@@ -1,0 +1,58 @@
+"""One pure transition per worker duty (DESIGN §4), looked up by worker name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from execflow.domain.enums import RequestKind
+from execflow.domain.messages import ExecutionReport
+from execflow.domain.models import Account, InstrumentConfig, Order, Prices
+from execflow.domain.outcomes import Outcome
+from execflow.domain.routing import Worker
+from execflow.domain.transitions._common import OUTBOX_SIZE, Transition
+from execflow.domain.transitions.cancel import apply_cancel
+from execflow.domain.transitions.close import apply_close
+from execflow.domain.transitions.legs import apply_stoploss, apply_takeprofit
+from execflow.domain.transitions.open import apply_open
+from execflow.domain.transitions.pending import apply_pending
+from execflow.domain.transitions.reject import apply_reject
+
+__all__ = [
+    "OUTBOX_SIZE",
+    "TRANSITIONS",
+    "Transition",
+    "apply",
+    "apply_cancel",
+    "apply_close",
+    "apply_open",
+    "apply_pending",
+    "apply_reject",
+    "apply_stoploss",
+    "apply_takeprofit",
+]
+
+TRANSITIONS: Mapping[Worker, Transition] = {
+    Worker.OPEN: apply_open,
+    Worker.CLOSE: apply_close,
+    Worker.PENDING: apply_pending,
+    Worker.CANCEL: apply_cancel,
+    Worker.REJECT: apply_reject,
+    Worker.STOPLOSS: apply_stoploss,
+    Worker.TAKEPROFIT: apply_takeprofit,
+}
+"""Worker -> its transition; a worker shell needs nothing else from the domain."""
+
+
+def apply(
+    worker: Worker,
+    order: Order,
+    account: Account,
+    instrument: InstrumentConfig,
+    prices: Prices,
+    report: ExecutionReport,
+    kind: RequestKind,
+    now: datetime,
+) -> Outcome:
+    """Run the transition of ``worker``."""
+    return TRANSITIONS[worker](order, account, instrument, prices, report, kind, now)
