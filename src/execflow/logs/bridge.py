@@ -20,11 +20,12 @@ __all__ = ["BridgeHandler", "install_bridge", "remove_bridge"]
 class BridgeHandler(logging.Handler):
     """A ``logging.Handler`` writing through an ``EventLogger``."""
 
-    def __init__(self, target: EventLogger) -> None:
+    def __init__(self, target: EventLogger, previous_level: int = logging.WARNING) -> None:
         # Let ERROR records through even when the file level is higher: errors always
         # reach provider_errors.log.
         super().__init__(level=min(target.min_level, ERROR))
         self.target = target
+        self.previous_level = previous_level
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` (never raises: a broken record is reported by ``handleError``)."""
@@ -46,22 +47,24 @@ class BridgeHandler(logging.Handler):
             self.handleError(record)
 
 
-def install_bridge(target: EventLogger, level: int) -> tuple[BridgeHandler, int]:
-    """Put a bridge on the root logger (replacing any earlier one); returns it and the old level."""
+def install_bridge(target: EventLogger, level: int) -> BridgeHandler:
+    """Put a bridge on the root logger, replacing any earlier one, and set the root level."""
     root = logging.getLogger()
+    previous = root.level
     for handler in list(root.handlers):
         if isinstance(handler, BridgeHandler):
+            # Replacing a live bridge: the level to restore is the one it saved.
+            previous = handler.previous_level
             root.removeHandler(handler)
-    handler = BridgeHandler(target)
-    previous = root.level
-    root.addHandler(handler)
+    bridge = BridgeHandler(target, previous)
+    root.addHandler(bridge)
     root.setLevel(min(level, ERROR))
-    return handler, previous
+    return bridge
 
 
-def remove_bridge(handler: BridgeHandler, previous_level: int) -> None:
-    """Undo ``install_bridge``: remove the handler and restore the root level."""
+def remove_bridge(handler: BridgeHandler) -> None:
+    """Undo ``install_bridge``: remove the handler and restore the root level it found."""
     root = logging.getLogger()
     if handler in root.handlers:
         root.removeHandler(handler)
-        root.setLevel(previous_level)
+        root.setLevel(handler.previous_level)

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from execflow.logs.failures import FailureReporter
 from execflow.logs.files import FILE_MODE, RotatingFile, backup_path
@@ -37,23 +38,39 @@ def _find_backup(file: RotatingFile, inode: int) -> Path | None:
     return None
 
 
+def _open_backup(file: RotatingFile, inode: int) -> BinaryIO | None:
+    """Open the backup that is ``inode``; re-find it if a rotation renamed it meanwhile."""
+    for _ in range(5):
+        source = _find_backup(file, inode)
+        if source is None:
+            return None
+        try:
+            handle = open(source, "rb")  # noqa: SIM115 - returned to the caller's with
+        except FileNotFoundError:
+            continue
+        if os.fstat(handle.fileno()).st_ino == inode:
+            return handle
+        handle.close()
+    return None
+
+
 def gzip_backup(file: RotatingFile, inode: int, level: int = 6) -> Path | None:
     """Compress the rotated file ``inode`` into ``.N.gz``; returns the new path or None.
 
     Compression happens outside every lock; only the final rename runs under the file's
     guard, after locating the backup again (rotations may have renumbered it meanwhile).
     """
-    source = _find_backup(file, inode)
-    if source is None:
-        return None
     temp = file.path.with_name(f".{file.path.name}.{inode}.gz.tmp")
+    raw = _open_backup(file, inode)
+    if raw is None:
+        return None
     try:
-        with open(source, "rb") as raw, gzip.open(temp, "wb", compresslevel=level) as packed:
+        with raw, gzip.open(temp, "wb", compresslevel=level) as packed:
             shutil.copyfileobj(raw, packed, _CHUNK)
         os.chmod(temp, FILE_MODE)
-    except FileNotFoundError:
+    except OSError:
         temp.unlink(missing_ok=True)
-        return None
+        raise
     with file.guard():
         current = _find_backup(file, inode)
         if current is None:

@@ -67,7 +67,7 @@ class LogSystem:
         self._errors = self._open_sink(ERRORS)
         self._calculations = self._open_sink(CALCULATIONS)
         self.events = self.logger(component)
-        self._bridge: tuple[BridgeHandler, int] | None = None
+        self._bridge: BridgeHandler | None = None
         if bridge:
             self._bridge = install_bridge(self.events, self._min_level)
         self.writer.on_tick(self._tick)
@@ -126,7 +126,7 @@ class LogSystem:
                 return
             self._closed = True
         if self._bridge is not None:
-            remove_bridge(*self._bridge)
+            remove_bridge(self._bridge)
             self._bridge = None
         # Flush first so the final STATS line counts every line written before it.
         self.writer.flush()

@@ -6,6 +6,7 @@ says so, and the metrics/health module and the demo summary read ``snapshot()``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -123,7 +124,7 @@ class ComponentStats:
         last = len(values) - 1
 
         def rank(q: float) -> float:
-            return values[min(last, max(0, round(q * len(values) + 0.5) - 1))]
+            return values[min(last, max(0, math.ceil(q * len(values)) - 1))]
 
         return rank(0.50), rank(0.95), rank(0.99)
 

@@ -1,0 +1,173 @@
+"""Text and JSON lines exactly as docs/log-format.md says; escaping and masking."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from execflow.logs import log_context
+from execflow.logs.formatting import Timestamper, json_line, text_fields, text_value
+
+from .conftest import SystemFactory, split_lines
+
+TEXT_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"(?P<logger>[A-Za-z0-9_.:-]+) \[(?P<tag>[^\]]+)\](?P<fields>( [A-Za-z_][A-Za-z0-9_.]*="
+    r'([^ "=\\\x00-\x1f\x7f]+|"([^"\\]|\\.)*"))*)$'
+)
+FIELD = re.compile(r' ([A-Za-z_][A-Za-z0-9_.]*)=([^ "]+|"(?:[^"\\]|\\.)*")')
+
+
+def parse_fields(line: str) -> dict[str, str]:
+    """The reader's side of the contract: bare values as is, quoted ones through json.loads."""
+    match = TEXT_LINE.match(line)
+    assert match, line
+    return {
+        key: json.loads(value) if value.startswith('"') else value
+        for key, value in FIELD.findall(match["fields"])
+    }
+
+
+def test_text_line_matches_the_documented_example(make_system: SystemFactory, log_dir: Path) -> None:
+    system = make_system("worker_reject")
+    with log_context(trace_id="6f1c"):
+        system.events.success(
+            "REJECT:SUCCESS",
+            processing_time_ms=22.8,
+            order_id=3163458366000,
+            user="live:6",
+            symbol="EURUSD",
+            rejection_type="ORDER_PLACEMENT",
+        )
+    system.flush()
+    line = split_lines((log_dir / "worker_reject.log").read_bytes())[0]
+    match = TEXT_LINE.match(line)
+    assert match is not None, line
+    assert match["level"] == "INFO"
+    assert match["logger"] == "provider.worker.reject"
+    assert match["tag"] == "REJECT:SUCCESS"
+    assert match["fields"] == (
+        " order_id=3163458366000 user=live:6 symbol=EURUSD rejection_type=ORDER_PLACEMENT"
+        " processing_time_ms=22.8 trace_id=6f1c"
+    )
+
+
+def test_json_line_uses_ecs_names_and_decimal_strings(
+    make_system: SystemFactory, log_dir: Path
+) -> None:
+    system = make_system("worker_open", log_format="json")
+    with log_context(trace_id="t-1"):
+        system.events.info("OPEN:RECEIVED", order_id="3163458366000", price=Decimal("1.10450"))
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            system.events.error("OPEN:ERROR", exc=exc, order_id="1")
+    system.flush()
+    first, second = (orjson.loads(x) for x in split_lines((log_dir / "worker_open.log").read_bytes()))
+    assert list(first)[:5] == ["@timestamp", "log.level", "log.logger", "event.action", "trace.id"]
+    assert first["log.level"] == "INFO"
+    assert first["log.logger"] == "provider.worker.open"
+    assert first["event.action"] == "OPEN:RECEIVED"
+    assert first["trace.id"] == "t-1"
+    assert first["price"] == "1.10450"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["@timestamp"])
+    assert second["error.type"] == "ValueError"
+    assert second["error.message"] == "boom"
+    assert "Traceback" in second["error.stack_trace"]
+
+
+def test_values_quoted_exactly_when_needed() -> None:
+    assert text_value("EURUSD") == "EURUSD"
+    assert text_value("live:6") == "live:6"
+    assert text_value(Decimal("1.2300")) == "1.2300"
+    assert text_value(22.8) == "22.8"
+    assert text_value(True) == "true"
+    assert text_value(None) == "null"
+    assert text_value("") == '""'
+    assert text_value("two words") == '"two words"'
+    assert text_value("a=b") == '"a=b"'
+    assert text_value('say "hi"') == '"say \\"hi\\""'
+    assert text_value("back\\slash") == '"back\\\\slash"'
+
+
+def test_no_value_can_forge_a_line(make_system: SystemFactory, log_dir: Path) -> None:
+    evil = [
+        "x\n2026-01-01T00:00:00.000000Z ERROR provider.dispatcher [FAKE] order_id=1",
+        "carriage\rreturn",
+        "\x1b[31mred\x1b[0m",
+        "nul\x00byte",
+        "del\x7f c1\x85 ls\u2028 ps\u2029",
+        "tab\there",
+        "\ud800 lone surrogate",
+    ]
+    system = make_system("dispatcher")
+    for value in evil:
+        system.events.info("DISPATCH:ROUTED", note=value, **{"evil key\n": value})
+    system.flush()
+    data = (log_dir / "dispatcher.log").read_bytes()
+    lines = split_lines(data)
+    assert len(lines) == len(evil)
+    assert b"\r" not in data and b"\x1b" not in data and b"\x00" not in data
+    for value, line in zip(evil, lines, strict=True):
+        fields = parse_fields(line)
+        assert fields["note"] == value
+        assert fields["evil_key_"] == value
+
+
+def test_secrets_are_masked_in_text_and_json(make_system: SystemFactory, log_dir: Path) -> None:
+    system = make_system("intake")
+    system.events.info(
+        "INTAKE:CONNECT",
+        broker_url="amqp://guest:s3cret@rabbit:5672/",
+        password="hunter2",
+        api_key="k-123",
+        auth_token="tok",
+        client_secret="sh",
+        nested={"password": "p", "url": "redis://u:pw@h/0"},
+    )
+    system.flush()
+    text = (log_dir / "intake.log").read_text()
+    for secret in ("s3cret", "hunter2", "k-123", "tok ", "sh ", "=p", "pw@"):
+        assert secret not in text
+    assert "amqp://guest:***@rabbit:5672/" in text
+    fields = parse_fields(text.rstrip("\n"))
+    assert fields["password"] == "***"
+    assert fields["api_key"] == "***"
+    line = json_line("ts", "INFO", "provider.intake", "X", {"db_password": "p", "u": "x://a:b@c"}, {})
+    obj = orjson.loads(line)
+    assert obj["db_password"] == "***"
+    assert obj["u"] == "x://a:***@c"
+
+
+def test_context_fields_follow_explicit_ones_and_do_not_duplicate() -> None:
+    rendered = text_fields({"order_id": 7}, {"trace_id": "t", "order_id": 9, "user": "live:1"})
+    assert rendered == " order_id=7 user=live:1 trace_id=t"
+
+
+def test_timestamp_has_microseconds_and_z() -> None:
+    stamp = Timestamper()()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+
+
+def test_calculation_goes_to_orders_calculated_as_json(
+    make_system: SystemFactory, log_dir: Path
+) -> None:
+    system = make_system("worker_open")
+    with log_context(trace_id="tr", order_id="42"):
+        system.events.calculation(
+            "ORDER_OPEN_CALC", margin=Decimal("108.45"), lots=Decimal("0.10"), leverage=100
+        )
+    system.flush()
+    (line,) = split_lines((log_dir / "orders_calculated.log").read_bytes())
+    obj = orjson.loads(line)
+    assert obj["event.action"] == "ORDER_OPEN_CALC"
+    assert obj["margin"] == "108.45"
+    assert obj["lots"] == "0.10"
+    assert obj["leverage"] == 100
+    assert obj["order_id"] == "42"
+    assert obj["trace.id"] == "tr"
+    assert (log_dir / "worker_open.log").read_bytes() == b""
