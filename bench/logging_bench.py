@@ -341,9 +341,7 @@ def multiprocess(count: int, processes: int = 4) -> int:
                         continue
                     seen[key] = seen.get(key, 0) + 1
             expected = processes * count
-            lost = sum(
-                1 for w in range(processes) for s in range(count) if (w, s) not in seen
-            )
+            lost = sum(1 for w in range(processes) for s in range(count) if (w, s) not in seen)
             dupes = sum(v - 1 for v in seen.values() if v > 1)
             files = sum(1 for p in Path(tmp).iterdir() if not p.name.startswith("."))
             print(

@@ -42,7 +42,7 @@ def test_error_record_copied_once_with_traceback_and_context(
     errors = split_lines((log_dir / "provider_errors.log").read_bytes())
     assert len(own) == 1 and len(errors) == 1
     assert errors[0] == own[0]
-    assert " ERROR redis [LOG] msg=\"lost connection\"" in errors[0]
+    assert ' ERROR redis [LOG] msg="lost connection"' in errors[0]
     assert "error_type=KeyError" in errors[0]
     assert 'traceback="Traceback' in errors[0]
     assert "trace_id=abc" in errors[0]

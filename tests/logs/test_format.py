@@ -32,7 +32,9 @@ def parse_fields(line: str) -> dict[str, str]:
     }
 
 
-def test_text_line_matches_the_documented_example(make_system: SystemFactory, log_dir: Path) -> None:
+def test_text_line_matches_the_documented_example(
+    make_system: SystemFactory, log_dir: Path
+) -> None:
     system = make_system("worker_reject")
     with log_context(trace_id="6f1c"):
         system.events.success(
@@ -67,7 +69,9 @@ def test_json_line_uses_ecs_names_and_decimal_strings(
         except ValueError as exc:
             system.events.error("OPEN:ERROR", exc=exc, order_id="1")
     system.flush()
-    first, second = (orjson.loads(x) for x in split_lines((log_dir / "worker_open.log").read_bytes()))
+    first, second = (
+        orjson.loads(x) for x in split_lines((log_dir / "worker_open.log").read_bytes())
+    )
     assert list(first)[:5] == ["@timestamp", "log.level", "log.logger", "event.action", "trace.id"]
     assert first["log.level"] == "INFO"
     assert first["log.logger"] == "provider.worker.open"
@@ -137,7 +141,9 @@ def test_secrets_are_masked_in_text_and_json(make_system: SystemFactory, log_dir
     fields = parse_fields(text.rstrip("\n"))
     assert fields["password"] == "***"
     assert fields["api_key"] == "***"
-    line = json_line("ts", "INFO", "provider.intake", "X", {"db_password": "p", "u": "x://a:b@c"}, {})
+    line = json_line(
+        "ts", "INFO", "provider.intake", "X", {"db_password": "p", "u": "x://a:b@c"}, {}
+    )
     obj = orjson.loads(line)
     assert obj["db_password"] == "***"
     assert obj["u"] == "x://a:***@c"

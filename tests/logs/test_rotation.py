@@ -36,9 +36,7 @@ def test_rotation_keeps_every_line_and_sizes(make_system: SystemFactory, log_dir
 
 
 def test_backup_count_is_respected(make_system: SystemFactory, log_dir: Path) -> None:
-    _write(
-        make_system, 600, log_max_bytes={"worker_cancel": MAX}, log_backups={"worker_cancel": 3}
-    )
+    _write(make_system, 600, log_max_bytes={"worker_cancel": MAX}, log_backups={"worker_cancel": 3})
     names = sorted(p.name for p in log_dir.glob("worker_cancel.log*"))
     assert names == [
         "worker_cancel.log",

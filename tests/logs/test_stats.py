@@ -32,8 +32,18 @@ def test_every_n_processed(make_system: SystemFactory, log_dir: Path) -> None:
     assert lines[1]["success"] == "10"
     assert lines[1]["orders_opened"] == "10"
     assert lines[0]["component"] == "worker_open"
-    for key in ("p50_ms", "p95_ms", "p99_ms", "rate_per_min", "uptime_s", "log_lines",
-                "log_bytes", "log_rotations", "log_dropped", "log_write_failures"):
+    for key in (
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "rate_per_min",
+        "uptime_s",
+        "log_lines",
+        "log_bytes",
+        "log_rotations",
+        "log_dropped",
+        "log_write_failures",
+    ):
         assert key in lines[0]
 
 
@@ -65,7 +75,10 @@ def test_final_line_at_shutdown(make_system: SystemFactory, log_dir: Path) -> No
     (line,) = _stats_lines(log_dir, "worker_reject.log")
     assert line["final"] == "true"
     assert (line["processed"], line["skipped"], line["dead_lettered"], line["failure"]) == (
-        "3", "1", "1", "1",
+        "3",
+        "1",
+        "1",
+        "1",
     )
     assert line["dlq.precondition_timeout"] == "1"
     assert int(line["log_lines"]) >= 3

@@ -173,11 +173,11 @@ def cleanup_command(
         settings.log_max_total_bytes,
         dry_run=dry_run,
     )
-    console = Console()
+    # Plain lines (no wrapping): this output is read by scripts and cron mails.
     verb = "would delete" if dry_run else "deleted"
     for item in plan.doomed:
-        console.print(f"{verb} {item.path} ({_size(item.size)}, {item.reason})")
-    console.print(
+        typer.echo(f"{verb} {item.path} ({_size(item.size)}, {item.reason})")
+    typer.echo(
         f"{verb}: {len(plan.doomed)} file(s); directory {_size(plan.total_before)} -> "
         f"{_size(plan.total_after)} (cap {_size(settings.log_max_total_bytes)})"
     )

@@ -67,6 +67,7 @@ class RotatingFile:
         self._ident: tuple[int, int] = (0, 0)
         self._lock_fd: int | None = None
         self._thread_lock = threading.Lock()
+        self._torn = False
         self.size = 0
 
     # -- opening ---------------------------------------------------------------------------
@@ -108,13 +109,15 @@ class RotatingFile:
         """Reopen when the path no longer names our file (deleted, replaced, rotated away)."""
         if self.shared:
             return  # checked under the lock before every write
+        if self._fd is None:
+            return  # the next write opens it
         try:
             st = os.stat(self.path)
         except OSError:
-            self.open()
-            return
-        if (st.st_dev, st.st_ino) != self._ident:
-            self.open()
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._ident:
+            # Let go of the lost inode; the next write recreates the file (and directory).
+            self._close_fd()
 
     # -- writing ---------------------------------------------------------------------------
     def write_lines(self, lines: list[bytes]) -> None:
@@ -126,6 +129,9 @@ class RotatingFile:
                 else:
                     self._counters.dropped += len(lines)
             return
+        # One stat per batch (not per line): a deleted or replaced file is noticed before
+        # the batch goes to an unlinked inode.
+        self.check_path()
         if self._fd is None and not self.open():
             self._counters.dropped += len(lines)
             return
@@ -161,23 +167,32 @@ class RotatingFile:
         if fd is None:  # open() succeeded, so this cannot happen; keeps mypy honest
             return
         data = b"".join(batch) if len(batch) > 1 else batch[0]
+        # A disk-full write may have stopped mid-line: end that fragment before new lines,
+        # so the torn line never glues itself to the next one.
+        prefix = 1 if self._torn else 0
+        if prefix:
+            data = b"\n" + data
+        total = batch_bytes + prefix
         view = memoryview(data)
         written = 0
         try:
-            while written < batch_bytes:
+            while written < total:
                 written += os.write(fd, view[written:])
         except OSError as exc:
             self.size += written
-            lost = len(batch) - data.count(b"\n", 0, written)
-            self._failures.failed(str(self.path), exc, lines_lost=lost)
-            self._counters.lines += len(batch) - lost
+            if written:
+                self._torn = data[written - 1] != 0x0A
+            complete = data.count(b"\n", prefix, written)
+            self._failures.failed(str(self.path), exc, lines_lost=len(batch) - complete)
+            self._counters.lines += complete
             self._counters.bytes += written
             if exc.errno not in (errno.EFBIG, errno.ENOSPC):  # disk full: keep the fd, retry
                 self._close_fd()
             return
-        self.size += batch_bytes
+        self._torn = False
+        self.size += total
         self._counters.lines += len(batch)
-        self._counters.bytes += batch_bytes
+        self._counters.bytes += total
         self._failures.recovered(str(self.path))
 
     # -- rotation ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ __all__ = ["BackgroundWriter", "Sink"]
 # A typical line is 150-250 bytes: turn the byte budget into a line count once.
 _TYPICAL_LINE_BYTES = 200
 _PATH_CHECK_S = 1.0
-_OVERFLOW_WAITS = 3
+_OVERFLOW_WAITS = 5
 _OVERFLOW_WAIT_S = 0.001
 
 
