@@ -1,0 +1,170 @@
+"""Metrics over HTTP: names, labels, values, health, bind address."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from execflow.metrics import LogSnapshot, Metrics, MetricsServer
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Metrics, MetricsServer, _Clock]]:
+    clock = _Clock()
+    metrics = Metrics("dispatcher", clock=clock)
+    server = MetricsServer(metrics, port=0).start()
+    try:
+        yield metrics, server, clock
+    finally:
+        server.stop()
+
+
+def _get(server: MetricsServer, path: str) -> tuple[int, bytes]:
+    url = f"http://{server.host}:{server.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_scrape_names_labels_values(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
+    metrics, server, clock = served
+    metrics.report_received()
+    metrics.report_received()
+    metrics.report_routed("worker_open")
+    metrics.dead_lettered("unknown_lifecycle_id")
+    metrics.worker_outcome("open", "success", seconds=0.003)
+    metrics.worker_outcome("open", "parked")
+    metrics.observe_processing("dispatcher", 0.0004)
+    metrics.retried("close")
+    metrics.set_queue_depth("worker_open", 7, consumers=2)
+    metrics.observe_lp_latency(0.04)
+    metrics.log_write_failed()
+    metrics.watch_logs(lambda: LogSnapshot({"dispatcher.log": 42}, write_failures=2, dropped=1))
+    clock.now += 12.5
+    status, body = _get(server, "/metrics")
+    assert status == 200
+    s = _samples(body)
+    assert s[("execflow_reports_received_total", ())] == 2
+    assert s[("execflow_reports_routed_total", (("queue", "worker_open"),))] == 1
+    assert s[("execflow_dlq_total", (("reason", "unknown_lifecycle_id"),))] == 1
+    key = ("execflow_worker_outcomes_total", (("outcome", "success"), ("worker", "open")))
+    assert s[key] == 1
+    assert s[("execflow_parked_total", (("worker", "open"),))] == 1
+    assert s[("execflow_processing_seconds_count", (("component", "open"),))] == 1
+    assert s[("execflow_processing_seconds_bucket", (("component", "open"), ("le", "0.005")))] == 1
+    assert s[("execflow_processing_seconds_count", (("component", "dispatcher"),))] == 1
+    assert s[("execflow_retries_total", (("component", "close"),))] == 1
+    assert s[("execflow_queue_depth", (("queue", "worker_open"),))] == 7
+    assert s[("execflow_queue_consumers", (("queue", "worker_open"),))] == 2
+    assert s[("execflow_lp_latency_seconds_count", ())] == 1
+    assert s[("execflow_last_report_timestamp_seconds", ())] == 1000.0
+    assert s[("execflow_last_report_age_seconds", ())] == 12.5
+    assert s[("execflow_log_lines_total", (("file", "dispatcher.log"),))] == 42
+    assert s[("execflow_log_write_failures_total", ())] == 3
+    assert s[("execflow_log_dropped_total", ())] == 1
+    assert s[("execflow_component_up", (("component", "dispatcher"),))] == 1
+    # Counters from a cumulative snapshot do not double on the next scrape.
+    assert (
+        _samples(_get(server, "/metrics")[1])[
+            ("execflow_log_lines_total", (("file", "dispatcher.log"),))
+        ]
+        == 42
+    )
+
+
+def test_no_id_like_labels(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
+    metrics, server, _ = served
+    metrics.worker_outcome("close", "failure")
+    labels = {name for (_, pairs) in _samples(_get(server, "/metrics")[1]) for name, _ in pairs}
+    assert labels <= {"queue", "reason", "worker", "outcome", "component", "file", "le"}
+
+
+def test_unknown_outcome_is_refused() -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        Metrics("worker_open").worker_outcome("open", "exploded")
+
+
+def test_health_200_then_503(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
+    metrics, server, clock = served
+    status, body = _get(server, "/healthz")
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["status"] == "ok" and doc["component"] == "dispatcher"
+    assert doc["last_report_age_s"] is None
+    clock.now += 3
+    metrics.report_received()
+    broken = {"bus": "connection lost"}
+    metrics.add_health_check("bus", lambda: broken.get("bus"))
+    status, body = _get(server, "/healthz")
+    doc = json.loads(body)
+    assert status == 503
+    assert doc["status"] == "failing" and doc["failures"] == {"bus": "connection lost"}
+    assert doc["uptime_s"] == 3.0 and doc["last_report_age_s"] == 0.0
+    broken.clear()
+    assert _get(server, "/healthz")[0] == 200
+    assert _get(server, "/nope")[0] == 404
+
+
+def test_binds_loopback_by_default() -> None:
+    server = MetricsServer(Metrics("worker_close")).start()
+    try:
+        assert server.host == "127.0.0.1"
+        assert server.port > 0
+        assert _get(server, "/healthz")[0] == 200
+    finally:
+        server.stop()
+
+
+def _child(directory: str, worker: str) -> None:
+    metrics = Metrics(f"worker_{worker}", multiprocess_dir=Path(directory))
+    metrics.worker_outcome(worker, "success", seconds=0.01)
+    metrics.report_received()
+
+
+def _aggregate(directory: str, queue: multiprocessing.Queue[bytes]) -> None:
+    metrics = Metrics("supervisor", multiprocess_dir=Path(directory))
+    queue.put(metrics.exposition())
+
+
+def test_multiprocess_mode_aggregates_processes(tmp_path: Path) -> None:
+    # Multi-process mode changes prometheus_client globals: run it in fresh processes.
+    ctx = multiprocessing.get_context("spawn")
+    for worker in ("open", "close", "open"):
+        proc = ctx.Process(target=_child, args=(str(tmp_path), worker))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+    queue: multiprocessing.Queue[bytes] = ctx.Queue()
+    proc = ctx.Process(target=_aggregate, args=(str(tmp_path), queue))
+    proc.start()
+    body = queue.get(timeout=60)
+    proc.join(60)
+    s = _samples(body)
+    assert s[("execflow_reports_received_total", ())] == 3
+    assert s[("execflow_worker_outcomes_total", (("outcome", "success"), ("worker", "open")))] == 2
+    assert s[("execflow_processing_seconds_count", (("component", "close"),))] == 1
