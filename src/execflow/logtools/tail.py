@@ -38,8 +38,11 @@ class TailFilter:
 
     def accepts(self, record: LogRecord, stem: str) -> bool:
         """True when ``record`` (read from a file of component ``stem``) passes every filter."""
-        if self.components is not None and not (
-            stem in self.components or record.component in self.components
+        # A worker's calculation lines live in the shared orders_calculated.log.
+        if (
+            self.components is not None
+            and stem not in self.components
+            and not (stem == "orders_calculated" and record.component in self.components)
         ):
             return False
         if self.min_level is not None:
@@ -69,7 +72,16 @@ class Follower:
         self._started = False
 
     def _current_files(self) -> list[LogFile]:
-        return [f for f in discover(self.directory) if f.generation == 0 and not f.gzipped]
+        # provider_errors.log repeats the ERROR lines of the component files: followed
+        # only when asked for by name.
+        wanted = self.wanted.components or frozenset()
+        return [
+            f
+            for f in discover(self.directory)
+            if f.generation == 0
+            and not f.gzipped
+            and (f.stem != "provider_errors" or f.stem in wanted)
+        ]
 
     def initial(self, lines: int) -> list[LogRecord]:
         """The last ``lines`` matching records of the current files; then follow from the end."""
