@@ -1,0 +1,378 @@
+"""The one consumer loop of execflow: dispatcher, seven workers and db writer all run here.
+
+Per delivery the runner binds the log context (component, instance, trace_id,
+order_id), waits for a concurrency slot, calls the handler, and settles the delivery
+from what the handler returned (``results``):
+
+* ``Ack``        -> ack, then the outcome line (``SUCCESS`` / ``SKIP:*`` / ``ROUTED`` ...).
+* ``Park``       -> ``retry_later`` with the park backoff and a ``PARKED`` line; after the
+                    park policy's attempts -> DLQ (``precondition_timeout`` or the given reason).
+* ``DeadLetter`` -> DLQ with reason and error, ``DLQ`` line at the result's level.
+* an exception   -> ``retry_later`` with the retry backoff and a ``RETRY`` line; when the
+                    exception is non-retryable or the attempts are used up -> DLQ with the
+                    error (``DLQ`` at WARNING + ``FAILED`` at ERROR with the traceback).
+
+Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
+and the ack. The handler has committed its state and had its publishes confirmed before
+it returned, so an ack always follows the durable effect. A handler cancelled by a
+shutdown leaves its delivery unsettled and the bus returns it to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
+from execflow.logs.context import log_context
+from execflow.logs.events import ERROR, EventLogger
+from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
+from execflow.pipeline.retry import H_PARKS, H_RETRIES, RetryPolicy
+from execflow.pipeline.services import Services
+
+__all__ = [
+    "H_ORDER_ID",
+    "Ack",
+    "ConsumerSpec",
+    "DeadLetter",
+    "Handler",
+    "HandlerResult",
+    "Park",
+    "RetryPolicy",
+    "Runner",
+    "error_text",
+    "run_consumers",
+]
+
+H_ORDER_ID = "order_id"
+"""Header carrying the order a message is about (bound as ``order_id`` in the log context)."""
+
+_MAX_ERROR_CHARS = 2000
+
+Handler = Callable[[Message], Awaitable[HandlerResult]]
+"""A consumer's business logic: one message in, one settle decision out."""
+
+
+def _default_park() -> RetryPolicy:
+    return RetryPolicy(max_attempts=8, exhausted_reason="precondition_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """A consumer declared as data: what it reads, how wide, how it retries.
+
+    ``component`` names its log file and stats (``worker_open``); ``tag`` prefixes the
+    runner's event tags (``OPEN:RETRY``); ``metrics_worker`` (workers only) labels
+    ``Metrics.worker_outcome``.
+    """
+
+    component: str
+    queue: str
+    handler: Handler
+    tag: str
+    prefetch: int = 64
+    concurrency: int = 16
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    park: RetryPolicy = field(default_factory=_default_park)
+    metrics_worker: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefetch < 1 or self.concurrency < 1:
+            raise ValueError("prefetch and concurrency must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The handler raised: retry or dead-letter, decided by the retry policy."""
+
+    exc: Exception
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, bounded (for the DLQ's ``x-error`` header)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def _count(headers: Mapping[str, str], name: str) -> int:
+    try:
+        return max(0, int(headers.get(name, "0")))
+    except ValueError:
+        return 0
+
+
+class Runner:
+    """Runs one ``ConsumerSpec`` against the bus until stopped."""
+
+    def __init__(
+        self,
+        services: Services,
+        spec: ConsumerSpec,
+        *,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.services = services
+        self.spec = spec
+        self.log: EventLogger = services.logger(spec.component)
+        self._rand = rand or random.Random().random
+        self._clock = services.clock
+        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._consumer: Consumer | None = None
+        self._settles: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._interrupted = 0
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop``."""
+        return self._consumer is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries being handled or waiting for a concurrency slot."""
+        return self._in_flight
+
+    async def start(self) -> None:
+        """Declare the queue and start consuming (idempotent)."""
+        if self._consumer is not None:
+            return
+        spec = self.spec
+        await self.services.bus.declare(spec.queue)
+        self._consumer = await self.services.bus.consume(
+            spec.queue, self._on_delivery, prefetch=spec.prefetch
+        )
+        self.log.info(
+            f"{spec.tag}:STARTED",
+            queue=spec.queue,
+            prefetch=spec.prefetch,
+            concurrency=spec.concurrency,
+            max_attempts=spec.retry.max_attempts,
+            park_max_attempts=spec.park.max_attempts,
+        )
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop intake, drain in-flight work for ``timeout_s``, requeue the rest, final stats.
+
+        ``timeout_s`` defaults to ``settings.shutdown_timeout_s``.
+        """
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        drain_s = self.services.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        in_flight = self._in_flight
+        interrupted_before = self._interrupted
+        await consumer.stop(drain_timeout_s=drain_s)
+        if self._settles:
+            await asyncio.wait(set(self._settles))
+        self.log.info(
+            f"{self.spec.tag}:STOPPED",
+            queue=self.spec.queue,
+            in_flight_at_stop=in_flight,
+            requeued=self._interrupted - interrupted_before,
+            drain_timeout_s=drain_s,
+        )
+        self.log.emit_stats(final=True)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Start, run until ``stop`` is set, then stop in order."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    # -- one delivery -------------------------------------------------------------------
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        message = delivery.message
+        self._in_flight += 1
+        try:
+            with log_context(**self._context(message)):
+                async with self._slots:
+                    started = self._clock.monotonic()
+                    result: HandlerResult | _Failed
+                    try:
+                        result = await self.spec.handler(message)
+                    except Exception as exc:  # noqa: BLE001 - retried or dead-lettered, logged
+                        result = _Failed(exc)
+                    await self._settle_shielded(delivery, result, started)
+        except asyncio.CancelledError:
+            # Unsettled: the bus returns the message to its queue.
+            self._interrupted += 1
+            raise
+        finally:
+            self._in_flight -= 1
+
+    def _context(self, message: Message) -> dict[str, Any]:
+        headers = message.headers
+        return {
+            "component": self.spec.component,
+            "instance": self.services.instance,
+            "order_id": headers.get(H_ORDER_ID),
+            "trace_id": headers.get(H_TRACE_ID),
+        }
+
+    async def _settle_shielded(
+        self, delivery: Delivery, result: HandlerResult | _Failed, started: float
+    ) -> None:
+        task = asyncio.create_task(self._settle(delivery, result, started))
+        self._settles.add(task)
+        task.add_done_callback(self._settles.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Let the settle finish: cutting it between DLQ publish and ack duplicates.
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error(f"{self.spec.tag}:ERROR", exc=task.exception(), stage="settle")
+            raise
+
+    async def _settle(
+        self, delivery: Delivery, result: HandlerResult | _Failed, started: float
+    ) -> None:
+        try:
+            if isinstance(result, Ack):
+                await delivery.ack()
+                self._acked(result, self._elapsed_ms(started))
+            elif isinstance(result, Park):
+                await self._park(delivery, result, started)
+            elif isinstance(result, DeadLetter):
+                await delivery.dead_letter(result.reason, result.error)
+                self._dead_lettered(
+                    result.reason, self._elapsed_ms(started), result.level, result.fields
+                )
+            else:
+                await self._failed(delivery, result.exc, started)
+        except Exception as exc:
+            # The bus could not settle (connection lost): it returns the message itself.
+            self.log.failure(f"{self.spec.tag}:ERROR", exc=exc, stage="settle")
+            raise
+
+    async def _park(self, delivery: Delivery, result: Park, started: float) -> None:
+        policy = self.spec.park
+        parks = _count(delivery.message.headers, H_PARKS) + 1
+        if policy.exhausted(parks):
+            reason = result.exhausted_reason or policy.exhausted_reason
+            await delivery.dead_letter(reason, result.reason)
+            fields = {**result.fields, "park_reason": result.reason, "parks": parks}
+            self._dead_lettered(reason, self._elapsed_ms(started), ERROR, fields)
+            return
+        delay_s = round(policy.delay_s(parks, self._rand()), 3)
+        await delivery.retry_later(delay_s, {H_PARKS: str(parks)})
+        elapsed_ms = self._elapsed_ms(started)
+        self.log.parked(
+            f"{self.spec.tag}:PARKED",
+            **result.fields,
+            reason=result.reason,
+            attempt=parks,
+            max_attempts=policy.max_attempts,
+            delay_s=delay_s,
+            processing_time_ms=elapsed_ms,
+        )
+        self._metric_outcome("parked", elapsed_ms)
+
+    async def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
+        policy = self.spec.retry
+        attempt = _count(delivery.message.headers, H_RETRIES) + 1
+        reason = policy.non_retryable_reason(exc)
+        if reason is None and policy.exhausted(attempt):
+            reason = policy.exhausted_reason
+        if reason is not None:
+            await delivery.dead_letter(reason, error_text(exc))
+            elapsed_ms = self._elapsed_ms(started)
+            self._dead_lettered(reason, elapsed_ms, None, {"attempts": attempt})
+            self.log.error(
+                f"{self.spec.tag}:FAILED",
+                exc=exc,
+                reason=reason,
+                attempts=attempt,
+                queue=self.spec.queue,
+            )
+            return
+        delay_s = round(policy.delay_s(attempt, self._rand()), 3)
+        await delivery.retry_later(delay_s, {H_RETRIES: str(attempt)})
+        self.log.retried(
+            f"{self.spec.tag}:RETRY",
+            attempt=attempt,
+            max_attempts=policy.max_attempts,
+            delay_s=delay_s,
+            error_type=type(exc).__name__,
+            error=error_text(exc),
+        )
+        if self.services.metrics is not None:
+            self.services.metrics.retried(self.spec.component)
+
+    # -- outcome lines and counters --------------------------------------------------------
+    def _elapsed_ms(self, started: float) -> float:
+        return round((self._clock.monotonic() - started) * 1000.0, 3)
+
+    def _acked(self, result: Ack, elapsed_ms: float) -> None:
+        log = self.log
+        if result.outcome == "success":
+            if result.tag is not None:
+                log.success(result.tag, processing_time_ms=elapsed_ms, **result.fields)
+            elif log.stats.record_success(elapsed_ms):
+                log.emit_stats()
+        else:
+            due = log.stats.record("skipped", elapsed_ms)
+            if result.tag is not None:
+                log.event(result.level, result.tag, **result.fields, processing_time_ms=elapsed_ms)
+            if due:
+                log.emit_stats()
+        self._metric_outcome(result.outcome, elapsed_ms)
+
+    def _dead_lettered(
+        self, reason: str, elapsed_ms: float, level: int | None, fields: Mapping[str, Any]
+    ) -> None:
+        tag = f"{self.spec.tag}:DLQ"
+        line = {**fields, "processing_time_ms": elapsed_ms}
+        if level is None or level < ERROR:
+            self.log.dead_lettered(tag, reason=reason, **line)
+        else:
+            # One ERROR line (counted once), copied to provider_errors.log for review.
+            stats = self.log.stats
+            stats.incr(f"dlq.{reason}")
+            due = stats.record("dead_lettered", elapsed_ms)
+            self.log.event(level, tag, reason=reason, **line)
+            if due:
+                self.log.emit_stats()
+        metrics = self.services.metrics
+        if metrics is not None:
+            metrics.dead_lettered(reason)
+        self._metric_outcome("dead_lettered", elapsed_ms)
+
+    def _metric_outcome(self, outcome: str, elapsed_ms: float) -> None:
+        metrics = self.services.metrics
+        if metrics is None:
+            return
+        seconds = elapsed_ms / 1000.0
+        if self.spec.metrics_worker is not None:
+            metrics.worker_outcome(self.spec.metrics_worker, outcome, seconds)
+        elif outcome != "parked":
+            metrics.observe_processing(self.spec.component, seconds)
+
+
+async def run_consumers(
+    services: Services,
+    specs: Sequence[ConsumerSpec],
+    stop: asyncio.Event,
+    *,
+    rand: Callable[[], float] | None = None,
+) -> list[Runner]:
+    """Start a runner per spec, wait for ``stop``, then stop them all (drained together).
+
+    Returns the runners (stopped) so a caller can read their stats.
+    """
+    runners = [Runner(services, spec, rand=rand) for spec in specs]
+    started: list[Runner] = []
+    try:
+        for runner in runners:
+            await runner.start()
+            started.append(runner)
+        await stop.wait()
+    finally:
+        timeout_s = services.settings.shutdown_timeout_s
+        await asyncio.gather(*(runner.stop(timeout_s) for runner in started))
+    return runners

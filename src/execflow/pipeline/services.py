@@ -1,0 +1,95 @@
+"""The bundle of ports and tools every pipeline component is built from.
+
+The composition root (an entry point, or a test) builds ``Settings`` and a ``LogSystem``
+once, then opens the services::
+
+    async with open_services(settings, logs) as services:
+        runner = Runner(services, dispatcher_consumer(services))
+        ...
+
+``open_services`` connects the database, the state store and the bus in that order and
+closes them in reverse (the bus first, so no consumer touches a closed store). Nothing
+here is global: two bundles can live side by side in one process (tests do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from execflow.backends.bus import Bus, QueueNames
+from execflow.backends.database import Database
+from execflow.backends.factory import make_bus, make_database, make_state_store
+from execflow.backends.state import StateStore
+from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
+from execflow.logs.events import EventLogger
+from execflow.logs.setup import LogSystem
+from execflow.metrics import Metrics
+from execflow.settings import Settings
+
+__all__ = ["Services", "open_services"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a runner or handler needs, passed down from the composition root."""
+
+    settings: Settings
+    bus: Bus
+    state: StateStore
+    database: Database
+    logs: LogSystem
+    clock: Clock
+    ids: IdGenerator
+    queues: QueueNames
+    metrics: Metrics | None = None
+
+    @property
+    def instance(self) -> int:
+        """The process's instance number (``worker_open-2.log`` for 2)."""
+        return self.logs.instance
+
+    def logger(self, component: str) -> EventLogger:
+        """The event logger of ``component`` (``dispatcher``, ``worker_open``, ...)."""
+        return self.logs.logger(component)
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    logs: LogSystem,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    metrics: Metrics | None = None,
+    bus: Bus | None = None,
+    state: StateStore | None = None,
+    database: Database | None = None,
+) -> AsyncIterator[Services]:
+    """Build (from ``settings`` unless given), connect, yield, then close every port.
+
+    Ports passed in are connected and closed here too (their ``connect`` is idempotent),
+    so a test can hand over an ``InMemoryBus`` it keeps a reference to.
+    """
+    bus = bus if bus is not None else make_bus(settings)
+    state = state if state is not None else make_state_store(settings)
+    database = database if database is not None else make_database(settings)
+    async with AsyncExitStack() as stack:
+        await database.connect()
+        stack.push_async_callback(database.close)
+        await state.connect()
+        stack.push_async_callback(state.close)
+        await bus.connect()
+        stack.push_async_callback(bus.close)
+        yield Services(
+            settings=settings,
+            bus=bus,
+            state=state,
+            database=database,
+            logs=logs,
+            clock=clock or SystemClock(),
+            ids=ids or UuidIds(),
+            queues=bus.queues,
+            metrics=metrics,
+        )
