@@ -1,0 +1,445 @@
+"""Order intake: the trading side's Python API (open, pending, modify, cancel, close, SL/TP).
+
+Each action loads the account, instrument and prices, calls the pure rule of
+``execflow.domain.intake``, and then, only when accepted:
+
+1. commits the new order and account to the state store (version-checked; a conflict
+   reloads and recomputes, a few times);
+2. registers the request's lifecycle id, so the dispatcher can route any answer; this
+   happens before the request leaves (step 4);
+3. publishes the DB events to ``db_updates`` (message id = event id);
+4. publishes the provider request to ``provider_requests`` (message id = lifecycle id).
+
+A refused request (``insufficient_margin``, ``price_wrong_side``, ...) is never sent; it
+is logged ``INTAKE:REFUSED``. Lifecycle ids (FIX ClOrdIDs): the first request of an
+order uses the order id itself, so an order id always resolves to its account through
+the lifecycle index; later requests use ``{order_id}-{action}-v{version}``, unique
+because the version-checked commit lets only one request per order version through.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from time import perf_counter
+
+import orjson
+
+from execflow.backends.bus import H_TRACE_ID, OutgoingMessage
+from execflow.backends.state import Versioned, Write
+from execflow.clock import Clock, IdGenerator
+from execflow.domain import intake as rules
+from execflow.domain.codec import (
+    account_from_dict,
+    account_to_dict,
+    calculation_to_dict,
+    effect_to_dict,
+    lifecycle_to_dict,
+    order_from_dict,
+    order_to_dict,
+    request_to_dict,
+)
+from execflow.domain.enums import LegKind, OrderType, Side
+from execflow.domain.models import Account, InstrumentConfig, Order, Prices
+from execflow.errors import VersionConflict
+from execflow.logs.context import log_context
+from execflow.pipeline.seed import ReferenceData
+from execflow.pipeline.services import Services
+
+__all__ = ["COMPONENT", "IntakeResult", "OrderIntake", "TimeOrderIds"]
+
+COMPONENT = "intake"
+_MAX_ATTEMPTS = 5
+_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+class TimeOrderIds:
+    """13-digit numeric order ids: milliseconds since 2020 x 10 + instance digit.
+
+    Strictly increasing within a process (a burst runs ahead of the clock by one per id);
+    processes with different ``instance % 10`` never collide. 13 digits last until 2115.
+    """
+
+    def __init__(self, clock: Clock, instance: int = 1) -> None:
+        self._clock = clock
+        self._digit = instance % 10
+        self._last = 0
+
+    def new_id(self) -> str:
+        """The next id."""
+        now_ms = int((self._clock.now() - _EPOCH).total_seconds() * 1000)
+        base = max(now_ms, self._last + 1)
+        self._last = base
+        return f"{base * 10 + self._digit:013d}"
+
+
+class NumericIds:
+    """Deterministic 13-digit ids for tests and demos: ``start``, ``start + 1``, ..."""
+
+    def __init__(self, start: int = 3163458366000) -> None:
+        self._counter = itertools.count(start)
+
+    def new_id(self) -> str:
+        """The next id."""
+        return f"{next(self._counter):013d}"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What became of one intake action."""
+
+    action: str
+    accepted: bool
+    order_id: str | None
+    trace_id: str
+    lifecycle_id: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    detail: str = ""
+    order: Order | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    account: Account
+    account_version: int
+    instrument: InstrumentConfig | None
+    prices: Prices
+    order: Order | None = None
+    order_version: int = 0
+
+
+_Rule = Callable[[_Loaded, str, datetime], rules.IntakeResult]
+
+
+class _Refusal(Exception):
+    """Internal: stop an action with a refusal reason (never escapes this module)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class OrderIntake:
+    """Place, change and close orders; see the module docstring for the sequence."""
+
+    def __init__(self, services: Services, order_ids: IdGenerator | None = None) -> None:
+        self._services = services
+        self._state = services.state
+        self._bus = services.bus
+        self._clock = services.clock
+        self._log = services.logger(COMPONENT)
+        self._order_ids = order_ids or TimeOrderIds(services.clock, services.instance)
+        self._refdata = ReferenceData(
+            services.state, services.database, services.settings.seed_file, self._log, "INTAKE"
+        )
+
+    # -- new orders ---------------------------------------------------------------------------
+
+    async def open_market(
+        self,
+        account_id: str,
+        symbol: str,
+        side: Side | str,
+        qty: Decimal | str,
+        sl: Decimal | str | None = None,
+        tp: Decimal | str | None = None,
+    ) -> IntakeResult:
+        """Send a market order (optionally with SL / TP, placed once it fills)."""
+        new = rules.NewOrder(
+            account_id, symbol, Side(side), OrderType.MARKET, Decimal(qty), None, _d(sl), _d(tp)
+        )
+        return await self._submit("open_market", new)
+
+    async def place_pending(
+        self,
+        account_id: str,
+        symbol: str,
+        order_type: OrderType | str,
+        qty: Decimal | str,
+        price: Decimal | str,
+        sl: Decimal | str | None = None,
+        tp: Decimal | str | None = None,
+    ) -> IntakeResult:
+        """Send a limit or stop order resting at ``price`` (the client's level)."""
+        kind = OrderType(order_type)
+        side = kind.side or Side.BUY
+        new = rules.NewOrder(
+            account_id, symbol, side, kind, Decimal(qty), Decimal(price), _d(sl), _d(tp)
+        )
+        return await self._submit("place_pending", new)
+
+    # -- changes to existing orders -------------------------------------------------------------
+
+    async def modify_pending(self, order_id: str, price: Decimal | str) -> IntakeResult:
+        """Move a resting pending order to a new price."""
+        new_price = Decimal(price)
+
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            assert x.order is not None
+            return rules.modify_pending(
+                x.order, x.account, _need(x.instrument), x.prices, new_price, lifecycle_id, now
+            )
+
+        return await self._change("modify", order_id, rule, needs_market=True)
+
+    async def cancel_pending(self, order_id: str) -> IntakeResult:
+        """Cancel a resting pending order."""
+
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            assert x.order is not None
+            return rules.cancel_pending(x.order, x.account, lifecycle_id, now)
+
+        return await self._change("cancel", order_id, rule)
+
+    async def close(self, order_id: str) -> IntakeResult:
+        """Close an open position at market."""
+
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            assert x.order is not None
+            return rules.request_close(x.order, x.account, lifecycle_id, now)
+
+        return await self._change("close", order_id, rule)
+
+    async def set_sl(self, order_id: str, price: Decimal | str) -> IntakeResult:
+        """Place a stop loss on an open position."""
+        return await self._protect(order_id, LegKind.SL, Decimal(price))
+
+    async def set_tp(self, order_id: str, price: Decimal | str) -> IntakeResult:
+        """Place a take profit on an open position."""
+        return await self._protect(order_id, LegKind.TP, Decimal(price))
+
+    async def cancel_sl(self, order_id: str) -> IntakeResult:
+        """Cancel the live stop loss of an open position."""
+        return await self._unprotect(order_id, LegKind.SL)
+
+    async def cancel_tp(self, order_id: str) -> IntakeResult:
+        """Cancel the live take profit of an open position."""
+        return await self._unprotect(order_id, LegKind.TP)
+
+    async def _protect(self, order_id: str, leg: LegKind, price: Decimal) -> IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            assert x.order is not None
+            return rules.set_protection(
+                x.order, x.account, _need(x.instrument), x.prices, leg, price, lifecycle_id, now
+            )
+
+        return await self._change(f"set_{leg.value.lower()}", order_id, rule, needs_market=True)
+
+    async def _unprotect(self, order_id: str, leg: LegKind) -> IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            assert x.order is not None
+            return rules.cancel_protection(x.order, x.account, leg, lifecycle_id, now)
+
+        return await self._change(f"cancel_{leg.value.lower()}", order_id, rule)
+
+    # -- the sequence ---------------------------------------------------------------------------
+
+    async def _submit(self, action: str, new: rules.NewOrder) -> IntakeResult:
+        order_id = self._order_ids.new_id()
+
+        async def load() -> _Loaded:
+            account, version = await self._account(new.account_id)
+            instrument = await self._refdata.instrument(account.group, new.symbol)
+            return _Loaded(account, version, instrument, await self._refdata.prices())
+
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+            return rules.submit_order(
+                new, x.account, x.instrument, x.prices, order_id, lifecycle_id, now
+            )
+
+        fields: dict[str, object] = {
+            "user": new.account_id,
+            "symbol": new.symbol,
+            "side": new.side.value,
+            "order_type": new.order_type.value,
+            "qty": new.qty,
+            "price": new.price,
+            "sl": new.sl,
+            "tp": new.tp,
+        }
+        return await self._execute(action, order_id, load, rule, lambda _x: order_id, fields)
+
+    async def _change(
+        self, action: str, order_id: str, rule: _Rule, *, needs_market: bool = False
+    ) -> IntakeResult:
+        async def load() -> _Loaded:
+            account_id = await self._account_of(order_id)
+            found = await self._state.get_order(account_id, order_id)
+            if found is None:
+                raise _Refusal("unknown_order", order_id)
+            order = order_from_dict(found.data)
+            account, version = await self._account(account_id)
+            instrument = None
+            if needs_market:
+                instrument = await self._refdata.instrument(order.group, order.symbol)
+                if instrument is None:
+                    raise _Refusal("unknown_symbol", order.symbol)
+            prices = await self._refdata.prices() if needs_market else Prices()
+            return _Loaded(account, version, instrument, prices, order, found.version)
+
+        def lifecycle_id(x: _Loaded) -> str:
+            assert x.order is not None
+            return f"{order_id}-{action}-v{x.order.version + 1}"
+
+        return await self._execute(action, order_id, load, rule, lifecycle_id, {})
+
+    async def _execute(
+        self,
+        action: str,
+        order_id: str,
+        load: Callable[[], Awaitable[_Loaded]],
+        rule: _Rule,
+        lifecycle_id: Callable[[_Loaded], str],
+        fields: dict[str, object],
+    ) -> IntakeResult:
+        trace_id = self._services.ids.new_id()
+        started = perf_counter()
+        shown = {k: v for k, v in fields.items() if v is not None}
+        with log_context(trace_id=trace_id, order_id=order_id):
+            self._log.info("INTAKE:RECEIVED", action=action, **shown)
+            try:
+                for _attempt in range(_MAX_ATTEMPTS):
+                    loaded = await load()
+                    lid = lifecycle_id(loaded)
+                    decided = rule(loaded, lid, self._clock.now())
+                    if isinstance(decided, rules.Refused):
+                        raise _Refusal(decided.reason, decided.detail)
+                    try:
+                        await self._commit(loaded, decided)
+                    except VersionConflict as exc:
+                        self._log.info("INTAKE:CONFLICT", action=action, key=exc.fields.get("key"))
+                        continue
+                    await self._send(decided, trace_id)
+                    return self._sent(action, decided, trace_id, started)
+                raise _Refusal("busy", f"state changed {_MAX_ATTEMPTS} times meanwhile")
+            except _Refusal as refusal:
+                return self._refused(action, order_id, trace_id, refusal, shown)
+            except Exception as exc:
+                self._log.failure("INTAKE:ERROR", exc=exc, action=action)
+                raise
+
+    async def _commit(self, loaded: _Loaded, accepted: rules.Accepted) -> None:
+        order = accepted.order
+        writes = [Write("order", order.order_id, loaded.order_version, order_to_dict(order))]
+        if accepted.account != loaded.account:
+            writes.append(
+                Write(
+                    "account",
+                    accepted.account.account_id,
+                    loaded.account_version,
+                    account_to_dict(accepted.account),
+                )
+            )
+        await self._state.commit(accepted.account.account_id, writes)
+        record = accepted.lifecycle
+        if not await self._state.put_lifecycle(record.lifecycle_id, lifecycle_to_dict(record)):
+            # Only a lost reply of an earlier identical write can get here: same id, same data.
+            self._log.warning("INTAKE:LIFECYCLE_EXISTS", lifecycle_id=record.lifecycle_id)
+
+    async def _send(self, accepted: rules.Accepted, trace_id: str) -> None:
+        queues = self._services.queues
+        await self._bus.publish_batch(
+            queues.db_updates,
+            [
+                OutgoingMessage(
+                    orjson.dumps(effect_to_dict(event)), {H_TRACE_ID: trace_id}, event.event_id
+                )
+                for event in accepted.events
+            ],
+        )
+        request = accepted.request
+        await self._bus.publish(
+            queues.provider_requests,
+            orjson.dumps(request_to_dict(request)),
+            {H_TRACE_ID: trace_id, "lifecycle_id": request.lifecycle_id},
+            request.lifecycle_id,
+        )
+
+    # -- loading --------------------------------------------------------------------------------
+
+    async def _account(self, account_id: str) -> tuple[Account, int]:
+        found: Versioned | None = await self._refdata.account(account_id)
+        if found is None:
+            raise _Refusal("unknown_account", account_id)
+        return account_from_dict(found.data), found.version
+
+    async def _account_of(self, order_id: str) -> str:
+        """The account of an order: its first lifecycle record, else its DB snapshot."""
+        record = await self._state.get_lifecycle(order_id)
+        if record is not None and isinstance(record.get("account_id"), str):
+            return str(record["account_id"])
+        stored = await self._services.database.get_order(order_id)
+        if stored is None:
+            raise _Refusal("unknown_order", order_id)
+        return stored.account_id
+
+    # -- outcome lines -----------------------------------------------------------------------------
+
+    def _sent(
+        self, action: str, accepted: rules.Accepted, trace_id: str, started: float
+    ) -> IntakeResult:
+        order = accepted.order
+        request = accepted.request
+        for calc in accepted.calculations:
+            data = calculation_to_dict(calc)
+            name = str(data.pop("name"))
+            self._log.calculation(name, **data)
+        self._log.success(
+            "INTAKE:SENT",
+            processing_time_ms=round((perf_counter() - started) * 1000, 3),
+            action=action,
+            user=order.account_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            qty=order.qty,
+            status=order.status.value,
+            kind=request.kind.value,
+            lifecycle_id=request.lifecycle_id,
+            reserved_margin=order.reserved_margin,
+            free_margin=accepted.account.free_margin,
+        )
+        self._log.stats.incr(f"sent.{action}")
+        return IntakeResult(
+            action=action,
+            accepted=True,
+            order_id=order.order_id,
+            trace_id=trace_id,
+            lifecycle_id=request.lifecycle_id,
+            status=order.status.value,
+            order=order,
+        )
+
+    def _refused(
+        self,
+        action: str,
+        order_id: str,
+        trace_id: str,
+        refusal: _Refusal,
+        fields: dict[str, object],
+    ) -> IntakeResult:
+        extra = {"detail": refusal.detail} if refusal.detail else {}
+        self._log.info("INTAKE:REFUSED", action=action, reason=refusal.reason, **extra, **fields)
+        self._log.stats.incr(f"refused.{refusal.reason}")
+        return IntakeResult(
+            action=action,
+            accepted=False,
+            order_id=order_id,
+            trace_id=trace_id,
+            reason=refusal.reason,
+            detail=refusal.detail,
+        )
+
+
+def _d(value: Decimal | str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _need(instrument: InstrumentConfig | None) -> InstrumentConfig:
+    if instrument is None:
+        raise _Refusal("unknown_symbol")
+    return instrument
