@@ -67,7 +67,7 @@ class Metrics:
         self._log_snapshot: Callable[[], LogSnapshot] | None = None
         self._log_seen = LogSnapshot()
         self._last_report_at: float | None = None
-        own = CollectorRegistry(auto_describe=True)
+        own = self._own = CollectorRegistry(auto_describe=True)
         if multiprocess_dir is not None:
             multiprocess_dir.mkdir(parents=True, exist_ok=True)
             # prometheus_client reads the directory from the environment when it
@@ -272,4 +272,9 @@ class Metrics:
 
     def names(self) -> set[str]:
         """Every sample name this process exposes (for checking dashboards and alerts)."""
-        return {s.name for metric in self.registry.collect() for s in metric.samples}
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+        return {
+            family.name + suffix
+            for family in self._own.collect()
+            for suffix in suffixes.get(family.type, ("",))
+        }
