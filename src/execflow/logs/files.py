@@ -138,11 +138,9 @@ class RotatingFile:
         self._write_split(lines)
 
     def _write_split(self, lines: list[bytes]) -> None:
-        total = 0
-        for line in lines:
-            total += len(line)
-        if self.size + total <= self.max_bytes:
-            self._write(lines, total)
+        data = b"".join(lines)
+        if self.size + len(data) <= self.max_bytes:
+            self._write([data], len(data), len(lines))
             return
         batch: list[bytes] = []
         batch_bytes = 0
@@ -159,9 +157,11 @@ class RotatingFile:
         if batch:
             self._write(batch, batch_bytes)
 
-    def _write(self, batch: list[bytes], batch_bytes: int) -> None:
+    def _write(self, batch: list[bytes], batch_bytes: int, line_count: int = 0) -> None:
+        """Append ``batch`` (whole lines; ``line_count`` when pre-joined into one chunk)."""
+        line_count = line_count or len(batch)
         if self._fd is None and not self.open():
-            self._counters.dropped += len(batch)
+            self._counters.dropped += line_count
             return
         fd = self._fd
         if fd is None:  # open() succeeded, so this cannot happen; keeps mypy honest
@@ -183,7 +183,7 @@ class RotatingFile:
             if written:
                 self._torn = data[written - 1] != 0x0A
             complete = data.count(b"\n", prefix, written)
-            self._failures.failed(str(self.path), exc, lines_lost=len(batch) - complete)
+            self._failures.failed(str(self.path), exc, lines_lost=line_count - complete)
             self._counters.lines += complete
             self._counters.bytes += written
             if exc.errno not in (errno.EFBIG, errno.ENOSPC):  # disk full: keep the fd, retry
@@ -191,7 +191,7 @@ class RotatingFile:
             return
         self._torn = False
         self.size += total
-        self._counters.lines += len(batch)
+        self._counters.lines += line_count
         self._counters.bytes += total
         self._failures.recovered(str(self.path))
 

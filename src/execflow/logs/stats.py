@@ -45,7 +45,7 @@ class ComponentStats:
         clock: Clock | None = None,
         every_n: int = 100,
         interval_s: float = 300.0,
-        window: int = 512,
+        window: int = 256,
         log_counters: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.component = component
@@ -56,7 +56,7 @@ class ComponentStats:
         self._log_counters = log_counters
         self._counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
         self._custom: dict[str, int] = {}
-        # A power of two, so the ring index wraps with a mask. 512 values keep the sort at
+        # A power of two, so the ring index wraps with a mask. 256 values keep the sort at
         # each STATS line cheap (tens of µs) and the percentiles about recent traffic.
         size = 1 << max(4, (window - 1).bit_length())
         self._times = [0.0] * size

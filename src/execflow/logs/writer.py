@@ -51,7 +51,7 @@ class BackgroundWriter:
         self.failures = failures
         self.flush_interval_s = flush_interval_s
         self.flush_lines = max(16, buffer_bytes // _TYPICAL_LINE_BYTES)
-        self.max_lines = self.flush_lines * 4
+        self.max_lines = self.flush_lines * 2
         self.wake = threading.Event()
         self._sinks: list[Sink] = []
         self._ticks: list[Callable[[], None]] = []
