@@ -1,0 +1,83 @@
+"""Loading what a transition reads: account, instrument config, prices.
+
+The state store is the fast source. An account it lost is loaded from the database
+(the durable record) and cached again, with a ``FALLBACK`` line; an instrument config
+or a price it lacks is a retryable ``MissingReferenceData`` (the database keeps
+neither: they come from the seed file and the price feed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from execflow.backends.state import Versioned, Write
+from execflow.domain.codec import instrument_from_dict
+from execflow.domain.models import InstrumentConfig, Prices, Quote
+from execflow.errors import StoreError, VersionConflict
+from execflow.logs.events import EventLogger
+from execflow.pipeline.services import Services
+
+__all__ = ["MissingReferenceData", "load_account", "load_instrument", "load_prices", "quote_of"]
+
+
+class MissingReferenceData(StoreError):
+    """Reference data a transition needs is nowhere to be found (yet): retry later."""
+
+
+async def load_account(
+    services: Services, account_id: str, log: EventLogger, tag: str
+) -> Versioned:
+    """The account document; from the database (cached back, logged) when the store lost it."""
+    doc = await services.state.get_account(account_id)
+    if doc is not None:
+        return doc
+    record = await services.database.get_account(account_id)
+    if record is None:
+        raise MissingReferenceData(
+            "account is neither in the state store nor in the database", account_id=account_id
+        )
+    log.warning(
+        f"{tag}:FALLBACK",
+        what="account",
+        source="database",
+        account_id=account_id,
+        db_version=record.version,
+    )
+    try:
+        await services.state.commit(account_id, [Write("account", account_id, 0, record.data)])
+    except VersionConflict:
+        # Another consumer cached it first: theirs is as good as ours, read it below.
+        log.debug(f"{tag}:FALLBACK_RACE", what="account", account_id=account_id)
+    doc = await services.state.get_account(account_id)
+    if doc is None:
+        raise MissingReferenceData("account vanished while being cached", account_id=account_id)
+    return doc
+
+
+async def load_instrument(services: Services, group: str, symbol: str) -> InstrumentConfig:
+    """The instrument config of ``group``/``symbol``; ``MissingReferenceData`` when absent."""
+    data = await services.state.get_instrument(group, symbol)
+    if data is None:
+        raise MissingReferenceData(
+            "instrument config is not in the state store (the database keeps none: "
+            "load the seed file)",
+            group=group,
+            symbol=symbol,
+        )
+    return instrument_from_dict(data)
+
+
+async def load_prices(services: Services) -> Prices:
+    """Every latest quote (a transition may need any of them to convert to USD)."""
+    stored = await services.state.get_prices()
+    return Prices({symbol: quote_of(symbol, data) for symbol, data in stored.items()})
+
+
+def quote_of(symbol: str, data: Mapping[str, Any]) -> Quote:
+    """A stored quote (``{"bid": "1.085", "ask": "1.0852"}``) as a ``Quote``."""
+    try:
+        return Quote(symbol, Decimal(str(data["bid"])), Decimal(str(data["ask"])))
+    except (KeyError, InvalidOperation) as exc:
+        raise StoreError("stored quote is malformed", symbol=symbol, error=repr(exc)) from exc

@@ -1,0 +1,106 @@
+"""Load, transition, compare-and-set: the one place a worker writes the state.
+
+``transact`` reads the order, its account, the instrument config and the prices, runs
+the pure transition with ``now`` from the clock, and commits an ``Applied`` result with
+the versions it read. When another consumer committed the same order or account in
+between (``VersionConflict``), it reloads and re-runs the transition, up to
+``max_conflicts`` times; then the conflict propagates and the runner retries the
+message with backoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from execflow.backends.state import Versioned, Write
+from execflow.domain.codec import account_from_dict, account_to_dict, order_from_dict, order_to_dict
+from execflow.domain.messages import ExecutionReport
+from execflow.domain.models import Account, LifecycleRecord, Order
+from execflow.domain.outcomes import Applied, Outcome
+from execflow.domain.routing import Worker
+from execflow.domain.transitions import apply
+from execflow.errors import StoreError, VersionConflict
+from execflow.logs.events import EventLogger
+from execflow.pipeline.refdata import load_account, load_instrument, load_prices
+from execflow.pipeline.services import Services
+
+__all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "transact"]
+
+MAX_CONFLICTS = 5
+"""Reload-and-retry rounds on ``VersionConflict`` before the runner's backoff takes over."""
+
+
+class OrderMissing(StoreError):
+    """The lifecycle names an order the state store does not hold: retry (rebuild may run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transacted:
+    """The outcome, what it was computed from, and how many conflicts it took."""
+
+    outcome: Outcome
+    order: Order
+    account: Account
+    conflicts: int = 0
+
+
+async def transact(
+    services: Services,
+    worker: Worker,
+    lifecycle: LifecycleRecord,
+    report: ExecutionReport,
+    log: EventLogger,
+    tag: str,
+    max_conflicts: int = MAX_CONFLICTS,
+) -> Transacted:
+    """Apply ``report`` to its order; an ``Applied`` outcome is committed on return."""
+    conflicts = 0
+    while True:
+        order_doc, account_doc = await _load_docs(services, lifecycle, log, tag)
+        order = order_from_dict(order_doc.data)
+        account = account_from_dict(account_doc.data)
+        instrument = await load_instrument(services, order.group, order.symbol)
+        prices = await load_prices(services)
+        now = services.clock.now()
+        outcome = apply(worker, order, account, instrument, prices, report, lifecycle.kind, now)
+        if not isinstance(outcome, Applied):
+            return Transacted(outcome, order, account, conflicts)
+        writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]
+        if outcome.account_changed(account):
+            writes.append(
+                Write(
+                    "account",
+                    account.account_id,
+                    account_doc.version,
+                    account_to_dict(outcome.account),
+                )
+            )
+        try:
+            await services.state.commit(account.account_id, writes)
+        except VersionConflict as exc:
+            conflicts += 1
+            log.info(
+                f"{tag}:VERSION_CONFLICT",
+                order_id=order.order_id,
+                attempt=conflicts,
+                max_attempts=max_conflicts,
+                kind=exc.fields.get("kind"),
+            )
+            if conflicts >= max_conflicts:
+                raise
+            continue
+        return Transacted(outcome, order, account, conflicts)
+
+
+async def _load_docs(
+    services: Services, lifecycle: LifecycleRecord, log: EventLogger, tag: str
+) -> tuple[Versioned, Versioned]:
+    order_doc = await services.state.get_order(lifecycle.account_id, lifecycle.order_id)
+    if order_doc is None:
+        raise OrderMissing(
+            "order is not in the state store",
+            order_id=lifecycle.order_id,
+            account_id=lifecycle.account_id,
+        )
+    account_doc = await load_account(services, lifecycle.account_id, log, tag)
+    return order_doc, account_doc
