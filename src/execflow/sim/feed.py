@@ -20,7 +20,7 @@ from execflow.domain.models import Quote
 __all__ = ["DEFAULT_SYMBOLS", "PriceFeed", "PriceSink", "SymbolSpec", "quote_to_dict"]
 
 PriceSink = Callable[[str, dict[str, Any]], Awaitable[None]]
-"""Where quotes go, e.g. ``StateStore.put_price``: ``(symbol, {"symbol", "bid", "ask"})``."""
+"""Where quotes go, e.g. ``StateStore.put_price``: ``(symbol, {"bid": ..., "ask": ...})``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +39,20 @@ class SymbolSpec:
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
-    SymbolSpec("EURUSD", Decimal("1.08500"), Decimal("0.00001"), 6, 4.0),
-    SymbolSpec("GBPUSD", Decimal("1.27000"), Decimal("0.00001"), 8, 5.0),
-    SymbolSpec("USDJPY", Decimal("150.000"), Decimal("0.001"), 8, 5.0),
-    SymbolSpec("XAUUSD", Decimal("2350.00"), Decimal("0.01"), 30, 25.0),
-    SymbolSpec("BTCUSD", Decimal("65000.00"), Decimal("0.01"), 2000, 1500.0),
+    SymbolSpec("EURUSD", Decimal("1.08500"), Decimal("0.00001"), 2, 3.0),
+    SymbolSpec("GBPUSD", Decimal("1.27000"), Decimal("0.00001"), 3, 4.0),
+    SymbolSpec("USDJPY", Decimal("150.000"), Decimal("0.001"), 3, 4.0),
+    SymbolSpec("EURGBP", Decimal("0.85000"), Decimal("0.00001"), 2, 2.0),
+    SymbolSpec("XAUUSD", Decimal("2650.00"), Decimal("0.01"), 20, 30.0),
+    SymbolSpec("US30", Decimal("44000.0"), Decimal("0.1"), 10, 20.0),
+    SymbolSpec("BTCUSD", Decimal("60000.0"), Decimal("0.1"), 100, 150.0),
 )
-"""Symbols the demo trades; JPY needs USDJPY to convert, which is in the set."""
+"""Symbols the demo trades; JPY and GBP profits convert through USDJPY and GBPUSD."""
 
 
 def quote_to_dict(quote: Quote) -> dict[str, Any]:
-    """The state-store form of a quote (decimal strings)."""
-    return {"symbol": quote.symbol, "bid": str(quote.bid), "ask": str(quote.ask)}
+    """The state store's price document: ``{"bid": "...", "ask": "..."}``."""
+    return {"bid": str(quote.bid), "ask": str(quote.ask)}
 
 
 class PriceFeed:

@@ -1,0 +1,317 @@
+"""Scenario driver: many accounts trading a realistic mix through the intake API.
+
+New orders (market, limit, stop; some with SL/TP) are paced at a target rate or sent as
+fast as the intake allows (a few in flight at once); between them the driver acts on
+orders it placed earlier: modifies and cancels pending orders, sets and cancels SL/TP,
+closes positions. At the end it closes every position and cancels every pending order,
+round after round (an LP reject puts an order back), until everything is final or the
+settle timeout passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from execflow.backends.state import StateStore
+from execflow.domain.enums import OrderStatus, OrderType, Side
+from execflow.domain.models import InstrumentConfig
+from execflow.pipeline.intake import IntakeResult, OrderIntake
+from execflow.pipeline.seed import Seed
+from execflow.sim.feed import PriceFeed
+
+__all__ = ["Progress", "ScenarioConfig", "ScenarioDriver", "ScenarioResult"]
+
+Progress = Callable[[str, int, int], None]
+"""``(phase, done, total)``: phase is ``orders`` or ``settle``."""
+
+_IN_FLIGHT = frozenset(
+    {
+        OrderStatus.QUEUED,
+        OrderStatus.PENDING_QUEUED,
+        OrderStatus.MODIFYING,
+        OrderStatus.CANCELLING,
+        OrderStatus.CLOSING,
+    }
+)
+_PENDING_TYPES = (
+    OrderType.BUY_LIMIT,
+    OrderType.SELL_LIMIT,
+    OrderType.BUY_STOP,
+    OrderType.SELL_STOP,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioConfig:
+    """Size and mix of a run."""
+
+    orders: int = 5000
+    rate_per_s: float = 0.0
+    concurrency: int = 8
+    market_share: float = 0.65
+    protection_share: float = 0.3
+    follow_up_share: float = 0.6
+    settle_timeout_s: float = 60.0
+    settle_poll_s: float = 0.05
+
+
+@dataclass
+class ScenarioResult:
+    """What the driver did and whether everything ended final."""
+
+    accepted: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    orders_placed: int = 0
+    final_statuses: Counter[str] = field(default_factory=Counter)
+    unsettled: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    settle_rounds: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """True when every order reached a final status."""
+        return not self.unsettled
+
+
+class ScenarioDriver:
+    """Drives one scenario through ``OrderIntake``; reads order states from the store."""
+
+    def __init__(
+        self,
+        intake: OrderIntake,
+        state: StateStore,
+        feed: PriceFeed,
+        seed: Seed,
+        config: ScenarioConfig,
+        rng: random.Random,
+        drain: Callable[[], Awaitable[None]],
+        progress: Progress | None = None,
+    ) -> None:
+        self._intake = intake
+        self._state = state
+        self._feed = feed
+        self._seed = seed
+        self._config = config
+        self._rng = rng
+        self._drain = drain
+        self._progress = progress or (lambda _phase, _done, _total: None)
+        self._accounts = [a for a in seed.accounts]
+        self._symbols = [s for s in feed.symbols if seed.instrument(seed.accounts[0].group, s)]
+        self._owner: dict[str, str] = {}
+        self._live: list[str] = []
+        self.result = ScenarioResult()
+
+    async def run(self) -> ScenarioResult:
+        """Place every order, then settle; returns the result (also kept on ``result``)."""
+        started = time.monotonic()
+        await self._place_all(started)
+        await self._settle()
+        self.result.elapsed_s = time.monotonic() - started
+        return self.result
+
+    # -- phase 1: trading --------------------------------------------------------------------
+    async def _place_all(self, started: float) -> None:
+        config = self._config
+        slots = asyncio.Semaphore(config.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(step: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await step()
+            finally:
+                slots.release()
+
+        for index in range(config.orders):
+            if config.rate_per_s > 0:
+                due = started + index / config.rate_per_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(one(self._new_order))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if self._live and self._rng.random() < config.follow_up_share:
+                await slots.acquire()
+                task = asyncio.create_task(one(self._follow_up))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            self._progress("orders", index + 1, config.orders)
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def _new_order(self) -> None:
+        account = self._rng.choice(self._accounts)
+        symbol = self._rng.choice(self._symbols)
+        instrument = self._seed.instrument(account.group, symbol)
+        quote = self._feed.quote(symbol)
+        if instrument is None or quote is None:
+            return
+        qty = instrument.lot_step * self._rng.randint(1, 10) if instrument.lot_step else Decimal(1)
+        qty = max(qty, instrument.min_lots)
+        hs = instrument.half_spread
+        bid, ask = quote.bid - hs, quote.ask + hs
+        protect = self._rng.random() < self._config.protection_share
+        if self._rng.random() < self._config.market_share:
+            side = self._rng.choice((Side.BUY, Side.SELL))
+            reference = bid if side is Side.BUY else ask
+            sl, tp = self._protection(side, reference, symbol) if protect else (None, None)
+            result = await self._intake.open_market(account.account_id, symbol, side, qty, sl, tp)
+        else:
+            kind = self._rng.choice(_PENDING_TYPES)
+            price = self._pending_price(kind, bid, ask, symbol)
+            side = kind.side or Side.BUY
+            sl, tp = self._protection(side, price, symbol) if protect else (None, None)
+            result = await self._intake.place_pending(
+                account.account_id, symbol, kind, qty, price, sl, tp
+            )
+        self._record(result)
+        if result.accepted and result.order_id is not None:
+            self.result.orders_placed += 1
+            self._owner[result.order_id] = account.account_id
+            self._live.append(result.order_id)
+
+    async def _follow_up(self) -> None:
+        order_id = self._rng.choice(self._live)
+        found = await self._state.get_order(self._owner[order_id], order_id)
+        if found is None:
+            return
+        data = found.data
+        status = OrderStatus(data["status"])
+        if status.is_final:
+            self._forget(order_id)
+            return
+        roll = self._rng.random()
+        intake = self._intake
+        if status is OrderStatus.PENDING:
+            if roll < 0.6:
+                quote = self._feed.quote(data["symbol"])
+                instrument = self._instrument(order_id, data["symbol"])
+                if quote is None or instrument is None:
+                    return
+                hs = instrument.half_spread
+                kind = OrderType(data["order_type"])
+                price = self._pending_price(kind, quote.bid - hs, quote.ask + hs, data["symbol"])
+                self._record(await intake.modify_pending(order_id, price))
+            else:
+                self._record(await intake.cancel_pending(order_id))
+            return
+        if status is not OrderStatus.OPEN:
+            return
+        sl_state, tp_state = data["sl"]["state"], data["tp"]["state"]
+        if roll < 0.15 and sl_state in ("NONE", "CANCELLED", "REJECTED"):
+            level = self._leg_price(order_id, data, stop=True)
+            if level is not None:
+                self._record(await intake.set_sl(order_id, level))
+        elif roll < 0.3 and tp_state in ("NONE", "CANCELLED", "REJECTED"):
+            level = self._leg_price(order_id, data, stop=False)
+            if level is not None:
+                self._record(await intake.set_tp(order_id, level))
+        elif roll < 0.35 and sl_state == "ACTIVE":
+            self._record(await intake.cancel_sl(order_id))
+        elif roll < 0.4 and tp_state == "ACTIVE":
+            self._record(await intake.cancel_tp(order_id))
+        else:
+            self._record(await intake.close(order_id))
+
+    # -- phase 2: close everything ------------------------------------------------------------
+    async def _settle(self) -> None:
+        config = self._config
+        deadline = time.monotonic() + config.settle_timeout_s
+        all_orders = list(self._owner)
+        while True:
+            await self._drain()
+            self.result.settle_rounds += 1
+            open_work = 0
+            finals: Counter[str] = Counter()
+            for order_id in all_orders:
+                found = await self._state.get_order(self._owner[order_id], order_id)
+                if found is None:
+                    open_work += 1
+                    continue
+                status = OrderStatus(found.data["status"])
+                if status.is_final:
+                    finals[status.value] += 1
+                    continue
+                open_work += 1
+                if status is OrderStatus.OPEN:
+                    self._record(await self._intake.close(order_id))
+                elif status is OrderStatus.PENDING:
+                    self._record(await self._intake.cancel_pending(order_id))
+            self._progress("settle", len(all_orders) - open_work, len(all_orders))
+            if open_work == 0:
+                self.result.final_statuses = finals
+                return
+            if time.monotonic() > deadline:
+                self.result.final_statuses = finals
+                self.result.unsettled = await self._unsettled(all_orders)
+                return
+            await asyncio.sleep(config.settle_poll_s)
+
+    async def _unsettled(self, order_ids: list[str]) -> list[str]:
+        out = []
+        for order_id in order_ids:
+            found = await self._state.get_order(self._owner[order_id], order_id)
+            if found is None or not OrderStatus(found.data["status"]).is_final:
+                out.append(order_id)
+        return out
+
+    # -- prices -------------------------------------------------------------------------------
+    def _distance(self, symbol: str, low: int, high: int) -> Decimal:
+        spec = self._feed.spec(symbol)
+        if spec is None:
+            return Decimal(0)
+        return spec.tick * round(spec.sigma_ticks * self._rng.randint(low, high))
+
+    def _pending_price(self, kind: OrderType, bid: Decimal, ask: Decimal, symbol: str) -> Decimal:
+        distance = self._distance(symbol, 1, 12)
+        return {
+            OrderType.BUY_LIMIT: ask - distance,
+            OrderType.SELL_LIMIT: bid + distance,
+            OrderType.BUY_STOP: ask + distance,
+            OrderType.SELL_STOP: bid - distance,
+        }[kind]
+
+    def _protection(self, side: Side, reference: Decimal, symbol: str) -> tuple[Decimal, Decimal]:
+        """(sl, tp) around ``reference``: SL below and TP above for BUY, mirrored for SELL."""
+        sl_gap = self._distance(symbol, 3, 20)
+        tp_gap = self._distance(symbol, 3, 20)
+        if side is Side.BUY:
+            return reference - sl_gap, reference + tp_gap
+        return reference + sl_gap, reference - tp_gap
+
+    def _leg_price(self, order_id: str, data: dict[str, object], stop: bool) -> Decimal | None:
+        symbol = str(data["symbol"])
+        quote = self._feed.quote(symbol)
+        instrument = self._instrument(order_id, symbol)
+        if quote is None or instrument is None:
+            return None
+        hs = instrument.half_spread
+        side = Side(str(data["side"]))
+        reference = quote.bid - hs if side is Side.BUY else quote.ask + hs
+        sl, tp = self._protection(side, reference, symbol)
+        return sl if stop else tp
+
+    def _instrument(self, order_id: str, symbol: str) -> InstrumentConfig | None:
+        account_id = self._owner[order_id]
+        group = next((a.group for a in self._accounts if a.account_id == account_id), "")
+        return self._seed.instrument(group, symbol)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _record(self, result: IntakeResult) -> None:
+        if result.accepted:
+            self.result.accepted[result.action] += 1
+        else:
+            self.result.refused[result.reason or "unknown"] += 1
+
+    def _forget(self, order_id: str) -> None:
+        try:
+            self._live.remove(order_id)
+        except ValueError:
+            return
