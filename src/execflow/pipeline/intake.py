@@ -5,10 +5,10 @@ Each action loads the account, instrument and prices, calls the pure rule of
 
 1. commits the new order and account to the state store (version-checked; a conflict
    reloads and recomputes, a few times);
-2. registers the request's lifecycle id, so the dispatcher can route any answer; this
-   happens before the request leaves (step 4);
-3. publishes the DB events to ``db_updates`` (message id = event id);
-4. publishes the provider request to ``provider_requests`` (message id = lifecycle id).
+2. publishes the DB events to ``db_updates`` (message id = event id);
+3. registers the request's lifecycle id, so the dispatcher can route any answer, then
+   publishes the provider request to ``provider_requests`` (message id = lifecycle id);
+   steps 2-3 are ``pipeline.effects.publish_effects``, shared with the workers.
 
 A refused request (``insufficient_margin``, ``price_wrong_side``, ...) is never sent; it
 is logged ``INTAKE:REFUSED``. Lifecycle ids (FIX ClOrdIDs): the first request of an
@@ -26,9 +26,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from time import perf_counter
 
-import orjson
-
-from execflow.backends.bus import H_TRACE_ID, OutgoingMessage
 from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
 from execflow.domain import intake as rules
@@ -36,16 +33,15 @@ from execflow.domain.codec import (
     account_from_dict,
     account_to_dict,
     calculation_to_dict,
-    effect_to_dict,
-    lifecycle_to_dict,
     order_from_dict,
     order_to_dict,
-    request_to_dict,
 )
+from execflow.domain.effects import Effect, LpRequest
 from execflow.domain.enums import LegKind, OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.errors import VersionConflict
 from execflow.logs.context import log_context
+from execflow.pipeline.effects import publish_effects
 from execflow.pipeline.seed import ReferenceData
 from execflow.pipeline.services import Services
 
@@ -336,29 +332,10 @@ class OrderIntake:
                 )
             )
         await self._state.commit(accepted.account.account_id, writes)
-        record = accepted.lifecycle
-        if not await self._state.put_lifecycle(record.lifecycle_id, lifecycle_to_dict(record)):
-            # Only a lost reply of an earlier identical write can get here: same id, same data.
-            self._log.warning("INTAKE:LIFECYCLE_EXISTS", lifecycle_id=record.lifecycle_id)
 
     async def _send(self, accepted: rules.Accepted, trace_id: str) -> None:
-        queues = self._services.queues
-        await self._bus.publish_batch(
-            queues.db_updates,
-            [
-                OutgoingMessage(
-                    orjson.dumps(effect_to_dict(event)), {H_TRACE_ID: trace_id}, event.event_id
-                )
-                for event in accepted.events
-            ],
-        )
-        request = accepted.request
-        await self._bus.publish(
-            queues.provider_requests,
-            orjson.dumps(request_to_dict(request)),
-            {H_TRACE_ID: trace_id, "lifecycle_id": request.lifecycle_id},
-            request.lifecycle_id,
-        )
+        effects: tuple[Effect, ...] = (*accepted.events, LpRequest(accepted.request))
+        await publish_effects(self._services, effects, trace_id)
 
     # -- loading --------------------------------------------------------------------------------
 
