@@ -38,6 +38,7 @@ from execflow.settings import Settings
 from tests.domain.factories import INSTRUMENTS, NOW, PRICES, account
 
 D = Decimal
+HALF_LOT = D("0.5")
 
 
 @pytest.fixture
@@ -230,7 +231,7 @@ class Book:
         symbol: str = "EURUSD",
         side: Side = Side.BUY,
         order_type: OrderType = OrderType.MARKET,
-        qty: Decimal = D("0.5"),
+        qty: Decimal = HALF_LOT,
         price: Decimal | None = None,
         sl: Decimal | None = None,
         tp: Decimal | None = None,
@@ -250,9 +251,9 @@ class Book:
 
     async def close(self, order_id: str = "o1", lifecycle_id: str | None = None) -> intake.Accepted:
         order = await self.order(order_id)
-        result = intake.request_close(
-            order, await self.account(order.account_id), lifecycle_id or f"{order_id}-close", self.now
-        )
+        lifecycle_id = lifecycle_id or f"{order_id}-close"
+        acc = await self.account(order.account_id)
+        result = intake.request_close(order, acc, lifecycle_id, self.now)
         return await self.take(result)
 
     async def cancel(self, order_id: str = "o1") -> intake.Accepted:
@@ -291,4 +292,3 @@ async def book(services: Services) -> Book:
     await seeded.reference_data()
     await seeded.add_account()
     return seeded
-

@@ -264,8 +264,9 @@ async def test_retry_forever_never_dead_letters(services: Services, bus: InMemor
             raise OSError("database unreachable")
         return Ack()
 
+    forever = OnExhausted.RETRY_FOREVER
     policy = RetryPolicy(
-        max_attempts=2, base_delay_s=0.001, max_delay_s=0.002, on_exhausted=OnExhausted.RETRY_FOREVER
+        max_attempts=2, base_delay_s=0.001, max_delay_s=0.002, on_exhausted=forever
     )
     runner = Runner(services, make_spec(services, handler, retry=policy), rand=half)
     await runner.start()
