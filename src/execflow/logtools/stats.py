@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from execflow.logtools.files import LogFile, discover, iter_blocks
-from execflow.logtools.record import component_of
+from execflow.logtools.record import component_of, parse_line
 from execflow.logtools.scan import map_files
 from execflow.logtools.timeutil import parse_ts
 
@@ -30,7 +30,7 @@ __all__ = ["ComponentStats", "StatsReport", "collect_stats", "percentile"]
 
 _OUTCOMES = rb"SUCCESS|ERROR|SKIP:DUPLICATE|SKIP:STALE|PARKED|DLQ|RETRY|ROUTED|IGNORED"
 _TEXT = re.compile(
-    rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z) [A-Z]+ provider\.(\S+) \[[A-Z_]+:("
+    rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z) [A-Z]+ provider\.([\w.]+) \[[A-Z_]+:("
     + _OUTCOMES
     + rb")\]([^\n]*)"
 )
@@ -40,7 +40,31 @@ _JSON = re.compile(
 )
 _JSON_CANONICAL = b'\n{"@timestamp":"'
 _OUTCOME_SUFFIXES = tuple(":" + o for o in _OUTCOMES.decode().split("|"))
-
+# The fast path counts in C: (minute, logger, outcome) per outcome line, and
+# processing_time_ms values of success lines, each with ``Counter(regex.findall(...))``.
+_TEXT_COUNT = re.compile(
+    rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d\.\d+Z [A-Z]+ provider\.([\w.]+) \[[A-Z_]+:("
+    + _OUTCOMES
+    + rb")\]"
+)
+_JSON_COUNT = re.compile(
+    rb'\n\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d):[^"]*","log\.level":"[A-Z]+",'
+    rb'"log\.logger":"provider\.([^"]+)","event\.action":"[A-Z_]+:(' + _OUTCOMES + rb')"'
+)
+# When one logger wrote every success line of a block (the usual case: one file, one
+# component) and the block holds as many times as success lines, the times are read
+# with a regex that starts with a literal (much faster); otherwise line by line.
+_TEXT_MS = re.compile(rb" processing_time_ms=([^ \n]+)")
+_JSON_MS = re.compile(rb',"processing_time_ms":("?[0-9.eE+-]+)')
+_TEXT_MS_BY_LOGGER = re.compile(
+    rb"\n\S+ [A-Z]+ provider\.([\w.]+) \[[A-Z_]+:(?:SUCCESS|ROUTED)\]"
+    rb"[^\n]*? processing_time_ms=([^ \n]+)"
+)
+_JSON_MS_BY_LOGGER = re.compile(
+    rb'"log\.logger":"provider\.([^"]+)","event\.action":"[A-Z_]+:(?:SUCCESS|ROUTED)"'
+    rb'[^\n]*?,"processing_time_ms":("?[0-9.eE+-]+)'
+)
+_TEXT_LINE_START = re.compile(rb"\n\d")
 _SUCCESS = {b"SUCCESS", b"ROUTED"}
 _SKIPPED = {b"SKIP:DUPLICATE", b"SKIP:STALE", b"IGNORED"}
 
@@ -205,45 +229,78 @@ class _Tally:
         self.stats: dict[bytes, ComponentStats] = {}
         self.times: dict[bytes, dict[bytes, int]] = {}
 
-    def add(self, ts: bytes, logger: bytes, outcome: bytes, rest: bytes) -> None:
-        if (self.since is not None and ts < self.since) or (
-            self.until is not None and ts > self.until
-        ):
-            return
+    def _stats(self, logger: bytes) -> ComponentStats:
         stats = self.stats.get(logger)
         if stats is None:
             stats = self.stats[logger] = ComponentStats()
             self.times[logger] = {}
-        ts_text = ts.decode()
-        if stats.first_ts is None or ts_text < stats.first_ts:
-            stats.first_ts = ts_text
-        if stats.last_ts is None or ts_text > stats.last_ts:
-            stats.last_ts = ts_text
-        minute = ts_text[:16]
+        return stats
+
+    def seen(self, logger: bytes, first: bytes, last: bytes) -> None:
+        """Widen the component's observed span to ``[first, last]``."""
+        stats = self._stats(logger)
+        first_text, last_text = first.decode(), last.decode()
+        if stats.first_ts is None or first_text < stats.first_ts:
+            stats.first_ts = first_text
+        if stats.last_ts is None or last_text > stats.last_ts:
+            stats.last_ts = last_text
+
+    def count(self, minute: str, logger: bytes, outcome: bytes, ms: bytes, n: int) -> None:
+        """``n`` outcome lines of one kind in one minute (``ms``: processing time or empty)."""
+        stats = self._stats(logger)
         if outcome == b"PARKED":
-            stats.parked += 1
+            stats.parked += n
             return
         if outcome == b"RETRY":
-            stats.retried += 1
+            stats.retried += n
             return
-        stats.processed += 1
-        stats.per_minute[minute] += 1
+        stats.processed += n
+        stats.per_minute[minute] += n
         if outcome in _SUCCESS:
-            stats.success += 1
-            value = _field_value(rest, b"processing_time_ms=", b'"processing_time_ms":')
-            if value:
-                times = self.times[logger]
-                times[value] = times.get(value, 0) + 1
+            stats.success += n
+            if ms:
+                self.timed(logger, ms, n)
         elif outcome in _SKIPPED:
-            stats.skipped += 1
+            stats.skipped += n
         elif outcome == b"ERROR":
-            stats.failure += 1
-            stats.errors_per_minute[minute] += 1
+            stats.failure += n
+            stats.errors_per_minute[minute] += n
         else:  # DLQ
-            stats.dead_lettered += 1
-            stats.dlq_per_minute[minute] += 1
-            reason = _field_value(rest, b"reason=", b'"reason":') or b"unknown"
-            stats.dlq_reasons[reason.decode("utf-8", "replace")] += 1
+            stats.dead_lettered += n
+            stats.dlq_per_minute[minute] += n
+
+    def timed(self, logger: bytes, ms: bytes, n: int) -> None:
+        """``n`` success lines of ``logger`` that took ``ms`` (raw written value)."""
+        times = self.times[logger]
+        times[ms] = times.get(ms, 0) + n
+
+    def dlq_reason(self, logger: bytes, rest: bytes) -> None:
+        """One DLQ line's reason from the tail of its line."""
+        reason = _field_value(rest, b"reason=", b'"reason":') or b"unknown"
+        self.reason(logger, reason.decode("utf-8", "replace"))
+
+    def reason(self, logger: bytes, reason: str) -> None:
+        """One DLQ line's reason (its count went through ``count``)."""
+        self._stats(logger).dlq_reasons[reason] += 1
+
+    def in_bounds(self, ts: bytes) -> bool:
+        """True when ``ts`` is inside ``[since, until]``."""
+        return not (
+            (self.since is not None and ts < self.since)
+            or (self.until is not None and ts > self.until)
+        )
+
+    def add(self, ts: bytes, logger: bytes, outcome: bytes, rest: bytes) -> None:
+        """One outcome line (the slow path: blocks that straddle a bound)."""
+        if not self.in_bounds(ts):
+            return
+        self.seen(logger, ts, ts)
+        ms = b""
+        if outcome in _SUCCESS:
+            ms = _field_value(rest, b"processing_time_ms=", b'"processing_time_ms":') or b""
+        self.count(ts[:16].decode(), logger, outcome, ms, 1)
+        if outcome == b"DLQ":
+            self.dlq_reason(logger, rest)
 
     def add_json_line(self, line: bytes) -> None:
         """A JSON line whose keys are not in the canonical order: decode it fully."""
@@ -268,9 +325,11 @@ class _Tally:
     def result(self) -> dict[str, ComponentStats]:
         out: dict[str, ComponentStats] = {}
         for logger, stats in self.stats.items():
+            if not (stats.processed or stats.parked or stats.retried):
+                continue
             for raw, count in self.times[logger].items():
                 try:
-                    stats.times_ms[float(raw)] += count
+                    stats.times_ms[float(raw.strip(b'"'))] += count
                 except ValueError:
                     continue
             name = component_of("provider." + logger.decode())
@@ -281,6 +340,66 @@ class _Tally:
         return out
 
 
+def _line_ts(data: bytes, at: int) -> bytes:
+    """The timestamp of the line starting at ``at`` (JSON or text), or ``b""``."""
+    if data.startswith(b'{"@timestamp":"', at):
+        return data[at + 15 : at + 42]
+    return data[at : at + 27]
+
+
+def _block_span(data: bytes) -> tuple[bytes, bytes]:
+    """Timestamps of the first and last lines of a block (``data`` starts with ``\n``)."""
+    body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    last_start = data.rfind(b"\n", 0, body_end) + 1
+    return _line_ts(data, 1), _line_ts(data, last_start)
+
+
+def _dlq_reasons(tally: _Tally, data: bytes, markers: tuple[bytes, ...]) -> None:
+    """Reasons of the (rare) DLQ lines of a block, found by their tag."""
+    for marker in markers:
+        pos = data.find(marker)
+        while pos >= 0:
+            start = data.rfind(b"\n", 0, pos) + 1
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end
+            record = parse_line(data[start:end])
+            if record is not None and record.logger.startswith("provider."):
+                logger = record.logger[len("provider.") :].encode()
+                reason = record.get("reason") or "unknown"
+                tally.reason(logger, reason)
+            pos = data.find(marker, end)
+
+
+def _count_fast(tally: _Tally, data: bytes, first: bytes, last: bytes, json_lines: int) -> None:
+    """A block entirely inside the period: count with ``Counter(findall)``, in C."""
+    formats = []
+    # Text lines start with their timestamp: a digit after the newline.
+    if not json_lines or _TEXT_LINE_START.search(data) is not None:
+        formats.append((_TEXT_COUNT, _TEXT_MS, _TEXT_MS_BY_LOGGER))
+    if json_lines:
+        formats.append((_JSON_COUNT, _JSON_MS, _JSON_MS_BY_LOGGER))
+    for count_re, ms_re, ms_by_logger_re in formats:
+        succeeded: dict[bytes, int] = {}
+        for (minute, logger, outcome), n in Counter(count_re.findall(data)).items():
+            tally.count(minute.decode(), logger, outcome, b"", n)
+            tally.seen(logger, first, last)
+            if outcome in _SUCCESS:
+                succeeded[logger] = succeeded.get(logger, 0) + n
+        if not succeeded:
+            continue
+        if len(succeeded) == 1:
+            times = Counter(ms_re.findall(data))
+            if times.total() == sum(succeeded.values()):
+                only = next(iter(succeeded))
+                for ms, n in times.items():
+                    tally.timed(only, ms, n)
+                continue
+        for (logger, ms), n in Counter(ms_by_logger_re.findall(data)).items():
+            tally.timed(logger, ms, n)
+    if b":DLQ" in data:
+        _dlq_reasons(tally, data, (b":DLQ] ", b':DLQ"') if json_lines else (b":DLQ] ",))
+
+
 def _scan_file(
     bounds: tuple[bytes | None, bytes | None], log_file: LogFile
 ) -> dict[str, ComponentStats]:
@@ -289,14 +408,19 @@ def _scan_file(
     add = tally.add
     for block in iter_blocks(log_file):
         data = b"\n" + block
-        for ts, logger, outcome, rest in _TEXT.findall(data):
-            add(ts, logger, outcome, rest)
         json_lines = data.count(b"\n{")
-        if not json_lines:
-            continue
-        for ts, logger, outcome, rest in _JSON.findall(data):
-            add(ts, logger, outcome, rest)
-        if data.count(_JSON_CANONICAL) != json_lines:
+        first, last = _block_span(data)
+        if tally.in_bounds(first) and tally.in_bounds(last) and first <= last:
+            _count_fast(tally, data, first, last, json_lines)
+        elif (tally.since is None or last >= tally.since) and (
+            tally.until is None or first <= tally.until
+        ):
+            for ts, logger, outcome, rest in _TEXT.findall(data):
+                add(ts, logger, outcome, rest)
+            if json_lines:
+                for ts, logger, outcome, rest in _JSON.findall(data):
+                    add(ts, logger, outcome, rest)
+        if json_lines and data.count(_JSON_CANONICAL) != json_lines:
             for line in data.split(b"\n"):
                 if line.startswith(b"{") and not line.startswith(_JSON_CANONICAL[1:]):
                     tally.add_json_line(line)
