@@ -218,3 +218,19 @@ def test_exec_ids_are_unique(clock: FakeClock) -> None:
         answer = book.handle(req(f"o{i}", RequestKind.OPEN, order_id=f"o{i}"), Q)
         ids.extend(o.report.exec_id for o in answer.reports)
     assert len(ids) == len(set(ids))
+
+
+def test_double_fill_bug_fills_the_other_leg_of_the_position(clock: FakeClock) -> None:
+    book = make_book(clock, double_fill_rate=1.0)
+    book.handle(req("o1", RequestKind.OPEN), Q)
+    book.handle(
+        req("o1-sl-1", RequestKind.PLACE_SL, Side.SELL, LpOrderType.STOP, stop_px="1.09950"), Q
+    )
+    book.handle(
+        req("o1-tp-1", RequestKind.PLACE_TP, Side.SELL, LpOrderType.LIMIT, price="1.10100"), Q
+    )
+    fills = book.on_quotes([Quote("EURUSD", Decimal("1.09940"), Decimal("1.09942"))])
+    assert [(f.report.lifecycle_id, f.report.avg_px) for f in fills] == [
+        ("o1-sl-1", Decimal("1.09940")),
+        ("o1-tp-1", Decimal("1.10100")),
+    ]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from execflow import __version__
 from execflow.cli.context import CliState, settings_from
+from execflow.cli.demo import demo_command
 from execflow.cli.logs import logs_app
 from execflow.logs.masking import mask_url
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 
 
 app.add_typer(logs_app, name="logs")
+app.command("demo")(demo_command)
 
 
 @app.callback()

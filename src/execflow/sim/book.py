@@ -273,7 +273,19 @@ class LpBook:
                 return []
             order.qty = min(order.qty, held)
         self._resting.get(order.symbol, {}).pop(order.lp_order_id, None)
-        return self._fill(order, price)
+        fills = self._fill(order, price)
+        if order.is_leg and self._draw(self.config.double_fill_rate):
+            fills.extend(self._fill_sibling(order, quote))
+        return fills
+
+    def _fill_sibling(self, leg: LpOrder, quote: Quote) -> list[Outgoing]:
+        """The venue bug the pipeline must catch: on a gap, the other leg fills as well."""
+        for other in list(self._resting.get(leg.symbol, {}).values()):
+            if other.order_id == leg.order_id and other.is_leg and other.kind is not leg.kind:
+                self._resting[leg.symbol].pop(other.lp_order_id, None)
+                level = other.price if other.price is not None else other.stop_px
+                return self._fill(other, level or self._market_price(other.side, quote, False))
+        return []
 
     def _crossed(self, order: LpOrder, quote: Quote) -> Decimal | None:
         """The fill price when ``quote`` reaches the order's level, else None."""

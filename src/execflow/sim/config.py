@@ -44,6 +44,9 @@ class LpConfig:
     * ``malformed_rate``: share of reports followed by a malformed message (DLQ food).
     * ``ack_rate``: share of market orders acknowledged (39=0) before the fill.
     * ``slippage_rate`` / ``slippage_max_ticks``: adverse slippage of market and stop fills.
+    * ``double_fill_rate``: share of SL/TP fills after which the LP also fills the other
+      leg of the same position (a venue bug on price gaps; the pipeline must refuse the
+      second close and send it to the DLQ for review).
     """
 
     latency: LatencyModel = LatencyModel()
@@ -56,6 +59,7 @@ class LpConfig:
     ack_rate: float = 0.1
     slippage_rate: float = 0.2
     slippage_max_ticks: int = 3
+    double_fill_rate: float = 0.0
     prefetch: int = 64
     provider: str = "sim"
 
@@ -68,6 +72,7 @@ class LpConfig:
             "malformed_rate",
             "ack_rate",
             "slippage_rate",
+            "double_fill_rate",
         ):
             _check_share(name, getattr(self, name))
         if self.reorder_window_ms < 0 or self.slippage_max_ticks < 0 or self.prefetch < 1:

@@ -1,0 +1,179 @@
+"""``execflow demo``: the whole pipeline, embedded, against the LP simulator, then a summary."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from execflow.cli.context import settings_from
+from execflow.errors import ConfigError
+from execflow.logs.catalog import CATALOG
+from execflow.pipeline.reconcile import ReconcileReport
+from execflow.sim.config import LpConfig
+from execflow.sim.demo import DemoOptions, DemoOutcome, run_demo
+from execflow.sim.scenario import ScenarioConfig
+
+__all__ = ["demo_command", "render_reconciliation"]
+
+_COMPONENTS = (
+    "intake",
+    "simulator",
+    "dispatcher",
+    "worker_open",
+    "worker_close",
+    "worker_pending",
+    "worker_cancel",
+    "worker_reject",
+    "worker_stoploss",
+    "worker_takeprofit",
+    "db_writer",
+)
+_TEN_FILES = (
+    *(name for name in CATALOG if name.startswith(("dispatcher", "worker_"))),
+    "orders_calculated",
+    "provider_errors",
+)
+
+
+def demo_command(
+    ctx: typer.Context,
+    accounts: int = typer.Option(20, min=1, help="Accounts (live and demo, three groups)."),
+    orders: int = typer.Option(5000, min=1, help="New orders to place."),
+    rate: float = typer.Option(0.0, min=0, help="New orders per second; 0 = as fast as possible."),
+    reject_rate: float = typer.Option(0.03, min=0, max=1, help="Share of requests the LP rejects."),
+    duplicate_rate: float = typer.Option(0.05, min=0, max=1, help="Share of reports sent twice."),
+    reorder_rate: float = typer.Option(0.05, min=0, max=1, help="Share of reports reordered."),
+    malformed_rate: float = typer.Option(0.02, min=0, max=1, help="Malformed messages per report."),
+    partial_rate: float = typer.Option(0.1, min=0, max=1, help="Share of fills split in parts."),
+    double_fill_rate: float = typer.Option(
+        0.05,
+        min=0,
+        max=1,
+        help="Share of SL/TP fills where the LP wrongly fills the other leg too.",
+    ),
+    seed: int = typer.Option(42, help="Seed of prices, LP behaviour and the scenario."),
+    log_format: str = typer.Option("text", help="text or json."),
+    run_dir: Path = typer.Option(
+        Path("execflow-demo"), "--dir", help="Run directory (emptied first)."
+    ),
+    settle_timeout: float = typer.Option(60.0, min=1, help="Seconds to wait for all final."),
+) -> None:
+    """Run the embedded pipeline against the LP simulator and reconcile the result."""
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    # wide enough for the summary table when the output is not a terminal (make, CI)
+    console = Console(width=None if Console().is_terminal else 110)
+    options = DemoOptions(
+        run_dir=run_dir,
+        accounts=accounts,
+        scenario=ScenarioConfig(orders=orders, rate_per_s=rate, settle_timeout_s=settle_timeout),
+        lp=LpConfig(
+            reject_rate=reject_rate,
+            partial_rate=partial_rate,
+            duplicate_rate=duplicate_rate,
+            reorder_rate=reorder_rate,
+            malformed_rate=malformed_rate,
+            double_fill_rate=double_fill_rate,
+        ),
+        seed=seed,
+        log_format=log_format,
+    )
+    base = settings_from(ctx)
+    console.print(
+        f"[bold]execflow demo[/]: {accounts} accounts, {orders} orders, seed {seed}, "
+        f"LP rejects {reject_rate:.0%}, duplicates {duplicate_rate:.0%}, "
+        f"reorders {reorder_rate:.0%}, malformed {malformed_rate:.0%}, partials {partial_rate:.0%}"
+    )
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks = {
+            "orders": bar.add_task("placing orders", total=orders),
+            "settle": bar.add_task("closing out", total=None),
+        }
+
+        def progress(phase: str, done: int, total: int) -> None:
+            bar.update(tasks[phase], completed=done, total=total)
+
+        try:
+            outcome = asyncio.run(run_demo(base, options, progress))
+        except ConfigError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}")
+            raise typer.Exit(2) from None
+    render(console, outcome)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def render(console: Console, outcome: DemoOutcome) -> None:
+    """Scenario figures, per-component table, DLQ reasons, verdict, where things are."""
+    scenario = outcome.scenario
+    accepted = ", ".join(f"{k} {v}" for k, v in sorted(scenario.accepted.items()))
+    refused = ", ".join(f"{k} {v}" for k, v in scenario.refused.most_common()) or "none"
+    finals = ", ".join(f"{k} {v}" for k, v in sorted(scenario.final_statuses.items()))
+    console.print(
+        f"\n[bold]scenario[/] {scenario.orders_placed} orders placed in {scenario.elapsed_s:.1f} s"
+        f" (run {outcome.elapsed_s:.1f} s)\n  sent: {accepted}\n  refused locally: {refused}"
+        f"\n  final: {finals}"
+    )
+    if scenario.unsettled:
+        shown = ", ".join(scenario.unsettled[:10])
+        console.print(f"[bold red]{len(scenario.unsettled)} orders not final:[/] {shown}")
+    table = Table(title="components")
+    for column in ("component", "processed", "success", "skipped", "parked", "DLQ"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for column in ("p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for name in _COMPONENTS:
+        fields = outcome.stats.get(name)
+        if fields is None:
+            continue
+        table.add_row(
+            name,
+            *(
+                str(fields.get(k, 0))
+                for k in ("processed", "success", "skipped", "parked", "dead_lettered")
+            ),
+            *(f"{float(fields.get(k, 0.0)):.2f}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+        )
+    console.print(table)
+    if outcome.dlq_reasons:
+        reasons = Table("DLQ reason", "messages", title="dead letters")
+        for reason, count in outcome.dlq_reasons.most_common():
+            reasons.add_row(reason, str(count))
+        console.print(reasons)
+    else:
+        console.print("dead letters: none")
+    render_reconciliation(console, outcome.reconciliation)
+    console.print(f"\nlogs:     {outcome.log_dir}/")
+    for name in _TEN_FILES:
+        path = outcome.log_dir / f"{name}.log"
+        size = path.stat().st_size if path.exists() else 0
+        console.print(f"          {path.name:<24} {size:>10,} bytes")
+    console.print(f"database: {outcome.database}")
+
+
+def render_reconciliation(console: Console, report: ReconcileReport, limit: int = 50) -> None:
+    """The verdict line and, when there are any, a table of differences."""
+    head = (
+        f"{report.accounts} accounts, {report.orders} orders, {report.events} events "
+        "checked against the database"
+    )
+    if report.ok:
+        console.print(f"[bold green]reconciliation: clean[/] ({head})")
+        return
+    console.print(f"[bold red]reconciliation: {len(report.differences)} differences[/] ({head})")
+    table = Table("account", "order", "what", "database says", "state says")
+    for diff in report.differences[:limit]:
+        table.add_row(diff.account_id, diff.order_id or "", diff.what, diff.expected, diff.actual)
+    console.print(table)
