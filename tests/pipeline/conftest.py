@@ -33,7 +33,10 @@ from execflow.domain.enums import OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.logs import LogSystem, setup_logging
 from execflow.logtools.record import LogRecord, parse_line
+from execflow.pipeline.dispatcher import dispatcher_consumer
+from execflow.pipeline.runner import Runner
 from execflow.pipeline.services import Services, open_services
+from execflow.pipeline.workers import worker_consumers
 from execflow.settings import Settings
 from tests.domain.factories import INSTRUMENTS, NOW, PRICES, account
 
@@ -292,3 +295,62 @@ async def book(services: Services) -> Book:
     await seeded.reference_data()
     await seeded.add_account()
     return seeded
+
+
+def report_bytes(lifecycle_id: str | None, exec_id: str, status: str, **extra: Any) -> bytes:
+    """A JSON execution report as the LP sends it (decimals as strings)."""
+    data: dict[str, Any] = {"type": "8", "exec_id": exec_id, "ord_status": status}
+    if lifecycle_id is not None:
+        data["lifecycle_id"] = lifecycle_id
+    data.update({k: str(v) for k, v in extra.items()})
+    return orjson.dumps(data)
+
+
+class Pipeline:
+    """The dispatcher and the seven workers, each on its own runner, on one Services."""
+
+    def __init__(self, services: Services, bus: InMemoryBus) -> None:
+        self.services = services
+        self.bus = bus
+        specs = [dispatcher_consumer(services), *worker_consumers(services)]
+        self.runners = [Runner(services, spec, rand=lambda: 0.5) for spec in specs]
+
+    async def start(self) -> None:
+        for runner in self.runners:
+            await runner.start()
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.stop()
+
+    async def send(self, lifecycle_id: str, exec_id: str, status: str, **extra: Any) -> None:
+        """Publish one LP report and wait until the pipeline is idle again."""
+        raw = report_bytes(lifecycle_id, exec_id, status, **extra)
+        await self.bus.publish(self.services.queues.reports, raw)
+        await settle(self.bus)
+
+    async def fill(
+        self, lifecycle_id: str, exec_id: str, qty: str = "0.5", px: str = "1.08502"
+    ) -> None:
+        await self.send(lifecycle_id, exec_id, "EXECUTED", cum_qty=qty, avg_px=px)
+
+    async def sent(self, queue: str) -> list[dict[str, Any]]:
+        """Bodies published to ``queue`` so far (taken off the queue)."""
+        return [orjson.loads(m.body) for m in await drain(self.bus, queue)]
+
+    async def requests(self) -> list[dict[str, Any]]:
+        return await self.sent(self.services.queues.provider_requests)
+
+    async def db_events(self) -> list[Message]:
+        return await drain(self.bus, self.services.queues.db_updates)
+
+    async def dead(self) -> list[Message]:
+        return await drain(self.bus, self.bus.dlq_name)
+
+
+@pytest.fixture
+async def pipeline(services: Services, bus: InMemoryBus) -> AsyncIterator[Pipeline]:
+    running = Pipeline(services, bus)
+    await running.start()
+    yield running
+    await running.stop()
