@@ -99,3 +99,13 @@ def test_blocks_end_on_line_boundaries_in_plain_and_multi_member_gzip(tmp_path: 
         assert len(blocks) > 10
         assert all(block.endswith(b"\n") for block in blocks)
         assert list(iter_lines(path, block_bytes=4096)) == lines
+
+
+def test_gzip_inflates_in_bounded_blocks(tmp_path: Path) -> None:
+    line = b"2026-11-29T12:00:00.000000Z INFO provider.x [A:B] n=1\n"
+    data = line * 200_000  # compresses ~500x: must not come out in one piece
+    packed = tmp_path / "x.log.2.gz"
+    packed.write_bytes(gzip.compress(data) + gzip.compress(data))
+    blocks = list(iter_blocks(packed, block_bytes=64 * 1024))
+    assert max(len(b) for b in blocks) <= 64 * 1024 + len(line)
+    assert b"".join(blocks) == data * 2

@@ -104,15 +104,20 @@ def _inflate(path: Path, block_bytes: int) -> Iterator[bytes]:
             data = raw.read(block_bytes // 4)
             if not data:
                 break
-            while data:
-                out = inflater.decompress(data)
+            while True:
+                # Bounded output: a highly compressed member must not inflate at once.
+                out = inflater.decompress(data, block_bytes)
                 if out:
                     yield out
                 if inflater.eof:
                     data = inflater.unused_data
                     inflater = zlib.decompressobj(wbits=31)
-                else:
-                    data = b""
+                    if not data:
+                        break
+                    continue
+                data = inflater.unconsumed_tail
+                if not data and len(out) < block_bytes:
+                    break
         tail = inflater.flush()
         if tail:
             yield tail
