@@ -1,0 +1,180 @@
+"""``execflow run``: one pipeline component per process, on the configured backends.
+
+::
+
+    execflow run dispatcher
+    execflow run worker open --instance 2
+    execflow run db-writer
+
+Each process loads the settings, sets up logging for its component and instance, logs
+``PROCESS:START`` with its settings (secrets masked), rebuilds the state store from the
+database if the store is empty, consumes until SIGINT or SIGTERM, stops in order (stop
+intake, drain in-flight work, requeue the rest), then logs the final ``STATS`` line and
+``PROCESS:STOP``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from typing import TypeVar
+
+import typer
+
+from execflow.cli.context import settings_from
+from execflow.domain.routing import Worker
+from execflow.logs.events import EventLogger
+from execflow.logs.masking import mask_value
+from execflow.logs.setup import LogSystem, setup_logging
+from execflow.metrics import Metrics, MetricsServer
+from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
+from execflow.pipeline.dispatcher import dispatcher_consumer
+from execflow.pipeline.rebuild import rebuild_if_needed
+from execflow.pipeline.runner import ConsumerSpec, run_consumers
+from execflow.pipeline.services import Services, open_services
+from execflow.pipeline.workers import worker_consumer
+from execflow.settings import Settings
+
+__all__ = ["masked_settings", "run_app", "run_with_services", "serve"]
+
+T = TypeVar("T")
+
+run_app = typer.Typer(
+    help="Run one pipeline component as its own process (distributed deployment).",
+    no_args_is_help=True,
+)
+
+
+def masked_settings(settings: Settings) -> dict[str, str]:
+    """Every setting as text, credentials and secret-named values masked."""
+    return {name: mask_value(name, str(value)) for name, value in settings.model_dump().items()}
+
+
+def run_with_services(
+    settings: Settings,
+    component: str,
+    body: Callable[[Services], Awaitable[T]],
+    *,
+    metrics: Metrics | None = None,
+) -> T:
+    """Set up logging for ``component``, open the services, run ``body``, close everything."""
+    with setup_logging(settings, component) as logs:
+
+        async def main() -> T:
+            async with open_services(settings, logs, metrics=metrics) as services:
+                return await body(services)
+
+        return asyncio.run(main())
+
+
+def serve(
+    settings: Settings,
+    component: str,
+    build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
+) -> None:
+    """Run consumers until SIGINT/SIGTERM: the body of every ``execflow run`` command."""
+    with ExitStack() as stack:
+        logs: LogSystem = stack.enter_context(setup_logging(settings, component))
+        log = logs.logger(component)
+        metrics = None
+        if settings.metrics_port is not None:
+            metrics = Metrics(component)
+            server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+            stack.callback(server.stop)
+        log.info(
+            "PROCESS:START",
+            component=component,
+            instance=settings.instance,
+            **masked_settings(settings),
+        )
+        stopped_by = asyncio.run(_serve(settings, logs, log, build, metrics))
+        log.info("PROCESS:STOP", component=component, instance=settings.instance, signal=stopped_by)
+
+
+async def _serve(
+    settings: Settings,
+    logs: LogSystem,
+    log: EventLogger,
+    build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
+    metrics: Metrics | None,
+) -> str:
+    stop = asyncio.Event()
+    received: dict[str, str] = {"signal": "none"}
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received["signal"] = sig.name
+        log.info("PROCESS:SIGNAL", signal=sig.name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with open_services(settings, logs, metrics=metrics) as services:
+            await rebuild_if_needed(services.state, services.database, settings.seed_file, log)
+            specs, close = build(services)
+            try:
+                await run_consumers(services, specs, stop)
+            finally:
+                if close is not None:
+                    await close()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return received["signal"]
+
+
+def _settings(ctx: typer.Context, instance: int | None) -> Settings:
+    settings = settings_from(ctx)
+    if instance is None:
+        return settings
+    return settings.model_copy(update={"instance": instance})
+
+
+_INSTANCE = typer.Option(
+    None, "--instance", "-i", min=1, help="Instance number (default: settings)."
+)
+
+
+@run_app.command("dispatcher")
+def run_dispatcher(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
+    """Route LP reports from the reports queue to the worker queues."""
+
+    def build(services: Services) -> tuple[list[ConsumerSpec], None]:
+        return [dispatcher_consumer(services)], None
+
+    serve(_settings(ctx, instance), "dispatcher", build)
+
+
+@run_app.command("worker")
+def run_worker(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ..., help="open | close | pending | cancel | reject | stoploss | takeprofit"
+    ),
+    instance: int | None = _INSTANCE,
+) -> None:
+    """Apply reports of one worker queue (any number of instances may share it)."""
+    try:
+        worker = Worker(name)
+    except ValueError:
+        names = ", ".join(w.value for w in Worker)
+        raise typer.BadParameter(f"unknown worker {name!r}; one of {names}") from None
+
+    def build(services: Services) -> tuple[list[ConsumerSpec], None]:
+        return [worker_consumer(services, worker)], None
+
+    serve(_settings(ctx, instance), f"worker_{worker.value}", build)
+
+
+@run_app.command("db-writer")
+def run_db_writer(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
+    """Persist order events and snapshots from db_updates, in batches."""
+
+    def build(services: Services) -> tuple[list[ConsumerSpec], Callable[[], Awaitable[None]]]:
+        writer = DbWriter(services)
+        return [db_writer_spec(services, writer)], writer.close
+
+    serve(_settings(ctx, instance), "db_writer", build)
