@@ -1,0 +1,98 @@
+"""``execflow simulate``: the LP simulator as its own process, on the configured backends.
+
+::
+
+    execflow simulate                       # play the LP until SIGINT / SIGTERM
+    execflow simulate --orders 500          # also drive a scenario, then reconcile and exit
+
+With RabbitMQ (``EXECFLOW_BROKER_URL=amqp://...``) it serves the distributed pipeline
+started by ``execflow run all``; exactly one simulator should consume a deployment's
+``provider_requests`` queue (the LP's book lives in its memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+from rich.console import Console
+
+from execflow.cli.context import settings_from
+from execflow.cli.demo import render_reconciliation
+from execflow.logs.setup import setup_logging
+from execflow.pipeline.services import open_services
+from execflow.settings import Settings
+from execflow.sim.config import LpConfig
+from execflow.sim.scenario import ScenarioConfig
+from execflow.sim.standalone import SimulateOptions, SimulateOutcome, simulate
+
+__all__ = ["simulate_command"]
+
+
+def simulate_command(
+    ctx: typer.Context,
+    orders: int = typer.Option(0, min=0, help="Drive a scenario of this many orders (0: LP only)."),
+    accounts: int = typer.Option(20, min=1, help="Accounts of the scenario."),
+    rate: float = typer.Option(0.0, min=0, help="New orders per second; 0 = as fast as possible."),
+    reject_rate: float = typer.Option(0.02, min=0, max=1),
+    duplicate_rate: float = typer.Option(0.0, min=0, max=1),
+    reorder_rate: float = typer.Option(0.0, min=0, max=1),
+    malformed_rate: float = typer.Option(0.0, min=0, max=1),
+    partial_rate: float = typer.Option(0.0, min=0, max=1),
+    seed: int = typer.Option(42, help="Seed of prices, LP behaviour and the scenario."),
+    settle_timeout: float = typer.Option(120.0, min=1, help="Seconds to wait for all final."),
+) -> None:
+    """Play the LP (and optionally a scenario) against the configured broker and stores."""
+    options = SimulateOptions(
+        lp=LpConfig(
+            reject_rate=reject_rate,
+            partial_rate=partial_rate,
+            duplicate_rate=duplicate_rate,
+            reorder_rate=reorder_rate,
+            malformed_rate=malformed_rate,
+        ),
+        scenario=ScenarioConfig(orders=orders, rate_per_s=rate, settle_timeout_s=settle_timeout),
+        accounts=accounts,
+        seed=seed,
+    )
+    settings = settings_from(ctx)
+    outcome = _run(settings, options)
+    if outcome is None:
+        return
+    console = Console()
+    scenario = outcome.scenario
+    console.print(
+        f"scenario: {scenario.orders_placed} orders placed in {scenario.elapsed_s:.1f} s; "
+        f"final {dict(sorted(scenario.final_statuses.items()))}; "
+        f"not final {len(scenario.unsettled)}"
+    )
+    render_reconciliation(console, outcome.reconciliation)
+    if not (outcome.reconciliation.ok and scenario.settled):
+        raise typer.Exit(1)
+
+
+def _run(settings: Settings, options: SimulateOptions) -> SimulateOutcome | None:
+    with setup_logging(settings, "simulator") as logs:
+        log = logs.logger("simulator")
+
+        async def main() -> SimulateOutcome | None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def on_signal(sig: signal.Signals) -> None:
+                log.info("PROCESS:SIGNAL", signal=sig.name)
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal, sig)
+            try:
+                async with open_services(settings, logs) as services:
+                    log.info("PROCESS:START", component="simulator", orders=options.scenario.orders)
+                    return await simulate(services, options, stop)
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                log.info("PROCESS:STOP", component="simulator")
+
+        return asyncio.run(main())

@@ -1,0 +1,128 @@
+"""The simulator as its own process (``execflow simulate``), against any backends.
+
+Without a scenario it plays the LP until told to stop. With one (``orders > 0``) it
+also loads the demo's reference data, drives the scenario through the intake, waits
+until the distributed pipeline is quiet, and reconciles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+from execflow.backends.bus import Bus
+from execflow.backends.database import Database
+from execflow.pipeline.intake import OrderIntake
+from execflow.pipeline.reconcile import ReconcileReport, reconcile
+from execflow.pipeline.seed import apply_seed
+from execflow.pipeline.services import Services
+from execflow.sim.config import LpConfig
+from execflow.sim.refdata import demo_seed
+from execflow.sim.runtime import Simulator
+from execflow.sim.scenario import ScenarioConfig, ScenarioDriver, ScenarioResult
+
+__all__ = ["SimulateOptions", "SimulateOutcome", "simulate", "wait_quiet"]
+
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateOptions:
+    """LP behaviour, and the scenario to drive (none when ``scenario.orders`` is 0)."""
+
+    lp: LpConfig = field(default_factory=LpConfig)
+    scenario: ScenarioConfig = field(default_factory=lambda: ScenarioConfig(orders=0))
+    accounts: int = 20
+    seed: int = 42
+    tick_interval_s: float = 0.02
+    quiet_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateOutcome:
+    """What a scenario run ended with."""
+
+    scenario: ScenarioResult
+    reconciliation: ReconcileReport
+
+
+async def wait_quiet(
+    bus: Bus,
+    queues: list[str],
+    database: Database | None = None,
+    timeout_s: float = 120.0,
+    quiet_polls: int = 3,
+) -> None:
+    """Poll until every queue is empty (and the event count stable) ``quiet_polls`` times.
+
+    Works on any bus; messages being handled by another process are not visible, which
+    is why several quiet polls in a row are required.
+    """
+    quiet = 0
+    last_events = -1
+    async with asyncio.timeout(timeout_s):
+        while quiet < quiet_polls:
+            await asyncio.sleep(_POLL_S)
+            busy = False
+            for queue in queues:
+                if await bus.queue_depth(queue) > 0:
+                    busy = True
+                    break
+            if database is not None:
+                events = await database.count_events()
+                busy = busy or events != last_events
+                last_events = events
+            quiet = 0 if busy else quiet + 1
+
+
+def pipeline_queues(bus: Bus) -> list[str]:
+    """Every queue the pipeline consumes (the DLQ excluded)."""
+    return [q for q in bus.queues.all() if q != bus.dlq_name]
+
+
+async def simulate(
+    services: Services, options: SimulateOptions, stop: asyncio.Event
+) -> SimulateOutcome | None:
+    """Play the LP until ``stop`` (no scenario), or drive the scenario and reconcile."""
+    sim = Simulator(
+        services.bus,
+        services.state,
+        services.logger("simulator"),
+        options.lp,
+        seed=options.seed,
+        tick_interval_s=options.tick_interval_s,
+        clock=services.clock,
+    )
+    await sim.start()
+    try:
+        if options.scenario.orders <= 0:
+            await stop.wait()
+            return None
+        return await _scenario(services, sim, options)
+    finally:
+        await sim.stop(services.settings.shutdown_timeout_s)
+
+
+async def _scenario(
+    services: Services, sim: Simulator, options: SimulateOptions
+) -> SimulateOutcome:
+    rng = random.Random(options.seed + 2)
+    seed = demo_seed(options.accounts, rng, sim.feed)
+    await apply_seed(seed, services.state, services.database)
+    queues = pipeline_queues(services.bus)
+
+    async def drain() -> None:
+        await wait_quiet(services.bus, queues, timeout_s=options.quiet_timeout_s)
+        await sim.lp.idle()
+
+    driver = ScenarioDriver(
+        OrderIntake(services), services.state, sim.feed, seed, options.scenario, rng, drain
+    )
+    result = await driver.run()
+    await sim.lp.idle()
+    await wait_quiet(
+        services.bus, queues, services.database, options.quiet_timeout_s, quiet_polls=6
+    )
+    report = await reconcile(services.database, services.state)
+    return SimulateOutcome(result, report)
