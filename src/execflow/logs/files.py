@@ -123,11 +123,21 @@ class RotatingFile:
     def write_lines(self, lines: list[bytes]) -> None:
         """Append ``lines`` (each ending in ``\\n``), rotating between lines when full."""
         if self.shared:
-            with self.guard():
-                if self._sync_shared():
-                    self._write_split(lines)
-                else:
-                    self._counters.dropped += len(lines)
+            # One lock hold per file's worth of lines (at most one rotation), so other
+            # processes interleave whole chunks instead of waiting for our whole batch.
+            done = 0
+            while done < len(lines):
+                with self.guard():
+                    if not self._sync_shared():
+                        self._counters.dropped += len(lines) - done
+                        return
+                    consumed = self._write_split(lines[done:] if done else lines, once=True)
+                if consumed == 0 and self.size > 0:
+                    # The rotation failed (reported): write on rather than spin.
+                    with self.guard():
+                        self._write_split(lines[done:])
+                    return
+                done += consumed
             return
         # One stat per batch (not per line): a deleted or replaced file is noticed before
         # the batch goes to an unlinked inode.
@@ -137,14 +147,18 @@ class RotatingFile:
             return
         self._write_split(lines)
 
-    def _write_split(self, lines: list[bytes]) -> None:
+    def _write_split(self, lines: list[bytes], once: bool = False) -> int:
+        """Write ``lines``, rotating when full; with ``once``, stop after one rotation.
+
+        Returns how many lines were consumed.
+        """
         data = b"".join(lines)
         if self.size + len(data) <= self.max_bytes:
             self._write([data], len(data), len(lines))
-            return
+            return len(lines)
         batch: list[bytes] = []
         batch_bytes = 0
-        for line in lines:
+        for index, line in enumerate(lines):
             size = len(line)
             filled = self.size + batch_bytes
             if filled + size > self.max_bytes and filled > 0:
@@ -152,10 +166,13 @@ class RotatingFile:
                     self._write(batch, batch_bytes)
                     batch, batch_bytes = [], 0
                 self._rotate()
+                if once:
+                    return index
             batch.append(line)
             batch_bytes += size
         if batch:
             self._write(batch, batch_bytes)
+        return len(lines)
 
     def _write(self, batch: list[bytes], batch_bytes: int, line_count: int = 0) -> None:
         """Append ``batch`` (whole lines; ``line_count`` when pre-joined into one chunk)."""
@@ -222,16 +239,26 @@ class RotatingFile:
             self._on_rotated(self, old_ino)
 
     def _shift_backups(self) -> None:
-        # Missing numbers are normal (fewer backups than the limit so far).
-        for gz in (False, True):
+        """Free slot ``.1``: shift ``.1`` ... up to the first gap by one, dropping the last."""
+        present: list[Path] = []
+        for number in range(1, self.backups + 1):
+            plain = backup_path(self.path, number)
+            if os.path.lexists(plain):
+                present.append(plain)
+                continue
+            packed = backup_path(self.path, number, True)
+            if not os.path.lexists(packed):
+                break  # the first gap: everything above it stays where it is
+            present.append(packed)
+        if len(present) == self.backups:
+            # Every slot is taken: the oldest backup goes.
             with suppress(FileNotFoundError):
-                os.unlink(backup_path(self.path, self.backups, gz))
-        for number in range(self.backups - 1, 0, -1):
-            for gz in (False, True):
-                with suppress(FileNotFoundError):
-                    os.rename(
-                        backup_path(self.path, number, gz), backup_path(self.path, number + 1, gz)
-                    )
+                os.unlink(present.pop())
+        for number in range(len(present), 0, -1):
+            source = present[number - 1]
+            gz = source.suffix == ".gz"
+            with suppress(FileNotFoundError):  # a gzip job may have just replaced it
+                os.rename(source, backup_path(self.path, number + 1, gz))
 
     # -- cross-process coordination -----------------------------------------------------------
     @contextmanager

@@ -3,9 +3,11 @@
 Callers append encoded lines to a per-file ``deque`` (thread-safe, no lock) and return.
 The thread drains the queues every ``flush_interval_s``, as soon as a queue holds a
 buffer's worth of lines, on ``flush()`` and at shutdown; ERROR lines wake it at once.
-A queue that grows past its bound (the disk is far slower than the callers) first makes
-the caller yield briefly, then drops the newest line and counts it: memory stays bounded
-and the caller is never held for more than a few milliseconds.
+A queue that grows past its bound (the disk is slower than the callers) makes the caller
+yield to the writer for as long as the writer makes progress (backpressure, no loss);
+when the writer has made no progress for 200 ms (disk hung) the newest lines are dropped
+and counted, without a second wait until the writer moves again. Memory stays bounded,
+and a hung disk costs the caller one pause, not one per line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["BackgroundWriter", "Sink"]
 # A typical line is 150-250 bytes: turn the byte budget into a line count once.
 _TYPICAL_LINE_BYTES = 200
 _PATH_CHECK_S = 1.0
-_OVERFLOW_WAITS = 5
+_STALL_S = 0.2
 _OVERFLOW_WAIT_S = 0.001
 
 
@@ -59,6 +61,7 @@ class BackgroundWriter:
         self._requested = 0
         self._completed = 0
         self._stopping = False
+        self._stalled_at: int | None = None
         self._thread: threading.Thread | None = None
 
     def add(self, file: RotatingFile) -> Sink:
@@ -88,10 +91,30 @@ class BackgroundWriter:
         queue = sink.queue
         if len(queue) <= self.max_lines:
             return
-        for _ in range(_OVERFLOW_WAITS):
+        # Over the bound: yield to the writer while it makes progress (backpressure); drop
+        # only once it has made none for _STALL_S (disk hung, lock held elsewhere).
+        if self._stalled_at is not None and self._stalled_at == self._progress():
+            self._drop(queue)  # still stalled since the last timeout: no second wait
+            return
+        self._stalled_at = None
+        seen = self._progress()
+        stall_started = time.monotonic()
+        while time.monotonic() - stall_started < _STALL_S:
             time.sleep(_OVERFLOW_WAIT_S)
             if len(queue) <= self.max_lines:
                 return
+            now_seen = self._progress()
+            if now_seen != seen:
+                seen = now_seen
+                stall_started = time.monotonic()
+        self._stalled_at = seen
+        self._drop(queue)
+
+    def _progress(self) -> int:
+        counters = self.counters
+        return counters.lines + counters.rotations + counters.write_failures
+
+    def _drop(self, queue: deque[bytes]) -> None:
         try:
             queue.pop()
         except IndexError:
