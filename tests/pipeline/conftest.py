@@ -319,9 +319,9 @@ class Pipeline:
         for runner in self.runners:
             await runner.start()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float | None = None) -> None:
         for runner in self.runners:
-            await runner.stop()
+            await runner.stop(timeout_s)
 
     async def send(self, lifecycle_id: str, exec_id: str, status: str, **extra: Any) -> None:
         """Publish one LP report and wait until the pipeline is idle again."""
