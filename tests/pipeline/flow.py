@@ -52,22 +52,31 @@ class Setup:
 class Flow:
     """One pipeline run: intake, the LP's side by hand, and what ended up where."""
 
-    def __init__(self, services: Services, pipeline: EmbeddedPipeline) -> None:
+    def __init__(
+        self,
+        services: Services,
+        pipeline: EmbeddedPipeline,
+        *,
+        first_order_id: int = 3163458366000,
+        first_exec_id: int = 1,
+    ) -> None:
         self.services = services
         self.pipeline = pipeline
-        self.intake = OrderIntake(services, NumericIds())
+        self.intake = OrderIntake(services, NumericIds(first_order_id))
         self.sent: list[dict[str, Any]] = []
-        self._exec_ids = itertools.count(1)
+        self._exec_ids = itertools.count(first_exec_id)
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, services: Services, **kwargs: Any) -> AsyncIterator[Flow]:
+    async def running(
+        cls, services: Services, *, first_order_id: int = 3163458366000
+    ) -> AsyncIterator[Flow]:
         """Seed ``examples/seed.toml``, start the pipeline, stop it at the end."""
         await apply_seed(await read_seed(SEED_FILE), services.state, services.database)
-        pipeline = EmbeddedPipeline(services, **kwargs)
+        pipeline = EmbeddedPipeline(services)
         await pipeline.start()
         try:
-            yield cls(services, pipeline)
+            yield cls(services, pipeline, first_order_id=first_order_id)
         finally:
             await pipeline.stop()
 
