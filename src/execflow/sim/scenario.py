@@ -224,43 +224,37 @@ class ScenarioDriver:
     async def _settle(self) -> None:
         config = self._config
         deadline = time.monotonic() + config.settle_timeout_s
-        all_orders = list(self._owner)
+        total = len(self._owner)
+        remaining = list(self._owner)
+        finals: Counter[str] = Counter()
         while True:
             await self._drain()
             self.result.settle_rounds += 1
-            open_work = 0
-            finals: Counter[str] = Counter()
-            for order_id in all_orders:
+            still: list[str] = []
+            for order_id in remaining:
                 found = await self._state.get_order(self._owner[order_id], order_id)
                 if found is None:
-                    open_work += 1
+                    still.append(order_id)
                     continue
                 status = OrderStatus(found.data["status"])
                 if status.is_final:
+                    # a final status never changes again: no need to look twice
                     finals[status.value] += 1
                     continue
-                open_work += 1
+                still.append(order_id)
                 if status is OrderStatus.OPEN:
                     self._record(await self._intake.close(order_id))
                 elif status is OrderStatus.PENDING:
                     self._record(await self._intake.cancel_pending(order_id))
-            self._progress("settle", len(all_orders) - open_work, len(all_orders))
-            if open_work == 0:
-                self.result.final_statuses = finals
+            remaining = still
+            self._progress("settle", total - len(remaining), total)
+            self.result.final_statuses = finals
+            if not remaining:
                 return
             if time.monotonic() > deadline:
-                self.result.final_statuses = finals
-                self.result.unsettled = await self._unsettled(all_orders)
+                self.result.unsettled = remaining
                 return
             await asyncio.sleep(config.settle_poll_s)
-
-    async def _unsettled(self, order_ids: list[str]) -> list[str]:
-        out = []
-        for order_id in order_ids:
-            found = await self._state.get_order(self._owner[order_id], order_id)
-            if found is None or not OrderStatus(found.data["status"]).is_final:
-                out.append(order_id)
-        return out
 
     # -- prices -------------------------------------------------------------------------------
     def _distance(self, symbol: str, low: int, high: int) -> Decimal:

@@ -1,0 +1,183 @@
+"""``execflow run all``: every pipeline process on one host, supervised.
+
+Starts the dispatcher, the seven workers (``--instances`` each), the db writer and,
+with ``--simulator``, the LP simulator, each as its own ``execflow`` process on the
+configured broker, state store and database (children inherit the environment and the
+``--config`` file, so they read the same settings). A child that exits is restarted
+after a backoff that doubles up to ``--max-backoff`` (and resets once a child has run
+for a minute). SIGINT or SIGTERM stops every child with SIGTERM (SIGKILL after the
+shutdown timeout), then the supervisor exits. Everything it does goes to
+``supervisor.log``; each child logs to its own catalog file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from execflow.backends.bus import WORKER_KINDS
+from execflow.cli.context import CliState, settings_from
+from execflow.logs.events import EventLogger
+from execflow.logs.setup import setup_logging
+
+__all__ = ["ChildSpec", "Supervisor", "child_specs", "run_all"]
+
+_ENTRY = "from execflow.cli.app import main; main()"
+_STABLE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """One supervised process: a display name and the ``execflow`` arguments."""
+
+    name: str
+    args: tuple[str, ...]
+
+
+def child_specs(instances: int, simulator: bool, sim_args: Sequence[str] = ()) -> list[ChildSpec]:
+    """Dispatcher, db writer, ``instances`` of every worker, and the simulator if asked."""
+    specs = [ChildSpec("db_writer", ("run", "db-writer"))]
+    for kind in WORKER_KINDS:
+        for number in range(1, instances + 1):
+            name = f"worker_{kind}" if number == 1 else f"worker_{kind}-{number}"
+            specs.append(ChildSpec(name, ("run", "worker", kind, "--instance", str(number))))
+    specs.append(ChildSpec("dispatcher", ("run", "dispatcher")))
+    if simulator:
+        specs.append(ChildSpec("simulator", ("simulate", *sim_args)))
+    return specs
+
+
+class Supervisor:
+    """Keeps a set of child processes running until told to stop."""
+
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        log: EventLogger,
+        *,
+        config_file: Path | None = None,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        stop_timeout_s: float = 15.0,
+    ) -> None:
+        self._specs = list(specs)
+        self._log = log
+        self._config_file = config_file
+        self._initial_backoff_s = initial_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._stop_timeout_s = stop_timeout_s
+        self._stopping = asyncio.Event()
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self.restarts: dict[str, int] = {s.name: 0 for s in specs}
+
+    def argv(self, spec: ChildSpec) -> list[str]:
+        """The command line of a child (same interpreter, same config file)."""
+        root = ["--config", str(self._config_file)] if self._config_file is not None else []
+        return [sys.executable, "-c", _ENTRY, *root, *spec.args]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start every child, keep them running until ``stop`` is set, then stop them."""
+        self._log.info("SUPERVISOR:START", children=len(self._specs), pid=os.getpid())
+        keepers = [asyncio.create_task(self._keep(spec), name=spec.name) for spec in self._specs]
+        await stop.wait()
+        self._stopping.set()
+        self._log.info("SUPERVISOR:STOPPING", children=len(self._children))
+        await self._terminate_all()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        self._log.info("SUPERVISOR:STOPPED", restarts=sum(self.restarts.values()))
+
+    async def _keep(self, spec: ChildSpec) -> None:
+        backoff = self._initial_backoff_s
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            process = await asyncio.create_subprocess_exec(*self.argv(spec))
+            self._children[spec.name] = process
+            self._log.info("SUPERVISOR:CHILD_STARTED", child=spec.name, pid=process.pid)
+            code = await process.wait()
+            self._children.pop(spec.name, None)
+            ran_s = time.monotonic() - started
+            if self._stopping.is_set():
+                self._log.info("SUPERVISOR:CHILD_STOPPED", child=spec.name, exit_code=code)
+                return
+            if ran_s >= _STABLE_S:
+                backoff = self._initial_backoff_s
+            self.restarts[spec.name] += 1
+            self._log.warning(
+                "SUPERVISOR:CHILD_EXITED",
+                child=spec.name,
+                exit_code=code,
+                ran_s=round(ran_s, 3),
+                restart_in_s=backoff,
+                restarts=self.restarts[spec.name],
+            )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+            except TimeoutError:
+                backoff = min(backoff * 2, self._max_backoff_s)
+                continue
+
+    async def _terminate_all(self) -> None:
+        running = dict(self._children)
+        for process in running.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        if not running:
+            return
+        waits = {name: asyncio.create_task(p.wait()) for name, p in running.items()}
+        _done, late = await asyncio.wait(waits.values(), timeout=self._stop_timeout_s)
+        for name, task in waits.items():
+            if task in late:
+                process = running[name]
+                self._log.warning("SUPERVISOR:CHILD_KILLED", child=name, pid=process.pid)
+                process.kill()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+
+
+def run_all(
+    ctx: typer.Context,
+    instances: int = typer.Option(1, "--instances", "-n", min=1, help="Instances per worker."),
+    simulator: bool = typer.Option(False, "--simulator", help="Also run the LP simulator."),
+    sim_reject_rate: float = typer.Option(0.02, min=0, max=1, help="Simulator reject share."),
+    max_backoff: float = typer.Option(30.0, min=0.1, help="Longest wait before a restart (s)."),
+) -> None:
+    """Run and supervise every pipeline process of this host until SIGINT / SIGTERM."""
+    settings = settings_from(ctx)
+    root = ctx.find_root().obj
+    config_file = root.config_file if isinstance(root, CliState) else None
+    specs = child_specs(instances, simulator, ("--reject-rate", str(sim_reject_rate)))
+    with setup_logging(settings, "supervisor", bridge=False) as logs:
+        log = logs.logger("supervisor")
+        supervisor = Supervisor(
+            specs,
+            log,
+            config_file=config_file,
+            max_backoff_s=max_backoff,
+            stop_timeout_s=settings.shutdown_timeout_s + 5.0,
+        )
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def on_signal(sig: signal.Signals) -> None:
+                log.info("SUPERVISOR:SIGNAL", signal=sig.name)
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal, sig)
+            try:
+                await supervisor.run(stop)
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+        asyncio.run(main())
