@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from execflow.domain.codec import lifecycle_to_dict, report_from_dict
 from execflow.domain.enums import ReportStatus, RequestKind
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.routing import ROUTING_TABLE, DeadLetter, Ignore, Route, Worker
+from execflow.metrics import Metrics
 from execflow.pipeline.dispatcher import dispatcher_consumer
 from execflow.pipeline.runner import Runner
 from execflow.pipeline.services import Services
@@ -214,3 +216,23 @@ async def test_a_fix_report_is_routed_like_a_json_one(
     await settle(bus)
     [message] = await drain(bus, services.queues.worker("stoploss"))
     assert orjson.loads(message.body)["report"]["exec_id"] == "F1"
+
+
+async def test_metrics_count_routes_outcomes_and_dlq_reasons(
+    services: Services, bus: InMemoryBus
+) -> None:
+    metrics = Metrics("all")
+    with_metrics = replace(services, metrics=metrics)
+    dispatcher = Runner(with_metrics, dispatcher_consumer(with_metrics), rand=lambda: 0.5)
+    await dispatcher.start()
+    await register(services, "L1", RequestKind.OPEN)
+    await bus.publish(services.queues.reports, raw_report("L1", "E1", "EXECUTED"))
+    await bus.publish(services.queues.reports, raw_report("L404", "E2", "EXECUTED"))
+    await bus.publish(services.queues.reports, b'{"type": "0"}')
+    await settle(bus)
+    await dispatcher.stop()
+    text = metrics.exposition().decode()
+    assert "execflow_reports_received_total 3.0" in text
+    assert 'execflow_reports_routed_total{queue="execflow.worker.open"} 1.0' in text
+    assert 'execflow_dlq_total{reason="unknown_lifecycle_id"} 1.0' in text
+    assert "execflow_reports_ignored_total 1.0" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from execflow.backends.bus import H_ATTEMPTS, H_ERROR, H_ORIGINAL_QUEUE, H_REASO
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.errors import TransitionError
 from execflow.logs.events import ERROR
+from execflow.metrics import Metrics
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
 from execflow.pipeline.retry import OnExhausted, RetryPolicy, park_policy, retry_policy
 from execflow.pipeline.runner import ConsumerSpec, Runner, run_consumers
@@ -429,9 +431,8 @@ async def test_shutdown_drains_finishes_what_it_can_and_requeues_the_rest(
     assert bus.pending()[QUEUE] == (1, 0, 0)
     stopped = read_logs.one(FILE, "TEST:STOPPED")
     assert stopped.fields["requeued"] == "1"
-    final = [r for r in read_logs.find(FILE, "STATS") if r.fields.get("final") == "true"]
-    assert len(final) == 1
-    assert final[0].fields["success"] == "1"
+    assert read_logs.tags(FILE)[-2:] == ["TEST:STOPPED", "STATS"]
+    assert read_logs.find(FILE, "STATS")[-1].fields["success"] == "1"
 
     async def quick_handler(message: Message) -> HandlerResult:
         applied[message.body] += 1
@@ -460,8 +461,10 @@ async def test_stats_lines_follow_the_cadence(
     await settle(bus)
     await runner.stop()
     stats = read_logs.find(FILE, "STATS")
-    assert [s.fields["processed"] for s in stats] == ["2", "4", "5"]
-    assert stats[-1].fields["final"] == "true"
+    assert [s.fields["processed"] for s in stats] == ["2", "4", "5"]  # the last one at stop
+    services.logs.close()
+    final = read_logs.find(FILE, "STATS")[-1]
+    assert (final.fields["final"], final.fields["processed"]) == ("true", "5")
     assert {"p50_ms", "p95_ms", "p99_ms", "rate_per_min", "uptime_s"} <= set(stats[0].fields)
 
 
@@ -489,3 +492,30 @@ async def test_run_consumers_starts_and_stops_every_spec(
     assert sorted(got) == ["execflow.test.a", "execflow.test.b"]
     assert not any(r.running for r in runners)
     assert read_logs.tags("worker_close")[-2:] == ["TEST:STOPPED", "STATS"]
+
+
+async def test_worker_outcomes_and_retries_reach_the_metrics(
+    services: Services, bus: InMemoryBus
+) -> None:
+    metrics = Metrics("worker_open")
+    with_metrics = replace(services, metrics=metrics)
+    results: list[HandlerResult | Exception] = [RuntimeError("flaky"), Ack(), Park("too_early")]
+
+    async def handler(message: Message) -> HandlerResult:
+        result = results.pop(0) if results else Ack("TEST:SUCCESS")
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    spec = make_spec(with_metrics, handler, metrics_worker="open", concurrency=1)
+    runner = Runner(with_metrics, spec, rand=half)
+    await runner.start()
+    await publish(bus, b"1")
+    await settle(bus)
+    await publish(bus, b"2")
+    await settle(bus)
+    await runner.stop()
+    text = metrics.exposition().decode()
+    assert 'execflow_retries_total{component="worker_open"} 1.0' in text
+    assert 'execflow_worker_outcomes_total{outcome="success",worker="open"} 2.0' in text
+    assert 'execflow_worker_outcomes_total{outcome="parked",worker="open"} 1.0' in text

@@ -248,9 +248,9 @@ async def test_every_worker_writes_its_own_file_with_its_counters_on_stats_lines
     await book.submit("o1")
     await pipeline.fill("o1-open", "X1")
     await pipeline.stop()
-    final = [r for r in read_logs.find("worker_open", "STATS") if r.fields.get("final") == "true"]
-    assert final[-1].fields["orders_opened"] == "1"
-    assert final[-1].fields["component"] == "worker_open"
+    final = read_logs.find("worker_open", "STATS")[-1]
+    assert final.fields["orders_opened"] == "1"
+    assert final.fields["component"] == "worker_open"
     reject_stats = read_logs.find("worker_reject", "STATS")
     assert reject_stats[-1].fields["placement_rejects"] == "0"
     dispatch = read_logs.find("dispatcher", "STATS")[-1]

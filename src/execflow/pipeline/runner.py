@@ -154,7 +154,7 @@ class Runner:
         )
 
     async def stop(self, timeout_s: float | None = None) -> None:
-        """Stop intake, drain in-flight work for ``timeout_s``, requeue the rest, final stats.
+        """Stop intake, drain in-flight work for ``timeout_s``, requeue the rest, STATS line.
 
         ``timeout_s`` defaults to ``settings.shutdown_timeout_s``.
         """
@@ -174,7 +174,9 @@ class Runner:
             requeued=self._interrupted - interrupted_before,
             drain_timeout_s=drain_s,
         )
-        self.log.emit_stats(final=True)
+        # A checkpoint of this consumer's counters; the ``final=true`` line is written
+        # once per process, when the entry point closes the logging layer.
+        self.log.emit_stats(force=True)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Start, run until ``stop`` is set, then stop in order."""
