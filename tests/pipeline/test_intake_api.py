@@ -1,0 +1,173 @@
+"""Order intake and the seed file, without the consumers: what is written, sent, logged."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from execflow.backends.database import AccountRecord
+from execflow.backends.memory_bus import InMemoryBus
+from execflow.backends.state import Write
+from execflow.clock import FakeClock
+from execflow.domain.codec import account_to_dict
+from execflow.pipeline.intake import NumericIds, OrderIntake, TimeOrderIds
+from execflow.pipeline.seed import SeedError, apply_seed, load_seed, parse_seed, read_seed
+from execflow.pipeline.services import Services
+from tests.pipeline.conftest import LogReader, drain
+from tests.pipeline.flow import SEED_FILE
+
+
+@pytest.fixture
+async def seeded(services: Services) -> Services:
+    await apply_seed(await read_seed(SEED_FILE), services.state, services.database)
+    return services
+
+
+async def test_market_order_reserves_registers_and_sends(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    intake = OrderIntake(seeded, NumericIds())
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00", sl="1.08000")
+    assert result.accepted and result.order_id == "3163458366000" == result.lifecycle_id
+    assert result.status == "QUEUED"
+    account = await seeded.state.get_account("live:6")
+    assert account is not None
+    # 1 lot x 100000 x ask (1.08502 + hs 0.00006) / 100
+    assert Decimal(account.data["used_margin_all"]) == Decimal("1085.08")
+    assert await seeded.state.get_lifecycle(result.order_id) == {
+        "lifecycle_id": result.order_id,
+        "account_id": "live:6",
+        "order_id": result.order_id,
+        "kind": "OPEN",
+    }
+    [event] = await drain(bus, seeded.queues.db_updates)
+    assert orjson.loads(event.body)["kind"] == "ORDER_SUBMITTED"
+    assert event.message_id == f"{result.order_id}:{result.order_id}:ORDER_SUBMITTED"
+    [request] = await drain(bus, seeded.queues.provider_requests)
+    body = orjson.loads(request.body)
+    assert (body["kind"], body["side"], body["qty"]) == ("OPEN", "BUY", "1.00")
+    assert request.headers["trace_id"] == result.trace_id == event.headers["trace_id"]
+    sent = read_logs.one("intake", "INTAKE:SENT")
+    assert sent.get("order_id") == result.order_id and sent.get("reserved_margin") == "1085.08"
+    [calc] = [c for c in read_logs.calculations() if c["event.action"] == "MARGIN_RESERVE"]
+    assert calc["outputs"]["reserved_margin"] == "1085.08"
+
+
+async def test_insufficient_margin_is_refused_and_nothing_leaves(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    intake = OrderIntake(seeded, NumericIds())
+    result = await intake.open_market("live:9", "EURUSD", "BUY", "1.00")
+    assert not result.accepted and result.reason == "insufficient_margin"
+    assert await seeded.state.list_orders("live:9") == {}
+    assert await drain(bus, seeded.queues.provider_requests) == []
+    assert await drain(bus, seeded.queues.db_updates) == []
+    refused = read_logs.one("intake", "INTAKE:REFUSED")
+    assert refused.get("reason") == "insufficient_margin" and refused.get("user") == "live:9"
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda i: i.open_market("live:404", "EURUSD", "BUY", "1"), "unknown_account"),
+        (lambda i: i.open_market("live:6", "NOPE", "BUY", "1"), "unknown_symbol"),
+        (lambda i: i.close("1234567890123"), "unknown_order"),
+        (
+            lambda i: i.place_pending("live:6", "EURUSD", "BUY_LIMIT", "1", "1.2"),
+            "price_wrong_side",
+        ),
+    ],
+)
+async def test_refusals(seeded: Services, call: object, reason: str) -> None:
+    result = await call(OrderIntake(seeded, NumericIds()))  # type: ignore[operator]
+    assert (result.accepted, result.reason) == (False, reason)
+
+
+async def test_close_refused_until_open(seeded: Services) -> None:
+    intake = OrderIntake(seeded, NumericIds())
+    placed = await intake.open_market("live:6", "EURUSD", "SELL", "0.10")
+    assert placed.order_id is not None
+    refused = await intake.close(placed.order_id)
+    assert (refused.reason, refused.detail) == ("not_open", "QUEUED")
+
+
+async def test_account_and_instrument_fall_back_and_are_cached_again(
+    seeded: Services, read_logs: LogReader
+) -> None:
+    account = await seeded.state.get_account("live:6")
+    assert account is not None
+    await seeded.state.flush_all()  # the store lost everything; the database did not
+    await seeded.database.upsert_accounts([AccountRecord("live:6", 5, account.data)])
+    for symbol, quote in tomllib.loads(SEED_FILE.read_text())["prices"].items():
+        await seeded.state.put_price(symbol, quote)
+    services = replace(seeded, settings=seeded.settings.model_copy(update={"seed_file": SEED_FILE}))
+    result = await OrderIntake(services, NumericIds()).open_market("live:6", "GBPUSD", "BUY", "0.5")
+    assert result.accepted
+    assert await services.state.get_instrument("standard", "GBPUSD") is not None
+    fallbacks = read_logs.find("intake", "INTAKE:FALLBACK")
+    assert sorted(r.get("what") or "" for r in fallbacks) == ["account", "instrument"]
+
+
+def test_time_order_ids_are_13_digit_unique_and_increasing() -> None:
+    ids = TimeOrderIds(FakeClock(), instance=3)
+    made = [ids.new_id() for _ in range(1000)]
+    assert all(len(i) == 13 and i.isdigit() and i.endswith("3") for i in made)
+    assert made == sorted(made) and len(set(made)) == 1000
+
+
+def test_sample_seed_is_complete() -> None:
+    seed = load_seed(SEED_FILE)
+    symbols = {"EURUSD", "GBPUSD", "USDJPY", "EURGBP", "XAUUSD", "US30", "BTCUSD"}
+    for group in ("standard", "pro"):
+        assert {i.symbol for i in seed.instruments if i.group == group} == symbols
+    assert {q.symbol for q in seed.quotes} == symbols
+    kinds = {a.account_id.split(":")[0] for a in seed.accounts}
+    assert kinds == {"live", "demo"}
+
+
+def test_json_seed_equals_toml_seed(tmp_path: Path) -> None:
+    data = tomllib.loads(SEED_FILE.read_text())
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(data))
+    assert load_seed(path) == load_seed(SEED_FILE)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["accounts"][0].update(group="vip"), "no instruments"),
+        (lambda d: d["accounts"][0].update(account_id="six"), "live:6"),
+        (lambda d: d["accounts"][0].update(colour="red"), "unknown keys"),
+        (lambda d: d["prices"]["EURUSD"].update(bid="1.2", ask="1.1"), "bid <= ask"),
+        (lambda d: d["groups"]["pro"].update(AUDUSD={"spread": 1}), "no [symbols.AUDUSD]"),
+        (
+            lambda d: d["symbols"]["EURUSD"].update(instrument_type="stock"),
+            "groups.standard.EURUSD",
+        ),
+    ],
+)
+def test_invalid_seed_names_the_problem(change: object, message: str) -> None:
+    data = tomllib.loads(SEED_FILE.read_text())
+    change(data)  # type: ignore[operator]
+    with pytest.raises(SeedError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_seed(data)
+
+
+async def test_seeding_twice_keeps_balances(seeded: Services) -> None:
+    account = await seeded.state.get_account("live:6")
+    assert account is not None
+    richer = {**account.data, "balance": "12345.00", "version": account.data["version"] + 1}
+    await seeded.state.commit("live:6", [Write("account", "live:6", account.version, richer)])
+    report = await apply_seed(load_seed(SEED_FILE), seeded.state, seeded.database)
+    assert "live:6" in report.accounts_kept and report.accounts_created == []
+    kept = await seeded.state.get_account("live:6")
+    assert kept is not None and kept.data["balance"] == "12345.00"
+    stored = await seeded.database.get_account("demo:12")
+    demo = next(a for a in load_seed(SEED_FILE).accounts if a.account_id == "demo:12")
+    assert stored is not None and stored.data == account_to_dict(demo)
