@@ -1,0 +1,96 @@
+"""The db writer: batches, idempotency, newest snapshots, malformed messages, the batch line."""
+
+from __future__ import annotations
+
+import orjson
+
+from execflow.backends.memory_bus import InMemoryBus
+from execflow.domain.codec import effect_to_dict
+from execflow.domain.effects import DbEvent, EventKind
+from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
+from execflow.pipeline.runner import Runner
+from execflow.pipeline.services import Services
+from execflow.settings import Settings
+from tests.pipeline.conftest import LogReader, drain
+
+
+def _event(order: str, n: int, version: int, balance: str = "100.00") -> DbEvent:
+    return DbEvent(
+        event_id=f"{order}:e{n}:ORDER_OPENED",
+        kind=EventKind.ORDER_OPENED,
+        account_id="live:6",
+        order_id=order,
+        exec_id=f"e{n}",
+        payload={
+            "order": {"order_id": order, "status": "OPEN", "version": version},
+            "account": {"account_id": "live:6", "balance": balance, "version": version},
+            "deltas": {},
+            "report": None,
+        },
+    )
+
+
+async def _publish(services: Services, events: list[DbEvent]) -> None:
+    for event in events:
+        await services.bus.publish(
+            services.queues.db_updates,
+            orjson.dumps(effect_to_dict(event)),
+            {"trace_id": f"t-{event.event_id}"},
+            event.event_id,
+        )
+
+
+async def _run(services: Services) -> None:
+    writer = DbWriter(services)
+    runner = Runner(services, db_writer_spec(services, writer))
+    await runner.start()
+    assert isinstance(services.bus, InMemoryBus)
+    await services.bus.join(services.queues.db_updates)
+    await runner.stop()
+    await writer.close()
+
+
+async def test_batches_are_written_idempotently_with_newest_snapshots(
+    services: Services, settings: Settings, read_logs: LogReader
+) -> None:
+    events = [_event("o1", 1, 1, "90.00"), _event("o1", 2, 3, "70.00"), _event("o2", 3, 2)]
+    # redelivery of the first event, and the older snapshot of o1 last
+    await _publish(services, [*events, events[0], _event("o1", 4, 2, "80.00")])
+    await _run(services)
+    assert await services.database.count_events() == 4
+    order = await services.database.get_order("o1")
+    assert order is not None and order.version == 3
+    account = await services.database.get_account("live:6")
+    assert account is not None and account.data["balance"] == "70.00"
+    assert await services.bus.queue_depth(services.queues.db_updates) == 0
+    assert len(read_logs.find("db_writer", "DBWRITER:SUCCESS")) == 4
+    [dup] = read_logs.find("db_writer", "DBWRITER:SKIP:DUPLICATE")
+    assert dup.get("event_id") == events[0].event_id and dup.get("order_id") == "o1"
+    batches = read_logs.find("db_writer", "DBWRITER:BATCH")
+    assert sum(int(b.get("size") or 0) for b in batches) == 5
+    assert sum(int(b.get("inserted") or 0) for b in batches) == 4
+    assert all(int(b.get("size") or 0) <= settings.db_batch_size for b in batches)
+
+
+async def test_a_second_delivery_of_a_whole_batch_changes_nothing(
+    services: Services, read_logs: LogReader
+) -> None:
+    events = [_event("o1", n, n) for n in range(1, 6)]
+    await _publish(services, events)
+    await _run(services)
+    await _publish(services, events)
+    await _run(services)
+    assert await services.database.count_events() == 5
+    assert len(read_logs.find("db_writer", "DBWRITER:SKIP:DUPLICATE")) == 5
+    stats = services.logger("db_writer").stats
+    assert (stats.count("success"), stats.count("skipped"), stats.count("duplicates")) == (5, 5, 5)
+
+
+async def test_malformed_message_is_dead_lettered_alone(services: Services) -> None:
+    await services.bus.publish(services.queues.db_updates, b"{not json")
+    await _publish(services, [_event("o9", 1, 1)])
+    await _run(services)
+    assert await services.database.count_events() == 1
+    assert isinstance(services.bus, InMemoryBus)
+    [dead] = await drain(services.bus, services.queues.dlq)
+    assert dead.headers["x-reason"] == "malformed_report"
