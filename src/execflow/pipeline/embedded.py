@@ -38,6 +38,7 @@ __all__ = ["EmbeddedPipeline", "LpAdapter"]
 
 _SUPERVISOR = "supervisor"
 _POLL_S = 0.02
+_QUIET_POLLS = 5
 
 
 class LpAdapter(Protocol):
@@ -112,7 +113,7 @@ class EmbeddedPipeline:
 
         On the in-memory bus this is exact (delayed retries included) and re-raises the
         first exception a handler raised. On RabbitMQ it polls the ready counts and the
-        runners' in-flight counts until both are zero twice in a row; a parked message
+        runners' in-flight and handled counts until all stand still for 100 ms; a parked message
         waiting in a delay queue is not seen, so pass ``until`` to wait for an outcome.
         ``TimeoutError`` after ``timeout_s``.
         """
@@ -124,14 +125,18 @@ class EmbeddedPipeline:
                     await asyncio.sleep(_POLL_S)
                     await bus.join(*self.consumed_queues())
                 return
-            quiet = 0
-            while quiet < 2:
+            quiet, last = 0, -1
+            while quiet < _QUIET_POLLS:
                 await asyncio.sleep(_POLL_S)
                 busy = any(runner.in_flight for runner in self.runners)
                 for queue in self.consumed_queues():
                     busy = busy or await bus.queue_depth(queue) > 0
+                # a message prefetched but not yet handled shows in no count: wait for
+                # the handled totals to stand still too
+                progress = sum(runner.log.stats.count("processed") for runner in self.runners)
                 done = until is None or until()
-                quiet = quiet + 1 if not busy and done else 0
+                quiet = quiet + 1 if not busy and done and progress == last else 0
+                last = progress
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Stop the LP, then each stage after the one feeding it (in-flight work drains)."""
