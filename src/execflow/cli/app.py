@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from execflow import __version__
+from execflow.cli.bench import bench_command
 from execflow.cli.context import CliState, settings_from
 from execflow.cli.demo import demo_command
 from execflow.cli.dlq import dlq_app
@@ -18,6 +19,7 @@ from execflow.cli.reconcile import reconcile_command
 from execflow.cli.run import run_app
 from execflow.cli.simulate import simulate_command
 from execflow.cli.state import seed_app, state_app
+from execflow.cli.supervisor import run_all
 from execflow.logs.masking import mask_url
 
 __all__ = ["app", "main"]
@@ -33,10 +35,12 @@ app = typer.Typer(
 
 app.add_typer(logs_app, name="logs")
 app.add_typer(run_app, name="run")
+run_app.command("all")(run_all)
 app.add_typer(orders_app, name="order")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(state_app, name="state")
 app.add_typer(seed_app, name="seed")
+app.command("bench")(bench_command)
 app.command("demo")(demo_command)
 app.command("reconcile")(reconcile_command)
 app.command("simulate")(simulate_command)

@@ -114,6 +114,7 @@ class LpBook:
     _resting: dict[str, dict[str, LpOrder]] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
     _answered: dict[str, Answer] = field(default_factory=dict)
+    _legs: dict[str, list[LpOrder]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._token = self.ids.new_id()[:12]
@@ -272,20 +273,24 @@ class LpBook:
                 # the position went flat: the leg waits for its cancel, it never reopens
                 return []
             order.qty = min(order.qty, held)
+        sibling = self._sibling(order) if order.is_leg else None
         self._resting.get(order.symbol, {}).pop(order.lp_order_id, None)
         fills = self._fill(order, price)
-        if order.is_leg and self._draw(self.config.double_fill_rate):
-            fills.extend(self._fill_sibling(order, quote))
+        if sibling is not None and self._draw(self.config.double_fill_rate):
+            # the venue bug the pipeline must catch: on a gap, the other leg fills as well
+            self._resting.get(sibling.symbol, {}).pop(sibling.lp_order_id, None)
+            level = sibling.price if sibling.price is not None else sibling.stop_px
+            fills.extend(
+                self._fill(sibling, level or self._market_price(sibling.side, quote, False))
+            )
         return fills
 
-    def _fill_sibling(self, leg: LpOrder, quote: Quote) -> list[Outgoing]:
-        """The venue bug the pipeline must catch: on a gap, the other leg fills as well."""
-        for other in list(self._resting.get(leg.symbol, {}).values()):
-            if other.order_id == leg.order_id and other.is_leg and other.kind is not leg.kind:
-                self._resting[leg.symbol].pop(other.lp_order_id, None)
-                level = other.price if other.price is not None else other.stop_px
-                return self._fill(other, level or self._market_price(other.side, quote, False))
-        return []
+    def _sibling(self, leg: LpOrder) -> LpOrder | None:
+        """The other resting leg of the same position, if any."""
+        for other in self._legs.get(leg.order_id, ()):
+            if other.kind is not leg.kind and other.status is LpStatus.RESTING:
+                return other
+        return None
 
     def _crossed(self, order: LpOrder, quote: Quote) -> Decimal | None:
         """The fill price when ``quote`` reaches the order's level, else None."""
@@ -330,8 +335,19 @@ class LpBook:
             RequestKind.PLACE_PENDING,
             RequestKind.MODIFY_PENDING,
         )
-        self._positions[order.order_id] = held + order.qty if opening else held - order.qty
+        left = held + order.qty if opening else held - order.qty
+        self._positions[order.order_id] = left
+        if left <= 0:
+            self._park_legs(order.order_id)
         return out
+
+    def _park_legs(self, order_id: str) -> None:
+        """Legs of a flat position can never fill: stop scanning them on every tick.
+
+        They stay RESTING (known by ClOrdID), so their cancel is still confirmed.
+        """
+        for leg in self._legs.pop(order_id, []):
+            self._resting.get(leg.symbol, {}).pop(leg.lp_order_id, None)
 
     def _split(self, qty: Decimal) -> list[Decimal]:
         lots = int(qty / _LOT)
@@ -344,6 +360,10 @@ class LpBook:
 
     # -- building blocks ----------------------------------------------------------------
     def _rest(self, order: LpOrder) -> None:
+        if order.is_leg:
+            if self.position(order.order_id) <= 0:
+                return
+            self._legs.setdefault(order.order_id, []).append(order)
         self._resting.setdefault(order.symbol, {})[order.lp_order_id] = order
 
     def _status(self, order: LpOrder, status: ReportStatus) -> Outgoing:

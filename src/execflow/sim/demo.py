@@ -116,7 +116,7 @@ async def run_demo(
     options = replace(options, run_dir=run_dir)
     await asyncio.to_thread(prepare_run_dir, run_dir)
     settings = demo_settings(base, options)
-    logs = setup_logging(settings, "simulator")
+    logs = await asyncio.to_thread(setup_logging, settings, "simulator")
     try:
         async with open_services(settings, logs) as services:
             sim = Simulator(

@@ -10,6 +10,7 @@ answers it again with the same exec_ids (no second order).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from execflow.domain.codec import CodecError, request_from_dict
 from execflow.domain.enums import ReportStatus
 from execflow.domain.models import Quote
 from execflow.errors import BusError
+from execflow.logs.context import bind_trace, log_context
 from execflow.logs.events import EventLogger
 from execflow.sim.book import Answer, LpBook, Outgoing
 from execflow.sim.config import LpConfig
@@ -110,6 +112,11 @@ class LpSimulator:
 
     # -- requests -----------------------------------------------------------------------
     async def _handle(self, delivery: Delivery) -> None:
+        # on the in-memory bus a handler task inherits the publisher's log context
+        with log_context(component=None, instance=None, trace_id=None, order_id=None):
+            await self._handle_request(delivery)
+
+    async def _handle_request(self, delivery: Delivery) -> None:
         started = time.perf_counter()
         message = delivery.message
         trace_id = message.headers.get(H_TRACE_ID)
@@ -162,7 +169,9 @@ class LpSimulator:
         fills = self.book.on_quotes(quotes)
         if not fills:
             return
-        task = asyncio.get_running_loop().create_task(self._send_triggered(fills))
+        context = contextvars.copy_context()
+        context.run(bind_trace, component=None, instance=None, trace_id=None, order_id=None)
+        task = asyncio.get_running_loop().create_task(self._send_triggered(fills), context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

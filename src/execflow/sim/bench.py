@@ -1,0 +1,463 @@
+"""End-to-end pipeline benchmark: throughput and latency, embedded and distributed.
+
+Workload: ``n`` market orders are placed through the intake (nobody answers them), then
+one fill report per order is published to the reports queue, as fast as possible
+(maximum rate) and once more paced at half that rate (latency). A report counts as done
+when its worker's ``OPEN:SUCCESS`` line is written (after the state commit and the
+ack); latency is that line's timestamp minus the report's publish time (one host, one
+clock). Logging stays fully on (text, INFO), as in production.
+
+Also measured in the same run:
+
+* the raw two-hop RabbitMQ relay (publish with confirms -> consume with ack ->
+  republish with confirms -> consume with ack) with the same bus implementation, and
+  the distributed pipeline's rate as a share of it (the pipeline's path to a committed
+  state is the same two hops: reports -> dispatcher -> worker queue -> worker);
+* the CPU share of logging: the embedded run repeated with ``log_level=CRITICAL`` (no
+  line formatted or written), comparing CPU seconds per report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
+from execflow.domain.enums import Side
+from execflow.logs.setup import setup_logging
+from execflow.pipeline.embedded import EmbeddedPipeline
+from execflow.pipeline.intake import OrderIntake
+from execflow.pipeline.seed import apply_seed
+from execflow.pipeline.services import Services, open_services
+from execflow.settings import Settings
+from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
+from execflow.sim.refdata import demo_seed
+
+__all__ = [
+    "DEFAULT_AMQP_URL",
+    "DEFAULT_POSTGRES_ADMIN_URL",
+    "DEFAULT_REDIS_URL",
+    "BenchConfig",
+    "BenchResult",
+    "RunFigures",
+    "run_bench",
+]
+
+_SUCCESS_TAG = "[OPEN:SUCCESS]"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+_ENTRY = "from execflow.cli.app import main; main()"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """Sizes and where the local services are."""
+
+    embedded_reports: int = 1500
+    distributed_reports: int = 1500
+    relay_messages: int = 5000
+    distributed: bool = True
+    amqp_url: str = DEFAULT_AMQP_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    postgres_admin_url: str = DEFAULT_POSTGRES_ADMIN_URL
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """One measured pass."""
+
+    reports: int
+    elapsed_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Reports per second."""
+        return self.reports / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class BenchResult:
+    """Everything ``execflow bench`` prints."""
+
+    embedded_max: RunFigures | None = None
+    embedded_half: RunFigures | None = None
+    embedded_quiet: RunFigures | None = None
+    distributed_max: RunFigures | None = None
+    distributed_half: RunFigures | None = None
+    relay_rate: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def logging_cpu_share(self) -> float | None:
+        """1 - CPU per report without logging / CPU per report with full logging."""
+        full, quiet = self.embedded_max, self.embedded_quiet
+        if full is None or quiet is None or full.cpu_s <= 0:
+            return None
+        per_full = full.cpu_s / full.reports
+        per_quiet = quiet.cpu_s / quiet.reports
+        return max(0.0, 1.0 - per_quiet / per_full)
+
+
+def percentiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """p50, p95, p99 (nearest rank)."""
+    if not values:
+        return 0.0, 0.0, 0.0
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    return rank(0.5), rank(0.95), rank(0.99)
+
+
+def fill_report(lifecycle_id: str, exec_id: str, px: str, qty: str) -> bytes:
+    """A JSON fill report (the simulator's named-field format)."""
+    return orjson.dumps(
+        {
+            "type": "execution_report",
+            "lifecycle_id": lifecycle_id,
+            "exec_id": exec_id,
+            "ord_status": "EXECUTED",
+            "avg_px": px,
+            "cum_qty": qty,
+            "last_px": px,
+            "last_qty": qty,
+            "leaves_qty": "0",
+            "provider": "bench",
+        }
+    )
+
+
+def success_times(log_file: Path) -> dict[str, float]:
+    """order_id -> POSIX time of its ``OPEN:SUCCESS`` line (text format)."""
+    out: dict[str, float] = {}
+    if not log_file.exists():
+        return out
+    with log_file.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if _SUCCESS_TAG not in line:
+                continue
+            stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+            for part in line.split():
+                if part.startswith("order_id="):
+                    out[part[9:]] = stamp.timestamp()
+                    break
+    return out
+
+
+# -- workload -----------------------------------------------------------------------------
+
+
+async def place_orders(services: Services, count: int) -> list[tuple[str, str]]:
+    """Seed reference data and place ``count`` EURUSD market orders: [(order_id, price)]."""
+    feed = PriceFeed(DEFAULT_SYMBOLS, services.state.put_price, random.Random(1), services.clock)
+    seed = demo_seed(20, random.Random(2), feed)
+    await apply_seed(seed, services.state, services.database)
+    intake = OrderIntake(services)
+    ask = str(feed.quote("EURUSD").ask)  # type: ignore[union-attr]
+    placed: list[tuple[str, str]] = []
+    accounts = [a.account_id for a in seed.accounts]
+    for index in range(count):
+        result = await intake.open_market(
+            accounts[index % len(accounts)], "EURUSD", Side.BUY, "0.01"
+        )
+        if result.accepted and result.order_id is not None:
+            placed.append((result.order_id, ask))
+    return placed
+
+
+async def publish_fills(
+    bus: Bus, orders: Sequence[tuple[str, str]], rate_per_s: float | None, tag: str
+) -> dict[str, float]:
+    """Publish one fill per order (batches of 50 at full speed); order_id -> publish time."""
+    queue = bus.queues.reports
+    published: dict[str, float] = {}
+    started = time.monotonic()
+    batch = 1 if rate_per_s else 50
+    for offset in range(0, len(orders), batch):
+        chunk = orders[offset : offset + batch]
+        if rate_per_s:
+            delay = started + offset / rate_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        messages = [
+            OutgoingMessage(fill_report(oid, f"{tag}-{oid}", px, "0.01"), {}, f"{tag}-{oid}")
+            for oid, px in chunk
+        ]
+        now = time.time()
+        await bus.publish_batch(queue, messages)
+        for oid, _px in chunk:
+            published[oid] = now
+    return published
+
+
+def figures(published: dict[str, float], done: dict[str, float], cpu_s: float = 0.0) -> RunFigures:
+    """Throughput and latency of one pass from publish and success times."""
+    keys = [k for k in published if k in done]
+    if not keys:
+        return RunFigures(0, 0.0, 0.0, 0.0, 0.0, cpu_s)
+    latencies = [(done[k] - published[k]) * 1000 for k in keys]
+    elapsed = max(done[k] for k in keys) - min(published[k] for k in keys)
+    p50, p95, p99 = percentiles(latencies)
+    return RunFigures(len(keys), elapsed, p50, p95, p99, cpu_s)
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], timeout_s: float, poll_s: float = 0.05
+) -> None:
+    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not done after {timeout_s} s")
+        await asyncio.sleep(poll_s)
+
+
+# -- embedded -------------------------------------------------------------------------------
+
+
+async def embedded_pass(
+    workdir: Path, count: int, level: str, rate_per_s: float | None, timeout_s: float
+) -> RunFigures:
+    """One embedded pass in a fresh directory (memory bus and state, SQLite)."""
+    run_dir = workdir / f"embedded-{level.lower()}-{'paced' if rate_per_s else 'max'}"
+    await asyncio.to_thread(run_dir.mkdir, parents=True)
+    settings = Settings(
+        log_dir=run_dir / "logs",
+        log_level=level,
+        database_url=f"sqlite+aiosqlite:///{run_dir / 'execflow.db'}",
+    )
+    logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
+    try:
+        async with open_services(settings, logs) as services:
+            orders = await place_orders(services, count)
+            pipeline = EmbeddedPipeline(services, rebuild=False)
+            await pipeline.start()
+            log = logs.logger("worker_open")
+            try:
+                cpu0 = time.process_time()
+                published = await publish_fills(services.bus, orders, rate_per_s, "emb")
+
+                async def done() -> bool:
+                    return log.stats.count("success") >= len(orders)
+
+                await wait_for(done, timeout_s)
+                cpu = time.process_time() - cpu0
+                await pipeline.drain(timeout_s=timeout_s)
+            finally:
+                await pipeline.stop()
+    finally:
+        await asyncio.to_thread(logs.close)
+    if level != "INFO":
+        # no lines to read: the wall time of the whole pass stands for the rate
+        elapsed = max(time.time() - min(published.values()), 1e-9)
+        return RunFigures(len(published), elapsed, 0.0, 0.0, 0.0, cpu)
+    done_at = await asyncio.to_thread(success_times, run_dir / "logs" / "worker_open.log")
+    return figures(published, done_at, cpu)
+
+
+# -- RabbitMQ relay ---------------------------------------------------------------------------
+
+
+async def relay_rate(amqp_url: str, count: int, timeout_s: float) -> float:
+    """Messages per second through two confirmed hops on RabbitMQ (execflow's own bus)."""
+    from execflow.backends.rabbitmq import RabbitMQBus
+
+    names = QueueNames(f"efbench{uuid.uuid4().hex[:8]}")
+    bus = RabbitMQBus(amqp_url, names, prefetch=64)
+    await bus.connect()
+    first, second = names.name("hop1"), names.name("hop2")
+    received = 0
+    done = asyncio.Event()
+    try:
+        await bus.declare(first)
+        await bus.declare(second)
+
+        async def hop(delivery: Delivery) -> None:
+            await bus.publish(second, delivery.message.body)
+            await delivery.ack()
+
+        async def sink(delivery: Delivery) -> None:
+            nonlocal received
+            await delivery.ack()
+            received += 1
+            if received >= count:
+                done.set()
+
+        c1 = await bus.consume(first, hop)
+        c2 = await bus.consume(second, sink)
+        body = fill_report("relay", "relay", "1.1", "0.01")
+        started = time.monotonic()
+        for offset in range(0, count, 50):
+            size = min(50, count - offset)
+            await bus.publish_batch(first, [OutgoingMessage(body) for _ in range(size)])
+        await asyncio.wait_for(done.wait(), timeout_s)
+        elapsed = time.monotonic() - started
+        await c1.stop()
+        await c2.stop()
+        return count / elapsed
+    finally:
+        await bus.close()
+        await _delete_queues(amqp_url, [first, second])
+
+
+async def _delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+# -- distributed ------------------------------------------------------------------------------
+
+
+async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFigures, RunFigures]:
+    """Dispatcher, worker open and db writer as processes on RabbitMQ / Redis / PostgreSQL."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    token = uuid.uuid4().hex[:8]
+    db_name = f"execflow_bench_{token}"
+    admin = await asyncpg.connect(config.postgres_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{db_name}"')
+    finally:
+        await admin.close()
+    base_pg = config.postgres_admin_url.rsplit("/", 1)[0].replace(
+        "postgresql://", "postgresql+asyncpg://"
+    )
+    prefix = f"efbench{token}"
+    results: list[RunFigures] = []
+    try:
+        for label, paced in (("max", False), ("paced", True)):
+            run_dir = workdir / f"distributed-{label}"
+            env_settings = {
+                "broker_url": config.amqp_url,
+                "state_url": f"{config.redis_url}?key_prefix={prefix}{label}",
+                "database_url": f"{base_pg}/{db_name}",
+                "queue_prefix": f"{prefix}.{label}",
+                "log_dir": str(run_dir / "logs"),
+            }
+            rate = None
+            if paced:
+                rate = max(1.0, results[0].rate / 2)
+            results.append(
+                await _distributed_pass(config, env_settings, run_dir, rate, token + label)
+            )
+    finally:
+        admin = await asyncpg.connect(config.postgres_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    return results[0], results[1]
+
+
+async def _distributed_pass(
+    config: BenchConfig,
+    values: dict[str, str],
+    run_dir: Path,
+    rate_per_s: float | None,
+    tag: str,
+) -> RunFigures:
+    await asyncio.to_thread(run_dir.mkdir, parents=True)
+    env = {**os.environ, **{f"EXECFLOW_{k.upper()}": v for k, v in values.items()}}
+    settings = Settings(**values)  # type: ignore[arg-type]
+    children = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _ENTRY, *args, env=env)
+        for args in (("run", "db-writer"), ("run", "worker", "open"), ("run", "dispatcher"))
+    ]
+    own = settings.model_copy(update={"log_dir": run_dir / "bench"})
+    logs = await asyncio.to_thread(setup_logging, own, "simulator")
+    try:
+        async with open_services(settings, logs) as services:
+            bus = services.bus
+            queues = [bus.queues.reports, bus.queues.worker("open"), bus.queues.db_updates]
+
+            async def consuming() -> bool:
+                counts = [await bus.consumer_count(queue) for queue in queues]
+                return min(counts) >= 1
+
+            await wait_for(consuming, 60, poll_s=0.1)
+            orders = await place_orders(services, config.distributed_reports)
+            published = await publish_fills(bus, orders, rate_per_s, tag)
+            log_file = run_dir / "logs" / "worker_open.log"
+
+            async def all_done() -> bool:
+                found = await asyncio.to_thread(success_times, log_file)
+                return len(found) >= len(orders)
+
+            await wait_for(all_done, config.timeout_s, poll_s=0.5)
+            result = figures(published, await asyncio.to_thread(success_times, log_file))
+            await services.state.flush_all()
+            all_queues = list(bus.queues.all())
+    finally:
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+        await asyncio.gather(*(c.wait() for c in children))
+        await asyncio.to_thread(logs.close)
+    await _delete_queues(config.amqp_url, all_queues)
+    return result
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+
+async def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
+    """Every pass, in one run, in a temporary directory removed at the end."""
+    result = BenchResult()
+    workdir = Path(tempfile.mkdtemp(prefix="execflow-bench-"))
+    try:
+        n = config.embedded_reports
+        progress(f"embedded, full logging, max rate ({n} reports)")
+        result.embedded_max = await embedded_pass(workdir, n, "INFO", None, config.timeout_s)
+        progress("embedded, logging off (CPU share of logging)")
+        result.embedded_quiet = await embedded_pass(workdir, n, "CRITICAL", None, config.timeout_s)
+        half = max(1.0, result.embedded_max.rate / 2)
+        progress(f"embedded, full logging, paced at {half:.0f} reports/s")
+        result.embedded_half = await embedded_pass(workdir, n, "INFO", half, config.timeout_s)
+        if config.distributed:
+            progress(f"RabbitMQ two-hop relay ({config.relay_messages} messages)")
+            result.relay_rate = await relay_rate(
+                config.amqp_url, config.relay_messages, config.timeout_s
+            )
+            progress(f"distributed ({config.distributed_reports} reports), max then half rate")
+            result.distributed_max, result.distributed_half = await distributed_passes(
+                config, workdir
+            )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+    return result
+
+
+def machine() -> str:
+    """One line about the host the figures come from."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"load average {load:.2f} at the end of the run"
+    )
