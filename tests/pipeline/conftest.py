@@ -354,3 +354,56 @@ async def pipeline(services: Services, bus: InMemoryBus) -> AsyncIterator[Pipeli
     await running.start()
     yield running
     await running.stop()
+
+
+# -- real backends (RabbitMQ + Redis + PostgreSQL), for the integration end-to-end tests -----
+# The servers are shared: each test gets its own queue prefix, Redis key prefix and
+# PostgreSQL database, all removed at the end. (Imports are local: appended fixtures.)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database; skips (or fails in CI) when a server is down."""
+    from tests.backends.conftest import fresh_pg_database
+    from tests.services import need_service
+
+    for name in ("rabbitmq", "redis", "postgresql"):
+        need_service(name)
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def real_settings(settings: Settings, pg_url: str) -> Settings:
+    """``settings`` on RabbitMQ, Redis and PostgreSQL, under unique names."""
+    import uuid
+
+    from tests.services import AMQP_URL, REDIS_URL
+
+    tag = uuid.uuid4().hex[:10]
+    return settings.model_copy(
+        update={
+            "broker_url": AMQP_URL,
+            "state_url": f"{REDIS_URL}?key_prefix=efe2e{tag}",
+            "database_url": pg_url,
+            "queue_prefix": f"efe2e.{tag}",
+            "retry_base_delay_s": 0.05,
+            "park_max_attempts": 8,
+        }
+    )
+
+
+@pytest.fixture
+async def real_services(real_settings: Settings, logs: LogSystem) -> AsyncIterator[Services]:
+    """Services on the real servers; Redis keys and queues are removed at the end."""
+    from execflow.backends.rabbitmq import RabbitMQBus
+    from tests.backends.conftest import delete_queues
+
+    async with open_services(real_settings, logs) as opened:
+        try:
+            yield opened
+        finally:
+            await opened.state.flush_all()
+            assert isinstance(opened.bus, RabbitMQBus)
+            declared = set(opened.bus.declared_queues)
+    await delete_queues(declared)

@@ -1,65 +1,23 @@
 """The end-to-end scenarios against RabbitMQ + Redis + PostgreSQL (marker ``integration``).
 
 Other engineers test on the same servers: each test gets its own queue prefix, Redis key
-prefix and PostgreSQL database, all removed at the end.
+prefix and PostgreSQL database, all removed at the end (``real_services`` in conftest).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
-from execflow.backends.rabbitmq import RabbitMQBus
 from execflow.domain.enums import OrderStatus, ReportStatus, RequestKind
-from execflow.logs import LogSystem
 from execflow.pipeline.embedded import EmbeddedPipeline
-from execflow.pipeline.services import Services, open_services
-from execflow.settings import Settings
-from tests.backends.conftest import delete_queues, fresh_pg_database
+from execflow.pipeline.services import Services
 from tests.pipeline.conftest import LogReader
 from tests.pipeline.e2e_cells import CELL_IDS, CELLS, answer, check_logs, check_state_and_db
 from tests.pipeline.flow import ASK, BID, QTY, SEED_FILE, Flow
-from tests.services import AMQP_URL, REDIS_URL, need_service
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    for name in ("rabbitmq", "redis", "postgresql"):
-        need_service(name)
-    async with fresh_pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-def settings(settings: Settings, pg_url: str) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return settings.model_copy(
-        update={
-            "broker_url": AMQP_URL,
-            "state_url": f"{REDIS_URL}?key_prefix=efe2e{tag}",
-            "database_url": pg_url,
-            "queue_prefix": f"efe2e.{tag}",
-            "retry_base_delay_s": 0.05,
-            "park_max_attempts": 8,
-        }
-    )
-
-
-@pytest.fixture
-async def real_services(settings: Settings, logs: LogSystem) -> AsyncIterator[Services]:
-    async with open_services(settings, logs) as services:
-        try:
-            yield services
-        finally:
-            await services.state.flush_all()
-            assert isinstance(services.bus, RabbitMQBus)
-            declared = set(services.bus.declared_queues)
-    await delete_queues(declared)
 
 
 @pytest.mark.parametrize(("kind", "status"), CELLS, ids=CELL_IDS)

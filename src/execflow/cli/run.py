@@ -83,12 +83,8 @@ def serve(
             metrics = Metrics(component)
             server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
             stack.callback(server.stop)
-        log.info(
-            "PROCESS:START",
-            component=component,
-            instance=settings.instance,
-            **masked_settings(settings),
-        )
+        # every setting as a field (``instance`` among them), secrets masked
+        log.info("PROCESS:START", component=component, **masked_settings(settings))
         stopped_by = asyncio.run(_serve(settings, logs, log, build, metrics))
         log.info("PROCESS:STOP", component=component, instance=settings.instance, signal=stopped_by)
 
