@@ -44,6 +44,9 @@ _UNSAFE = re.compile('[\x00-\x20"=\\\\\x7f-\x9f\u2028\u2029\ud800-\udfff]')
 # orjson leaves these unescaped inside a JSON string; escape them too so no reader that
 # splits on Unicode line boundaries (str.splitlines) can be fooled.
 _EXTRA_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# The same characters in orjson's UTF-8 output (JSON lines): DEL, C1 (incl. the 8-bit CSI
+# of terminal escapes), U+2028/U+2029. They can only occur inside strings there.
+_EXTRA_ESCAPE_UTF8 = re.compile(b"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.]")
 _MAX_CACHE = 4096
 
@@ -258,8 +261,11 @@ def json_line(
             name = _JSON_RENAME.get(key) or prefix[1:-1]
             obj[name] = MASK if secret else _json_value(value)
     try:
-        return orjson.dumps(obj, default=_json_default) + b"\n"
+        line = orjson.dumps(obj, default=_json_default)
     except (orjson.JSONEncodeError, TypeError):
         # Integers beyond 64 bits or odd str subclasses: fall back to strings, still one line.
         safe = {k: v if isinstance(v, str) else _stringify(v) for k, v in obj.items()}
         return json.dumps(safe, ensure_ascii=True).encode() + b"\n"
+    if _EXTRA_ESCAPE_UTF8.search(line) is not None:
+        line = _EXTRA_ESCAPE_UTF8.sub(lambda m: b"\\u%04x" % ord(m[0].decode()), line)
+    return line + b"\n"
