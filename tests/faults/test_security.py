@@ -195,7 +195,7 @@ def test_metrics_and_health_bind_to_loopback_unless_configured() -> None:
         }
         for address in others:
             with pytest.raises(OSError):
-                socket.create_connection((address, server.port), timeout=1).close()
+                socket.create_connection((str(address), server.port), timeout=1).close()
     finally:
         server.stop()
     configured = Settings(metrics_host="0.0.0.0")
