@@ -49,7 +49,12 @@ _PENDING_TYPES = (
 
 @dataclass(frozen=True, slots=True)
 class ScenarioConfig:
-    """Size and mix of a run."""
+    """Size and mix of a run.
+
+    ``max_live_per_account`` keeps accounts realistic (a handful of open positions and
+    resting orders each): above it, an account's oldest orders are closed or cancelled
+    before it places a new one.
+    """
 
     orders: int = 5000
     rate_per_s: float = 0.0
@@ -57,6 +62,7 @@ class ScenarioConfig:
     market_share: float = 0.65
     protection_share: float = 0.3
     follow_up_share: float = 0.6
+    max_live_per_account: int = 8
     settle_timeout_s: float = 60.0
     settle_poll_s: float = 0.05
 
@@ -105,6 +111,7 @@ class ScenarioDriver:
         self._symbols = [s for s in feed.symbols if seed.instrument(seed.accounts[0].group, s)]
         self._owner: dict[str, str] = {}
         self._live: list[str] = []
+        self._live_by_account: dict[str, list[str]] = {a.account_id: [] for a in seed.accounts}
         self.result = ScenarioResult()
 
     async def run(self) -> ScenarioResult:
@@ -148,6 +155,7 @@ class ScenarioDriver:
 
     async def _new_order(self) -> None:
         account = self._rng.choice(self._accounts)
+        await self._make_room(account.account_id)
         symbol = self._rng.choice(self._symbols)
         instrument = self._seed.instrument(account.group, symbol)
         quote = self._feed.quote(symbol)
@@ -176,6 +184,20 @@ class ScenarioDriver:
             self.result.orders_placed += 1
             self._owner[result.order_id] = account.account_id
             self._live.append(result.order_id)
+            self._live_by_account[account.account_id].append(result.order_id)
+
+    async def _make_room(self, account_id: str) -> None:
+        """Close or cancel the account's oldest orders while it has too many live ones."""
+        live = self._live_by_account[account_id]
+        for order_id in list(live[: max(0, len(live) - self._config.max_live_per_account + 1)]):
+            found = await self._state.get_order(account_id, order_id)
+            status = OrderStatus(found.data["status"]) if found is not None else None
+            if status is None or status.is_final:
+                self._forget(order_id)
+            elif status is OrderStatus.OPEN:
+                self._record(await self._intake.close(order_id))
+            elif status is OrderStatus.PENDING:
+                self._record(await self._intake.cancel_pending(order_id))
 
     async def _follow_up(self) -> None:
         order_id = self._rng.choice(self._live)
@@ -305,7 +327,6 @@ class ScenarioDriver:
             self.result.refused[result.reason or "unknown"] += 1
 
     def _forget(self, order_id: str) -> None:
-        try:
-            self._live.remove(order_id)
-        except ValueError:
-            return
+        for live in (self._live, self._live_by_account[self._owner[order_id]]):
+            if order_id in live:
+                live.remove(order_id)
