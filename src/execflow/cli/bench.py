@@ -82,11 +82,10 @@ def render_bench(console: Console, result: BenchResult) -> None:
     if relay is not None:
         console.print(f"RabbitMQ two-hop relay (confirms + acks): {relay:,.0f} messages/s")
     share = result.logging_cpu_share
-    if share is not None and result.embedded_max and result.embedded_quiet:
-        full = result.embedded_max.cpu_s / result.embedded_max.reports * 1000
-        quiet = result.embedded_quiet.cpu_s / result.embedded_quiet.reports * 1000
+    per_report = result.cpu_ms_per_report()
+    if share is not None and per_report is not None:
         console.print(
             f"logging CPU share (embedded): {share:.1%} "
-            f"({full:.2f} ms CPU per report with logging, {quiet:.2f} ms without)"
+            f"({per_report[0]:.2f} ms CPU per report with logging, {per_report[1]:.2f} ms without)"
         )
     console.print(f"machine: {machine()}")
