@@ -135,9 +135,13 @@ async def run_demo(
             await pipeline.start()
 
             async def drain() -> None:
-                await pipeline.drain(timeout_s=120)
+                await pipeline.drain(timeout_s=options.scenario.settle_timeout_s)
                 await sim.lp.idle()
-                await pipeline.drain(timeout_s=120)
+                await pipeline.drain(timeout_s=options.scenario.settle_timeout_s)
+
+            async def backlog() -> int:
+                queues = pipeline.consumed_queues()
+                return sum([await services.bus.queue_depth(q) for q in queues])
 
             driver = ScenarioDriver(
                 OrderIntake(services),
@@ -148,6 +152,7 @@ async def run_demo(
                 rng,
                 drain,
                 progress,
+                backlog,
             )
             try:
                 result = await driver.run()

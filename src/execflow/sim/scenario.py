@@ -53,7 +53,10 @@ class ScenarioConfig:
 
     ``max_live_per_account`` keeps accounts realistic (a handful of open positions and
     resting orders each): above it, an account's oldest orders are closed or cancelled
-    before it places a new one.
+    before it places a new one. ``max_backlog`` is the backpressure: when more messages
+    than that wait in the pipeline's queues, the driver pauses (as fast as possible means
+    as fast as the pipeline absorbs, so latencies stay those of a loaded system, not of
+    an ever-growing queue).
     """
 
     orders: int = 5000
@@ -63,6 +66,7 @@ class ScenarioConfig:
     protection_share: float = 0.3
     follow_up_share: float = 0.6
     max_live_per_account: int = 8
+    max_backlog: int = 400
     settle_timeout_s: float = 60.0
     settle_poll_s: float = 0.05
 
@@ -78,6 +82,8 @@ class ScenarioResult:
     unsettled: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     settle_rounds: int = 0
+    backpressure_waits: int = 0
+    drain_timeouts: int = 0
 
     @property
     def settled(self) -> bool:
@@ -98,6 +104,7 @@ class ScenarioDriver:
         rng: random.Random,
         drain: Callable[[], Awaitable[None]],
         progress: Progress | None = None,
+        backlog: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._intake = intake
         self._state = state
@@ -106,6 +113,7 @@ class ScenarioDriver:
         self._config = config
         self._rng = rng
         self._drain = drain
+        self._backlog = backlog
         self._progress = progress or (lambda _phase, _done, _total: None)
         self._accounts = [a for a in seed.accounts]
         self._symbols = [s for s in feed.symbols if seed.instrument(seed.accounts[0].group, s)]
@@ -140,6 +148,8 @@ class ScenarioDriver:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            if self._backlog is not None and index % 25 == 0:
+                await self._wait_for_room()
             await slots.acquire()
             task = asyncio.create_task(one(self._new_order))
             tasks.add(task)
@@ -152,6 +162,12 @@ class ScenarioDriver:
             self._progress("orders", index + 1, config.orders)
         if tasks:
             await asyncio.gather(*tasks)
+
+    async def _wait_for_room(self) -> None:
+        assert self._backlog is not None
+        while await self._backlog() > self._config.max_backlog:
+            self.result.backpressure_waits += 1
+            await asyncio.sleep(0.02)
 
     async def _new_order(self) -> None:
         account = self._rng.choice(self._accounts)
@@ -250,7 +266,11 @@ class ScenarioDriver:
         remaining = list(self._owner)
         finals: Counter[str] = Counter()
         while True:
-            await self._drain()
+            try:
+                await self._drain()
+            except TimeoutError:
+                # still busy: look at the orders anyway; the deadline decides when to give up
+                self.result.drain_timeouts += 1
             self.result.settle_rounds += 1
             still: list[str] = []
             for order_id in remaining:

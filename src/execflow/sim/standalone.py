@@ -116,8 +116,18 @@ async def _scenario(
         await wait_quiet(services.bus, queues, timeout_s=options.quiet_timeout_s)
         await sim.lp.idle()
 
+    async def backlog() -> int:
+        return sum([await services.bus.queue_depth(q) for q in queues])
+
     driver = ScenarioDriver(
-        OrderIntake(services), services.state, sim.feed, seed, options.scenario, rng, drain
+        OrderIntake(services),
+        services.state,
+        sim.feed,
+        seed,
+        options.scenario,
+        rng,
+        drain,
+        backlog=backlog,
     )
     result = await driver.run()
     await sim.lp.idle()
