@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from execflow.logs.context import _CONTEXT
-from execflow.logs.formatting import LEVEL_NAMES, Timestamper, json_line, safe_name, text_fields
+from execflow.logs.formatting import (
+    LEVEL_NAMES,
+    Timestamper,
+    json_line,
+    safe_name,
+    text_line,
+)
 from execflow.logs.stats import ComponentStats
 from execflow.logs.writer import BackgroundWriter, Sink
 
@@ -64,10 +70,10 @@ class EventLogger:
         self._errors = errors
         self._calculations = calculations
         self._writer = writer
-        self._flush_lines = writer.flush_lines
         self._stamp = timestamper or Timestamper()
-        self._heads = {level: f" {name} {logger_name} [" for level, name in LEVEL_NAMES.items()}
-        self._tags: dict[str, str] = {}
+        # level -> tag -> " LEVEL logger [TAG]", the constant part after the timestamp.
+        self._heads: dict[int, dict[str, str]] = {level: {} for level in LEVEL_NAMES}
+        self._info_heads = self._heads[INFO]
         self._extra: dict[str, Any] = {}
         if stats.instance > 1:
             self._extra["instance"] = stats.instance
@@ -131,7 +137,15 @@ class EventLogger:
         if self.min_level <= INFO:
             if processing_time_ms is not None:
                 fields["processing_time_ms"] = processing_time_ms
-            self._emit(INFO, tag, fields)
+            if self.json_format:
+                self._emit(INFO, tag, fields)
+            else:
+                # The hottest call of every worker: _emit inlined for the INFO text case.
+                head = self._info_heads.get(tag) or self._head(INFO, tag)
+                queue = self._queue
+                queue.append(text_line(self._stamp, head, fields, _CONTEXT.get()))
+                if len(queue) >= self._sink.threshold:
+                    self._writer.pressure(self._sink)
         if due:
             self.emit_stats()
 
@@ -171,10 +185,10 @@ class EventLogger:
     def calculation(self, name: str, /, **fields: Any) -> None:
         """One JSON line in orders_calculated.log with every input and output of ``name``."""
         data = json_line(self._stamp(), "INFO", self.name, name, fields, _CONTEXT.get())
-        queue = self._calculations.queue
-        queue.append(data)
-        if len(queue) >= self._flush_lines:
-            self._writer.pressure(self._calculations)
+        sink = self._calculations
+        sink.queue.append(data)
+        if len(sink.queue) >= sink.threshold:
+            self._writer.pressure(sink)
 
     def emit_stats(self, final: bool = False, force: bool = False) -> bool:
         """Write the STATS line if one is due (always when ``final`` or ``force``)."""
@@ -195,7 +209,7 @@ class EventLogger:
         data = self._line(level, "LOG", fields, logger=safe_name(logger))
         if level >= self.min_level:
             self._queue.append(data)
-            if len(self._queue) >= self._flush_lines:
+            if len(self._queue) >= self._sink.threshold:
                 self._writer.pressure(self._sink)
         if errors_copy:
             self._errors.queue.append(data)
@@ -209,11 +223,12 @@ class EventLogger:
         if due:
             self.emit_stats()
 
-    def _tag(self, tag: str) -> str:
-        safe = safe_name(tag)
-        if len(self._tags) < 4096:
-            self._tags[tag] = safe
-        return safe
+    def _head(self, level: int, tag: str) -> str:
+        head = f" {LEVEL_NAMES[level]} {self.name} [{safe_name(tag)}]"
+        heads = self._heads[level]
+        if len(heads) < 4096:
+            heads[tag] = head
+        return head
 
     def _line(
         self,
@@ -227,27 +242,22 @@ class EventLogger:
         if self.json_format:
             name = logger or self.name
             return json_line(self._stamp(), LEVEL_NAMES[level], name, tag, fields, context)
-        head = self._heads[level] if logger is None else f" {LEVEL_NAMES[level]} {logger} ["
-        text = self._stamp() + head + safe_name(tag) + "]" + text_fields(fields, context) + "\n"
-        # Cannot fail: keys, tags and bare values are ASCII-safe, quoted values are escaped.
-        return text.encode()
+        if logger is None:
+            head = self._heads[level].get(tag) or self._head(level, tag)
+        else:
+            head = f" {LEVEL_NAMES[level]} {logger} [{safe_name(tag)}]"
+        return text_line(self._stamp, head, fields, context)
 
     def _emit(self, level: int, tag: str, fields: Mapping[str, Any]) -> None:
         if self.json_format:
             data = self._line(level, tag, fields)
         else:
-            data = (
-                self._stamp()
-                + self._heads[level]
-                + (self._tags.get(tag) or self._tag(tag))
-                + "]"
-                + text_fields(fields, _CONTEXT.get())
-                + "\n"
-            ).encode()
+            head = self._heads[level].get(tag) or self._head(level, tag)
+            data = text_line(self._stamp, head, fields, _CONTEXT.get())
         if level >= self.min_level:
             queue = self._queue
             queue.append(data)
-            if len(queue) >= self._flush_lines:
+            if len(queue) >= self._sink.threshold:
                 self._writer.pressure(self._sink)
         if level >= ERROR:
             # Every ERROR/CRITICAL also goes to provider_errors.log, written promptly:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
+from time import gmtime, strftime, time
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,6 +27,7 @@ __all__ = [
     "quote",
     "safe_name",
     "text_fields",
+    "text_line",
     "text_value",
 ]
 
@@ -54,6 +55,11 @@ _MAX_CACHE = 4096
 _KEYS: dict[str, tuple[str, bool]] = {}
 _NAMES: dict[str, str] = {}
 _STRINGS: dict[str, str] = {}
+# field keys (in call order) -> the %-template of a whole text line; "" when a key is
+# secret (that rare shape takes the general path, which masks).
+_FORMATS: dict[tuple[str, ...], str] = {}
+# Types whose ``%s`` spelling is already the documented bare one (str(float) is repr).
+_BARE_TYPES = frozenset((int, float, Decimal))
 
 # JSON lines use Elastic-Common-Schema names for these fields.
 _JSON_RENAME: Mapping[str, str] = {
@@ -64,29 +70,30 @@ _JSON_RENAME: Mapping[str, str] = {
 }
 
 
-# "000" .. "999": the microseconds are written as two table lookups, not a format call.
-_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
-
-
 class Timestamper:
     """``2026-11-29T12:47:00.123456Z`` for now; the part up to the second is cached."""
 
-    __slots__ = ("_cached",)
+    __slots__ = ("cached",)
 
     def __init__(self) -> None:
-        self._cached: tuple[int, str] = (-1, "")
+        # (whole seconds as a float, "YYYY-MM-DDTHH:MM:SS."): replaced as one tuple, so a
+        # concurrent thread sees either the old or the new pair.
+        self.cached: tuple[float, str] = (-1.0, "")
 
     def __call__(self) -> str:
         """The current UTC time with microseconds."""
-        now = time.time()
-        sec = int(now)
-        cached = self._cached
+        now = time()
+        sec = now // 1
+        cached = self.cached
         if cached[0] != sec:
-            # One tuple assignment, so a concurrent thread sees either the old or the new pair.
-            cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
-            self._cached = cached
-        micros = int((now - sec) * 1_000_000)
-        return cached[1] + _THREE_DIGITS[micros // 1000] + _THREE_DIGITS[micros % 1000] + "Z"
+            cached = self.second(sec)
+        return cached[1] + "%06dZ" % ((now - sec) * 1e6)
+
+    def second(self, sec: float) -> tuple[float, str]:
+        """Cache and return the prefix of second ``sec`` (called once a second)."""
+        cached = (sec, strftime("%Y-%m-%dT%H:%M:%S.", gmtime(sec)))
+        self.cached = cached
+        return cached
 
 
 def safe_name(name: str) -> str:
@@ -197,23 +204,80 @@ def _fields_one_by_one(fields: Mapping[str, Any]) -> str:
     return out
 
 
+def _context_text(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """`` key=value`` for the context's fields not in ``fields``, ``trace_id`` last."""
+    out = ""
+    keys_get = _KEYS.get
+    trace_id = None
+    for key, value in context.items():
+        if key in fields:
+            continue
+        if key == "trace_id":
+            trace_id = value
+            continue
+        prefix, secret = keys_get(key) or _key_entry(key)
+        out += prefix + (MASK if secret else text_value(value))
+    if trace_id is not None:
+        out += " trace_id=" + text_value(trace_id)
+    return out
+
+
 def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     """`` key=value`` for every field, then the context's fields not given, ``trace_id`` last."""
     out = _fields_one_by_one(fields)
     if context:
-        keys_get = _KEYS.get
-        trace_id = None
-        for key, value in context.items():
-            if key in fields:
-                continue
-            if key == "trace_id":
-                trace_id = value
-                continue
-            prefix, secret = keys_get(key) or _key_entry(key)
-            out += prefix + (MASK if secret else text_value(value))
-        if trace_id is not None:
-            out += " trace_id=" + text_value(trace_id)
+        out += _context_text(fields, context)
     return out
+
+
+def _line_format(keys: tuple[str, ...]) -> str:
+    parts = ["%s%06dZ%s"]
+    for key in keys:
+        prefix, secret = _KEYS.get(key) or _key_entry(key)
+        if secret:
+            return ""
+        # Spelled keys hold only [A-Za-z0-9_.]: no '%' to escape.
+        parts.append(prefix + "%s")
+    parts.append("%s\n")
+    fmt = "".join(parts)
+    if len(_FORMATS) < _MAX_CACHE:
+        _FORMATS[keys] = fmt
+    return fmt
+
+
+def text_line(
+    stamp: Timestamper, head: str, fields: Mapping[str, Any], context: Mapping[str, Any]
+) -> bytes:
+    """One encoded text line: timestamp, ``head`` (`` LEVEL logger [TAG]``), fields, context.
+
+    The hot path of every event: one template per shape of fields (their keys in call
+    order) and one ``%`` formatting; str, int, float and Decimal values skip
+    ``text_value`` (strings through the rendered-string cache).
+    """
+    keys = tuple(fields)
+    fmt = _FORMATS.get(keys)
+    if fmt is None:
+        fmt = _line_format(keys)
+    if not fmt:
+        return (stamp() + head + text_fields(fields, context) + "\n").encode()
+    now = time()
+    sec = now // 1
+    cached = stamp.cached
+    if cached[0] != sec:
+        cached = stamp.second(sec)
+    # %06d truncates the float: the microseconds of the second.
+    values: list[Any] = [cached[1], (now - sec) * 1e6, head]
+    append = values.append
+    strings_get = _STRINGS.get
+    for value in fields.values():
+        if type(value) is str:
+            value = strings_get(value) or _rendered_str(value)
+        elif type(value) not in _BARE_TYPES:
+            value = text_value(value)
+        append(value)
+    append(_context_text(fields, context) if context else "")
+    # Cannot fail: keys, tags and bare values are ASCII-safe, quoted values are escaped.
+    return (fmt % tuple(values)).encode()
 
 
 def _json_value(value: Any) -> Any:

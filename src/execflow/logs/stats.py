@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,13 +57,9 @@ class ComponentStats:
         self._log_counters = log_counters
         self._counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
         self._custom: dict[str, int] = {}
-        # A power of two, so the ring index wraps with a mask. 256 values keep the sort at
-        # each STATS line cheap (tens of µs) and the percentiles about recent traffic.
-        size = 1 << max(4, (window - 1).bit_length())
-        self._times = [0.0] * size
-        self._mask = size - 1
-        self._times_filled = 0
-        self._times_next = 0
+        # A bounded ring (the oldest value drops out in C, one call per item). 256 values
+        # keep the sort at each STATS line cheap and the percentiles about recent traffic.
+        self._times: deque[float] = deque(maxlen=max(16, window))
         self._started = self._clock.monotonic()
         self._last_emit = self._started
         self._processed_at_emit = 0
@@ -91,13 +88,9 @@ class ComponentStats:
         """``record("success", processing_time_ms)``, trimmed for the hot path."""
         counts = self._counts
         counts["success"] += 1
+        counts["processed"] = processed = counts["processed"] + 1
         if processing_time_ms is not None:
-            index = self._times_next
-            self._times[index] = processing_time_ms
-            self._times_next = (index + 1) & self._mask
-            self._times_filled += 1
-        processed = counts["processed"] + 1
-        counts["processed"] = processed
+            self._times.append(processing_time_ms)
         return processed >= self._due_at
 
     def incr(self, name: str, amount: int = 1) -> None:
@@ -106,10 +99,7 @@ class ComponentStats:
 
     def observe(self, processing_time_ms: float) -> None:
         """Add one processing time to the percentile window (the oldest value drops out)."""
-        index = self._times_next
-        self._times[index] = float(processing_time_ms)
-        self._times_next = (index + 1) & self._mask
-        self._times_filled += 1
+        self._times.append(float(processing_time_ms))
 
     # -- reading --------------------------------------------------------------------------
     def count(self, name: str) -> int:
@@ -118,7 +108,7 @@ class ComponentStats:
 
     def percentiles(self) -> tuple[float, float, float]:
         """p50, p95, p99 in ms over the window (nearest rank); zeros when empty."""
-        values = sorted(self._times[: min(self._times_filled, len(self._times))])
+        values = sorted(self._times)
         if not values:
             return 0.0, 0.0, 0.0
         last = len(values) - 1

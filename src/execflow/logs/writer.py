@@ -27,16 +27,23 @@ _TYPICAL_LINE_BYTES = 200
 _PATH_CHECK_S = 1.0
 _STALL_S = 0.2
 _OVERFLOW_WAIT_S = 0.001
+_PRESSURE_STEP = 128
 
 
 class Sink:
-    """The caller's handle on one file: a queue of encoded lines."""
+    """The caller's handle on one file: a queue of encoded lines.
 
-    __slots__ = ("file", "queue")
+    A producer calls ``BackgroundWriter.pressure`` once its queue reaches ``threshold``
+    lines; pressure raises the threshold so the following calls skip it until the writer
+    has drained the queue (or the queue nears its bound).
+    """
 
-    def __init__(self, file: RotatingFile) -> None:
+    __slots__ = ("file", "queue", "threshold")
+
+    def __init__(self, file: RotatingFile, threshold: int) -> None:
         self.file = file
         self.queue: deque[bytes] = deque()
+        self.threshold = threshold
 
 
 class BackgroundWriter:
@@ -66,7 +73,7 @@ class BackgroundWriter:
 
     def add(self, file: RotatingFile) -> Sink:
         """Register a file; its sink takes lines from any thread."""
-        sink = Sink(file)
+        sink = Sink(file, self.flush_lines)
         with self._cond:
             self._sinks = [*self._sinks, sink]
         return sink
@@ -89,7 +96,11 @@ class BackgroundWriter:
         if not self.wake.is_set():
             self.wake.set()
         queue = sink.queue
-        if len(queue) <= self.max_lines:
+        backlog = len(queue)
+        if backlog <= self.max_lines:
+            # The writer is woken: let the next lines through without a call until the
+            # queue grows by another step (or reaches its bound).
+            sink.threshold = min(backlog + _PRESSURE_STEP, self.max_lines + 1)
             return
         # Over the bound: yield to the writer while it makes progress (backpressure); drop
         # only once it has made none for _STALL_S (disk hung, lock held elsewhere).
@@ -178,11 +189,12 @@ class BackgroundWriter:
             popleft = queue.popleft
             lines: list[bytes] = []
             append = lines.append
-            for _ in range(count):
-                try:
+            try:
+                for _ in range(count):
                     append(popleft())
-                except IndexError:
-                    break  # a producer dropped a line (overflow) after len()
+            except IndexError:
+                pass  # a producer dropped a line (overflow) after len()
+            sink.threshold = self.flush_lines
             try:
                 sink.file.write_lines(lines)
             except Exception as exc:  # noqa: BLE001 - the writer thread must survive anything
