@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,18 @@ async def execflow(env: dict[str, str], *args: str, timeout_s: float) -> tuple[i
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
     return process.returncode or 0, out.decode()
+
+
+async def queues_with_prefix(prefix: str) -> set[str]:
+    """Every queue of this run, delay queues of retries included."""
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "-q", "--no-table-headers", "list_queues", "name"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {name for name in listing.stdout.split() if name.startswith(prefix + ".")}
 
 
 async def wait_for_consumers(names: QueueNames, timeout_s: float) -> None:
@@ -106,7 +119,7 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
             await store.connect()
             await store.flush_all()
             await store.close()
-            await delete_queues(set(names.all()))
+            await delete_queues(set(names.all()) | await queues_with_prefix(prefix))
         assert stopped == 0
         supervisor_log = (tmp_path / "logs" / "supervisor.log").read_text()
         assert "SUPERVISOR:STOPPED" in supervisor_log

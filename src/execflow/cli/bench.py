@@ -88,4 +88,6 @@ def render_bench(console: Console, result: BenchResult) -> None:
             f"logging CPU share (embedded): {share:.1%} "
             f"({per_report[0]:.2f} ms CPU per report with logging, {per_report[1]:.2f} ms without)"
         )
+    for note in result.notes:
+        console.print(f"[bold red]note:[/] {note}")
     console.print(f"machine: {machine()}")

@@ -37,6 +37,8 @@ import orjson
 
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
 from execflow.domain.enums import Side
+from execflow.errors import ExecflowError, StoreError
+from execflow.logs.events import EventLogger
 from execflow.logs.setup import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.intake import OrderIntake
@@ -330,7 +332,7 @@ async def relay_rate(amqp_url: str, count: int, timeout_s: float) -> float:
         return count / elapsed
     finally:
         await bus.close()
-        await _delete_queues(amqp_url, [first, second])
+        await _delete_queues(amqp_url, [first, second, names.dlq])
 
 
 async def _delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
@@ -425,16 +427,29 @@ async def _distributed_pass(
 
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
             result = figures(published, await asyncio.to_thread(success_times, log_file))
-            await services.state.flush_all()
-            all_queues = list(bus.queues.all())
     finally:
         for child in children:
             if child.returncode is None:
                 child.terminate()
         await asyncio.gather(*(c.wait() for c in children))
+        await _cleanup(config.amqp_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
-    await _delete_queues(config.amqp_url, all_queues)
     return result
+
+
+async def _cleanup(amqp_url: str, settings: Settings, log: EventLogger) -> None:
+    """Remove this pass's queues and Redis keys (the servers are shared)."""
+    from execflow.backends.factory import make_state_store
+
+    await _delete_queues(amqp_url, QueueNames(settings.queue_prefix).all())
+    state = make_state_store(settings)
+    try:
+        await state.connect()
+        await state.flush_all()
+    except StoreError as exc:
+        log.error("BENCH:CLEANUP_FAILED", exc=exc, queue_prefix=settings.queue_prefix)
+    finally:
+        await state.close()
 
 
 # -- the whole run ----------------------------------------------------------------------------
@@ -459,9 +474,12 @@ async def run_bench(config: BenchConfig, progress: Callable[[str], None] = print
                 config.amqp_url, config.relay_messages, config.timeout_s
             )
             progress(f"distributed ({config.distributed_reports} reports), max then half rate")
-            result.distributed_max, result.distributed_half = await distributed_passes(
-                config, workdir
-            )
+            try:
+                result.distributed_max, result.distributed_half = await distributed_passes(
+                    config, workdir
+                )
+            except (ExecflowError, OSError, TimeoutError) as exc:
+                result.notes.append(f"distributed pass failed: {type(exc).__name__}: {exc}")
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
     return result
