@@ -9,11 +9,12 @@ from types import MappingProxyType
 
 from execflow.domain.codec import CodecError
 from execflow.domain.routing import DlqReason
-from execflow.errors import ReportError, TransitionError
+from execflow.errors import ReportError, StoreError, TransitionError
 from execflow.settings import Settings
 
 __all__ = [
     "DEFAULT_NON_RETRYABLE",
+    "H_OUTAGES",
     "H_PARKS",
     "H_RETRIES",
     "OnExhausted",
@@ -24,6 +25,8 @@ __all__ = [
 
 H_RETRIES = "x-retries"
 """Header: failed attempts so far (an exception was raised), as a decimal string."""
+H_OUTAGES = "x-outages"
+"""Header: times the message came back because a backend was unreachable (never DLQ'd)."""
 H_PARKS = "x-parks"
 """Header: times the message was parked so far (a precondition was not met yet)."""
 
@@ -65,6 +68,10 @@ class RetryPolicy:
     )
     exhausted_reason: str = DlqReason.MAX_ATTEMPTS.value
     on_exhausted: OnExhausted = OnExhausted.DEAD_LETTER
+    outages: tuple[type[BaseException], ...] = (StoreError,)
+    """Exceptions of exactly these types mean a backend is away, not that the message is
+    bad: retried with backoff for as long as it lasts, never counted toward the DLQ
+    (subclasses such as ``VersionConflict`` or ``MissingReferenceData`` are not outages)."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -84,6 +91,10 @@ class RetryPolicy:
     def exhausted(self, attempt: int) -> bool:
         """True when attempt ``attempt`` was the last one allowed."""
         return attempt >= self.max_attempts and self.on_exhausted is OnExhausted.DEAD_LETTER
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """True when ``exc`` says a backend is unreachable (see ``outages``)."""
+        return type(exc) in self.outages
 
     def non_retryable_reason(self, exc: BaseException) -> str | None:
         """The DLQ reason when ``exc`` must not be retried, else ``None``."""

@@ -11,6 +11,8 @@ from what the handler returned (``results``):
 * an exception   -> ``retry_later`` with the retry backoff and a ``RETRY`` line; when the
                     exception is non-retryable or the attempts are used up -> DLQ with the
                     error (``DLQ`` at WARNING + ``FAILED`` at ERROR with the traceback).
+* an outage      -> (the state store unreachable: ``RetryPolicy.outages``) ``retry_later``
+                    with the backoff for as long as it lasts, never the DLQ.
 
 Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
 and the ack. The handler has committed its state and had its publishes confirmed before
@@ -30,7 +32,7 @@ from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
-from execflow.pipeline.retry import H_PARKS, H_RETRIES, RetryPolicy
+from execflow.pipeline.retry import H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
 from execflow.pipeline.services import Services
 
 __all__ = [
@@ -277,6 +279,9 @@ class Runner:
 
     async def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         policy = self.spec.retry
+        if policy.is_outage(exc):
+            await self._outage(delivery, exc)
+            return
         attempt = _count(delivery.message.headers, H_RETRIES) + 1
         reason = policy.non_retryable_reason(exc)
         if reason is None and policy.exhausted(attempt):
@@ -299,6 +304,23 @@ class Runner:
             f"{self.spec.tag}:RETRY",
             attempt=attempt,
             max_attempts=policy.max_attempts,
+            delay_s=delay_s,
+            error_type=type(exc).__name__,
+            error=error_text(exc),
+        )
+        if self.services.metrics is not None:
+            self.services.metrics.retried(self.spec.component)
+
+    async def _outage(self, delivery: Delivery, exc: Exception) -> None:
+        """Back off without using an attempt: the message is fine, a backend is away."""
+        policy = self.spec.retry
+        outages = _count(delivery.message.headers, H_OUTAGES) + 1
+        delay_s = round(policy.delay_s(outages, self._rand()), 3)
+        await delivery.retry_later(delay_s, {H_OUTAGES: str(outages)})
+        self.log.retried(
+            f"{self.spec.tag}:RETRY",
+            outage=True,
+            outages=outages,
             delay_s=delay_s,
             error_type=type(exc).__name__,
             error=error_text(exc),

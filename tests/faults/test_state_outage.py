@@ -1,0 +1,148 @@
+"""State-store outages on the in-memory backends (what the Redis fault test found).
+
+* An outage (``StoreError`` itself: the store unreachable) is retried with backoff for
+  as long as it lasts and never dead-lettered; a real failure (any other exception, or
+  a ``StoreError`` subclass such as ``VersionConflict``) still is, after the attempts.
+* After a store error, the runner checks the store's marker before the next message: a
+  store that came back empty is rebuilt from the database first (``STATE:FALLBACK``
+  ``reason=state_store_reset`` then ``STATE:REBUILT``), so nothing is dead-lettered as
+  an unknown lifecycle or a missing order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from execflow.backends.bus import H_REASON, Message, QueueNames
+from execflow.backends.memory_bus import InMemoryBus
+from execflow.backends.memory_state import InMemoryStateStore
+from execflow.errors import StoreError, VersionConflict
+from execflow.logs import LogSystem, setup_logging
+from execflow.pipeline.results import Ack, HandlerResult
+from execflow.pipeline.runner import ConsumerSpec, Runner
+from execflow.pipeline.services import Services, open_services
+from execflow.settings import Settings
+from tests.pipeline.flow import SEED_FILE
+
+
+@pytest.fixture
+def outage_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        log_dir=tmp_path / "logs",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'outage.db'}",
+        retry_max_attempts=3,
+        retry_base_delay_s=0.001,
+        retry_max_delay_s=0.004,
+        retry_jitter=0.0,
+        shutdown_timeout_s=2.0,
+        seed_file=SEED_FILE,
+    )
+
+
+class FlakyState(InMemoryStateStore):
+    """An in-memory store whose lifecycle reads fail while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.failed = 0
+
+    async def get_lifecycle(self, lifecycle_id: str) -> dict[str, Any] | None:
+        if self.down:
+            self.failed += 1
+            raise StoreError("Redis unreachable: get_lifecycle failed after 3 attempts")
+        return await super().get_lifecycle(lifecycle_id)
+
+
+@pytest.fixture
+def outage_logs(outage_settings: Settings) -> Iterator[LogSystem]:
+    with setup_logging(outage_settings, "supervisor", bridge=False) as logs:
+        yield logs
+
+
+@pytest.fixture
+async def outage_services(
+    outage_settings: Settings, outage_logs: LogSystem
+) -> AsyncIterator[Services]:
+    bus = InMemoryBus(QueueNames(outage_settings.queue_prefix), crash_requeue_delay_s=0.002)
+    async with open_services(outage_settings, outage_logs, bus=bus, state=FlakyState()) as opened:
+        yield opened
+
+
+def _lines(logs: LogSystem, name: str) -> list[str]:
+    assert logs.flush()
+    path = logs.directory / f"{name}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def _run_once(services: Services, handler: Any, tag: str = "T") -> list[Message]:
+    """One message through a runner with ``handler``; returns what ended in the DLQ."""
+    bus = services.bus
+    assert isinstance(bus, InMemoryBus)
+    queue = services.queues.name("outage.test")
+    spec = ConsumerSpec(
+        component="dispatcher",
+        queue=queue,
+        handler=handler,
+        tag=tag,
+        prefetch=1,
+        concurrency=1,
+        retry=_policy(services),
+    )
+    runner = Runner(services, spec, rand=lambda: 0.5)
+    await runner.start()
+    await bus.publish(queue, b"{}", message_id="m1")
+    await bus.join(queue, timeout_s=10)
+    await runner.stop()
+    dead = []
+    while (delivery := await bus.get(bus.dlq_name)) is not None:
+        dead.append(delivery.message)
+        await delivery.ack()
+    return dead
+
+
+def _policy(services: Services) -> Any:
+    from execflow.pipeline.retry import retry_policy
+
+    return retry_policy(services.settings)
+
+
+async def test_an_outage_is_retried_past_max_attempts_and_never_dead_lettered(
+    outage_services: Services, outage_logs: LogSystem
+) -> None:
+    calls = 0
+
+    async def handler(_message: Message) -> HandlerResult:
+        nonlocal calls
+        calls += 1
+        if calls <= 10:  # > retry_max_attempts (3)
+            raise StoreError("Redis unreachable: get_order failed after 3 attempts")
+        return Ack("T:SUCCESS", {})
+
+    assert await _run_once(outage_services, handler) == []
+    assert calls == 11
+    retries = [line for line in _lines(outage_logs, "dispatcher") if "[T:RETRY]" in line]
+    assert len(retries) == 10 and all("outage=true" in line for line in retries)
+    assert any("[T:SUCCESS]" in line for line in _lines(outage_logs, "dispatcher"))
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), VersionConflict("lost the race", key="k")], ids=repr
+)
+async def test_other_errors_still_reach_the_dlq_after_max_attempts(
+    outage_services: Services, error: Exception
+) -> None:
+    calls = 0
+
+    async def handler(_message: Message) -> HandlerResult:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    dead = await _run_once(outage_services, handler)
+    assert calls == 3
+    assert [m.headers[H_REASON] for m in dead] == ["max_attempts"]
