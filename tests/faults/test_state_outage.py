@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs import LogSystem, setup_logging
+from execflow.pipeline.rebuild import STATE_MARKER, rebuild_after_outage
 from execflow.pipeline.results import Ack, HandlerResult
 from execflow.pipeline.runner import ConsumerSpec, Runner
 from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
-from tests.pipeline.flow import SEED_FILE
+from tests.pipeline.flow import ASK, QTY, SEED_FILE, USER, Flow
 
 
 @pytest.fixture
@@ -146,3 +148,54 @@ async def test_other_errors_still_reach_the_dlq_after_max_attempts(
     dead = await _run_once(outage_services, handler)
     assert calls == 3
     assert [m.headers[H_REASON] for m in dead] == ["max_attempts"]
+
+
+async def test_a_store_that_came_back_empty_is_rebuilt_before_the_next_message(
+    outage_services: Services, outage_logs: LogSystem
+) -> None:
+    state = outage_services.state
+    assert isinstance(state, FlakyState)
+    async with Flow.running(outage_services) as flow:
+        assert await state.get_lifecycle(STATE_MARKER) is not None  # marked at start
+        first = await flow.opened()
+        second = await flow.open_request()
+        await flow.settle()
+        # Redis restarts without persistence: everything is gone, and unreachable a while
+        await state.flush_all()
+        state.down = True
+        await flow.report(second.lifecycle_id, "EXECUTED", qty=QTY, px=ASK, settle=False)
+        async with asyncio.timeout(10):
+            while state.failed < 3:  # noqa: ASYNC110 - the dispatcher retries on its own
+                await asyncio.sleep(0.005)
+        state.down = False
+        await flow.settle()
+        bus = outage_services.bus
+        assert await bus.queue_depth(bus.dlq_name) == 0
+        order = await flow.order(second.order_id)
+        assert order.status.value == "OPEN"
+        assert (await flow.order(first.order_id)).status.value == "OPEN"
+    dispatcher = _lines(outage_logs, "dispatcher")
+    assert any("[STATE:FALLBACK]" in line and "state_store_reset" in line for line in dispatcher)
+    assert any("[STATE:REBUILT]" in line for line in dispatcher)
+    assert any("[DISPATCH:RETRY]" in line and "outage=true" in line for line in dispatcher)
+    assert await state.get_lifecycle(STATE_MARKER) is not None
+
+
+async def test_rebuild_after_outage_does_nothing_when_the_store_kept_its_marker(
+    outage_services: Services, outage_logs: LogSystem
+) -> None:
+    async with Flow.running(outage_services) as flow:
+        await flow.opened()
+        log = outage_logs.logger("supervisor")
+        assert (
+            await rebuild_after_outage(
+                outage_services.state, outage_services.database, SEED_FILE, log
+            )
+            is None
+        )
+        await outage_services.state.flush_all()
+        report = await rebuild_after_outage(
+            outage_services.state, outage_services.database, SEED_FILE, log
+        )
+        assert report is not None and report.orders == 1 and report.lifecycles >= 1
+        assert USER in await outage_services.state.list_accounts()

@@ -15,6 +15,9 @@ What comes back, per account, in one atomic commit (account and its orders):
   then every lifecycle id found on any order snapshot (legs, placement, close);
 * instruments and prices missing from the store: from ``settings.seed_file``, if set.
 
+Lifecycles are restored first, and the store's marker (``STATE_MARKER``) last: a process
+that finds the marker knows the store is complete (``rebuild_after_outage``).
+
 Only what is missing is written, so a rebuild is safe to run while another process
 rebuilds too, or on a partially filled store.
 """
@@ -45,7 +48,21 @@ from execflow.errors import VersionConflict
 from execflow.logs.events import EventLogger
 from execflow.pipeline.seed import quote_to_dict, read_seed
 
-__all__ = ["RebuildReport", "needs_rebuild", "rebuild_if_needed", "rebuild_state"]
+__all__ = [
+    "STATE_MARKER",
+    "RebuildReport",
+    "needs_rebuild",
+    "rebuild_after_outage",
+    "rebuild_if_needed",
+    "rebuild_state",
+]
+
+STATE_MARKER = "__execflow_state_complete__"
+"""A lifecycle-index entry written once the store holds a complete state (at start, after a
+rebuild); gone after a Redis restart without persistence, which is how a process tells a
+store that came back empty from one that only was unreachable."""
+
+_RESTORE_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -123,9 +140,34 @@ async def rebuild_if_needed(
 ) -> RebuildReport | None:
     """At start: rebuild when the state store is empty and the database is not."""
     if not await needs_rebuild(state, database):
+        await _mark_complete(state)
         return None
     log.warning("STATE:FALLBACK", reason="state_store_empty", source="database")
     return await rebuild_state(state, database, seed_file, log)
+
+
+async def rebuild_after_outage(
+    state: StateStore, database: Database, seed_file: Path | None, log: EventLogger
+) -> RebuildReport | None:
+    """After the store failed: rebuild unless it kept its contents (its marker is there).
+
+    A Redis restart without persistence loses the marker with everything else; other
+    processes (the intake, a worker caching an account back) may write to the store
+    before any rebuild finishes, so "the store holds no account" cannot tell. Every
+    process that saw the outage rebuilds before it consumes again (only what is missing
+    is written), then writes the marker.
+    """
+    if await state.get_lifecycle(STATE_MARKER) is not None:
+        return None
+    if not await database.list_accounts():
+        await _mark_complete(state)
+        return None
+    log.warning("STATE:FALLBACK", reason="state_store_reset", source="database")
+    return await rebuild_state(state, database, seed_file, log)
+
+
+async def _mark_complete(state: StateStore) -> None:
+    await state.put_lifecycle(STATE_MARKER, {"marker": STATE_MARKER})
 
 
 async def rebuild_state(
@@ -144,13 +186,16 @@ async def rebuild_state(
     by_account: dict[str, list[tuple[str, _OrderHistory]]] = {}
     for order_id, history in collected.orders.items():
         by_account.setdefault(history.account_id, []).append((order_id, history))
+    # Lifecycles first: another process that sees an account restored goes back to work,
+    # and its dispatcher must then find every lifecycle id (not dead-letter it as unknown).
+    await _restore_lifecycles(state, collected, report)
     for account_id in sorted(set(collected.accounts) | set(by_account)):
         await _restore_account(state, collected, account_id, by_account.get(account_id, []), report)
-    await _restore_lifecycles(state, collected, report)
     if seed_file is not None:
         await _restore_reference(state, seed_file, report)
     for event_id in report.skipped_events:
         log.warning("STATE:SKIPPED_EVENT", event_id=event_id)
+    await _mark_complete(state)
     log.info("STATE:REBUILT", source="database", **report.fields())
     return report
 
@@ -193,6 +238,23 @@ async def _restore_account(
     orders: list[tuple[str, _OrderHistory]],
     report: RebuildReport,
 ) -> None:
+    for _attempt in range(_RESTORE_ATTEMPTS):
+        try:
+            await _restore_account_once(state, collected, account_id, orders, report)
+            return
+        except VersionConflict:
+            # Another process wrote this account meanwhile (a worker caching it back from
+            # the database, or another rebuild): look again and restore what is still missing.
+            continue
+
+
+async def _restore_account_once(
+    state: StateStore,
+    collected: _Collected,
+    account_id: str,
+    orders: list[tuple[str, _OrderHistory]],
+    report: RebuildReport,
+) -> None:
     writes: list[Write] = []
     if await state.get_account(account_id) is None:
         known = collected.accounts.get(account_id)
@@ -213,11 +275,7 @@ async def _restore_account(
         restored += 1
     if not writes:
         return
-    try:
-        await state.commit(account_id, writes)
-    except VersionConflict:
-        # Another process restored this account meanwhile; its copy is as good as ours.
-        return
+    await state.commit(account_id, writes)
     report.accounts += sum(1 for w in writes if w.kind == "account")
     report.orders += restored
 

@@ -12,7 +12,10 @@ from what the handler returned (``results``):
                     exception is non-retryable or the attempts are used up -> DLQ with the
                     error (``DLQ`` at WARNING + ``FAILED`` at ERROR with the traceback).
 * an outage      -> (the state store unreachable: ``RetryPolicy.outages``) ``retry_later``
-                    with the backoff for as long as it lasts, never the DLQ.
+                    with the backoff for as long as it lasts, never the DLQ. Before it
+                    handles the next message, the runner rebuilds the state from the
+                    database if the store came back empty (a Redis restart without
+                    persistence; ``STATE:FALLBACK`` / ``STATE:REBUILT``).
 
 Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
 and the ack. The handler has committed its state and had its publishes confirmed before
@@ -29,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
+from execflow.errors import StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
+from execflow.pipeline.rebuild import rebuild_after_outage
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
 from execflow.pipeline.retry import H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
 from execflow.pipeline.services import Services
@@ -126,6 +131,9 @@ class Runner:
         self._settles: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._interrupted = 0
+        # set by a state-store error: check (and rebuild) the store before the next message
+        self._store_suspect = False
+        self._store_check = asyncio.Lock()
 
     @property
     def running(self) -> bool:
@@ -198,8 +206,13 @@ class Runner:
                     started = self._clock.monotonic()
                     result: HandlerResult | _Failed
                     try:
+                        if self._store_suspect:
+                            await self._recover_state()
                         result = await self.spec.handler(message)
                     except Exception as exc:  # noqa: BLE001 - retried or dead-lettered, logged
+                        # an outage, or an order/account missing: did the store lose its state?
+                        if isinstance(exc, StoreError) and not isinstance(exc, VersionConflict):
+                            self._store_suspect = True
                         result = _Failed(exc)
                     await self._settle_shielded(delivery, result, started)
         except asyncio.CancelledError:
@@ -208,6 +221,17 @@ class Runner:
             raise
         finally:
             self._in_flight -= 1
+
+    async def _recover_state(self) -> None:
+        """After a state-store error: rebuild from the database if the store lost its state."""
+        async with self._store_check:
+            if not self._store_suspect:
+                return
+            services = self.services
+            await rebuild_after_outage(
+                services.state, services.database, services.settings.seed_file, self.log
+            )
+            self._store_suspect = False
 
     def _context(self, message: Message) -> dict[str, Any]:
         headers = message.headers
