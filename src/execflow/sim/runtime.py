@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from execflow.backends.bus import Bus
 from execflow.backends.state import StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
+from execflow.errors import StoreError
 from execflow.logs.events import EventLogger
 from execflow.sim.config import LpConfig
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed, SymbolSpec
@@ -35,7 +37,8 @@ class Simulator:
     ) -> None:
         self._clock = clock or SystemClock()
         # one stream for prices, one for the venue: changing a rate keeps the price path
-        self.feed = PriceFeed(symbols, state.put_price, random.Random(seed), self._clock)
+        self._state = state
+        self.feed = PriceFeed(symbols, self._put_price, random.Random(seed), self._clock)
         self.lp = LpSimulator(
             bus, self.feed, log, config, random.Random(seed + 1), self._clock, ids or UuidIds()
         )
@@ -43,6 +46,15 @@ class Simulator:
         self._interval_s = tick_interval_s
         self._stop = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+
+    async def _put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        """Write a quote; while the state store is away, skip it (the next tick re-sends)."""
+        try:
+            await self._state.put_price(symbol, data)
+        except StoreError as exc:
+            self._log.stats.incr("price_write_failures")
+            if self._log.stats.count("price_write_failures") % 100 == 1:
+                self._log.warning("SIM:PRICE_NOT_STORED", symbol=symbol, error=str(exc))
 
     async def start(self) -> None:
         """Publish the first quotes, start the LP, then tick the feed."""

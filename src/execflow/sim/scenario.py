@@ -21,6 +21,7 @@ from decimal import Decimal
 from execflow.backends.state import StateStore
 from execflow.domain.enums import OrderStatus, OrderType, Side
 from execflow.domain.models import InstrumentConfig
+from execflow.errors import ExecflowError
 from execflow.pipeline.intake import IntakeResult, OrderIntake
 from execflow.pipeline.seed import Seed
 from execflow.sim.feed import PriceFeed
@@ -139,6 +140,10 @@ class ScenarioDriver:
         async def one(step: Callable[[], Awaitable[None]]) -> None:
             try:
                 await step()
+            except ExecflowError as exc:
+                # a backend outage (the state store or the broker away): this step is
+                # lost, like a client's request that failed; the scenario goes on
+                self.result.refused[f"error:{type(exc).__name__}"] += 1
             finally:
                 slots.release()
 
@@ -274,20 +279,17 @@ class ScenarioDriver:
             self.result.settle_rounds += 1
             still: list[str] = []
             for order_id in remaining:
-                found = await self._state.get_order(self._owner[order_id], order_id)
-                if found is None:
-                    still.append(order_id)
-                    continue
-                status = OrderStatus(found.data["status"])
-                if status.is_final:
+                try:
+                    status = await self._settle_one(order_id)
+                except ExecflowError as exc:
+                    # a backend outage: look at this order again next round
+                    self.result.refused[f"error:{type(exc).__name__}"] += 1
+                    status = None
+                if status is not None and status.is_final:
                     # a final status never changes again: no need to look twice
                     finals[status.value] += 1
                     continue
                 still.append(order_id)
-                if status is OrderStatus.OPEN:
-                    self._record(await self._intake.close(order_id))
-                elif status is OrderStatus.PENDING:
-                    self._record(await self._intake.cancel_pending(order_id))
             remaining = still
             self._progress("settle", total - len(remaining), total)
             self.result.final_statuses = finals
@@ -297,6 +299,18 @@ class ScenarioDriver:
                 self.result.unsettled = remaining
                 return
             await asyncio.sleep(config.settle_poll_s)
+
+    async def _settle_one(self, order_id: str) -> OrderStatus | None:
+        """Close or cancel one order that is not final yet; its status (None: not found)."""
+        found = await self._state.get_order(self._owner[order_id], order_id)
+        if found is None:
+            return None
+        status = OrderStatus(found.data["status"])
+        if status is OrderStatus.OPEN:
+            self._record(await self._intake.close(order_id))
+        elif status is OrderStatus.PENDING:
+            self._record(await self._intake.cancel_pending(order_id))
+        return status
 
     # -- prices -------------------------------------------------------------------------------
     def _distance(self, symbol: str, low: int, high: int) -> Decimal:

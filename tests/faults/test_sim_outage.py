@@ -1,0 +1,102 @@
+"""The simulator survives a state-store outage (found by the Redis fault test).
+
+Its price feed skips quotes it cannot store (the next tick writes them again) instead of
+dying, and the scenario driver counts an intake call that failed on an outage as a
+failed client request and goes on, instead of ending the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from execflow.backends.bus import QueueNames
+from execflow.backends.memory_bus import InMemoryBus
+from execflow.backends.memory_state import InMemoryStateStore
+from execflow.errors import StoreError
+from execflow.logs import setup_logging
+from execflow.pipeline.embedded import EmbeddedPipeline
+from execflow.pipeline.services import Services, open_services
+from execflow.settings import Settings
+from execflow.sim.config import LpConfig
+from execflow.sim.scenario import ScenarioConfig
+from execflow.sim.standalone import SimulateOptions, simulate
+
+
+class OutageState(InMemoryStateStore):
+    """Every call fails while ``down`` (a Redis away), counted in ``failed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.failed = 0
+
+    def _check(self) -> None:
+        if self.down:
+            self.failed += 1
+            raise StoreError("Redis unreachable")
+
+    async def put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        self._check()
+        await super().put_price(symbol, data)
+
+    async def get_order(self, account_id: str, order_id: str) -> Any:
+        self._check()
+        return await super().get_order(account_id, order_id)
+
+    async def get_account(self, account_id: str) -> Any:
+        self._check()
+        return await super().get_account(account_id)
+
+
+@pytest.fixture
+async def sim_services(tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings(
+        log_dir=tmp_path / "logs",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'sim.db'}",
+        retry_base_delay_s=0.001,
+        retry_max_delay_s=0.01,
+        shutdown_timeout_s=2.0,
+    )
+    bus = InMemoryBus(QueueNames(settings.queue_prefix))
+    with setup_logging(settings, "simulator", bridge=False) as logs:
+        async with open_services(settings, logs, bus=bus, state=OutageState()) as services:
+            yield services
+
+
+async def test_the_scenario_and_the_feed_go_on_through_a_state_store_outage(
+    sim_services: Services,
+) -> None:
+    state = sim_services.state
+    assert isinstance(state, OutageState)
+    pipeline = EmbeddedPipeline(sim_services)
+    await pipeline.start()
+    options = SimulateOptions(
+        lp=LpConfig(reject_rate=0.0),
+        scenario=ScenarioConfig(orders=120, rate_per_s=200.0, settle_timeout_s=30.0),
+        accounts=4,
+        tick_interval_s=0.005,
+    )
+
+    async def outage() -> None:
+        await asyncio.sleep(0.2)
+        state.down = True
+        await asyncio.sleep(0.2)
+        state.down = False
+
+    try:
+        breaker = asyncio.create_task(outage())
+        outcome = await simulate(sim_services, options, asyncio.Event())
+        await breaker
+    finally:
+        await pipeline.stop()
+    assert outcome is not None
+    assert state.failed > 0
+    refused = outcome.scenario.refused
+    assert sum(n for reason, n in refused.items() if reason == "error:StoreError") > 0, refused
+    assert outcome.scenario.orders_placed > 0
+    assert outcome.reconciliation.ok, outcome.reconciliation.differences[:5]
