@@ -55,15 +55,17 @@ class ComponentStats:
         self.interval_s = interval_s
         self._clock: Clock = clock or SystemClock()
         self._log_counters = log_counters
-        self._counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
+        # ``counts``, ``times`` and ``due_at`` are read and updated inline by
+        # ``EventLogger.success`` (the hottest call of every worker); elsewhere use the methods.
+        self.counts: dict[str, int] = dict.fromkeys(COMMON_COUNTERS, 0)
         self._custom: dict[str, int] = {}
         # A bounded ring (the oldest value drops out in C, one call per item). 256 values
         # keep the sort at each STATS line cheap and the percentiles about recent traffic.
-        self._times: deque[float] = deque(maxlen=max(16, window))
+        self.times: deque[float] = deque(maxlen=max(16, window))
         self._started = self._clock.monotonic()
         self._last_emit = self._started
         self._processed_at_emit = 0
-        self._due_at = every_n
+        self.due_at = every_n
         self._lock = threading.Lock()
 
     # -- recording ------------------------------------------------------------------------
@@ -75,23 +77,23 @@ class ComponentStats:
         finishes = OUTCOMES.get(outcome)
         if finishes is None:
             raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
-        counts = self._counts
+        counts = self.counts
         counts[outcome] += 1
         if processing_time_ms is not None:
             self.observe(processing_time_ms)
         if finishes:
             counts["processed"] += 1
-            return counts["processed"] >= self._due_at
+            return counts["processed"] >= self.due_at
         return False
 
     def record_success(self, processing_time_ms: float | None) -> bool:
         """``record("success", processing_time_ms)``, trimmed for the hot path."""
-        counts = self._counts
+        counts = self.counts
         counts["success"] += 1
         counts["processed"] = processed = counts["processed"] + 1
         if processing_time_ms is not None:
-            self._times.append(processing_time_ms)
-        return processed >= self._due_at
+            self.times.append(processing_time_ms)
+        return processed >= self.due_at
 
     def incr(self, name: str, amount: int = 1) -> None:
         """Add to a component counter (``orders_opened``, ``routed.worker_open``, ...)."""
@@ -99,16 +101,16 @@ class ComponentStats:
 
     def observe(self, processing_time_ms: float) -> None:
         """Add one processing time to the percentile window (the oldest value drops out)."""
-        self._times.append(float(processing_time_ms))
+        self.times.append(float(processing_time_ms))
 
     # -- reading --------------------------------------------------------------------------
     def count(self, name: str) -> int:
         """The value of a common or component counter (0 when never incremented)."""
-        return self._counts.get(name, self._custom.get(name, 0))
+        return self.counts.get(name, self._custom.get(name, 0))
 
     def percentiles(self) -> tuple[float, float, float]:
         """p50, p95, p99 in ms over the window (nearest rank); zeros when empty."""
-        values = sorted(self._times)
+        values = sorted(self.times)
         if not values:
             return 0.0, 0.0, 0.0
         last = len(values) - 1
@@ -120,7 +122,7 @@ class ComponentStats:
 
     def due(self) -> bool:
         """True when a STATS line is owed: ``every_n`` processed or ``interval_s`` elapsed."""
-        if self._counts["processed"] >= self._due_at:
+        if self.counts["processed"] >= self.due_at:
             return True
         return self._clock.monotonic() - self._last_emit >= self.interval_s
 
@@ -128,10 +130,10 @@ class ComponentStats:
         """Every figure of a STATS line as a dict, without resetting the cadence."""
         now = self._clock.monotonic()
         elapsed_min = (now - self._last_emit) / 60.0
-        recent = self._counts["processed"] - self._processed_at_emit
+        recent = self.counts["processed"] - self._processed_at_emit
         p50, p95, p99 = self.percentiles()
         fields: dict[str, Any] = {"component": self.component, "instance": self.instance}
-        fields.update(self._counts)
+        fields.update(self.counts)
         fields.update(sorted(self._custom.items()))
         fields["p50_ms"] = round(p50, 3)
         fields["p95_ms"] = round(p95, 3)
@@ -154,6 +156,6 @@ class ComponentStats:
             if final:
                 fields["final"] = True
             self._last_emit = self._clock.monotonic()
-            self._processed_at_emit = self._counts["processed"]
-            self._due_at = self._processed_at_emit + self.every_n
+            self._processed_at_emit = self.counts["processed"]
+            self.due_at = self._processed_at_emit + self.every_n
             return fields
