@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import re
 import signal
 import socket
@@ -37,20 +39,27 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from execflow.backends.bus import H_REASON
+from execflow.backends.bus import H_REASON, Bus
+from execflow.backends.database import StoredDeadLetter
 from execflow.backends.factory import make_bus, make_database, make_state_store
+from execflow.backends.state import StateStore
+from execflow.clock import SystemClock
+from execflow.domain.codec import instrument_to_dict
 from execflow.domain.reports import parse_message
 from execflow.errors import ReportError
 from execflow.logs import setup_logging
 from execflow.pipeline.dlq import drain_dlq
+from execflow.pipeline.seed import load_seed
 from execflow.settings import Settings
+from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
+from execflow.sim.refdata import demo_seed
 from tests.faults.logcheck import check_dir
 from tests.services import REDIS_URL
 
@@ -88,6 +97,30 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def write_instrument_seed(path: Path) -> None:
+    """The simulator's instruments as a seed file: what a rebuild re-caches after a state loss.
+
+    (The database keeps no instrument configs; ``EXECFLOW_SEED_FILE`` is how a deployment
+    gets them back when Redis restarts empty.)
+    """
+
+    async def no_sink(_symbol: str, _data: dict[str, Any]) -> None:
+        return None
+
+    feed = PriceFeed(DEFAULT_SYMBOLS, no_sink, random.Random(0), SystemClock())
+    seed = demo_seed(1, random.Random(0), feed)
+    lines: list[str] = []
+    for symbol in sorted({i.symbol for i in seed.instruments}):
+        lines.append(f"[symbols.{symbol}]")
+    for instrument in seed.instruments:
+        lines.append(f"[groups.{instrument.group}.{instrument.symbol}]")
+        for key, value in instrument_to_dict(instrument).items():
+            if key not in ("group", "symbol"):
+                lines.append(f"{key} = {json.dumps(str(value))}")
+    path.write_text("\n".join(lines) + "\n")
+    assert set(load_seed(path).instruments) == set(seed.instruments)
+
+
 def fields_of(line: str) -> dict[str, str]:
     """The ``key=value`` fields of a text log line (quoted values decoded)."""
     out = {}
@@ -108,8 +141,9 @@ class RunConfig:
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     malformed_rate: float = 0.0
-    settle_timeout_s: float = 120.0
+    settle_timeout_s: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None  # the pipeline's log directory (default: <root>/logs)
 
 
 @dataclass(slots=True)
@@ -131,6 +165,8 @@ class Verdict:
     pre_rate: float = 0.0
     recovery_s: float | None = None
     restarts: int = 0
+    unsettled: int = 0
+    intake_errors: int = 0
     log_problems: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -146,6 +182,7 @@ class Verdict:
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 1),
             "pre_fault_events_per_s": round(self.pre_rate, 1),
             "restarts": self.restarts,
+            "unsettled": self.unsettled,
         }
 
 
@@ -158,8 +195,10 @@ class PipelineRun:
         tag = uuid.uuid4().hex[:10]
         self.prefix = f"eff.{tag}"
         self.key_prefix = f"eff{tag}"
-        self.log_dir = root / "logs"
+        self.log_dir = config.log_dir or root / "logs"
         self.sim_log_dir = root / "simlogs"
+        self.seed_file = root / "instruments.toml"
+        write_instrument_seed(self.seed_file)
         self.settings = Settings(
             broker_url=AMQP_URL,
             state_url=f"{REDIS_BASE}?key_prefix={self.key_prefix}",
@@ -174,6 +213,7 @@ class PipelineRun:
             "EXECFLOW_DATABASE_URL": pg_url,
             "EXECFLOW_QUEUE_PREFIX": self.prefix,
             "EXECFLOW_LOG_DIR": str(self.log_dir),
+            "EXECFLOW_SEED_FILE": str(self.seed_file),
             "EXECFLOW_SHUTDOWN_TIMEOUT_S": "3",
             "EXECFLOW_RETRY_BASE_DELAY_S": "0.05",
             "EXECFLOW_RETRY_MAX_DELAY_S": "1",
@@ -189,6 +229,7 @@ class PipelineRun:
         self.cleared_at: float | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._sampling = asyncio.Event()
+        self.letters: list[StoredDeadLetter] = []
 
     # -- processes ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -240,6 +281,28 @@ class PipelineRun:
         if not pids:
             raise LookupError(f"{name} never started")
         return pids[-1]
+
+    def supervisor_lines(self, tag: str) -> list[str]:
+        """Lines of ``supervisor.log`` with ``[tag]``."""
+        text = (self.log_dir / "supervisor.log").read_text(errors="replace")
+        return [line for line in text.splitlines() if f"[{tag}]" in line]
+
+    def consuming_since_restart(self, name: str) -> bool:
+        """True when the child's log shows a consumer start after its last process start."""
+        path = self.log_dir / f"{name}.log"
+        tag = _TAGS.get(name) or name.removeprefix("worker_").upper()
+        text = path.read_text(errors="replace") if path.exists() else ""
+        last_start = text.rfind("[PROCESS:START]")
+        return last_start >= 0 and text.find(f"[{tag}:STARTED]", last_start) >= 0
+
+    def lines_with(self, needle: str) -> list[str]:
+        """Every pipeline log line (all files) containing ``needle``."""
+        return [
+            line
+            for path in sorted(self.log_dir.glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if needle in line
+        ]
 
     def restarts(self) -> int:
         """Children the supervisor restarted after they exited."""
@@ -366,6 +429,9 @@ class PipelineRun:
             verdict.pre_rate, verdict.recovery_s = self.recovery()
             await self.stop()
         verdict.driver_output = self._driver_output()
+        found = re.search(r"not final (\d+)", verdict.driver_output)
+        verdict.unsettled = int(found.group(1)) if found else -1
+        verdict.intake_errors = await asyncio.to_thread(self.intake_errors)
         verdict.restarts = self.restarts()
         reconcile = await asyncio.to_thread(
             subprocess.run, [*EXECFLOW, "reconcile"], env=self.env,
@@ -391,6 +457,7 @@ class PipelineRun:
             with setup_logging(self.settings, "supervisor", bridge=False) as logs:
                 await drain_dlq(bus, database, logs.logger("supervisor"))
             dead = await database.list_dead_letters(include_replayed=True, limit=1_000_000)
+            self.letters = dead
             dlq_ids: set[str] = set()
             for letter in dead:
                 verdict.dead_lettered[letter.reason] += 1
@@ -450,6 +517,47 @@ class PipelineRun:
                     if exec_id:
                         out.add(exec_id)
         return out
+
+    @contextlib.asynccontextmanager
+    async def backends(self) -> AsyncIterator[tuple[Bus, StateStore]]:
+        """This run's bus and state store, opened from the test process."""
+        bus = make_bus(self.settings)
+        state = make_state_store(self.settings)
+        await bus.connect()
+        await state.connect()
+        try:
+            yield bus, state
+        finally:
+            await state.close()
+            await bus.close()
+
+    def sent_reports(self) -> list[dict[str, str]]:
+        """The fields of every ``SIM:REPORT_SENT`` line so far."""
+        return [
+            fields_of(line)
+            for path in sorted(self.sim_log_dir.glob("simulator.log*"))
+            for line in path.read_text(errors="replace").splitlines()
+            if "[SIM:REPORT_SENT]" in line
+        ]
+
+    async def dead_letters(self) -> list[StoredDeadLetter]:
+        """The dead letters ``verify`` moved from the DLQ into the database."""
+        return self.letters
+
+    def sim_lines_with(self, needle: str) -> list[str]:
+        """Lines of the simulator's own logs containing ``needle``."""
+        return [
+            line
+            for path in sorted(self.sim_log_dir.glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if needle in line
+        ]
+
+    def intake_errors(self) -> int:
+        """Driver calls that failed on an outage: intake calls (the client got an error)
+        and LP publishes given up (``SIM:ERROR``)."""
+        lines = self.sim_lines_with("[INTAKE:ERROR]") + self.sim_lines_with("[SIM:ERROR]")
+        return len(lines)
 
     async def cleanup(self) -> None:
         """Remove this run's queues (delay queues too) and Redis keys."""

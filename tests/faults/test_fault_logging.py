@@ -1,0 +1,99 @@
+"""Fault 9: the pipeline's log directory removed, made read-only, then its disk filled.
+
+The log directory is a small tmpfs of its own (so the disk can be filled without
+touching anything else, and made read-only with a remount: root ignores file modes).
+The pipeline keeps processing with 0 reconciliation differences, the failures are
+counted (``log_write_failures`` in the STATS lines), and logging resumes afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import MakeRun, assert_clean
+from tests.faults.harness import RunConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+FAULT_S = 4.0
+
+
+@pytest.fixture
+def log_mount(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "logmnt"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the log directory needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(mount: Path) -> Path:
+    """Write zeros until the tmpfs is full."""
+    filler = mount / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as out:
+        block = b"\0" * (1 << 20)
+        while True:
+            out.write(block)
+            out.flush()
+    return filler
+
+
+def remount(mount: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True)
+
+
+def write_failures(text: str) -> int:
+    counts = [int(n) for n in re.findall(r"\blog_write_failures=(\d+)", text)]
+    return max(counts, default=0)
+
+
+async def test_log_directory_removed_read_only_and_full(make_run: MakeRun, log_mount: Path) -> None:
+    log_dir = log_mount / "provider"
+    run = await make_run(RunConfig(orders=1000, rate_per_s=40.0, log_dir=log_dir))
+    await run.wait_events(700)
+    run.mark_fault()
+    await asyncio.to_thread(shutil.rmtree, log_dir)
+    await asyncio.sleep(FAULT_S)
+    await asyncio.to_thread(remount, log_mount, "ro")
+    try:
+        await asyncio.sleep(FAULT_S)
+    finally:
+        await asyncio.to_thread(remount, log_mount, "rw")
+    filler = await asyncio.to_thread(fill, log_mount)
+    try:
+        await asyncio.sleep(FAULT_S)
+    finally:
+        filler.unlink()
+    run.mark_cleared()
+    cleared_events = run.events()
+    verdict = await run.verify("log dir removed, read-only, disk full (4 s each)")
+    texts = {p.name: p.read_text(errors="replace") for p in log_dir.glob("*.log")}
+    # every component's log is back (recreated after the removal) and goes on after the faults
+    for name in ("dispatcher.log", "worker_open.log", "worker_close.log", "db_writer.log"):
+        assert "[PROCESS:STOP]" in texts.get(name, ""), name
+    failures = sum(write_failures(t) for t in texts.values())
+    assert failures > 0, "no logging failure was counted"
+    verdict.notes["log_write_failures"] = failures
+    assert verdict.applied > 0 and run.events() >= cleared_events
+    # a disk-full write may tear one line; everything else still parses
+    assert len(verdict.log_problems) <= len(texts), verdict.log_problems[:10]
+    assert_clean(verdict, logs_intact=False)

@@ -1,0 +1,36 @@
+"""Fault 4: Redis restarted mid-stream (no persistence: it comes back empty).
+
+While Redis is away, workers and the dispatcher back off and retry (no report goes to
+the DLQ because the store was unreachable); when it is back empty, each process rebuilds
+the state (orders, accounts, lifecycle index, exec_id ledgers) from the database before
+it handles another message, logged ``STATE:FALLBACK`` / ``STATE:REBUILT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.faults.conftest import MakeRun, assert_clean
+from tests.faults.harness import RunConfig
+from tests.faults.services import redis_restart_empty
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+DOWN_S = 4.0
+
+
+async def test_redis_restarted_empty_mid_stream(make_run: MakeRun) -> None:
+    run = await make_run(RunConfig(orders=650, rate_per_s=40.0))
+    await run.wait_events(900)
+    run.mark_fault()
+    await asyncio.to_thread(redis_restart_empty, DOWN_S)
+    run.mark_cleared()
+    verdict = await run.verify("Redis restarted empty mid-stream")
+    rebuilt = run.lines_with("[STATE:REBUILT]")
+    assert rebuilt, "no process rebuilt the state from the database"
+    assert run.lines_with("[STATE:FALLBACK]")
+    # nothing was dead-lettered because the store was unreachable
+    assert not [r for r in verdict.dead_lettered if r in {"max_attempts"}], verdict.dead_lettered
+    assert_clean(verdict, outage=True)
