@@ -60,6 +60,19 @@ class LogFile:
         except OSError:
             return 0
 
+    @property
+    def content_size(self) -> int:
+        """Bytes of log lines: the size on disk, or for a gzip file the size its trailer
+        records (modulo 4 GiB, and of the last member only: an estimate for scheduling)."""
+        if not self.gzipped:
+            return self.size
+        try:
+            with self.path.open("rb") as raw:
+                raw.seek(-4, 2)
+                return max(int.from_bytes(raw.read(4), "little"), self.size)
+        except OSError:
+            return self.size
+
 
 def parse_name(path: Path) -> LogFile | None:
     """A ``LogFile`` when ``path`` is named like a log file of the catalog, else ``None``."""

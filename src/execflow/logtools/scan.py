@@ -18,10 +18,17 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
-def lines_containing(block: bytes, needles: Sequence[bytes]) -> list[tuple[int, bytes]]:
-    """``(offset, line)`` for each line of ``block`` holding any needle, each line once."""
+def lines_containing(
+    block: bytes, needles: Sequence[bytes], anchor: bytes = b""
+) -> list[tuple[int, bytes]]:
+    """``(offset, line)`` for each line of ``block`` holding any needle, each line once.
+
+    With an ``anchor`` that every needle contains (the id of ``order_id=ID`` and
+    ``"order_id":"ID"``), the block is scanned once for the anchor and only the lines it
+    hits are checked for a needle; otherwise once per needle.
+    """
     found: dict[int, bytes] = {}
-    for needle in needles:
+    for needle in (anchor,) if anchor else needles:
         pos = block.find(needle)
         while pos >= 0:
             start = block.rfind(b"\n", 0, pos) + 1
@@ -29,7 +36,9 @@ def lines_containing(block: bytes, needles: Sequence[bytes]) -> list[tuple[int, 
             if end < 0:
                 end = len(block)
             if start not in found:
-                found[start] = block[start:end].rstrip(b"\r")
+                line = block[start:end].rstrip(b"\r")
+                if not anchor or any(n in line for n in needles):
+                    found[start] = line
             pos = block.find(needle, end)
     return sorted(found.items())
 
@@ -48,12 +57,12 @@ def map_files(
 ) -> list[T]:
     """``func`` over each file, in worker processes when the files are big enough.
 
-    Results come back in the order of ``files``. Largest files are submitted first so
-    two workers finish together.
+    Results come back in the order of ``files``. The files with the most lines (gzip
+    backups by their uncompressed size) are submitted first so the workers finish together.
     """
     files = list(files)
     jobs = default_jobs() if jobs is None else jobs
-    sizes = {f.path: f.size for f in files}
+    sizes = {f.path: f.content_size for f in files}
     if jobs <= 1 or len(files) <= 1 or sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return [func(f) for f in files]
     order = sorted(range(len(files)), key=lambda i: -sizes[files[i].path])

@@ -408,7 +408,8 @@ def _scan_file(
     add = tally.add
     for block in iter_blocks(log_file):
         data = b"\n" + block
-        json_lines = data.count(b"\n{")
+        # No '{' at all (most text blocks) is one memchr pass; counting "\n{" is slower.
+        json_lines = data.count(b"\n{") if b"{" in data else 0
         first, last = _block_span(data)
         if tally.in_bounds(first) and tally.in_bounds(last) and first <= last:
             _count_fast(tally, data, first, last, json_lines)
