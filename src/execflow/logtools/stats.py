@@ -42,14 +42,16 @@ _JSON_CANONICAL = b'\n{"@timestamp":"'
 _OUTCOME_SUFFIXES = tuple(":" + o for o in _OUTCOMES.decode().split("|"))
 # The fast path counts in C: (minute, logger, outcome) per outcome line, and
 # processing_time_ms values of success lines, each with ``Counter(regex.findall(...))``.
+# Character-class repeats and possessive quantifiers: sre runs them as tight loops with
+# no backtracking, about twice as fast per line as the digit-by-digit timestamp.
 _TEXT_COUNT = re.compile(
-    rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d\.\d+Z [A-Z]+ provider\.([\w.]+) \[[A-Z_]+:("
+    rb"\n([-0-9:T]{16}):[0-9.]++Z [A-Z]++ provider\.([\w.]++) \[[A-Z_]++:("
     + _OUTCOMES
     + rb")\]"
 )
 _JSON_COUNT = re.compile(
-    rb'\n\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d):[^"]*","log\.level":"[A-Z]+",'
-    rb'"log\.logger":"provider\.([^"]+)","event\.action":"[A-Z_]+:(' + _OUTCOMES + rb')"'
+    rb'\n\{"@timestamp":"([-0-9:T]{16}):[^"]*+","log\.level":"[A-Z]++",'
+    rb'"log\.logger":"provider\.([^"]++)","event\.action":"[A-Z_]++:(' + _OUTCOMES + rb')"'
 )
 # When one logger wrote every success line of a block (the usual case: one file, one
 # component) and the block holds as many times as success lines, the times are read
