@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from time import gmtime, strftime, time
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from time import gmtime, strftime, time
 from typing import Any
 
 import orjson
@@ -87,7 +87,7 @@ class Timestamper:
         cached = self.cached
         if cached[0] != sec:
             cached = self.second(sec)
-        return cached[1] + "%06dZ" % ((now - sec) * 1e6)
+        return f"{cached[1]}{int((now - sec) * 1e6):06d}Z"
 
     def second(self, sec: float) -> tuple[float, str]:
         """Cache and return the prefix of second ``sec`` (called once a second)."""

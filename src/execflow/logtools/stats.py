@@ -45,9 +45,7 @@ _OUTCOME_SUFFIXES = tuple(":" + o for o in _OUTCOMES.decode().split("|"))
 # Character-class repeats and possessive quantifiers: sre runs them as tight loops with
 # no backtracking, about twice as fast per line as the digit-by-digit timestamp.
 _TEXT_COUNT = re.compile(
-    rb"\n([-0-9:T]{16}):[0-9.]++Z [A-Z]++ provider\.([\w.]++) \[[A-Z_]++:("
-    + _OUTCOMES
-    + rb")\]"
+    rb"\n([-0-9:T]{16}):[0-9.]++Z [A-Z]++ provider\.([\w.]++) \[[A-Z_]++:(" + _OUTCOMES + rb")\]"
 )
 _JSON_COUNT = re.compile(
     rb'\n\{"@timestamp":"([-0-9:T]{16}):[^"]*+","log\.level":"[A-Z]++",'
