@@ -17,6 +17,7 @@ import json
 import logging
 import logging.handlers
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -215,6 +216,8 @@ def run_one(name: str, n: int) -> dict[str, Any]:
         __import__(module)  # imports are not the layer's memory: load them before measuring
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         rss_before = _rss_bytes()
+        # Involuntary context switches: the OS took the CPU away (other load on the host).
+        switches_before = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
         cpu_before = time.process_time()
         one, disabled, close = SETUPS[name](Path(tmp))
         rss_peak = _rss_bytes()
@@ -226,6 +229,7 @@ def run_one(name: str, n: int) -> dict[str, Any]:
             if i % 8192 == 0:
                 rss_peak = max(rss_peak, _rss_bytes())
         wall_ns = perf() - start
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - switches_before
         rss_peak = max(rss_peak, _rss_bytes())
         close()
         cpu_s = time.process_time() - cpu_before
@@ -250,6 +254,8 @@ def run_one(name: str, n: int) -> dict[str, Any]:
         "p50_us": ordered[n // 2] / 1000,
         "p99_us": ordered[min(n - 1, int(n * 0.99))] / 1000,
         "max_us": ordered[-1] / 1000,
+        "over_10ms": sum(1 for ns in latencies if ns > 10_000_000),
+        "preempted": switches,
         "rss_mb": max(0, rss_peak - rss_before) / MIB,
         "disabled_us": disabled_ns / 1000,
         "files": len(files),
@@ -313,6 +319,13 @@ def compare(n: int, runs: int) -> int:
     print()
     for label, ok in checks.items():
         print(f"  execflow {label}: {'OK' if ok else 'MISSED'}")
+    runs_ours = results["execflow"]
+    print(
+        f"  execflow calls over 10 ms per run: {[r['over_10ms'] for r in runs_ours]}; "
+        f"max per run (µs): {[round(r['max_us']) for r in runs_ours]}; involuntary context "
+        f"switches per run: {[r['preempted'] for r in runs_ours]} (load average "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)"
+    )
     return 0 if all(checks.values()) else 1
 
 
