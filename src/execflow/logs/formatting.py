@@ -55,9 +55,8 @@ _MAX_CACHE = 4096
 _KEYS: dict[str, tuple[str, bool]] = {}
 _NAMES: dict[str, str] = {}
 _STRINGS: dict[str, str] = {}
-# field keys (in call order) -> the %-template of a whole text line; "" when a key is
-# secret (that rare shape takes the general path, which masks).
-_FORMATS: dict[tuple[str, ...], str] = {}
+# field keys (in call order) -> how such a line is written (bounded like the caches above).
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
 # Types whose ``%s`` spelling is already the documented bare one (str(float) is repr).
 _BARE_TYPES = frozenset((int, float, Decimal))
 
@@ -230,19 +229,43 @@ def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     return out
 
 
-def _line_format(keys: tuple[str, ...]) -> str:
+class _Shape:
+    """How lines with one tuple of field keys are written."""
+
+    __slots__ = ("fmt", "string_at", "types")
+
+    def __init__(self, fmt: str, types: list[type] | None, string_at: tuple[int, ...]) -> None:
+        # The %-template of the whole line; "" when a key is secret (the general path
+        # masks it).
+        self.fmt = fmt
+        # The value types seen first, when all are str/int/float/Decimal: a call with the
+        # same types renders only its strings (at ``string_at``) before the ``%``.
+        self.types = types
+        self.string_at = string_at
+
+
+def _shape(keys: tuple[str, ...], values: list[Any]) -> _Shape:
     parts = ["%s%06dZ%s"]
+    fmt = ""
     for key in keys:
         prefix, secret = _KEYS.get(key) or _key_entry(key)
         if secret:
-            return ""
+            break
         # Spelled keys hold only [A-Za-z0-9_.]: no '%' to escape.
         parts.append(prefix + "%s")
-    parts.append("%s\n")
-    fmt = "".join(parts)
-    if len(_FORMATS) < _MAX_CACHE:
-        _FORMATS[keys] = fmt
-    return fmt
+    else:
+        parts.append("%s\n")
+        fmt = "".join(parts)
+    types = [type(v) for v in values]
+    simple = all(t is str or t in _BARE_TYPES for t in types)
+    shape = _Shape(
+        fmt,
+        types if simple else None,
+        tuple(i for i, t in enumerate(types) if t is str),
+    )
+    if len(_SHAPES) < _MAX_CACHE:
+        _SHAPES[keys] = shape
+    return shape
 
 
 def text_line(
@@ -251,33 +274,43 @@ def text_line(
     """One encoded text line: timestamp, ``head`` (`` LEVEL logger [TAG]``), fields, context.
 
     The hot path of every event: one template per shape of fields (their keys in call
-    order) and one ``%`` formatting; str, int, float and Decimal values skip
-    ``text_value`` (strings through the rendered-string cache).
+    order) and one ``%`` formatting. When the values have the types the shape first saw
+    (str, int, float, Decimal), numbers go to ``%`` as they are (their ``%s`` is the
+    documented spelling) and strings through the rendered-string cache.
     """
     keys = tuple(fields)
-    fmt = _FORMATS.get(keys)
-    if fmt is None:
-        fmt = _line_format(keys)
+    values = [*fields.values()]
+    shape = _SHAPES.get(keys) or _shape(keys, values)
+    fmt = shape.fmt
     if not fmt:
         return (stamp() + head + text_fields(fields, context) + "\n").encode()
+    strings_get = _STRINGS.get
+    if [*map(type, values)] == shape.types:
+        for i in shape.string_at:
+            value = values[i]
+            values[i] = strings_get(value) or _rendered_str(value)
+    else:
+        for i, value in enumerate(values):
+            if type(value) is str:
+                values[i] = strings_get(value) or _rendered_str(value)
+            elif type(value) not in _BARE_TYPES:
+                values[i] = text_value(value)
     now = time()
     sec = now // 1
     cached = stamp.cached
     if cached[0] != sec:
         cached = stamp.second(sec)
     # %06d truncates the float: the microseconds of the second.
-    values: list[Any] = [cached[1], (now - sec) * 1e6, head]
-    append = values.append
-    strings_get = _STRINGS.get
-    for value in fields.values():
-        if type(value) is str:
-            value = strings_get(value) or _rendered_str(value)
-        elif type(value) not in _BARE_TYPES:
-            value = text_value(value)
-        append(value)
-    append(_context_text(fields, context) if context else "")
-    # Cannot fail: keys, tags and bare values are ASCII-safe, quoted values are escaped.
-    return (fmt % tuple(values)).encode()
+    return (
+        fmt
+        % (
+            cached[1],
+            (now - sec) * 1e6,
+            head,
+            *values,
+            _context_text(fields, context) if context else "",
+        )
+    ).encode()
 
 
 def _json_value(value: Any) -> Any:
