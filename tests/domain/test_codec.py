@@ -126,3 +126,34 @@ def _order(**changes: Any) -> Order:
     from tests.domain.factories import market_order
 
     return market_order(**changes)
+
+
+def test_a_float_where_a_decimal_belongs_cannot_be_encoded() -> None:
+    with pytest.raises(codec.CodecError, match="cannot be encoded"):
+        codec.order_to_dict(_order(qty=1.5))
+
+
+def test_null_in_a_required_nested_field_is_refused() -> None:
+    data = codec.order_to_dict(_order())
+    data["sl"] = {**data["sl"], "state": None}
+    with pytest.raises(codec.CodecError, match="null not allowed"):
+        codec.order_from_dict(data)
+    data = codec.order_to_dict(_order())
+    with pytest.raises(codec.CodecError, match="null not allowed"):
+        codec.order_from_dict({**data, "sl": None})
+
+
+def test_payload_is_carried_as_is_and_its_top_level_copied() -> None:
+    payload = {"order": {"qty": "1.0"}, "deltas": {"balance": "-1.25"}, "report": None}
+    event = DbEvent("e", EventKind.ORDER_OPENED, "live:1", "o1", "x1", payload)
+    data = codec.effect_to_dict(event)
+    assert data["payload"] == payload
+    assert data["payload"] is not payload
+    assert codec.effect_from_dict(_through_json(data)) == event
+
+
+def test_unknown_keys_are_refused_in_nested_objects_too() -> None:
+    data = codec.order_to_dict(_order())
+    data["tp"] = {**data["tp"], "surprise": 1}
+    with pytest.raises(codec.CodecError, match="unknown keys"):
+        codec.order_from_dict(data)

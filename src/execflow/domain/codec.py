@@ -3,17 +3,23 @@
 Decimals become strings (``str(Decimal)``, so ``"1.08500"`` keeps its precision),
 datetimes ISO-8601 strings with their UTC offset, enums their value, tuples lists, and
 nested dataclasses dicts whose keys are the field names. A member of a union of several
-dataclasses (an ``Effect``) carries its class name under ``"type"``. Decoding is strict:
+dataclasses (an ``Effect``) carries its class name under ``"type"``. A value typed ``Any``
+(a ``DbEvent``'s payload) holds JSON values already (codec dicts, decimal strings) and is
+carried as is, both ways; only its top-level mapping is copied. Decoding is strict:
 wrong types, unknown keys and naive datetimes raise ``CodecError``; a missing key takes
 the field's default, so snapshots written before a field existed still load.
+
+Each dataclass is compiled once into a plan (one encoder and one decoder per field, from
+its resolved type hint); encoding and decoding only run those.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -56,9 +62,70 @@ class CodecError(ExecflowError):
     """A stored dict does not decode to the expected domain object."""
 
 
+# Each dataclass gets a plan once: one encoder and one decoder per field, chosen from its
+# resolved type hint. Encoding or decoding then calls those closures directly, with no
+# get_type_hints / get_origin / is_dataclass per value (the reflective walk cost most of
+# a worker's CPU).
+
+_Encoder = Callable[[Any], Any]
+_Decoder = Callable[[Any], Any]
+_NONE_TYPE = type(None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to encode and decode one dataclass."""
+
+    cls: type
+    names: tuple[str, ...]
+    encoders: tuple[_Encoder | None, ...]  # None: the value is already JSON
+    decoders: Mapping[str, _Decoder]
+    allowed: frozenset[str]
+    getter: Callable[[Any], tuple[Any, ...]]
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        values = self.getter(obj)
+        return {
+            name: value if enc is None or value is None else enc(value)
+            for name, enc, value in zip(self.names, self.encoders, values, strict=True)
+        }
+
+    def decode(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise CodecError("expected an object", target=self.cls.__name__)
+        if not self.allowed.issuperset(data.keys()):
+            unknown = set(data) - self.allowed
+            raise CodecError(
+                "unknown keys", target=self.cls.__name__, keys=",".join(sorted(unknown))
+            )
+        decoders = self.decoders
+        kwargs = {key: decoders[key](value) for key, value in data.items() if key in decoders}
+        try:
+            return self.cls(**kwargs)
+        except TypeError as exc:
+            raise CodecError(
+                "missing required keys", target=self.cls.__name__, error=str(exc)
+            ) from exc
+
+
 @cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _plan(cls: type) -> _Plan:
+    hints = typing.get_type_hints(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    getter = operator.attrgetter(*names) if len(names) > 1 else _small_getter(names)
+    return _Plan(
+        cls=cls,
+        names=names,
+        encoders=tuple(_encoder(hints[name]) for name in names),
+        decoders={name: _decoder(hints[name], f"{cls.__name__}.{name}") for name in names},
+        allowed=frozenset((*names, _TYPE_TAG)),
+        getter=getter,
+    )
+
+
+def _small_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    # attrgetter returns a bare value (not a tuple) for one name, and needs at least one
+    return lambda obj: tuple(getattr(obj, name) for name in names)
 
 
 def _union_args(hint: Any) -> tuple[Any, ...] | None:
@@ -68,22 +135,128 @@ def _union_args(hint: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _tagged(hint: Any) -> bool:
-    args = _union_args(hint)
-    return args is not None and sum(dataclasses.is_dataclass(a) for a in args) > 1
+def _is_dataclass_type(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
 
 def encode(obj: Any) -> dict[str, Any]:
     """Encode a domain dataclass instance as a JSON-compatible dict."""
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         raise CodecError("not a dataclass instance", value_type=type(obj).__name__)
-    hints = _hints(type(obj))
-    return {f.name: _encode(getattr(obj, f.name), hints[f.name]) for f in dataclasses.fields(obj)}
+    return _plan(type(obj)).encode(obj)
 
 
-def _encode(value: Any, hint: Any) -> Any:
-    if value is None:
-        return None
+def decode(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    """Decode a dict produced by ``encode`` back into ``cls``."""
+    return cast(_T, _plan(cast(type, cls)).decode(data))
+
+
+# -- encoders (None is handled by _Plan.encode and the containers: it encodes as null) --
+
+
+def _encoder(hint: Any) -> _Encoder | None:
+    if hint is Any:
+        return None  # JSON values already (a DbEvent's payload of codec dicts): kept as is
+    args = _union_args(hint)
+    if args is not None:
+        members = [a for a in args if a is not _NONE_TYPE]
+        if sum(_is_dataclass_type(m) for m in members) > 1:
+            return _tagged_encoder(members)
+        if len(members) == 1:
+            return _encoder(members[0])
+        return _encode_any
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item_args = typing.get_args(hint)
+        return _list_encoder(_encoder(item_args[0]) if item_args else None)
+    if origin in (Mapping, dict, typing.Mapping):
+        map_args = typing.get_args(hint)
+        return _map_encoder(_encoder(map_args[1]) if len(map_args) == 2 else None)
+    if _is_dataclass_type(hint):
+        return _plan(hint).encode
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return _encode_enum
+    if hint is Decimal:
+        return _encode_decimal
+    if hint is datetime:
+        return _encode_datetime
+    if hint is str or hint is int or hint is bool:
+        return _scalar_encoder(hint)
+    return _encode_any
+
+
+def _scalar_encoder(hint: type) -> _Encoder | None:
+    # The common case (the declared type) passes through untouched; anything else takes
+    # the generic path, which converts what it can and refuses the rest.
+    def encode_scalar(value: Any) -> Any:
+        return value if type(value) is hint else _encode_any(value)
+
+    return encode_scalar
+
+
+def _encode_enum(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    return _encode_any(value)
+
+
+def _encode_decimal(value: Any) -> Any:
+    if type(value) is Decimal:
+        return str(value)
+    return _encode_any(value)
+
+
+def _encode_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise CodecError("naive datetime", value=str(value))
+        return value.isoformat()
+    return _encode_any(value)
+
+
+def _tagged_encoder(members: list[Any]) -> _Encoder:
+    plans = {m: _plan(m) for m in members if _is_dataclass_type(m)}
+
+    def encode_tagged(value: Any) -> Any:
+        plan = plans.get(type(value))
+        if plan is None:
+            return _encode_any(value)
+        return {_TYPE_TAG: plan.cls.__name__, **plan.encode(value)}
+
+    return encode_tagged
+
+
+def _list_encoder(item: _Encoder | None) -> _Encoder:
+    def encode_list(value: Any) -> Any:
+        if not isinstance(value, tuple | list):
+            return _encode_any(value)
+        if item is None:
+            return list(value)
+        return [None if v is None else item(v) for v in value]
+
+    return encode_list
+
+
+def _map_encoder(item: _Encoder | None) -> _Encoder:
+    def encode_map(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return _encode_any(value)
+        if item is None:
+            return {str(k): v for k, v in value.items()}
+        return {str(k): None if v is None else item(v) for k, v in value.items()}
+
+    return encode_map
+
+
+def _encode_any(value: Any) -> Any:
+    """Encode a value by what it is (fields typed ``Any``, and values of unexpected type)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {str(k): _encode_any(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_encode_any(v) for v in value]
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Decimal):
@@ -93,102 +266,148 @@ def _encode(value: Any, hint: Any) -> Any:
             raise CodecError("naive datetime", value=str(value))
         return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = encode(value)
-        if _tagged(hint):
-            out = {_TYPE_TAG: type(value).__name__, **out}
-        return out
-    if isinstance(value, tuple):
-        args = typing.get_args(hint)
-        item_hint = args[0] if args else Any
-        return [_encode(v, item_hint) for v in value]
+        return _plan(type(value)).encode(value)
     if isinstance(value, Mapping):
-        args = typing.get_args(hint)
-        value_hint = args[1] if len(args) == 2 else Any
-        return {str(k): _encode(v, value_hint) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode(v, Any) for v in value]
+        return {str(k): _encode_any(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_encode_any(v) for v in value]
     if isinstance(value, bool | int | str):
         return value
-    raise CodecError("value cannot be encoded", value_type=type(value).__name__)
+    raise CodecError("value cannot be encoded", value_type=kind.__name__)
 
 
-def decode(cls: type[_T], data: Mapping[str, Any]) -> _T:
-    """Decode a dict produced by ``encode`` back into ``cls``."""
-    if not isinstance(data, Mapping):
-        raise CodecError("expected an object", target=cls.__name__)
-    hints = _hints(cast(Any, cls))
-    names = {f.name for f in dataclasses.fields(cast(Any, cls))}
-    unknown = set(data) - names - {_TYPE_TAG}
-    if unknown:
-        raise CodecError("unknown keys", target=cls.__name__, keys=",".join(sorted(unknown)))
-    kwargs = {
-        name: _decode(data[name], hints[name], f"{cls.__name__}.{name}")
-        for name in names
-        if name in data
-    }
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise CodecError("missing required keys", target=cls.__name__, error=str(exc)) from exc
+# -- decoders -----------------------------------------------------------------------------
 
 
-def _decode(value: Any, hint: Any, where: str) -> Any:
+def _decode_any(value: Any) -> Any:
+    return value
+
+
+def _decoder(hint: Any, where: str) -> _Decoder:
+    """The decoder of one field; every decoder refuses null unless the hint allows it."""
     if hint is Any:
-        return value
+        return _decode_any
     args = _union_args(hint)
-    if args is not None:
-        return _decode_union(value, args, where)
+    if args is None:
+        return _non_null_decoder(hint, where)
+    members = [a for a in args if a is not _NONE_TYPE]
+    inner = _decoder(members[0], where) if len(members) == 1 else _tagged_decoder(members, where)
+    if _NONE_TYPE not in args:
+        return inner
+
+    def decode_optional(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return decode_optional
+
+
+def _refuse(value: Any, message: str, where: str, **fields: str) -> CodecError:
     if value is None:
-        raise CodecError("null not allowed", field=where)
+        return CodecError("null not allowed", field=where)
+    return CodecError(message, field=where, **fields)
+
+
+def _non_null_decoder(hint: Any, where: str) -> _Decoder:
     origin = typing.get_origin(hint)
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise CodecError("expected a list", field=where)
-        return tuple(_decode(v, typing.get_args(hint)[0], where) for v in value)
+        return _tuple_decoder(_decoder(typing.get_args(hint)[0], where), where)
     if origin in (Mapping, dict, typing.Mapping):
-        if not isinstance(value, Mapping):
-            raise CodecError("expected an object", field=where)
-        value_hint = typing.get_args(hint)[1]
-        return {str(k): _decode(v, value_hint, where) for k, v in value.items()}
+        return _map_decoder(_decoder(typing.get_args(hint)[1], where), where)
     if isinstance(hint, type):
-        return _decode_scalar(value, hint, where)
+        return _scalar_decoder(hint, where)
     raise CodecError("unsupported type", field=where, hint=str(hint))
 
 
-def _decode_union(value: Any, args: tuple[Any, ...], where: str) -> Any:
-    if value is None:
-        if type(None) in args:
-            return None
-        raise CodecError("null not allowed", field=where)
-    members = [a for a in args if a is not type(None)]
-    if len(members) == 1:
-        return _decode(value, members[0], where)
-    if not isinstance(value, Mapping) or _TYPE_TAG not in value:
-        raise CodecError("tagged object expected", field=where)
-    for member in members:
-        if isinstance(member, type) and member.__name__ == value[_TYPE_TAG]:
-            return decode(member, value)
-    raise CodecError("unknown type tag", field=where, tag=str(value[_TYPE_TAG]))
+def _tagged_decoder(members: list[Any], where: str) -> _Decoder:
+    by_name = {m.__name__: m for m in members if isinstance(m, type)}
+
+    def decode_tagged(value: Any) -> Any:
+        if not isinstance(value, Mapping) or _TYPE_TAG not in value:
+            raise _refuse(value, "tagged object expected", where)
+        member = by_name.get(value[_TYPE_TAG]) if isinstance(value[_TYPE_TAG], str) else None
+        if member is None:
+            raise CodecError("unknown type tag", field=where, tag=str(value[_TYPE_TAG]))
+        return decode(member, value)
+
+    return decode_tagged
 
 
-def _decode_scalar(value: Any, hint: type, where: str) -> Any:
+def _tuple_decoder(item: _Decoder, where: str) -> _Decoder:
+    def decode_tuple(value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise _refuse(value, "expected a list", where)
+        return tuple([item(v) for v in value])
+
+    return decode_tuple
+
+
+def _map_decoder(item: _Decoder, where: str) -> _Decoder:
+    def decode_map(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _refuse(value, "expected an object", where)
+        if item is _decode_any:
+            return {str(k): v for k, v in value.items()}
+        return {str(k): item(v) for k, v in value.items()}
+
+    return decode_map
+
+
+def _scalar_decoder(hint: type, where: str) -> _Decoder:
     if dataclasses.is_dataclass(hint):
-        return decode(hint, value)
+        plan = _plan(hint)
+
+        def decode_dataclass(value: Any) -> Any:
+            if value is None:
+                raise CodecError("null not allowed", field=where)
+            return plan.decode(value)
+
+        return decode_dataclass
     if issubclass(hint, Enum):
+        return _enum_decoder(hint, where)
+    if hint is Decimal:
+        return _decimal_decoder(where)
+    if hint is datetime:
+        return _datetime_decoder(where)
+    if hint is bool or hint is str:
+        return _exact_decoder(hint, where)
+    if hint is int:
+        return _int_decoder(where)
+    raise CodecError("unsupported type", field=where, hint=hint.__name__)
+
+
+def _enum_decoder(hint: type[Enum], where: str) -> _Decoder:
+    members: dict[Any, Enum] = {m.value: m for m in hint}
+
+    def decode_enum(value: Any) -> Any:
         try:
-            return hint(value)
+            return members[value]
+        except (KeyError, TypeError):
+            if value is None:
+                raise CodecError("null not allowed", field=where) from None
+        try:
+            return hint(value)  # aliases and _missing_, as the enum itself decides
         except ValueError as exc:
             raise CodecError("unknown enum value", field=where, value=str(value)) from exc
-    if hint is Decimal:
+
+    return decode_enum
+
+
+def _decimal_decoder(where: str) -> _Decoder:
+    def decode_decimal(value: Any) -> Any:
         if not isinstance(value, str):
-            raise CodecError("decimal must be a string", field=where)
+            raise _refuse(value, "decimal must be a string", where)
         try:
             return Decimal(value)
         except InvalidOperation as exc:
             raise CodecError("bad decimal", field=where, value=value) from exc
-    if hint is datetime:
+
+    return decode_decimal
+
+
+def _datetime_decoder(where: str) -> _Decoder:
+    def decode_datetime(value: Any) -> Any:
         if not isinstance(value, str):
-            raise CodecError("datetime must be a string", field=where)
+            raise _refuse(value, "datetime must be a string", where)
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
@@ -196,15 +415,28 @@ def _decode_scalar(value: Any, hint: type, where: str) -> Any:
         if parsed.utcoffset() is None:
             raise CodecError("naive datetime", field=where, value=value)
         return parsed
-    if hint is bool or hint is str:
+
+    return decode_datetime
+
+
+def _exact_decoder(hint: type, where: str) -> _Decoder:
+    message = f"expected {hint.__name__}"
+
+    def decode_exact(value: Any) -> Any:
         if not isinstance(value, hint):
-            raise CodecError(f"expected {hint.__name__}", field=where)
+            raise _refuse(value, message, where)
         return value
-    if hint is int:
+
+    return decode_exact
+
+
+def _int_decoder(where: str) -> _Decoder:
+    def decode_int(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise CodecError("expected int", field=where)
+            raise _refuse(value, "expected int", where)
         return value
-    raise CodecError("unsupported type", field=where, hint=hint.__name__)
+
+    return decode_int
 
 
 def order_to_dict(order: Order) -> dict[str, Any]:
