@@ -199,3 +199,25 @@ async def test_rebuild_after_outage_does_nothing_when_the_store_kept_its_marker(
         )
         assert report is not None and report.orders == 1 and report.lifecycles >= 1
         assert USER in await outage_services.state.list_accounts()
+
+
+async def test_after_a_state_loss_one_process_rebuilds_and_the_others_wait_for_it(
+    outage_services: Services, outage_logs: LogSystem
+) -> None:
+    async with Flow.running(outage_services) as flow:
+        await flow.opened()
+    state, database = outage_services.state, outage_services.database
+    await state.flush_all()
+    logs = [outage_logs.logger(name) for name in ("worker_open", "worker_close", "dispatcher")]
+    reports = await asyncio.gather(
+        *(rebuild_after_outage(state, database, SEED_FILE, log) for log in logs)
+    )
+    assert sum(report is not None for report in reports) == 1
+    lines = [
+        line
+        for name in ("worker_open", "worker_close", "dispatcher")
+        for line in _lines(outage_logs, name)
+    ]
+    assert sum("[STATE:REBUILT]" in line for line in lines) == 1
+    assert sum("[STATE:REBUILT_BY_PEER]" in line for line in lines) == 2
+    assert await state.get_lifecycle(STATE_MARKER) is not None

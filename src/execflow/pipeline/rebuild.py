@@ -24,6 +24,7 @@ rebuilds too, or on a partially filled store.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +58,9 @@ __all__ = [
     "rebuild_state",
 ]
 
+REBUILD_CLAIM = "__execflow_state_rebuilding__"
+"""Written (set-if-absent) by the process that rebuilds after a state loss."""
+_PEER_POLL_S = 0.1
 STATE_MARKER = "__execflow_state_complete__"
 """A lifecycle-index entry written once the store holds a complete state (at start, after a
 rebuild); gone after a Redis restart without persistence, which is how a process tells a
@@ -147,21 +151,39 @@ async def rebuild_if_needed(
 
 
 async def rebuild_after_outage(
-    state: StateStore, database: Database, seed_file: Path | None, log: EventLogger
+    state: StateStore,
+    database: Database,
+    seed_file: Path | None,
+    log: EventLogger,
+    peer_wait_s: float = 60.0,
 ) -> RebuildReport | None:
     """After the store failed: rebuild unless it kept its contents (its marker is there).
 
     A Redis restart without persistence loses the marker with everything else; other
     processes (the intake, a worker caching an account back) may write to the store
-    before any rebuild finishes, so "the store holds no account" cannot tell. Every
-    process that saw the outage rebuilds before it consumes again (only what is missing
-    is written), then writes the marker.
+    before any rebuild finishes, so "the store holds no account" cannot tell. No process
+    that saw the outage consumes again before the store is complete: the first to claim
+    the rebuild does it (only what is missing is written) and writes the marker; the
+    others wait for the marker (``STATE:REBUILT_BY_PEER``), or rebuild themselves after
+    ``peer_wait_s``.
     """
     if await state.get_lifecycle(STATE_MARKER) is not None:
         return None
     if not await database.list_accounts():
         await _mark_complete(state)
         return None
+    # One process rebuilds (the first to claim it); the others wait for its marker rather
+    # than all scanning the database at once, and rebuild themselves if it never comes.
+    if not await state.put_lifecycle(REBUILD_CLAIM, {"marker": REBUILD_CLAIM}):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + peer_wait_s
+        while loop.time() < deadline:
+            await asyncio.sleep(_PEER_POLL_S)
+            if await state.get_lifecycle(STATE_MARKER) is not None:
+                log.info("STATE:REBUILT_BY_PEER", source="database")
+                return None
+        log.warning("STATE:FALLBACK", reason="peer_rebuild_timeout", source="database")
+        return await rebuild_state(state, database, seed_file, log)
     log.warning("STATE:FALLBACK", reason="state_store_reset", source="database")
     return await rebuild_state(state, database, seed_file, log)
 
