@@ -72,9 +72,29 @@ _Decoder = Callable[[Any], Any]
 _NONE_TYPE = type(None)
 
 
+class _NoLane:
+    """The class of no value: a field whose fast lane is this always takes its closure."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lane:
+    """A field's usual case: a value of exactly class ``cls`` is ``convert``-ed (or kept)."""
+
+    cls: type
+    convert: Callable[[Any], Any] | None = None
+
+
+_NO_LANE = _Lane(_NoLane)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Plan:
-    """How to encode and decode one dataclass."""
+    """How to encode and decode one dataclass.
+
+    Each field has a closure that handles any value (converting or refusing it, naming the
+    field in its error) and a lane for the usual case (a Decimal field holding a Decimal,
+    a stored decimal being a string), taken without a Python call where it can be.
+    """
 
     cls: type
     names: tuple[str, ...]
@@ -82,15 +102,41 @@ class _Plan:
     decoders: Mapping[str, _Decoder]
     allowed: frozenset[str]
     getter: Callable[[Any], tuple[Any, ...]]
+    encode_lanes: tuple[tuple[str, type, Callable[[Any], Any] | None, _Encoder | None], ...]
+    decode_lanes: tuple[tuple[str, type, Callable[[Any], Any] | None, _Decoder], ...]
+    exact_keys: frozenset[str]
 
     def encode(self, obj: Any) -> dict[str, Any]:
-        values = self.getter(obj)
         return {
-            name: value if enc is None or value is None else enc(value)
-            for name, enc, value in zip(self.names, self.encoders, values, strict=True)
+            name: (value if convert is None else convert(value))
+            if value.__class__ is cls
+            else value
+            if enc is None or value is None
+            else enc(value)
+            for (name, cls, convert, enc), value in zip(
+                self.encode_lanes, self.getter(obj), strict=True
+            )
         }
 
     def decode(self, data: Any) -> Any:
+        if data.__class__ is dict and (
+            data.keys() == self.exact_keys or data.keys() == self.allowed
+        ):
+            # every field present: positional, and any surprise starts over on the checked path
+            try:
+                return self.cls(
+                    *[
+                        (value if convert is None else convert(value))
+                        if (value := data[name]).__class__ is cls
+                        else dec(value)
+                        for name, cls, convert, dec in self.decode_lanes
+                    ]
+                )
+            except (KeyError, TypeError, InvalidOperation):
+                pass
+        return self.decode_checked(data)
+
+    def decode_checked(self, data: Any) -> Any:
         if not isinstance(data, Mapping):
             raise CodecError("expected an object", target=self.cls.__name__)
         if not self.allowed.issuperset(data.keys()):
@@ -111,21 +157,59 @@ class _Plan:
 @cache
 def _plan(cls: type) -> _Plan:
     hints = typing.get_type_hints(cls)
-    names = tuple(f.name for f in dataclasses.fields(cls))
+    fields = dataclasses.fields(cls)
+    if not all(f.init for f in fields):
+        raise CodecError("dataclass with init=False fields", target=cls.__name__)
+    names = tuple(f.name for f in fields)
     getter = operator.attrgetter(*names) if len(names) > 1 else _small_getter(names)
+    encoders = tuple(_encoder(hints[name]) for name in names)
+    decoders = {name: _decoder(hints[name], f"{cls.__name__}.{name}") for name in names}
+    encode_lanes = []
+    decode_lanes = []
+    for name, enc in zip(names, encoders, strict=True):
+        out_lane, in_lane = _lanes(_strip_none(hints[name]))
+        encode_lanes.append((name, out_lane.cls, out_lane.convert, enc))
+        decode_lanes.append((name, in_lane.cls, in_lane.convert, decoders[name]))
     return _Plan(
         cls=cls,
         names=names,
-        encoders=tuple(_encoder(hints[name]) for name in names),
-        decoders={name: _decoder(hints[name], f"{cls.__name__}.{name}") for name in names},
+        encoders=encoders,
+        decoders=decoders,
         allowed=frozenset((*names, _TYPE_TAG)),
         getter=getter,
+        encode_lanes=tuple(encode_lanes),
+        decode_lanes=tuple(decode_lanes),
+        exact_keys=frozenset(names),
     )
 
 
 def _small_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     # attrgetter returns a bare value (not a tuple) for one name, and needs at least one
     return lambda obj: tuple(getattr(obj, name) for name in names)
+
+
+def _strip_none(hint: Any) -> Any:
+    args = _union_args(hint)
+    if args is not None and _NONE_TYPE in args and len(args) == 2:
+        return next(a for a in args if a is not _NONE_TYPE)
+    return hint
+
+
+def _lanes(hint: Any) -> tuple[_Lane, _Lane]:
+    """(encode lane, decode lane) of a field's usual case; null always takes the closure."""
+    if hint is str or hint is int or hint is bool:
+        return _Lane(hint), _Lane(hint)
+    if hint is Decimal:
+        return _Lane(Decimal, str), _Lane(str, Decimal)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        members = {m.value: m for m in hint}
+        kinds = {type(v) for v in members}
+        in_lane = _Lane(kinds.pop(), members.__getitem__) if len(kinds) == 1 else _NO_LANE
+        return _Lane(hint, operator.attrgetter("_value_")), in_lane
+    if _is_dataclass_type(hint):
+        plan = _plan(hint)
+        return _Lane(hint, plan.encode), _Lane(dict, plan.decode)
+    return _NO_LANE, _NO_LANE
 
 
 def _union_args(hint: Any) -> tuple[Any, ...] | None:
