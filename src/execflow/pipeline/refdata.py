@@ -56,6 +56,33 @@ async def load_account(
     return doc
 
 
+class _LastDecoded:
+    """The decoded form of the last stored value seen per key (reference data changes
+    rarely and is read by every transition: decode it once per change, not per message).
+
+    Keyed by content, so it is right for any store and any process; an unchanged entry
+    costs one dict comparison.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, tuple[Any, Any]] = {}
+
+    def get(self, key: Any, stored: Any, decode: Any) -> Any:
+        found = self._seen.get(key)
+        if found is not None and found[0] == stored:
+            return found[1]
+        value = decode(stored)
+        if len(self._seen) >= _MEMO_KEYS:
+            self._seen.clear()
+        self._seen[key] = (stored, value)
+        return value
+
+
+_MEMO_KEYS = 4096
+_instruments = _LastDecoded()
+_prices = _LastDecoded()
+
+
 async def load_instrument(services: Services, group: str, symbol: str) -> InstrumentConfig:
     """The instrument config of ``group``/``symbol``; ``MissingReferenceData`` when absent."""
     data = await services.state.get_instrument(group, symbol)
@@ -66,12 +93,18 @@ async def load_instrument(services: Services, group: str, symbol: str) -> Instru
             group=group,
             symbol=symbol,
         )
-    return instrument_from_dict(data)
+    instrument: InstrumentConfig = _instruments.get((group, symbol), data, instrument_from_dict)
+    return instrument
 
 
 async def load_prices(services: Services) -> Prices:
     """Every latest quote (a transition may need any of them to convert to USD)."""
     stored = await services.state.get_prices()
+    prices: Prices = _prices.get(None, stored, _prices_of)
+    return prices
+
+
+def _prices_of(stored: Mapping[str, Mapping[str, Any]]) -> Prices:
     return Prices({symbol: quote_of(symbol, data) for symbol, data in stored.items()})
 
 
