@@ -17,7 +17,7 @@ import pytest
 from execflow.backends.bus import QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
-from execflow.errors import StoreError
+from execflow.errors import BusError, StoreError
 from execflow.logs import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.services import Services, open_services
@@ -53,6 +53,21 @@ class OutageState(InMemoryStateStore):
         return await super().get_account(account_id)
 
 
+class InspectionOutageBus(InMemoryBus):
+    """Queue inspection fails while ``down`` (the broker's management calls away)."""
+
+    def __init__(self, names: QueueNames) -> None:
+        super().__init__(names)
+        self.down = False
+        self.failed = 0
+
+    async def queue_depth(self, queue: str) -> int:
+        if self.down:
+            self.failed += 1
+            raise BusError("queue inspection failed", queue=queue)
+        return await super().queue_depth(queue)
+
+
 @pytest.fixture
 async def sim_services(tmp_path: Path) -> AsyncIterator[Services]:
     settings = Settings(
@@ -62,7 +77,7 @@ async def sim_services(tmp_path: Path) -> AsyncIterator[Services]:
         retry_max_delay_s=0.01,
         shutdown_timeout_s=2.0,
     )
-    bus = InMemoryBus(QueueNames(settings.queue_prefix))
+    bus = InspectionOutageBus(QueueNames(settings.queue_prefix))
     with setup_logging(settings, "simulator", bridge=False) as logs:
         async with open_services(settings, logs, bus=bus, state=OutageState()) as services:
             yield services
@@ -100,3 +115,34 @@ async def test_the_scenario_and_the_feed_go_on_through_a_state_store_outage(
     assert sum(n for reason, n in refused.items() if reason == "error:StoreError") > 0, refused
     assert outcome.scenario.orders_placed > 0
     assert outcome.reconciliation.ok, outcome.reconciliation.differences[:5]
+
+
+async def test_the_scenario_waits_while_the_broker_cannot_report_its_backlog(
+    sim_services: Services,
+) -> None:
+    bus = sim_services.bus
+    assert isinstance(bus, InspectionOutageBus)
+    pipeline = EmbeddedPipeline(sim_services)
+    await pipeline.start()
+    options = SimulateOptions(
+        lp=LpConfig(reject_rate=0.0),
+        scenario=ScenarioConfig(orders=120, rate_per_s=200.0, settle_timeout_s=30.0),
+        accounts=4,
+        tick_interval_s=0.005,
+    )
+
+    async def outage() -> None:
+        await asyncio.sleep(0.1)
+        bus.down = True
+        await asyncio.sleep(1.0)
+        bus.down = False
+
+    try:
+        breaker = asyncio.create_task(outage())
+        outcome = await simulate(sim_services, options, asyncio.Event())
+        await breaker
+    finally:
+        await pipeline.stop()
+    assert bus.failed > 0
+    assert outcome is not None and outcome.scenario.settled
+    assert outcome.reconciliation.ok

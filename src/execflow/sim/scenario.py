@@ -170,9 +170,18 @@ class ScenarioDriver:
 
     async def _wait_for_room(self) -> None:
         assert self._backlog is not None
-        while await self._backlog() > self._config.max_backlog:
+        while await self._backlog_or_full() > self._config.max_backlog:
             self.result.backpressure_waits += 1
             await asyncio.sleep(0.02)
+
+    async def _backlog_or_full(self) -> int:
+        """The pipeline's backlog; while the broker cannot tell (an outage), no room."""
+        assert self._backlog is not None
+        try:
+            return await self._backlog()
+        except ExecflowError:
+            await asyncio.sleep(0.5)
+            return self._config.max_backlog + 1
 
     async def _new_order(self) -> None:
         account = self._rng.choice(self._accounts)
@@ -273,8 +282,9 @@ class ScenarioDriver:
         while True:
             try:
                 await self._drain()
-            except TimeoutError:
-                # still busy: look at the orders anyway; the deadline decides when to give up
+            except (TimeoutError, ExecflowError):
+                # still busy (or the broker away): look at the orders anyway; the deadline
+                # decides when to give up
                 self.result.drain_timeouts += 1
             self.result.settle_rounds += 1
             still: list[str] = []
