@@ -397,6 +397,25 @@ class PipelineRun:
         async with asyncio.timeout(timeout_s):
             return await self.driver.wait()
 
+    async def wait_quiet(self, timeout_s: float = 90.0, quiet_s: float = 2.0) -> None:
+        """Wait until the pipeline's queues are empty and the event count stands still."""
+        async with self.backends() as (bus, _state):
+            queues = [q for q in bus.queues.all() if q not in (bus.dlq_name,)]
+            queues.remove(bus.queues.provider_requests)  # the LP (gone with the driver) reads it
+            loop = asyncio.get_running_loop()
+            still_since = loop.time()
+            last = -1
+            async with asyncio.timeout(timeout_s):
+                while loop.time() - still_since < quiet_s:
+                    await asyncio.sleep(0.25)
+                    depth = 0
+                    for queue in queues:
+                        with contextlib.suppress(Exception):
+                            depth += await bus.queue_depth(queue)
+                    if depth or self.events() != last:
+                        still_since = loop.time()
+                    last = self.events()
+
     async def stop(self) -> None:
         """Stop the driver (if still running), the supervisor and its children, the sampler."""
         if self._sampler is not None:
@@ -425,6 +444,8 @@ class PipelineRun:
         verdict = Verdict(fault)
         try:
             verdict.driver_exit = await self.wait_driver()
+            # whatever the driver did, the pipeline finishes what it holds before the stop
+            await self.wait_quiet()
         finally:
             verdict.pre_rate, verdict.recovery_s = self.recovery()
             await self.stop()

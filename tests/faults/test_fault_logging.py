@@ -1,7 +1,9 @@
-"""Fault 9: the pipeline's log directory removed, made read-only, then its disk filled.
+"""Fault 9: the pipeline's log directory removed, made unwritable, then its disk filled.
 
 The log directory is a small tmpfs of its own (so the disk can be filled without
-touching anything else, and made read-only with a remount: root ignores file modes).
+touching anything else); unwritable is ``chattr +i`` on the directory after its files
+were removed (root ignores file modes, and a read-only remount is refused while the
+processes hold files open for writing).
 The pipeline keeps processing with 0 reconciliation differences, the failures are
 counted (``log_write_failures`` in the STATS lines), and logging resumes afterwards.
 """
@@ -42,7 +44,7 @@ def log_mount(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=False)
+        subprocess.run(["chattr", "-i", str(mount / "provider")], check=False, capture_output=True)
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
@@ -57,8 +59,15 @@ def fill(mount: Path) -> Path:
     return filler
 
 
-def remount(mount: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True)
+def chattr(path: Path, flag: str) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
+
+
+def make_unwritable(log_dir: Path) -> None:
+    """Remove every file, then forbid creating any (each writer must reopen and fails)."""
+    for path in log_dir.iterdir():
+        path.unlink()
+    chattr(log_dir, "+i")
 
 
 def write_failures(text: str) -> int:
@@ -73,11 +82,13 @@ async def test_log_directory_removed_read_only_and_full(make_run: MakeRun, log_m
     run.mark_fault()
     await asyncio.to_thread(shutil.rmtree, log_dir)
     await asyncio.sleep(FAULT_S)
-    await asyncio.to_thread(remount, log_mount, "ro")
+    # unwritable: the files are gone and nothing may be created in the directory
+    # (``chattr +i``: as root a mode of 0500 would not stop anyone)
+    await asyncio.to_thread(make_unwritable, log_dir)
     try:
         await asyncio.sleep(FAULT_S)
     finally:
-        await asyncio.to_thread(remount, log_mount, "rw")
+        await asyncio.to_thread(chattr, log_dir, "-i")
     filler = await asyncio.to_thread(fill, log_mount)
     try:
         await asyncio.sleep(FAULT_S)

@@ -22,7 +22,7 @@ DOWN_S = 4.0
 
 
 async def test_redis_restarted_empty_mid_stream(make_run: MakeRun) -> None:
-    run = await make_run(RunConfig(orders=650, rate_per_s=40.0))
+    run = await make_run(RunConfig(orders=800, rate_per_s=40.0))
     await run.wait_events(900)
     run.mark_fault()
     await asyncio.to_thread(redis_restart_empty, DOWN_S)
