@@ -39,6 +39,17 @@ async def test_event_insert_is_idempotent(db: SqlDatabase) -> None:
     assert await db.count_events() == 15
 
 
+async def test_counts_stay_exact_across_pages(db: SqlDatabase) -> None:
+    # batch_size=7: known and new events interleaved over several pages of one executemany.
+    assert await db.insert_events([event(n) for n in range(0, 40, 2)]) == 20
+    assert await db.insert_events([event(n) for n in range(40)]) == 20
+    assert await db.count_events() == 40
+    old = [OrderRecord(f"o{n}", "live:6", "OPEN", 2, {}) for n in range(30)]
+    assert await db.upsert_orders(old) == 30
+    mixed = [OrderRecord(f"o{n}", "live:6", "CLOSED", 2 + n % 2, {}) for n in range(40)]
+    assert await db.upsert_orders(mixed) == 15 + 10
+
+
 async def test_batches_keep_insertion_order(db: SqlDatabase) -> None:
     # batch_size=7 in the fixture: 250 events span 36 statements.
     assert await db.insert_events([event(n, f"o{n % 3}") for n in range(250)]) == 250

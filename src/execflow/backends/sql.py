@@ -6,9 +6,10 @@ programmatically, recording the revision in ``alembic_version``. The scripts are
 loaded in a worker thread (file reads), then applied on the async connection with
 ``run_sync``; on PostgreSQL an advisory lock serialises processes starting together.
 
-Inserts are batched (``batch_size`` rows per statement) and idempotent:
-``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on both dialects, so the count of
-newly inserted events is exact and a replayed event is a no-op.
+Inserts are idempotent: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on both
+dialects, one statement built once and executed over the list of rows (SQLAlchemy sends
+pages of ``batch_size`` rows), so the count of newly inserted events is exact and a
+replayed event is a no-op.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class SqlDatabase:
         self._echo = echo
         self.clock: Clock = clock or SystemClock()
         self._engine: AsyncEngine | None = None
+        self._statements: dict[str, Any] = {}
 
     @property
     def dialect(self) -> str:
@@ -172,6 +174,36 @@ class SqlDatabase:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _statement(self, name: str) -> Any:
+        """The idempotent write of ``name``, built once and executed over a list of rows.
+
+        Executed with many parameter sets, SQLAlchemy renders it as multi-row
+        ``INSERT ... VALUES ... RETURNING`` pages of ``batch_size`` rows ("insertmanyvalues")
+        from one cached compilation, instead of building and compiling a statement per batch.
+        The returned keys are the rows written, so the counts stay exact.
+        """
+        stmt = self._statements.get(name)
+        if stmt is not None:
+            return stmt
+        if name == "events":
+            stmt = (
+                self._insert(order_events)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(order_events.c.event_id)
+            )
+        else:
+            table = orders if name == orders.name else accounts
+            key = table.c.order_id if table is orders else table.c.account_id
+            stmt = self._insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[key.name],
+                set_={c.name: stmt.excluded[c.name] for c in table.columns if c is not key},
+                where=table.c.version < stmt.excluded.version,
+            ).returning(key)
+        stmt = stmt.execution_options(insertmanyvalues_page_size=self._batch_size)
+        self._statements[name] = stmt
+        return stmt
+
     # -- events -----------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[EventRecord]) -> int:
@@ -191,19 +223,10 @@ class SqlDatabase:
             }
             for e in events
         ]
-        inserted = 0
         try:
             async with self._require().begin() as conn:
-                for start in range(0, len(rows), self._batch_size):
-                    chunk = rows[start : start + self._batch_size]
-                    stmt = (
-                        self._insert(order_events)
-                        .values(chunk)
-                        .on_conflict_do_nothing(index_elements=["event_id"])
-                        .returning(order_events.c.event_id)
-                    )
-                    result = await conn.execute(stmt)
-                    inserted += len(result.fetchall())
+                result = await conn.execute(self._statement("events"), rows)
+                inserted = len(result.fetchall())
         except SQLAlchemyError as exc:
             raise DatabaseError("event insert failed", events=len(rows), error=repr(exc)) from exc
         return inserted
@@ -284,7 +307,7 @@ class SqlDatabase:
             }
             for r in latest.values()
         ]
-        return await self._upsert(orders, orders.c.order_id, rows)
+        return await self._upsert(orders, rows)
 
     async def upsert_accounts(self, records: Sequence[AccountRecord]) -> int:
         """Insert or replace account snapshots with a newer version."""
@@ -305,25 +328,15 @@ class SqlDatabase:
             }
             for r in latest.values()
         ]
-        return await self._upsert(accounts, accounts.c.account_id, rows)
+        return await self._upsert(accounts, rows)
 
-    async def _upsert(
-        self, table: sa.Table, key: sa.Column[Any], rows: list[dict[str, Any]]
-    ) -> int:
+    async def _upsert(self, table: sa.Table, rows: list[dict[str, Any]]) -> int:
         if not rows:
             return 0
-        changed = 0
         try:
             async with self._require().begin() as conn:
-                for start in range(0, len(rows), self._batch_size):
-                    stmt = self._insert(table).values(rows[start : start + self._batch_size])
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=[key.name],
-                        set_={c.name: stmt.excluded[c.name] for c in table.columns if c is not key},
-                        where=table.c.version < stmt.excluded.version,
-                    ).returning(key)
-                    result = await conn.execute(stmt)
-                    changed += len(result.fetchall())
+                result = await conn.execute(self._statement(table.name), rows)
+                changed = len(result.fetchall())
         except SQLAlchemyError as exc:
             raise DatabaseError(
                 f"{table.name} upsert failed", rows=len(rows), error=repr(exc)
