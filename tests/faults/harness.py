@@ -167,6 +167,7 @@ class Verdict:
     restarts: int = 0
     unsettled: int = 0
     intake_errors: int = 0
+    unlogged: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -183,6 +184,7 @@ class Verdict:
             "pre_fault_events_per_s": round(self.pre_rate, 1),
             "restarts": self.restarts,
             "unsettled": self.unsettled,
+            "unlogged": len(self.unlogged),
         }
 
 
@@ -515,6 +517,9 @@ class PipelineRun:
         legit = {e for e in not_applied if e in skipped or statuses.get(e) == "PENDING"}
         verdict.ignored_or_stale = len(legit)
         verdict.lost = sorted(not_applied - legit)
+        if verdict.lost:
+            seen = await asyncio.to_thread(self._mentioned, set(verdict.lost))
+            verdict.unlogged = sorted(set(verdict.lost) - seen)
 
     def _confirmed(self) -> tuple[set[str], dict[str, str]]:
         ids: set[str] = set()
@@ -526,6 +531,17 @@ class PipelineRun:
                     ids.add(found["exec_id"])
                     statuses[found["exec_id"]] = found.get("status", "")
         return ids, statuses
+
+    def _mentioned(self, exec_ids: set[str]) -> set[str]:
+        """Which of ``exec_ids`` any pipeline log line mentions."""
+        found: set[str] = set()
+        for path in self.log_dir.glob("*.log*"):
+            if path.suffix == ".gz":
+                continue
+            for exec_id in re.findall(r"exec_id=(\S+)", path.read_text(errors="replace")):
+                if exec_id in exec_ids:
+                    found.add(exec_id)
+        return found
 
     def _skipped(self) -> set[str]:
         out: set[str] = set()

@@ -97,6 +97,8 @@ async def test_log_directory_removed_read_only_and_full(make_run: MakeRun, log_m
     run.mark_cleared()
     cleared_events = run.events()
     verdict = await run.verify("log dir removed, read-only, disk full (4 s each)")
+    # keep a copy next to the mount (the tmpfs goes away with the test)
+    await asyncio.to_thread(shutil.copytree, log_dir, log_mount.parent / "provider-after")
     texts = {p.name: p.read_text(errors="replace") for p in log_dir.glob("*.log")}
     # every component's log is back (recreated after the removal) and goes on after the faults
     for name in ("dispatcher.log", "worker_open.log", "worker_close.log", "db_writer.log"):

@@ -17,7 +17,7 @@ import contextlib
 import orjson
 import pytest
 
-from execflow.backends.bus import H_MESSAGE_ID
+from execflow.backends.bus import H_MESSAGE_ID, Delivery
 from execflow.backends.factory import make_database
 from execflow.domain.codec import lifecycle_from_dict, lifecycle_to_dict, report_to_dict
 from execflow.domain.enums import ReportStatus, RequestKind
@@ -42,31 +42,37 @@ async def test_duplicate_deliveries_are_skipped_never_applied_twice(make_run: Ma
         queue = bus.queues.worker("open")
         database = make_database(run.settings)
         await database.connect()
+        enough = asyncio.Event()
+
+        async def tap(delivery: Delivery) -> None:
+            """Take a share of the open worker's queue (the broker round-robins)."""
+            message = delivery.message
+            if enough.is_set():
+                await delivery.nack(requeue=True)
+                return
+            exec_id = orjson.loads(message.body)["report"]["exec_id"]
+            # let the worker process an exact copy, then hand the original back
+            await bus.publish(queue, message.body, message.headers, message.message_id)
+            # (a report that was stale or a duplicate already leaves no event of its own)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while not any(  # noqa: ASYNC110 - another process writes it
+                        e.exec_id == exec_id
+                        for e in await database.events_for_order(message.headers["order_id"])
+                    ):
+                        await asyncio.sleep(0.02)
+                    applied_first.append(exec_id)
+            await delivery.nack(requeue=True)
+            handed_back.append(exec_id)
+            if len(handed_back) >= REQUEUED:
+                enough.set()
+
+        consumer = await bus.consume(queue, tap, prefetch=1)
         try:
             async with asyncio.timeout(120):
-                while len(handed_back) < REQUEUED:
-                    delivery = await bus.get(queue)
-                    if delivery is None:
-                        await asyncio.sleep(0.02)
-                        continue
-                    message = delivery.message
-                    exec_id = orjson.loads(message.body)["report"]["exec_id"]
-                    # let the worker process an exact copy, then hand the original back
-                    await bus.publish(queue, message.body, message.headers, message.message_id)
-                    # (a report that was stale or a duplicate already leaves no event of its own)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(5):
-                            while not any(  # noqa: ASYNC110 - another process writes it
-                                e.exec_id == exec_id
-                                for e in await database.events_for_order(
-                                    message.headers["order_id"]
-                                )
-                            ):
-                                await asyncio.sleep(0.02)
-                            applied_first.append(exec_id)
-                    await delivery.nack(requeue=True)
-                    handed_back.append(exec_id)
+                await enough.wait()
         finally:
+            await consumer.stop(5.0)
             await database.close()
     run.mark_cleared()
     verdict = await run.verify("duplicate delivery (LP 10 % twice + 20 processed requeued)")
