@@ -11,9 +11,11 @@ message with backoff.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from execflow.backends.state import Versioned, Write
 from execflow.domain.codec import account_from_dict, account_to_dict, order_from_dict, order_to_dict
+from execflow.domain.effects import DbEvent
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order
 from execflow.domain.outcomes import Applied, Outcome
@@ -24,7 +26,7 @@ from execflow.logs.events import EventLogger
 from execflow.pipeline.refdata import load_account, load_instrument, load_prices
 from execflow.pipeline.services import Services
 
-__all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "transact"]
+__all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "applied_account_doc", "transact"]
 
 MAX_CONFLICTS = 5
 """Reload-and-retry rounds on ``VersionConflict`` before the runner's backoff takes over."""
@@ -72,7 +74,7 @@ async def transact(
                     "account",
                     account.account_id,
                     account_doc.version,
-                    account_to_dict(outcome.account),
+                    applied_account_doc(outcome),
                 )
             )
         try:
@@ -90,6 +92,29 @@ async def transact(
                 raise
             continue
         return Transacted(outcome, order, account, conflicts)
+
+
+def applied_account_doc(outcome: Applied) -> dict[str, Any]:
+    """The new account's codec dict, encoded once for both its uses.
+
+    A transition's DB event carries ``account_to_dict(outcome.account)`` as its account
+    snapshot (``transitions._common.finish``); the state write reuses that dict rather
+    than encoding the account again (it grows with open positions). Both stores
+    serialise it on write, so the sharing is safe. The account id and version are checked,
+    and anything else is encoded afresh.
+    """
+    account = outcome.account
+    for effect in outcome.effects:
+        if isinstance(effect, DbEvent):
+            snapshot = effect.payload.get("account")
+            if (
+                isinstance(snapshot, dict)
+                and snapshot.get("account_id") == account.account_id
+                and snapshot.get("version") == account.version
+            ):
+                return snapshot
+            break
+    return account_to_dict(account)
 
 
 async def _load_docs(
