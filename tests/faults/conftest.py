@@ -108,7 +108,7 @@ def assert_clean(
 ) -> None:
     """See below; with ``logs_intact=False`` (the logging fault) a confirmed report that
     left no event and no DLQ entry may also be one whose SKIP:STALE / IGNORED line was
-    dropped with the logs: it is counted ``unlogged`` when no pipeline line mentions it.
+    dropped with the logs: it is counted ``unlogged`` when no worker's line mentions it.
     """
     _assert_clean(verdict, recovery=recovery, outage=outage, logs_intact=logs_intact)
 

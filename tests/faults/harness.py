@@ -533,9 +533,9 @@ class PipelineRun:
         return ids, statuses
 
     def _mentioned(self, exec_ids: set[str]) -> set[str]:
-        """Which of ``exec_ids`` any pipeline log line mentions."""
+        """Which of ``exec_ids`` a worker's log mentions (an outcome line survived)."""
         found: set[str] = set()
-        for path in self.log_dir.glob("*.log*"):
+        for path in self.log_dir.glob("worker_*.log*"):
             if path.suffix == ".gz":
                 continue
             for exec_id in re.findall(r"exec_id=(\S+)", path.read_text(errors="replace")):
