@@ -426,7 +426,12 @@ async def test_publish_failure_after_commit_is_retried_and_republishes_the_effec
     assert (await book.account()).used_margin_executed == D("542.52")  # applied once
     [event] = await pipeline.db_events()
     assert event.message_id == "o1:X1:ORDER_OPENED"
-    assert [r["kind"] for r in await pipeline.requests()] == ["PLACE_SL"]
+    # The effects are published together: the SL request went out beside the failed DB
+    # event, and again on the retry, as the same request (same lifecycle id = message id,
+    # which the LP adapter drops as a copy).
+    requests = await pipeline.requests()
+    assert [r["kind"] for r in requests] == ["PLACE_SL", "PLACE_SL"]
+    assert len({r["lifecycle_id"] for r in requests}) == 1
     assert read_logs.tags("worker_open").count("OPEN:RETRY") == 1
     assert read_logs.one("worker_open", "OPEN:SKIP:DUPLICATE").fields["republished_db"] == "1"
     assert "OPEN:SUCCESS" not in read_logs.tags("worker_open")

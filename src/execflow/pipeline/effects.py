@@ -1,4 +1,4 @@
-"""Publishing a transition's effects: lifecycle first, then the confirmed publishes.
+"""Publishing a transition's effects: lifecycles first, then the confirmed publishes, together.
 
 Every publish returns only once the broker confirmed it, so when ``publish_effects``
 returns the runner may ack. Message ids are deterministic (``event_id`` for DB events,
@@ -7,7 +7,8 @@ the lifecycle id for LP requests): re-publishing after a crash is harmless downs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -35,12 +36,15 @@ class Published:
 async def publish_effects(
     services: Services, effects: Iterable[Effect], trace_id: str | None
 ) -> Published:
-    """Publish ``effects`` in order: DB events to db_updates, LP requests to provider_requests.
+    """Publish ``effects``: DB events to db_updates, LP requests to provider_requests.
 
-    Each LP request's lifecycle id is registered before the request leaves, so the
-    report answering it can always be routed.
+    Every LP request's lifecycle id is registered before any publish starts, so the
+    report answering it can always be routed; then all publishes go out concurrently
+    and this returns once the broker confirmed every one.
     """
     queues = services.queues
+    bus = services.bus
+    outgoing: list[tuple[str, bytes, dict[str, str], str]] = []
     db_events = lp_requests = 0
     for effect in effects:
         headers = {_H_ORDER_ID: effect_order_id(effect)}
@@ -48,26 +52,33 @@ async def publish_effects(
             headers[H_TRACE_ID] = trace_id
         if isinstance(effect, LpRequest):
             request = effect.request
+            # Registered (awaited) before any publish starts: a fast answer is routable.
             await services.state.put_lifecycle(
                 request.lifecycle_id, lifecycle_to_dict(lifecycle_of(request))
             )
             headers[H_LIFECYCLE_ID] = request.lifecycle_id
-            await services.bus.publish(
-                queues.provider_requests,
-                orjson.dumps(request_to_dict(request)),
-                headers,
-                message_id=request.lifecycle_id,
-            )
+            body = orjson.dumps(request_to_dict(request))
+            outgoing.append((queues.provider_requests, body, headers, request.lifecycle_id))
             lp_requests += 1
         else:
-            await services.bus.publish(
-                queues.db_updates,
-                orjson.dumps(effect_to_dict(effect)),
-                headers,
-                message_id=effect.event_id,
-            )
+            body = orjson.dumps(effect_to_dict(effect))
+            outgoing.append((queues.db_updates, body, headers, effect.event_id))
             db_events += 1
+    # The publishes run together, so their confirms overlap instead of costing one round
+    # trip each; all are confirmed (or one failed, and the runner retries) on return.
+    if len(outgoing) == 1:
+        await bus.publish(*outgoing[0])
+    elif outgoing:
+        await _all([bus.publish(*args) for args in outgoing])
     return Published(db_events, lp_requests)
+
+
+async def _all(pending: list[Awaitable[str]]) -> None:
+    """Await every publish; the first failure is raised once all have settled."""
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def effect_order_id(effect: Effect) -> str:
