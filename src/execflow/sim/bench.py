@@ -179,6 +179,34 @@ def success_times(log_file: Path) -> dict[str, float]:
     return out
 
 
+class SuccessTail:
+    """``success_times`` read incrementally: each poll parses only the new complete lines."""
+
+    def __init__(self, log_file: Path) -> None:
+        self._log_file = log_file
+        self._offset = 0
+        self.found: dict[str, float] = {}
+
+    def poll(self) -> dict[str, float]:
+        """order_id -> POSIX time of every ``OPEN:SUCCESS`` line so far."""
+        if not self._log_file.exists():
+            return self.found
+        with self._log_file.open("rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        for line in chunk[:end].decode("utf-8", "replace").splitlines():
+            if _SUCCESS_TAG not in line:
+                continue
+            stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+            for part in line.split():
+                if part.startswith("order_id="):
+                    self.found[part[9:]] = stamp.timestamp()
+                    break
+        return self.found
+
+
 # -- workload -----------------------------------------------------------------------------
 
 
@@ -420,9 +448,12 @@ async def _distributed_pass(
             orders = await place_orders(services, config.distributed_reports)
             published = await publish_fills(bus, orders, rate_per_s, tag)
             log_file = run_dir / "logs" / "worker_open.log"
+            tail = SuccessTail(log_file)
 
             async def all_done() -> bool:
-                found = await asyncio.to_thread(success_times, log_file)
+                # only the lines written since the last poll: a poll costs no re-read of
+                # the whole file, which would steal CPU from the measured processes
+                found = await asyncio.to_thread(tail.poll)
                 return len(found) >= len(orders)
 
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
