@@ -22,7 +22,7 @@ from pydantic_settings import (
 
 from execflow.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "require_services"]
+__all__ = ["Settings", "environment_with", "load_settings", "require_services"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["text", "json"]
@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     stats_interval_s: float = Field(300.0, gt=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    metrics_multiproc_dir: Path | None = Field(
+        None,
+        description="set by `run all` for its children: record metrics for the supervisor's "
+        "one aggregated endpoint instead of serving their own",
+    )
 
     # -- process ---------------------------------------------------------------------------------
     instance: int = Field(1, ge=1, le=10_000)
@@ -172,3 +177,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def require_services() -> bool:
     """True when integration tests must fail rather than skip without a server."""
     return os.environ.get("EXECFLOW_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+
+
+def environment_with(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``: what a supervised child inherits."""
+    return {**os.environ, **extra}

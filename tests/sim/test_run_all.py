@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,7 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
         need_service(service)
     prefix = unique("efsim")
     names = QueueNames(prefix)
+    metrics_port = _free_port()
     async with fresh_pg_database() as database_url:
         env = {
             **os.environ,
@@ -82,6 +85,7 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
             "EXECFLOW_QUEUE_PREFIX": prefix,
             "EXECFLOW_LOG_DIR": str(tmp_path / "logs"),
             "EXECFLOW_SHUTDOWN_TIMEOUT_S": "5",
+            "EXECFLOW_METRICS_PORT": str(metrics_port),
         }
         supervisor = await asyncio.create_subprocess_exec(
             sys.executable, "-c", ENTRY, "run", "all", env=env
@@ -111,6 +115,8 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
             assert "reconciliation: clean" in out
             code, out = await execflow(env, "reconcile", timeout_s=120)
             assert code == 0, out
+            # One endpoint for every child process (prometheus multiprocess mode).
+            scrape = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
         finally:
             if supervisor.returncode is None:
                 supervisor.send_signal(signal.SIGTERM)
@@ -124,3 +130,24 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
         supervisor_log = (tmp_path / "logs" / "supervisor.log").read_text()
         assert "SUPERVISOR:STOPPED" in supervisor_log
         assert "SUPERVISOR:CHILD_EXITED" not in supervisor_log
+        for component in ("dispatcher", "worker_open", "worker_close", "db_writer"):
+            assert f'execflow_component_up{{component="{component}"}} 1.0' in scrape
+        received = [
+            float(line.split()[-1])
+            for line in scrape.splitlines()
+            if line.startswith("execflow_reports_received_total")
+        ]
+        assert received and sum(received) > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body.decode()

@@ -79,7 +79,10 @@ def serve(
         logs: LogSystem = stack.enter_context(setup_logging(settings, component))
         log = logs.logger(component)
         metrics = None
-        if settings.metrics_port is not None:
+        if settings.metrics_multiproc_dir is not None:
+            # Under `run all` the supervisor serves every child's values on one port.
+            metrics = Metrics(component, multiprocess_dir=settings.metrics_multiproc_dir)
+        elif settings.metrics_port is not None:
             metrics = Metrics(component)
             server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
             stack.callback(server.stop)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +29,10 @@ from execflow.backends.bus import WORKER_KINDS
 from execflow.cli.context import CliState, settings_from
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import setup_logging
+from execflow.metrics import Metrics, MetricsServer
+from execflow.settings import environment_with
 
-__all__ = ["ChildSpec", "Supervisor", "child_specs", "run_all"]
+__all__ = ["ChildSpec", "Supervisor", "child_environment", "child_specs", "run_all"]
 
 _ENTRY = "from execflow.cli.app import main; main()"
 _STABLE_S = 60.0
@@ -67,8 +71,10 @@ class Supervisor:
         initial_backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         stop_timeout_s: float = 15.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._specs = list(specs)
+        self._env = dict(env) if env is not None else None
         self._log = log
         self._config_file = config_file
         self._initial_backoff_s = initial_backoff_s
@@ -98,7 +104,7 @@ class Supervisor:
         backoff = self._initial_backoff_s
         while not self._stopping.is_set():
             started = time.monotonic()
-            process = await asyncio.create_subprocess_exec(*self.argv(spec))
+            process = await asyncio.create_subprocess_exec(*self.argv(spec), env=self._env)
             self._children[spec.name] = process
             self._log.info("SUPERVISOR:CHILD_STARTED", child=spec.name, pid=process.pid)
             code = await process.wait()
@@ -142,6 +148,13 @@ class Supervisor:
             await asyncio.gather(*late, return_exceptions=True)
 
 
+def child_environment(metrics_dir: Path | None) -> dict[str, str] | None:
+    """The children's environment: inherited, plus the shared metrics directory if any."""
+    if metrics_dir is None:
+        return None
+    return environment_with(EXECFLOW_METRICS_MULTIPROC_DIR=str(metrics_dir))
+
+
 def run_all(
     ctx: typer.Context,
     instances: int = typer.Option(1, "--instances", "-n", min=1, help="Instances per worker."),
@@ -154,14 +167,28 @@ def run_all(
     root = ctx.find_root().obj
     config_file = root.config_file if isinstance(root, CliState) else None
     specs = child_specs(instances, simulator, ("--reject-rate", str(sim_reject_rate)))
+    metrics_dir: Path | None = None
+    server: MetricsServer | None = None
+    if settings.metrics_port is not None:
+        # Children write their values into one fresh directory; the supervisor serves
+        # the aggregate on the configured port (prometheus_client's multiprocess mode).
+        metrics_dir = Path(tempfile.mkdtemp(prefix="execflow-metrics-"))
+        server = MetricsServer(
+            Metrics("supervisor", multiprocess_dir=metrics_dir),
+            settings.metrics_host,
+            settings.metrics_port,
+        ).start()
     with setup_logging(settings, "supervisor", bridge=False) as logs:
         log = logs.logger("supervisor")
+        if server is not None:
+            log.info("SUPERVISOR:METRICS", host=server.host, port=server.port, dir=metrics_dir)
         supervisor = Supervisor(
             specs,
             log,
             config_file=config_file,
             max_backoff_s=max_backoff,
             stop_timeout_s=settings.shutdown_timeout_s + 5.0,
+            env=child_environment(metrics_dir),
         )
 
         async def main() -> None:
@@ -180,4 +207,10 @@ def run_all(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            if server is not None:
+                server.stop()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
