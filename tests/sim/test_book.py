@@ -234,3 +234,16 @@ def test_double_fill_bug_fills_the_other_leg_of_the_position(clock: FakeClock) -
         ("o1-sl-1", Decimal("1.09940")),
         ("o1-tp-1", Decimal("1.10100")),
     ]
+
+
+def test_the_book_remembers_a_bounded_number_of_answers(clock: FakeClock) -> None:
+    book = make_book(clock)
+    book.answers_kept = 3
+    answers = [book.handle(req(f"L{n}", RequestKind.OPEN, order_id=f"o{n}"), Q) for n in range(5)]
+    assert all(not a.resent for a in answers)
+    # The three latest requests are still recognised when re-sent...
+    assert book.handle(req("L4", RequestKind.OPEN, order_id="o4"), Q).resent
+    assert book.handle(req("L2", RequestKind.OPEN, order_id="o2"), Q).resent
+    # ...the oldest were forgotten, so the memory stops growing.
+    assert not book.handle(req("L0", RequestKind.OPEN, order_id="o0"), Q).resent
+    assert len(book._answered) == 3

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -93,6 +94,12 @@ class Answer:
     resent: bool = False
 
 
+# A re-sent request (same ClOrdID) comes back within seconds of the first, never after
+# tens of thousands of newer requests: remembering the latest answers keeps the LP
+# idempotent where it matters without its memory growing for as long as it runs.
+ANSWERS_KEPT = 20_000
+
+
 @dataclass(slots=True)
 class _Counters:
     exec_ids: int = 0
@@ -113,7 +120,8 @@ class LpBook:
     _by_clordid: dict[str, LpOrder] = field(default_factory=dict)
     _resting: dict[str, dict[str, LpOrder]] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
-    _answered: dict[str, Answer] = field(default_factory=dict)
+    _answered: OrderedDict[str, Answer] = field(default_factory=OrderedDict)
+    answers_kept: int = ANSWERS_KEPT
     _legs: dict[str, list[LpOrder]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,6 +148,8 @@ class LpBook:
             return replace(earlier, resent=True)
         answer = self._answer(request, quote)
         self._answered[request.lifecycle_id] = answer
+        if len(self._answered) > self.answers_kept:
+            self._answered.popitem(last=False)
         return answer
 
     def _answer(self, request: ProviderRequest, quote: Quote | None) -> Answer:
