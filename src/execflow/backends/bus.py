@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "OutgoingMessage",
     "QueueNames",
     "attempt_of",
+    "dead_letter_headers",
+    "retry_headers",
 ]
 
 # Header names. Values are always strings.
@@ -84,6 +87,35 @@ def attempt_of(headers: Mapping[str, str]) -> int:
         return max(1, int(raw))
     except ValueError:
         return 1
+
+
+def retry_headers(
+    headers: Mapping[str, str], attempt: int, overrides: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Headers of a ``retry_later`` copy: the original's, ``overrides``, ``attempt`` + 1."""
+    new_headers = {**headers, **(overrides or {})}
+    new_headers[H_ATTEMPT] = str(attempt + 1)
+    return new_headers
+
+
+def dead_letter_headers(
+    headers: Mapping[str, str],
+    *,
+    reason: str,
+    error: str | None,
+    original_queue: str,
+    attempt: int,
+    now: datetime,
+) -> dict[str, str]:
+    """Headers of a message moved to the DLQ: the original's plus the ``x-*`` set."""
+    new_headers = dict(headers)
+    new_headers[H_REASON] = reason
+    if error is not None:
+        new_headers[H_ERROR] = error
+    new_headers[H_ORIGINAL_QUEUE] = original_queue
+    new_headers[H_ATTEMPTS] = str(attempt)
+    new_headers[H_DEAD_LETTERED_AT] = now.isoformat()
+    return new_headers
 
 
 @dataclass(frozen=True, slots=True)

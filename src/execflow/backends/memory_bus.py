@@ -15,18 +15,15 @@ from dataclasses import dataclass, field
 
 from execflow.backends.bus import (
     H_ATTEMPT,
-    H_ATTEMPTS,
-    H_DEAD_LETTERED_AT,
-    H_ERROR,
     H_MESSAGE_ID,
-    H_ORIGINAL_QUEUE,
-    H_REASON,
     Delivery,
     Handler,
     Message,
     OutgoingMessage,
     QueueNames,
     attempt_of,
+    dead_letter_headers,
+    retry_headers,
 )
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.errors import BusError
@@ -101,8 +98,7 @@ class _MemoryDelivery:
         """Publish a copy with attempt + 1 after ``delay_s``, then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self._env.message_id)
-        new_headers = {**self._env.headers, **(headers or {})}
-        new_headers[H_ATTEMPT] = str(self.message.attempt + 1)
+        new_headers = retry_headers(self._env.headers, self.message.attempt, headers)
         self._bus._publish_delayed(self._queue, self._env, new_headers, max(0.0, delay_s))
         await self.ack()
 
@@ -110,13 +106,14 @@ class _MemoryDelivery:
         """Move the message to the DLQ with ``x-*`` headers, then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self._env.message_id)
-        headers = dict(self._env.headers)
-        headers[H_REASON] = reason
-        if error is not None:
-            headers[H_ERROR] = error
-        headers[H_ORIGINAL_QUEUE] = self._queue.name
-        headers[H_ATTEMPTS] = str(self.message.attempt)
-        headers[H_DEAD_LETTERED_AT] = self._bus.clock.now().isoformat()
+        headers = dead_letter_headers(
+            self._env.headers,
+            reason=reason,
+            error=error,
+            original_queue=self._queue.name,
+            attempt=self.message.attempt,
+            now=self._bus.clock.now(),
+        )
         await self._bus.publish(self._bus.dlq_name, self._env.body, headers, self._env.message_id)
         await self.ack()
 

@@ -33,18 +33,15 @@ from aio_pika.abc import (
 
 from execflow.backends.bus import (
     H_ATTEMPT,
-    H_ATTEMPTS,
-    H_DEAD_LETTERED_AT,
-    H_ERROR,
     H_MESSAGE_ID,
-    H_ORIGINAL_QUEUE,
-    H_REASON,
     Delivery,
     Handler,
     Message,
     OutgoingMessage,
     QueueNames,
     attempt_of,
+    dead_letter_headers,
+    retry_headers,
 )
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.errors import BusError
@@ -154,8 +151,7 @@ class _RabbitDelivery:
         """Publish a copy (attempt + 1) through the delay queue, confirmed; then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self.message.message_id)
-        new_headers = {**self.message.headers, **(headers or {})}
-        new_headers[H_ATTEMPT] = str(self.message.attempt + 1)
+        new_headers = retry_headers(self.message.headers, self.message.attempt, headers)
         delay_queue = await self._bus._declare_delay_queue(self.message.queue, delay_s)
         await self._bus.publish(
             delay_queue, self.message.body, new_headers, self.message.message_id
@@ -166,13 +162,14 @@ class _RabbitDelivery:
         """Publish to the DLQ with ``x-*`` headers, confirmed; then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self.message.message_id)
-        headers = dict(self.message.headers)
-        headers[H_REASON] = reason
-        if error is not None:
-            headers[H_ERROR] = error
-        headers[H_ORIGINAL_QUEUE] = self.message.queue
-        headers[H_ATTEMPTS] = str(self.message.attempt)
-        headers[H_DEAD_LETTERED_AT] = self._bus.clock.now().isoformat()
+        headers = dead_letter_headers(
+            self.message.headers,
+            reason=reason,
+            error=error,
+            original_queue=self.message.queue,
+            attempt=self.message.attempt,
+            now=self._bus.clock.now(),
+        )
         await self._bus.publish(
             self._bus.dlq_name, self.message.body, headers, self.message.message_id
         )
