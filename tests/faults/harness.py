@@ -86,6 +86,9 @@ _FIELD = re.compile(r' ([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|\S+)')
 _SAMPLE_S = 0.25
 WINDOW_S = 2.0
 RECOVERY_SHARE = 0.8
+DRIVER_MIN_TIMEOUT_S = 240.0  # what every short fault run was sized for
+DRIVER_SLACK = 1.5  # a loaded box places slower than the nominal rate
+DRIVER_GRACE_S = 120.0  # start-up, the last reports, the driver's own reconcile
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:
@@ -393,10 +396,18 @@ class PipelineRun:
         path = self.root / "simulate.out"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
-    async def wait_driver(self, timeout_s: float = 240) -> int:
+    def driver_timeout_s(self) -> float:
+        """How long the driver may take: placing (with slack) and settling, at least 240 s."""
+        config = self.config
+        placing_s = config.orders / config.rate_per_s if config.rate_per_s > 0 else 0.0
+        # a 30-minute soak places for 30 minutes: a fixed 240 s ran out before it settled
+        needed_s = placing_s * DRIVER_SLACK + config.settle_timeout_s + DRIVER_GRACE_S
+        return max(DRIVER_MIN_TIMEOUT_S, needed_s)
+
+    async def wait_driver(self, timeout_s: float | None = None) -> int:
         """Wait for the scenario (it settles every order and reconciles) to finish."""
         assert self.driver is not None
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s or self.driver_timeout_s()):
             return await self.driver.wait()
 
     async def wait_quiet(self, timeout_s: float = 90.0, quiet_s: float = 2.0) -> None:
