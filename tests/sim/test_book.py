@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from execflow.clock import FakeClock
 from execflow.domain.enums import LpOrderType, ReportStatus, RequestKind, Side
 from execflow.domain.messages import ProviderRequest
 from execflow.domain.models import Quote
-from execflow.sim.book import LpStatus
+from execflow.sim.book import LpBook, LpStatus
 from tests.sim.conftest import make_book
 
 Q = Quote("EURUSD", Decimal("1.10000"), Decimal("1.10002"))
@@ -247,3 +248,61 @@ def test_the_book_remembers_a_bounded_number_of_answers(clock: FakeClock) -> Non
     # ...the oldest were forgotten, so the memory stops growing.
     assert not book.handle(req("L0", RequestKind.OPEN, order_id="o0"), Q).resent
     assert len(book._answered) == 3
+
+
+def _one_round_trip(book: LpBook, n: int) -> None:
+    """An order's whole life: open, SL and TP, a pending placed, modified and cancelled, close."""
+    oid, pid = f"o{n}", f"p{n}"
+    book.handle(req(oid, RequestKind.OPEN, order_id=oid), Q)
+    sl = req(f"{oid}-sl-1", RequestKind.PLACE_SL, Side.SELL, LpOrderType.STOP, order_id=oid)
+    book.handle(replace(sl, stop_px=Decimal("1.05000")), Q)
+    tp = req(f"{oid}-tp-1", RequestKind.PLACE_TP, Side.SELL, LpOrderType.LIMIT, order_id=oid)
+    book.handle(replace(tp, price=Decimal("1.15000")), Q)
+    book.handle(req(f"{oid}-tp-1-cancel", RequestKind.CANCEL_TP, orig=f"{oid}-tp-1"), Q)
+    limit = LpOrderType.LIMIT
+    book.handle(
+        req(pid, RequestKind.PLACE_PENDING, order_type=limit, order_id=pid, price="1.05"), Q
+    )
+    modify = req(f"{pid}-m", RequestKind.MODIFY_PENDING, order_type=limit, order_id=pid, orig=pid)
+    book.handle(replace(modify, price=Decimal("1.06")), Q)
+    book.handle(req(f"{pid}-c", RequestKind.CANCEL_PENDING, order_id=pid, orig=f"{pid}-m"), Q)
+    book.handle(req(f"{oid}-close", RequestKind.CLOSE, Side.SELL, order_id=oid), Q)
+    # the position is flat: the pipeline cancels the SL leg it had (parked at the LP)
+    book.handle(req(f"{oid}-sl-1-cancel", RequestKind.CANCEL_SL, orig=f"{oid}-sl-1"), Q)
+
+
+def test_the_book_stays_bounded_over_many_finished_orders(clock: FakeClock) -> None:
+    book = make_book(clock)
+    book.answers_kept = book.finished_kept = 50
+    sizes = []
+    for n in range(3_000):
+        _one_round_trip(book, n)
+        if n % 500 == 499:
+            sizes.append(book.remembered())
+    # nothing rests, nothing is open: only the two bounded memories hold anything
+    bounded = {"clordids": 0, "finished": 50, "positions": 0, "legs": 0, "answers": 50}
+    assert sizes[0] == sizes[-1] == bounded
+    assert book.resting_count() == 0
+
+
+def test_finished_orders_are_still_answered_while_a_resend_can_come(clock: FakeClock) -> None:
+    book = make_book(clock)
+    book.answers_kept = book.finished_kept = 50
+    first = book.handle(req("o0", RequestKind.OPEN, order_id="o0"), Q)
+    for n in range(1, 6):
+        _one_round_trip(book, n)
+    # a re-sent request gets the very same reports (same exec ids), no second order
+    again = book.handle(req("o0", RequestKind.OPEN, order_id="o0"), Q)
+    assert again.resent and again.reports == first.reports
+    assert book.position("o0") == Decimal("0.10")
+    # a cancel racing a recent fill is "too late" for the LP order, not "unknown"
+    late = book.handle(req("o5-cancel", RequestKind.CANCEL_PENDING, orig="o5"), Q)
+    assert late.reports[0].report.reason == "Too late to cancel"
+    assert late.reports[0].report.lp_order_id is not None
+    # an open position is still found by its close, long after its opening was forgotten
+    for n in range(6, 200):
+        _one_round_trip(book, n)
+    assert book.order("o0") is None
+    close = book.handle(req("o0-close", RequestKind.CLOSE, Side.SELL, order_id="o0"), Q)
+    assert statuses(close.reports) == [ReportStatus.EXECUTED]
+    assert book.remembered()["positions"] == 0

@@ -5,6 +5,11 @@ Pure and synchronous (no I/O, no awaits): ``LpBook.handle`` answers one request 
 send. Orders are keyed by every ClOrdID they were known by (placement and modifications),
 and a request whose lifecycle id was already answered gets the same reports again,
 never a second order.
+
+The book forgets what nothing can refer to any more, so it stays the same size however
+long it runs: a finished order (filled or cancelled) is kept among the latest
+``finished_kept`` finished orders, a flat position and the legs of a position as they
+finish are dropped, and answers are the latest ``answers_kept``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class LpOrder:
     stop_px: Decimal | None = None
     status: LpStatus = LpStatus.RESTING
     cum_qty: Decimal = _ZERO
+    known_as: list[str] = field(default_factory=list)
 
     @property
     def is_leg(self) -> bool:
@@ -98,6 +104,9 @@ class Answer:
 # tens of thousands of newer requests: remembering the latest answers keeps the LP
 # idempotent where it matters without its memory growing for as long as it runs.
 ANSWERS_KEPT = 20_000
+# A cancel or modify racing a fill arrives within seconds of it too: the latest finished
+# orders are enough for it to be told "too late" (with the LP order id), not "unknown".
+FINISHED_KEPT = 20_000
 
 
 @dataclass(slots=True)
@@ -117,20 +126,23 @@ class LpBook:
     tick_of: Callable[[str], Decimal] = field(default=lambda _s: Decimal("0.00001"))
     _token: str = ""
     _counters: _Counters = field(default_factory=_Counters)
-    _by_clordid: dict[str, LpOrder] = field(default_factory=dict)
+    _by_clordid: dict[str, LpOrder] = field(default_factory=dict)  # resting orders only
     _resting: dict[str, dict[str, LpOrder]] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
     _answered: OrderedDict[str, Answer] = field(default_factory=OrderedDict)
     answers_kept: int = ANSWERS_KEPT
     _legs: dict[str, list[LpOrder]] = field(default_factory=dict)
+    _finished: OrderedDict[str, LpOrder] = field(default_factory=OrderedDict)
+    finished_kept: int = FINISHED_KEPT
 
     def __post_init__(self) -> None:
         self._token = self.ids.new_id()[:12]
 
     # -- reading ------------------------------------------------------------------------
     def order(self, clordid: str) -> LpOrder | None:
-        """The LP order a ClOrdID refers to, or None."""
-        return self._by_clordid.get(clordid)
+        """The LP order a ClOrdID refers to (resting or recently finished), or None."""
+        found = self._by_clordid.get(clordid)
+        return found if found is not None else self._finished.get(clordid)
 
     def position(self, order_id: str) -> Decimal:
         """Lots the LP holds open for a client order (0 when flat)."""
@@ -139,6 +151,16 @@ class LpBook:
     def resting_count(self) -> int:
         """Orders resting at the LP (pending orders and legs)."""
         return sum(len(v) for v in self._resting.values())
+
+    def remembered(self) -> dict[str, int]:
+        """How many entries each of the book's memories holds (it must not grow unbounded)."""
+        return {
+            "clordids": len(self._by_clordid),
+            "finished": len(self._finished),
+            "positions": len(self._positions),
+            "legs": sum(len(v) for v in self._legs.values()),
+            "answers": len(self._answered),
+        }
 
     # -- requests -----------------------------------------------------------------------
     def handle(self, request: ProviderRequest, quote: Quote | None) -> Answer:
@@ -177,7 +199,7 @@ class LpBook:
             price=request.price,
             stop_px=request.stop_px,
         )
-        self._by_clordid[request.lifecycle_id] = order
+        self._know(order, request.lifecycle_id)
         if kind in _RESTS:
             self._rest(order)
             reports = [self._status(order, ReportStatus.PENDING)]
@@ -193,7 +215,7 @@ class LpBook:
         return Answer(tuple(reports), "FILLED")
 
     def _cancel(self, request: ProviderRequest) -> Answer:
-        target = self._by_clordid.get(request.orig_lifecycle_id or "")
+        target = self.order(request.orig_lifecycle_id or "")
         if target is None:
             return self._reject(request, _UNKNOWN_ORDER)
         if target.status is not LpStatus.RESTING:
@@ -203,6 +225,7 @@ class LpBook:
             return self._reject(request, pool[self.rng.randrange(len(pool))], target)
         target.status = LpStatus.CANCELLED
         self._resting.get(target.symbol, {}).pop(target.lp_order_id, None)
+        self._finish(target)
         report = self._report(
             target,
             ReportStatus.CANCELLED,
@@ -214,7 +237,7 @@ class LpBook:
         return Answer((Outgoing(report, target.order_id),), "CANCELLED")
 
     def _modify(self, request: ProviderRequest, quote: Quote | None) -> Answer:
-        target = self._by_clordid.get(request.orig_lifecycle_id or "")
+        target = self.order(request.orig_lifecycle_id or "")
         if target is None:
             return self._reject(request, _UNKNOWN_ORDER)
         if target.status is not LpStatus.RESTING:
@@ -226,7 +249,7 @@ class LpBook:
         target.clordid = request.lifecycle_id
         target.price = request.price
         target.stop_px = request.stop_px
-        self._by_clordid[request.lifecycle_id] = target
+        self._know(target, request.lifecycle_id)
         report = self._report(
             target,
             ReportStatus.MODIFY,
@@ -339,6 +362,7 @@ class LpBook:
             )
             out.append(Outgoing(report, order.order_id))
         order.status = LpStatus.FILLED
+        self._finish(order)
         held = self.position(order.order_id)
         opening = order.kind in (
             RequestKind.OPEN,
@@ -346,8 +370,12 @@ class LpBook:
             RequestKind.MODIFY_PENDING,
         )
         left = held + order.qty if opening else held - order.qty
-        self._positions[order.order_id] = left
-        if left <= 0:
+        if left > 0:
+            self._positions[order.order_id] = left
+        else:
+            # flat (or short of zero after a double fill) reads the same as never opened;
+            # a client order opens once, so nothing asks for this position again
+            self._positions.pop(order.order_id, None)
             self._park_legs(order.order_id)
         return out
 
@@ -367,6 +395,26 @@ class LpBook:
         cuts = sorted(self.rng.sample(range(1, lots), pieces - 1))
         bounds = [0, *cuts, lots]
         return [_LOT * (b - a) for a, b in itertools.pairwise(bounds)]
+
+    # -- memory -------------------------------------------------------------------------
+    def _know(self, order: LpOrder, clordid: str) -> None:
+        """``order`` answers to ``clordid`` from now on (as well as to its earlier ones)."""
+        order.known_as.append(clordid)
+        self._by_clordid[clordid] = order
+
+    def _finish(self, order: LpOrder) -> None:
+        """A filled or cancelled order moves to the bounded memory of finished orders."""
+        for clordid in order.known_as:
+            self._by_clordid.pop(clordid, None)
+            self._finished[clordid] = order
+        while len(self._finished) > self.finished_kept:
+            self._finished.popitem(last=False)
+        if order.is_leg:
+            legs = self._legs.get(order.order_id)
+            if legs is not None:
+                legs[:] = [leg for leg in legs if leg is not order]
+                if not legs:
+                    del self._legs[order.order_id]
 
     # -- building blocks ----------------------------------------------------------------
     def _rest(self, order: LpOrder) -> None:
