@@ -117,9 +117,10 @@ def _assert_clean(verdict: Verdict, *, recovery: bool, outage: bool, logs_intact
     """The issue's acceptance criteria for one fault run.
 
     The driver exits 0 when every order it placed reached a final status and its own
-    reconciliation was clean. With ``outage``, orders may stay in flight only as many as
-    intake calls failed on the outage: the intake committed the order but could not
-    send its request (its caller got the error; the intake keeps no outbox to re-send).
+    reconciliation was clean. With ``outage``, the reconciliation must still be clean (a
+    committed action whose publish failed is re-sent by the intake itself:
+    ``INTAKE:SEND_DEFERRED`` / ``RESENT``), and orders may stay in flight only as many as
+    intake calls failed on the outage (a failed close leaves its position open).
     """
     record(verdict)
     context = (

@@ -16,6 +16,7 @@ from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.state import Write
 from execflow.clock import FakeClock
 from execflow.domain.codec import account_to_dict
+from execflow.errors import BusError, StoreError, VersionConflict
 from execflow.pipeline.intake import NumericIds, OrderIntake, TimeOrderIds
 from execflow.pipeline.seed import SeedError, apply_seed, load_seed, parse_seed, read_seed
 from execflow.pipeline.services import Services
@@ -171,3 +172,124 @@ async def test_seeding_twice_keeps_balances(seeded: Services) -> None:
     stored = await seeded.database.get_account("demo:12")
     demo = next(a for a in load_seed(SEED_FILE).accounts if a.account_id == "demo:12")
     assert stored is not None and stored.data == account_to_dict(demo)
+
+
+class _FlakyBus:
+    """Wraps a bus: the first ``failures`` publishes raise ``BusError`` (a broker outage)."""
+
+    def __init__(self, inner: InMemoryBus, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.attempts = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def publish(self, *args: object, **kwargs: object) -> str:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise BusError("broker away", queue=str(args[0]))
+        return await self.inner.publish(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_send_that_fails_after_the_commit_is_deferred_and_resent(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    flaky = _FlakyBus(bus, failures=5)
+    intake = OrderIntake(replace(seeded, bus=flaky), NumericIds())  # type: ignore[arg-type]
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    # committed (margin reserved), so accepted; the send follows in the background
+    assert result.accepted and result.send_deferred and intake.deferred == 1
+    account = await seeded.state.get_account("live:6")
+    assert account is not None and Decimal(account.data["used_margin_all"]) > 0
+    assert await intake.flush(timeout_s=10) == 0
+    assert flaky.failures == 0 and flaky.attempts >= 7  # 5 failed, then event + request
+    # a publish that went through before a later one failed goes again: same message id
+    events = await drain(bus, seeded.queues.db_updates)
+    assert {orjson.loads(e.body)["kind"] for e in events} == {"ORDER_SUBMITTED"}
+    assert len({e.message_id for e in events}) == 1
+    requests = await drain(bus, seeded.queues.provider_requests)
+    assert {r.message_id for r in requests} == {result.order_id}
+    await intake.shutdown()
+    deferred = read_logs.one("intake", "INTAKE:SEND_DEFERRED")
+    assert deferred.get("lifecycle_id") == result.order_id and deferred.get("outage") == "true"
+    assert read_logs.one("intake", "INTAKE:ACCEPTED").get("send_deferred") == "true"
+    resent = read_logs.one("intake", "INTAKE:RESENT")
+    assert resent.get("order_id") == result.order_id
+    assert read_logs.find("intake", "INTAKE:RESEND_FAILED")
+    assert not read_logs.find("intake", "INTAKE:UNSENT")
+
+
+async def test_close_reports_sends_that_never_went_out_as_critical(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    flaky = _FlakyBus(bus, failures=10**6)
+    intake = OrderIntake(replace(seeded, bus=flaky), NumericIds())  # type: ignore[arg-type]
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    assert result.accepted and result.send_deferred
+    await intake.shutdown(timeout_s=0.2)
+    unsent = read_logs.one("intake", "INTAKE:UNSENT")
+    assert unsent.level == "CRITICAL" and unsent.get("order_ids") == result.order_id
+    assert str(result.order_id) in read_logs.path("provider_errors").read_text()
+
+
+class _LostAnswerState:
+    """Wraps a state store: the next commit is applied, then its answer is lost.
+
+    ``then`` is what the caller sees instead: a ``StoreError`` (a timed-out call that ran
+    anyway) or a ``VersionConflict`` (the client's retry conflicting with its own first
+    attempt). ``apply=False`` loses the commit itself too.
+    """
+
+    def __init__(self, inner: object, then: StoreError, apply: bool = True) -> None:
+        self.inner = inner
+        self.then: StoreError | None = then
+        self.apply = apply
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def commit(self, account_id: str, writes: list[Write]) -> None:
+        then, self.then = self.then, None
+        if then is None or self.apply:
+            await self.inner.commit(account_id, writes)  # type: ignore[attr-defined]
+        if then is not None:
+            raise then
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [StoreError("Redis unreachable: commit timed out"), VersionConflict("order changed")],
+    ids=["timed_out", "retry_conflicted"],
+)
+async def test_a_commit_whose_answer_was_lost_is_found_applied_and_sent(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader, lost: StoreError
+) -> None:
+    state = _LostAnswerState(seeded.state, lost)
+    intake = OrderIntake(replace(seeded, state=state), NumericIds())  # type: ignore[arg-type]
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    assert result.accepted and not result.send_deferred
+    # reserved once (no second order, no second reservation), and the request went out
+    account = await seeded.state.get_account("live:6")
+    assert account is not None and account.version == 2
+    assert Decimal(account.data["used_margin_all"]) == Decimal("1085.08")
+    [request] = await drain(bus, seeded.queues.provider_requests)
+    assert request.message_id == result.order_id
+    assert read_logs.one("intake", "INTAKE:COMMIT_LANDED").get("order_id") == result.order_id
+
+
+async def test_a_commit_that_did_not_run_is_retried_or_raised(
+    seeded: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    conflicted = _LostAnswerState(seeded.state, VersionConflict("order changed"), apply=False)
+    intake = OrderIntake(replace(seeded, state=conflicted), NumericIds())  # type: ignore[arg-type]
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    assert result.accepted  # a genuine conflict: reloaded and committed on the next try
+    assert read_logs.find("intake", "INTAKE:CONFLICT")
+    timed_out = _LostAnswerState(seeded.state, StoreError("Redis unreachable"), apply=False)
+    intake = OrderIntake(replace(seeded, state=timed_out), NumericIds(4000000000000))  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    assert await seeded.state.get_order("live:6", "4000000000000") is None
+    assert len(await drain(bus, seeded.queues.provider_requests)) == 1  # the first one only

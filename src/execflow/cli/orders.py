@@ -51,7 +51,11 @@ def _run(
         )
 
     async def body(services: Services) -> IntakeResult:
-        return await action(OrderIntake(services))
+        intake = OrderIntake(services)
+        try:
+            return await action(intake)
+        finally:
+            await intake.shutdown()  # a send deferred by an outage goes out before exiting
 
     try:
         result = run_with_services(settings, COMPONENT, body)

@@ -11,20 +11,38 @@ Each action loads the account, instrument and prices, calls the pure rule of
    steps 2-3 are ``pipeline.effects.publish_effects``, shared with the workers.
 
 A refused request (``insufficient_margin``, ``price_wrong_side``, ...) is never sent; it
-is logged ``INTAKE:REFUSED``. Lifecycle ids (FIX ClOrdIDs): the first request of an
-order uses the order id itself, so an order id always resolves to its account through
-the lifecycle index; later requests use ``{order_id}-{action}-v{version}``, unique
-because the version-checked commit lets only one request per order version through.
+is logged ``INTAKE:REFUSED``.
+
+Once step 1 committed, the order exists and its margin is reserved: the commit cannot be
+taken back, so its effects must go out. When steps 2-3 fail (the broker or the state
+store away), the action still answers *accepted* with ``send_deferred=True``, the send is
+logged ``INTAKE:SEND_DEFERRED`` and retried in the background with the error-retry
+backoff until it goes through (``INTAKE:RESENT``). Re-publishing is harmless: message ids
+are deterministic, the lifecycle registration is idempotent, and the LP answers a re-sent
+ClOrdID once. ``shutdown()`` (or ``flush()``) waits for the deferred sends; what is still
+unsent when it gives up is logged CRITICAL with its order ids, for an operator to
+reconcile (the deferred sends live in this process's memory, not in a durable outbox).
+
+Lifecycle ids (FIX ClOrdIDs): the first request of an order uses the order id itself, so
+an order id always resolves to its account through the lifecycle index; later requests
+use ``{order_id}-{action}-v{version}``, unique because the version-checked commit lets
+only one request per order version through.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from time import perf_counter
+from typing import Any
+
+import orjson
 
 from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
@@ -39,9 +57,11 @@ from execflow.domain.codec import (
 from execflow.domain.effects import Effect, LpRequest
 from execflow.domain.enums import LegKind, OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
-from execflow.errors import VersionConflict
+from execflow.errors import ExecflowError, StoreError, VersionConflict
 from execflow.logs.context import log_context
+from execflow.logs.events import error_fields
 from execflow.pipeline.effects import publish_effects
+from execflow.pipeline.retry import retry_policy
 from execflow.pipeline.seed import ReferenceData
 from execflow.pipeline.services import Services
 
@@ -49,6 +69,8 @@ __all__ = ["COMPONENT", "IntakeResult", "OrderIntake", "TimeOrderIds"]
 
 COMPONENT = "intake"
 _MAX_ATTEMPTS = 5
+_RESOLVE_TIMEOUT_S = 60.0
+"""How long an action whose commit failed waits for the state store to tell its outcome."""
 _EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 
@@ -96,6 +118,9 @@ class IntakeResult:
     reason: str | None = None
     detail: str = ""
     order: Order | None = None
+    send_deferred: bool = False
+    """Accepted and committed, but the request could not be sent yet: it is re-sent in
+    the background (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +134,16 @@ class _Loaded:
 
 
 _Rule = Callable[[_Loaded, str, datetime], rules.IntakeResult]
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """A committed action whose effects are still to be published."""
+
+    accepted: rules.Accepted
+    trace_id: str
+    since: float
+    attempts: int = 1
 
 
 class _Refusal(Exception):
@@ -133,6 +168,10 @@ class OrderIntake:
         self._refdata = ReferenceData(
             services.state, services.database, services.settings.seed_file, self._log, "INTAKE"
         )
+        self._retry = retry_policy(services.settings)
+        self._rng = random.Random()
+        self._deferred: dict[str, _Deferred] = {}  # by lifecycle id, oldest first
+        self._resender: asyncio.Task[None] | None = None
 
     # -- new orders ---------------------------------------------------------------------------
 
@@ -307,11 +346,15 @@ class OrderIntake:
                         raise _Refusal(decided.reason, decided.detail)
                     try:
                         await self._commit(loaded, decided)
-                    except VersionConflict as exc:
-                        self._log.info("INTAKE:CONFLICT", action=action, key=exc.fields.get("key"))
-                        continue
-                    await self._send(decided, trace_id)
-                    return self._sent(action, decided, trace_id, started)
+                    except StoreError as exc:
+                        if not await self._landed_anyway(loaded, decided, exc):
+                            if not isinstance(exc, VersionConflict):
+                                raise
+                            key = exc.fields.get("key")
+                            self._log.info("INTAKE:CONFLICT", action=action, key=key)
+                            continue
+                    deferred = not await self._try_send(decided, trace_id)
+                    return self._sent(action, decided, trace_id, started, deferred)
                 raise _Refusal("busy", f"state changed {_MAX_ATTEMPTS} times meanwhile")
             except _Refusal as refusal:
                 return self._refused(action, order_id, trace_id, refusal, shown)
@@ -333,9 +376,153 @@ class OrderIntake:
             )
         await self._state.commit(accepted.account.account_id, writes)
 
+    async def _landed_anyway(
+        self, loaded: _Loaded, accepted: rules.Accepted, exc: StoreError
+    ) -> bool:
+        """Whether a commit that raised was applied all the same.
+
+        A commit that timed out may still run: Redis executes what was already in its
+        socket once it answers again (a frozen server), and a retried call then conflicts
+        with its own first attempt. So after a ``StoreError`` (a ``VersionConflict``
+        included) the order is read back once the store answers: it holds exactly what
+        this commit wrote -> applied; it still has the version read -> not applied (a
+        conflict retries, an outage is raised to the caller); else -> unknown, raised
+        after a CRITICAL line naming the order, for an operator to reconcile.
+        """
+        order = accepted.order
+        outage = not isinstance(exc, VersionConflict)
+        if outage and not await self._store_answers():
+            self._log.critical(
+                "INTAKE:COMMIT_UNKNOWN",
+                exc=exc,
+                lifecycle_id=accepted.request.lifecycle_id,
+                hint="the state store did not come back: this order may hold a reservation",
+            )
+            return False
+        found = await self._state.get_order(order.account_id, order.order_id)
+        if found is None or found.version == loaded.order_version:
+            return False
+        if found.version == loaded.order_version + 1 and found.data == _as_stored(
+            order_to_dict(order)
+        ):
+            self._log.info(
+                "INTAKE:COMMIT_LANDED",
+                lifecycle_id=accepted.request.lifecycle_id,
+                error_type=type(exc).__name__,
+            )
+            return True
+        if outage:
+            self._log.critical(
+                "INTAKE:COMMIT_UNKNOWN",
+                exc=exc,
+                lifecycle_id=accepted.request.lifecycle_id,
+                found_version=found.version,
+                hint="the order changed since: check whether this request was applied",
+            )
+        return False
+
+    async def _store_answers(self) -> bool:
+        """Wait (with backoff, at most ``_RESOLVE_TIMEOUT_S``) until the store answers.
+
+        A successful round trip also means every command the store had already received
+        (the timed-out commit's included) has run: a read after it sees their effect.
+        """
+        deadline = perf_counter() + _RESOLVE_TIMEOUT_S
+        attempt = 0
+        while True:
+            try:
+                await self._state.ping()
+            except StoreError:
+                attempt += 1
+                if perf_counter() >= deadline:
+                    return False
+                await asyncio.sleep(self._retry.delay_s(attempt, self._rng.random()))
+                continue
+            return True
+
     async def _send(self, accepted: rules.Accepted, trace_id: str) -> None:
         effects: tuple[Effect, ...] = (*accepted.events, LpRequest(accepted.request))
         await publish_effects(self._services, effects, trace_id)
+
+    # -- deferred sends -------------------------------------------------------------------------
+
+    @property
+    def deferred(self) -> int:
+        """Committed actions whose request is still waiting to be sent."""
+        return len(self._deferred)
+
+    async def _try_send(self, accepted: rules.Accepted, trace_id: str) -> bool:
+        """Send now; on failure keep it for the background resender. True when sent."""
+        try:
+            await self._send(accepted, trace_id)
+        except Exception as exc:  # noqa: BLE001 - the commit stands whatever failed: send later
+            lid = accepted.request.lifecycle_id
+            self._deferred[lid] = _Deferred(accepted, trace_id, perf_counter())
+            self._log.retried(
+                "INTAKE:SEND_DEFERRED",
+                lifecycle_id=lid,
+                kind=accepted.request.kind.value,
+                deferred=len(self._deferred),
+                outage=isinstance(exc, ExecflowError),
+                **error_fields(exc, with_traceback=not isinstance(exc, ExecflowError)),
+            )
+            if self._resender is None or self._resender.done():
+                self._resender = asyncio.create_task(self._resend_loop(), name="intake-resend")
+            return False
+        return True
+
+    async def _resend_loop(self) -> None:
+        """Re-send deferred effects, oldest first, backing off while the outage lasts."""
+        while self._deferred:
+            head = next(iter(self._deferred.values()))
+            await asyncio.sleep(self._retry.delay_s(head.attempts, self._rng.random()))
+            for lid, item in list(self._deferred.items()):
+                order = item.accepted.order
+                with log_context(trace_id=item.trace_id, order_id=order.order_id):
+                    try:
+                        await self._send(item.accepted, item.trace_id)
+                    except Exception as exc:  # noqa: BLE001 - logged; retried after backoff
+                        item.attempts += 1
+                        self._log.retried(
+                            "INTAKE:RESEND_FAILED",
+                            lifecycle_id=lid,
+                            attempts=item.attempts,
+                            deferred=len(self._deferred),
+                            **error_fields(exc, with_traceback=False),
+                        )
+                        break  # still away: back off before trying the others
+                    del self._deferred[lid]
+                    self._log.success(
+                        "INTAKE:RESENT",
+                        processing_time_ms=round((perf_counter() - item.since) * 1000, 3),
+                        lifecycle_id=lid,
+                        kind=item.accepted.request.kind.value,
+                        attempts=item.attempts + 1,
+                        user=order.account_id,
+                    )
+
+    async def flush(self, timeout_s: float | None = None) -> int:
+        """Wait until every deferred send went out (at most ``timeout_s``); how many remain."""
+        task = self._resender
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        return len(self._deferred)
+
+    async def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Give deferred sends ``timeout_s`` to go out; log CRITICAL what never went."""
+        remaining = await self.flush(timeout_s)
+        if self._resender is not None and not self._resender.done():
+            self._resender.cancel()
+            await asyncio.gather(self._resender, return_exceptions=True)
+        if remaining:
+            orders = sorted({d.accepted.order.order_id for d in self._deferred.values()})
+            self._log.critical(
+                "INTAKE:UNSENT",
+                unsent=remaining,
+                order_ids=",".join(orders),
+                hint="committed to the state store but never sent: reconcile these orders",
+            )
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -358,7 +545,12 @@ class OrderIntake:
     # -- outcome lines -----------------------------------------------------------------------------
 
     def _sent(
-        self, action: str, accepted: rules.Accepted, trace_id: str, started: float
+        self,
+        action: str,
+        accepted: rules.Accepted,
+        trace_id: str,
+        started: float,
+        deferred: bool = False,
     ) -> IntakeResult:
         order = accepted.order
         request = accepted.request
@@ -367,7 +559,7 @@ class OrderIntake:
             name = str(data.pop("name"))
             self._log.calculation(name, **data)
         self._log.success(
-            "INTAKE:SENT",
+            "INTAKE:ACCEPTED" if deferred else "INTAKE:SENT",
             processing_time_ms=round((perf_counter() - started) * 1000, 3),
             action=action,
             user=order.account_id,
@@ -379,6 +571,7 @@ class OrderIntake:
             lifecycle_id=request.lifecycle_id,
             reserved_margin=order.reserved_margin,
             free_margin=accepted.account.free_margin,
+            **({"send_deferred": True} if deferred else {}),
         )
         self._log.stats.incr(f"sent.{action}")
         return IntakeResult(
@@ -389,6 +582,7 @@ class OrderIntake:
             lifecycle_id=request.lifecycle_id,
             status=order.status.value,
             order=order,
+            send_deferred=deferred,
         )
 
     def _refused(
@@ -410,6 +604,12 @@ class OrderIntake:
             reason=refusal.reason,
             detail=refusal.detail,
         )
+
+
+def _as_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the state store gives it back (JSON types: lists, not tuples)."""
+    stored: dict[str, Any] = orjson.loads(orjson.dumps(data))
+    return stored
 
 
 def _d(value: Decimal | str | None) -> Decimal | None:

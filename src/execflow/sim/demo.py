@@ -143,8 +143,9 @@ async def run_demo(
                 queues = pipeline.consumed_queues()
                 return sum([await services.bus.queue_depth(q) for q in queues])
 
+            intake = OrderIntake(services)
             driver = ScenarioDriver(
-                OrderIntake(services),
+                intake,
                 services.state,
                 sim.feed,
                 seed,
@@ -156,6 +157,7 @@ async def run_demo(
             )
             try:
                 result = await driver.run()
+                await intake.shutdown()
                 await drain()
             finally:
                 await pipeline.stop()

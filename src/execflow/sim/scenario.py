@@ -85,11 +85,13 @@ class ScenarioResult:
     settle_rounds: int = 0
     backpressure_waits: int = 0
     drain_timeouts: int = 0
+    unsent: int = 0
+    """Requests the intake deferred (an outage) and still had not sent when settling began."""
 
     @property
     def settled(self) -> bool:
         """True when every order reached a final status."""
-        return not self.unsettled
+        return not self.unsettled and not self.unsent
 
 
 class ScenarioDriver:
@@ -279,6 +281,8 @@ class ScenarioDriver:
         total = len(self._owner)
         remaining = list(self._owner)
         finals: Counter[str] = Counter()
+        # requests the intake could not send during an outage go out first
+        self.result.unsent = await self._intake.flush(config.settle_timeout_s)
         while True:
             try:
                 await self._drain()

@@ -119,8 +119,9 @@ async def _scenario(
     async def backlog() -> int:
         return sum([await services.bus.queue_depth(q) for q in queues])
 
+    intake = OrderIntake(services)
     driver = ScenarioDriver(
-        OrderIntake(services),
+        intake,
         services.state,
         sim.feed,
         seed,
@@ -129,7 +130,10 @@ async def _scenario(
         drain,
         backlog=backlog,
     )
-    result = await driver.run()
+    try:
+        result = await driver.run()
+    finally:
+        await intake.shutdown()
     await sim.lp.idle()
     await wait_quiet(
         services.bus, queues, services.database, options.quiet_timeout_s, quiet_polls=6
