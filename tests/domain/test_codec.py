@@ -157,3 +157,27 @@ def test_unknown_keys_are_refused_in_nested_objects_too() -> None:
     data["tp"] = {**data["tp"], "surprise": 1}
     with pytest.raises(codec.CodecError, match="unknown keys"):
         codec.order_from_dict(data)
+
+
+def test_memoised_positions_decode_the_same_and_encode_to_owned_dicts() -> None:
+    position = {
+        "order_id": "o1",
+        "symbol": "EURUSD",
+        "side": "BUY",
+        "lots": "0.10",
+        "margin_per_lot_usd": "1085.00",
+    }
+    base = {"account_id": "live:1", "currency": "USD", "balance": "10", "leverage": "100"}
+    data = {**base, "group": "g", "positions": [position], "reservations": []}
+    first = codec.account_from_dict(data)
+    again = codec.account_from_dict(_through_json(data))
+    assert again == first and again.positions[0].lots == Decimal("0.10")
+    encoded = codec.account_to_dict(first)
+    encoded["positions"][0]["lots"] = "mutated"
+    assert codec.account_to_dict(first)["positions"][0]["lots"] == "0.10"
+    # content that differs (even only in the text of a decimal) is decoded afresh
+    other = {**data, "positions": [{**position, "lots": "0.1"}]}
+    assert str(codec.account_from_dict(other).positions[0].lots) == "0.1"
+    # and a memoised entry never makes a malformed one acceptable
+    with pytest.raises(codec.CodecError):
+        codec.account_from_dict({**data, "positions": [{**position, "lots": 0.1}]})

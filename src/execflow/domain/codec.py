@@ -10,7 +10,9 @@ wrong types, unknown keys and naive datetimes raise ``CodecError``; a missing ke
 the field's default, so snapshots written before a field existed still load.
 
 Each dataclass is compiled once into a plan (one encoder and one decoder per field, from
-its resolved type hint); encoding and decoding only run those.
+its resolved type hint); encoding and decoding only run those. The items of a tuple of
+small all-text dataclasses (an account's positions and reservations, which every
+transition of the account re-encodes and re-decodes) are memoised both ways (``_Memo``).
 """
 
 from __future__ import annotations
@@ -252,6 +254,8 @@ def _encoder(hint: Any) -> _Encoder | None:
     origin = typing.get_origin(hint)
     if origin is tuple:
         item_args = typing.get_args(hint)
+        if item_args and _is_text_record(item_args[0]):
+            return _list_encoder(_memo(item_args[0]).encode)
         return _list_encoder(_encoder(item_args[0]) if item_args else None)
     if origin in (Mapping, dict, typing.Mapping):
         map_args = typing.get_args(hint)
@@ -308,6 +312,85 @@ def _tagged_encoder(members: list[Any]) -> _Encoder:
         return {_TYPE_TAG: plan.cls.__name__, **plan.encode(value)}
 
     return encode_tagged
+
+
+# -- memos of text records ------------------------------------------------------------------
+
+_MEMO_ITEMS = 8192
+"""Entries per memo and direction; a full memo starts over (it only saves work)."""
+
+
+def _is_text_record(hint: Any) -> bool:
+    """A dataclass whose every field is a non-null str, Decimal or text enum.
+
+    Its encoded dict holds only strings, so two stored dicts that compare equal are
+    the same text and decode to equal values: the decode memo may key on the content.
+    """
+    if not _is_dataclass_type(hint):
+        return False
+    hints = typing.get_type_hints(hint)
+    for f in dataclasses.fields(hint):
+        kind = hints[f.name]
+        if kind is str or kind is Decimal:
+            continue
+        text_enum = isinstance(kind, type) and issubclass(kind, Enum)
+        if not (text_enum and all(type(m.value) is str for m in kind)):
+            return False
+    return True
+
+
+class _Memo:
+    """Encodings by object identity and decodings by content, of one text-record class.
+
+    An account's positions and reservations mostly outlive a transition unchanged: the
+    same objects are encoded again, the same dicts decoded again. Encoding keys on the
+    object's id and keeps the object (so the id cannot be reused while the entry
+    lives) and returns a copy of the cached dict (callers own what they get). Decoding
+    keys on the dict's items (all strings, see ``_is_text_record``) and returns the
+    cached frozen object. Failures are never cached: they take the checked path again.
+    """
+
+    def __init__(self, cls: type) -> None:
+        self._plan = _plan(cls)
+        self._encoded: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._decoded: dict[tuple[tuple[str, Any], ...], Any] = {}
+
+    def encode(self, value: Any) -> dict[str, Any]:
+        encoded = self._encoded
+        hit = encoded.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1].copy()
+        out = self._plan.encode(value)
+        if len(encoded) >= _MEMO_ITEMS:
+            encoded.clear()
+        encoded[id(value)] = (value, out)
+        return out.copy()
+
+    def decoder(self, checked: _Decoder) -> _Decoder:
+        decoded = self._decoded
+
+        def decode_memo(value: Any) -> Any:
+            if value.__class__ is not dict:
+                return checked(value)
+            try:
+                key = tuple(value.items())
+                hit = decoded.get(key)
+            except TypeError:  # an unhashable value: the checked path refuses it
+                return checked(value)
+            if hit is not None:
+                return hit
+            out = checked(value)
+            if len(decoded) >= _MEMO_ITEMS:
+                decoded.clear()
+            decoded[key] = out
+            return out
+
+        return decode_memo
+
+
+@cache
+def _memo(cls: type) -> _Memo:
+    return _Memo(cls)
 
 
 def _list_encoder(item: _Encoder | None) -> _Encoder:
@@ -394,7 +477,11 @@ def _refuse(value: Any, message: str, where: str, **fields: str) -> CodecError:
 def _non_null_decoder(hint: Any, where: str) -> _Decoder:
     origin = typing.get_origin(hint)
     if origin is tuple:
-        return _tuple_decoder(_decoder(typing.get_args(hint)[0], where), where)
+        item_hint = typing.get_args(hint)[0]
+        item = _decoder(item_hint, where)
+        if _is_text_record(item_hint):
+            return _tuple_decoder(_memo(item_hint).decoder(item), where)
+        return _tuple_decoder(item, where)
     if origin in (Mapping, dict, typing.Mapping):
         return _map_decoder(_decoder(typing.get_args(hint)[1], where), where)
     if isinstance(hint, type):

@@ -13,13 +13,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from execflow.backends.state import Versioned, Write
-from execflow.domain.codec import instrument_from_dict
-from execflow.domain.models import InstrumentConfig, Prices, Quote
+from execflow.domain.codec import account_from_dict, instrument_from_dict
+from execflow.domain.models import Account, InstrumentConfig, Prices, Quote
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
 from execflow.pipeline.services import Services
 
-__all__ = ["MissingReferenceData", "load_account", "load_instrument", "load_prices", "quote_of"]
+__all__ = [
+    "MissingReferenceData",
+    "account_of",
+    "load_account",
+    "load_instrument",
+    "load_prices",
+    "quote_of",
+    "remember_account",
+]
 
 
 class MissingReferenceData(StoreError):
@@ -77,10 +85,38 @@ class _LastDecoded:
         self._seen[key] = (stored, value)
         return value
 
+    def put(self, key: Any, stored: Any, value: Any) -> None:
+        """Remember ``value`` as the decoded form of ``stored`` (known without decoding)."""
+        if len(self._seen) >= _MEMO_KEYS:
+            self._seen.clear()
+        self._seen[key] = (stored, value)
+
 
 _MEMO_KEYS = 4096
 _instruments = _LastDecoded()
 _prices = _LastDecoded()
+_accounts = _LastDecoded()
+
+
+def account_of(account_id: str, data: Mapping[str, Any]) -> Account:
+    """The decoded account document, reused while the stored document is unchanged.
+
+    An account document carries every open position and reservation, so decoding it
+    is a transition's biggest read cost; a worker usually wrote the very document it
+    reads next (``remember_account``). The content comparison keeps this right for any
+    store, any process, and any writer in between.
+    """
+    account: Account = _accounts.get(account_id, data, account_from_dict)
+    return account
+
+
+def remember_account(data: Mapping[str, Any], account: Account) -> None:
+    """Record a committed account document and the account it encodes.
+
+    ``data`` must be ``account_to_dict(account)`` and stay unmodified afterwards (it is
+    compared with what the store returns later).
+    """
+    _accounts.put(account.account_id, data, account)
 
 
 async def load_instrument(services: Services, group: str, symbol: str) -> InstrumentConfig:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execflow.backends.state import Versioned, Write
-from execflow.domain.codec import account_from_dict, account_to_dict, order_from_dict, order_to_dict
+from execflow.domain.codec import account_to_dict, order_from_dict, order_to_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order
@@ -23,7 +23,13 @@ from execflow.domain.routing import Worker
 from execflow.domain.transitions import apply
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
-from execflow.pipeline.refdata import load_account, load_instrument, load_prices
+from execflow.pipeline.refdata import (
+    account_of,
+    load_account,
+    load_instrument,
+    load_prices,
+    remember_account,
+)
 from execflow.pipeline.services import Services
 
 __all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "applied_account_doc", "transact"]
@@ -60,7 +66,7 @@ async def transact(
     while True:
         order_doc, account_doc = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
-        account = account_from_dict(account_doc.data)
+        account = account_of(lifecycle.account_id, account_doc.data)
         instrument = await load_instrument(services, order.group, order.symbol)
         prices = await load_prices(services)
         now = services.clock.now()
@@ -68,15 +74,10 @@ async def transact(
         if not isinstance(outcome, Applied):
             return Transacted(outcome, order, account, conflicts)
         writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]
+        account_data: dict[str, Any] | None = None
         if outcome.account_changed(account):
-            writes.append(
-                Write(
-                    "account",
-                    account.account_id,
-                    account_doc.version,
-                    applied_account_doc(outcome),
-                )
-            )
+            account_data = applied_account_doc(outcome)
+            writes.append(Write("account", account.account_id, account_doc.version, account_data))
         try:
             await services.state.commit(account.account_id, writes)
         except VersionConflict as exc:
@@ -91,6 +92,8 @@ async def transact(
             if conflicts >= max_conflicts:
                 raise
             continue
+        if account_data is not None:
+            remember_account(account_data, outcome.account)
         return Transacted(outcome, order, account, conflicts)
 
 
