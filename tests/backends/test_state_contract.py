@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from execflow.backends.state import StateStore, Versioned, Write
+from execflow.backends.state import StateStore, TransitionReads, Versioned, Write
 from execflow.errors import VersionConflict
 
 ACCOUNT = "live:6"
@@ -32,6 +32,20 @@ async def test_first_commit_creates_version_one(store: StateStore) -> None:
     assert await store.list_orders(ACCOUNT) == {
         "o1": Versioned(1, {"status": "QUEUED", "applied": []})
     }
+
+
+async def test_read_for_transition_is_the_three_single_reads(store: StateStore) -> None:
+    assert await store.read_for_transition(ACCOUNT, "o1") == TransitionReads(None, None, {})
+    await open_order(store)
+    await store.put_price("EURUSD", {"bid": "1.0850", "ask": "1.0852"})
+    reads = await store.read_for_transition(ACCOUNT, "o1")
+    assert reads.order == await store.get_order(ACCOUNT, "o1")
+    assert reads.account == await store.get_account(ACCOUNT)
+    assert (
+        reads.prices == await store.get_prices() == {"EURUSD": {"bid": "1.0850", "ask": "1.0852"}}
+    )
+    missing = await store.read_for_transition(ACCOUNT, "o2")
+    assert missing.order is None and missing.account == reads.account
 
 
 async def test_commit_bumps_versions_and_keeps_ledger_and_outbox(store: StateStore) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from execflow.backends.state import Versioned, Write, check_writes
+from execflow.backends.state import TransitionReads, Versioned, Write, check_writes
 from execflow.errors import StoreError, VersionConflict
 
 __all__ = ["InMemoryStateStore"]
@@ -62,6 +62,13 @@ class InMemoryStateStore:
         """Every order of an account."""
         orders = self._orders.get(account_id, {})
         return {oid: Versioned(v, _load(raw)) for oid, (v, raw) in sorted(orders.items())}
+
+    async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
+        """The order, its account and every quote (through the single reads, so a store
+        that wraps those, as the fault tests do, sees these reads too)."""
+        order = await self.get_order(account_id, order_id)
+        account = await self.get_account(account_id)
+        return TransitionReads(order, account, await self.get_prices())
 
     async def list_accounts(self) -> list[str]:
         """Every account id, sorted."""

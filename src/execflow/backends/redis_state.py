@@ -34,7 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from execflow.backends.state import Versioned, Write, check_writes
+from execflow.backends.state import TransitionReads, Versioned, Write, check_writes
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.masking import mask_url
 
@@ -77,6 +77,19 @@ def _dump(data: dict[str, Any]) -> bytes:
 def _load(raw: bytes | str) -> dict[str, Any]:
     value: dict[str, Any] = orjson.loads(raw)
     return value
+
+
+def _versioned(reply: list[Any]) -> Versioned | None:
+    """A document from its ``HMGET v d`` reply (``None`` when absent)."""
+    version, raw = reply
+    if version is None or raw is None:
+        return None
+    return Versioned(int(version), _load(raw))
+
+
+def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+    """The quotes from the prices hash's ``HGETALL`` reply."""
+    return {(k.decode() if isinstance(k, bytes) else str(k)): _load(v) for k, v in reply.items()}
 
 
 class RedisStateStore:
@@ -191,10 +204,21 @@ class RedisStateStore:
             result: list[Any] = await self._redis.hmget(key, ["v", "d"])
             return result
 
-        version, raw = await self._call(operation, do)
-        if version is None or raw is None:
-            return None
-        return Versioned(int(version), _load(raw))
+        return _versioned(await self._call(operation, do))
+
+    async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
+        """The order, its account and every quote in one pipelined round trip."""
+
+        async def do() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
+            pipe.hmget(self.account_key(account_id), ["v", "d"])
+            pipe.hgetall(self.prices_key)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        order, account, prices = await self._call("read_for_transition", do)
+        return TransitionReads(_versioned(order), _versioned(account), _quotes(prices))
 
     async def list_orders(self, account_id: str) -> dict[str, Versioned]:
         """Every order of an account, by order id."""
@@ -319,8 +343,7 @@ class RedisStateStore:
             result: dict[Any, Any] = await self._redis.hgetall(self.prices_key)
             return result
 
-        raw = await self._call("get_prices", do)
-        return {(k.decode() if isinstance(k, bytes) else str(k)): _load(v) for k, v in raw.items()}
+        return _quotes(await self._call("get_prices", do))
 
     async def flush_all(self) -> None:
         """Delete every key under this store's prefix (never FLUSHDB: the server is shared)."""

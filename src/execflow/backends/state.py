@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["DocKind", "StateStore", "Versioned", "Write", "check_writes"]
+__all__ = ["DocKind", "StateStore", "TransitionReads", "Versioned", "Write", "check_writes"]
 
 DocKind = Literal["order", "account"]
 
@@ -26,6 +26,15 @@ class Versioned:
 
     version: int
     data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionReads:
+    """What a worker's transition reads first: its order, its account, every latest quote."""
+
+    order: Versioned | None
+    account: Versioned | None
+    prices: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,14 @@ class StateStore(Protocol):
 
     async def list_orders(self, account_id: str) -> dict[str, Versioned]:
         """Every order of an account, by order id."""
+        ...
+
+    async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
+        """``get_order``, ``get_account`` and ``get_prices`` together (one round trip on Redis).
+
+        The three reads are not one snapshot; the commit's version check covers the
+        order and the account as it does for separate reads.
+        """
         ...
 
     async def list_accounts(self) -> list[str]:

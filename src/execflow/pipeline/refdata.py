@@ -25,6 +25,7 @@ __all__ = [
     "load_account",
     "load_instrument",
     "load_prices",
+    "prices_of",
     "quote_of",
     "remember_account",
 ]
@@ -135,7 +136,11 @@ async def load_instrument(services: Services, group: str, symbol: str) -> Instru
 
 async def load_prices(services: Services) -> Prices:
     """Every latest quote (a transition may need any of them to convert to USD)."""
-    stored = await services.state.get_prices()
+    return prices_of(await services.state.get_prices())
+
+
+def prices_of(stored: Mapping[str, Mapping[str, Any]]) -> Prices:
+    """``Prices`` of the stored quotes (decoded once per change)."""
     prices: Prices = _prices.get(None, stored, _prices_of)
     return prices
 

@@ -17,7 +17,7 @@ from execflow.backends.state import Versioned, Write
 from execflow.domain.codec import account_to_dict, order_from_dict, order_to_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.messages import ExecutionReport
-from execflow.domain.models import Account, LifecycleRecord, Order
+from execflow.domain.models import Account, LifecycleRecord, Order, Prices
 from execflow.domain.outcomes import Applied, Outcome
 from execflow.domain.routing import Worker
 from execflow.domain.transitions import apply
@@ -27,7 +27,7 @@ from execflow.pipeline.refdata import (
     account_of,
     load_account,
     load_instrument,
-    load_prices,
+    prices_of,
     remember_account,
 )
 from execflow.pipeline.services import Services
@@ -64,11 +64,10 @@ async def transact(
     """Apply ``report`` to its order; an ``Applied`` outcome is committed on return."""
     conflicts = 0
     while True:
-        order_doc, account_doc = await _load_docs(services, lifecycle, log, tag)
+        order_doc, account_doc, prices = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
         account = account_of(lifecycle.account_id, account_doc.data)
         instrument = await load_instrument(services, order.group, order.symbol)
-        prices = await load_prices(services)
         now = services.clock.now()
         outcome = apply(worker, order, account, instrument, prices, report, lifecycle.kind, now)
         if not isinstance(outcome, Applied):
@@ -122,13 +121,16 @@ def applied_account_doc(outcome: Applied) -> dict[str, Any]:
 
 async def _load_docs(
     services: Services, lifecycle: LifecycleRecord, log: EventLogger, tag: str
-) -> tuple[Versioned, Versioned]:
-    order_doc = await services.state.get_order(lifecycle.account_id, lifecycle.order_id)
-    if order_doc is None:
+) -> tuple[Versioned, Versioned, Prices]:
+    """Order, account and quotes in one read (one round trip on Redis, not three)."""
+    reads = await services.state.read_for_transition(lifecycle.account_id, lifecycle.order_id)
+    if reads.order is None:
         raise OrderMissing(
             "order is not in the state store",
             order_id=lifecycle.order_id,
             account_id=lifecycle.account_id,
         )
-    account_doc = await load_account(services, lifecycle.account_id, log, tag)
-    return order_doc, account_doc
+    account_doc = reads.account
+    if account_doc is None:  # the store lost it: from the database, cached back, logged
+        account_doc = await load_account(services, lifecycle.account_id, log, tag)
+    return reads.order, account_doc, prices_of(reads.prices)
