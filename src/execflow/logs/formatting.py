@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from time import gmtime, strftime, time
+from time import gmtime, strftime, time_ns
 from typing import Any
 
 import orjson
@@ -50,15 +50,18 @@ _EXTRA_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029]")
 _EXTRA_ESCAPE_UTF8 = re.compile(b"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.]")
 _MAX_CACHE = 4096
+# "000" ... "999": the milliseconds and the last three digits of the microseconds.
+_DIGITS3: tuple[str, ...] = tuple(f"{n:03d}" for n in range(1000))
 
 # key -> (" key=", is_secret); bounded so free-form keys cannot grow memory forever.
 _KEYS: dict[str, tuple[str, bool]] = {}
 _NAMES: dict[str, str] = {}
 _STRINGS: dict[str, str] = {}
-# field keys (in call order) -> how such a line is written (bounded like the caches above).
-_SHAPES: dict[tuple[str, ...], _Shape] = {}
-# Types whose ``%s`` spelling is already the documented bare one (str(float) is repr).
-_BARE_TYPES = frozenset((int, float, Decimal))
+# field keys (in call order) -> the compiled writer of such lines (see _template); few
+# shapes exist, and each costs a code object, so the cap is lower than the caches above.
+LineTemplate = Callable[["Timestamper", str, Mapping[str, Any], Mapping[str, Any]], bytes]
+_TEMPLATES: dict[tuple[str, ...], LineTemplate] = {}
+_MAX_TEMPLATES = 256
 
 # JSON lines use Elastic-Common-Schema names for these fields.
 _JSON_RENAME: Mapping[str, str] = {
@@ -70,27 +73,32 @@ _JSON_RENAME: Mapping[str, str] = {
 
 
 class Timestamper:
-    """``2026-11-29T12:47:00.123456Z`` for now; the part up to the second is cached."""
+    """``2026-11-29T12:47:00.123456Z`` for now; the part up to the millisecond is cached."""
 
-    __slots__ = ("cached",)
+    __slots__ = ("_second", "cached")
 
     def __init__(self) -> None:
-        # (whole seconds as a float, "YYYY-MM-DDTHH:MM:SS."): replaced as one tuple, so a
-        # concurrent thread sees either the old or the new pair.
-        self.cached: tuple[float, str] = (-1.0, "")
+        # (milliseconds since the epoch, "YYYY-MM-DDTHH:MM:SS.mmm"): replaced as one tuple,
+        # so a concurrent thread sees either the old or the new pair. Line templates read it.
+        self.cached: tuple[int, str] = (-1, "")
+        self._second: tuple[int, str] = (-1, "")
 
     def __call__(self) -> str:
-        """The current UTC time with microseconds."""
-        now = time()
-        sec = now // 1
+        """The current UTC time with microseconds (truncated)."""
+        now_us = time_ns() // 1000
         cached = self.cached
-        if cached[0] != sec:
-            cached = self.second(sec)
-        return f"{cached[1]}{int((now - sec) * 1e6):06d}Z"
+        if cached[0] != now_us // 1000:
+            cached = self.millisecond(now_us // 1000)
+        return f"{cached[1]}{_DIGITS3[now_us % 1000]}Z"
 
-    def second(self, sec: float) -> tuple[float, str]:
-        """Cache and return the prefix of second ``sec`` (called once a second)."""
-        cached = (sec, strftime("%Y-%m-%dT%H:%M:%S.", gmtime(sec)))
+    def millisecond(self, now_ms: int) -> tuple[int, str]:
+        """Cache and return the prefix of millisecond ``now_ms`` (strftime once a second)."""
+        sec, milli = divmod(now_ms, 1000)
+        second = self._second
+        if second[0] != sec:
+            second = (sec, strftime("%Y-%m-%dT%H:%M:%S.", gmtime(sec)))
+            self._second = second
+        cached = (now_ms, second[1] + _DIGITS3[milli])
         self.cached = cached
         return cached
 
@@ -229,43 +237,81 @@ def text_fields(fields: Mapping[str, Any], context: Mapping[str, Any]) -> str:
     return out
 
 
-class _Shape:
-    """How lines with one tuple of field keys are written."""
-
-    __slots__ = ("fmt", "string_at", "types")
-
-    def __init__(self, fmt: str, types: list[type] | None, string_at: tuple[int, ...]) -> None:
-        # The %-template of the whole line; "" when a key is secret (the general path
-        # masks it).
-        self.fmt = fmt
-        # The value types seen first, when all are str/int/float/Decimal: a call with the
-        # same types renders only its strings (at ``string_at``) before the ``%``.
-        self.types = types
-        self.string_at = string_at
+def _general_line(
+    stamp: Timestamper, head: str, fields: Mapping[str, Any], context: Mapping[str, Any]
+) -> bytes:
+    """Any line, one value at a time (new shapes beyond the cap, unexpected value types)."""
+    return (stamp() + head + text_fields(fields, context) + "\n").encode()
 
 
-def _shape(keys: tuple[str, ...], values: list[Any]) -> _Shape:
-    parts = ["%s%06dZ%s"]
-    fmt = ""
-    for key in keys:
+# How a value of each type is written in a template, ``@`` standing for its variable. The
+# template checks the type first; any other type goes through text_value unchecked.
+_SPELLINGS: Mapping[type, str] = {
+    str: "{S(@) or R(@)}",
+    int: "{@!s}",
+    Decimal: "{@!s}",
+    float: "{@!r}",
+    bool: "{'true' if @ else 'false'}",
+    type(None): "null",
+}
+_TEMPLATE_GLOBALS: Mapping[str, Any] = {
+    "time_ns": time_ns,
+    "D3": _DIGITS3,
+    "S": _STRINGS.get,
+    "R": _rendered_str,
+    "T": text_value,
+    "C": _context_text,
+    "general": _general_line,
+}
+
+
+def _template(keys: tuple[str, ...], fields: Mapping[str, Any]) -> LineTemplate:
+    """Compile the writer of lines with these field keys, for the value types of ``fields``.
+
+    One f-string per shape: the keys are literal text, each value is spelled by its type
+    (checked first; a call with other types takes the general path), and the timestamp is
+    written as ``Timestamper`` does. This is where most of each call's time went with a
+    ``%`` template, which is parsed again at every call.
+    """
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:
+        return _general_line
+    namespace = dict(_TEMPLATE_GLOBALS)
+    guards: list[str] = []
+    pieces: list[str] = []
+    for index, (key, value) in enumerate(zip(keys, fields.values(), strict=True)):
         prefix, secret = _KEYS.get(key) or _key_entry(key)
+        # Spelled keys hold only [A-Za-z0-9_.] and MASK is "***": nothing to escape.
         if secret:
-            break
-        # Spelled keys hold only [A-Za-z0-9_.]: no '%' to escape.
-        parts.append(prefix + "%s")
-    else:
-        parts.append("%s\n")
-        fmt = "".join(parts)
-    types = [type(v) for v in values]
-    simple = all(t is str or t in _BARE_TYPES for t in types)
-    shape = _Shape(
-        fmt,
-        types if simple else None,
-        tuple(i for i, t in enumerate(types) if t is str),
-    )
-    if len(_SHAPES) < _MAX_CACHE:
-        _SHAPES[keys] = shape
-    return shape
+            pieces.append(prefix + MASK)
+            continue
+        name = f"v{index}"
+        spelling = _SPELLINGS.get(type(value))
+        if spelling is None:
+            pieces.append(prefix + "{T(" + name + ")}")
+            continue
+        namespace[f"t{index}"] = type(value)
+        guards.append(f"type({name}) is not t{index}")
+        pieces.append(prefix + spelling.replace("@", name))
+    body = ["def line(stamp, head, fields, context):"]
+    if keys:
+        body.append(f"    {', '.join(f'v{i}' for i in range(len(keys)))}, = fields.values()")
+    if guards:
+        body.append(f"    if {' or '.join(guards)}:")
+        body.append("        return general(stamp, head, fields, context)")
+    body += [
+        "    now_us = time_ns() // 1000",
+        "    cached = stamp.cached",
+        "    if cached[0] != now_us // 1000:",
+        "        cached = stamp.millisecond(now_us // 1000)",
+        '    return f"{cached[1]}{D3[now_us % 1000]}Z{head}'
+        + "".join(pieces)
+        + "{C(fields, context) if context else ''}\\n\".encode()",
+    ]
+    # The source holds no caller text but the spelled keys ([A-Za-z0-9_.]) and MASK.
+    exec(compile("\n".join(body), f"<execflow line {keys!r}>", "exec"), namespace)
+    template: LineTemplate = namespace["line"]
+    _TEMPLATES[keys] = template
+    return template
 
 
 def text_line(
@@ -273,44 +319,11 @@ def text_line(
 ) -> bytes:
     """One encoded text line: timestamp, ``head`` (`` LEVEL logger [TAG]``), fields, context.
 
-    The hot path of every event: one template per shape of fields (their keys in call
-    order) and one ``%`` formatting. When the values have the types the shape first saw
-    (str, int, float, Decimal), numbers go to ``%`` as they are (their ``%s`` is the
-    documented spelling) and strings through the rendered-string cache.
+    The hot path of every event: the compiled template of the fields' keys (in call
+    order) writes the whole line in one f-string.
     """
     keys = tuple(fields)
-    values = [*fields.values()]
-    shape = _SHAPES.get(keys) or _shape(keys, values)
-    fmt = shape.fmt
-    if not fmt:
-        return (stamp() + head + text_fields(fields, context) + "\n").encode()
-    strings_get = _STRINGS.get
-    if [*map(type, values)] == shape.types:
-        for i in shape.string_at:
-            value = values[i]
-            values[i] = strings_get(value) or _rendered_str(value)
-    else:
-        for i, value in enumerate(values):
-            if type(value) is str:
-                values[i] = strings_get(value) or _rendered_str(value)
-            elif type(value) not in _BARE_TYPES:
-                values[i] = text_value(value)
-    now = time()
-    sec = now // 1
-    cached = stamp.cached
-    if cached[0] != sec:
-        cached = stamp.second(sec)
-    # %06d truncates the float: the microseconds of the second.
-    return (
-        fmt
-        % (
-            cached[1],
-            (now - sec) * 1e6,
-            head,
-            *values,
-            _context_text(fields, context) if context else "",
-        )
-    ).encode()
+    return (_TEMPLATES.get(keys) or _template(keys, fields))(stamp, head, fields, context)
 
 
 def _json_value(value: Any) -> Any:
