@@ -316,7 +316,7 @@ def _tagged_encoder(members: list[Any]) -> _Encoder:
 
 # -- memos of text records ------------------------------------------------------------------
 
-_MEMO_ITEMS = 8192
+_MEMO_ITEMS = 4096
 """Entries per memo and direction; a full memo starts over (it only saves work)."""
 
 

@@ -73,30 +73,32 @@ class _LastDecoded:
     costs one dict comparison.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_keys: int = 4096) -> None:
         self._seen: dict[Any, tuple[Any, Any]] = {}
+        self._max_keys = max_keys
 
     def get(self, key: Any, stored: Any, decode: Any) -> Any:
         found = self._seen.get(key)
         if found is not None and found[0] == stored:
             return found[1]
         value = decode(stored)
-        if len(self._seen) >= _MEMO_KEYS:
+        if len(self._seen) >= self._max_keys:
             self._seen.clear()
         self._seen[key] = (stored, value)
         return value
 
     def put(self, key: Any, stored: Any, value: Any) -> None:
         """Remember ``value`` as the decoded form of ``stored`` (known without decoding)."""
-        if len(self._seen) >= _MEMO_KEYS:
+        if len(self._seen) >= self._max_keys:
             self._seen.clear()
         self._seen[key] = (stored, value)
 
 
-_MEMO_KEYS = 4096
 _instruments = _LastDecoded()
 _prices = _LastDecoded()
-_accounts = _LastDecoded()
+# An account document grows with its positions (tens of KB with its decoded form): the
+# accounts traded right now are enough, and this bounds the memo to a few MB.
+_accounts = _LastDecoded(max_keys=256)
 
 
 def account_of(account_id: str, data: Mapping[str, Any]) -> Account:
