@@ -149,6 +149,16 @@ def test_secrets_are_masked_in_text_and_json(make_system: SystemFactory, log_dir
     assert obj["u"] == "x://a:***@c"
 
 
+def test_a_collection_orjson_cannot_encode_is_still_one_value() -> None:
+    """An int beyond 64 bits inside a list or dict: no exception reaches the caller."""
+    huge = 2**70
+    assert text_value([1, huge]) == f"[1,{huge}]"
+    quoted = text_value({"n": huge, "password": "x"})
+    assert json.loads(quoted) == f'{{"n":{huge},"password":"***"}}'
+    line = json_line("2026-01-01T00:00:00.000000Z", "INFO", "l", "T", {"v": [huge]}, {})
+    assert json.loads(line)["v"] == f"[{huge}]"
+
+
 def test_context_fields_follow_explicit_ones_and_do_not_duplicate() -> None:
     rendered = text_fields({"order_id": 7}, {"trace_id": "t", "order_id": 9, "user": "live:1"})
     assert rendered == " order_id=7 user=live:1 trace_id=t"

@@ -155,7 +155,13 @@ def _stringify(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Mapping | list | tuple | set | frozenset):
-        return orjson.dumps(_mask_nested(value), default=str).decode()
+        masked = _mask_nested(value)
+        try:
+            return orjson.dumps(masked, default=str).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            # integers beyond 64 bits, deep nesting, non-str keys: the stdlib encoder
+            # takes them (a log call must never raise into its caller)
+            return json.dumps(masked, default=str, separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, BaseException):
         return f"{type(value).__name__}: {value}"
     return str(value)
