@@ -5,7 +5,8 @@
   that is not exactly one event (``logcheck.parse_strict``) and never a forged event.
 * Log files are 0640 and the directory 0750, whatever the umask.
 * Metrics and health bind to 127.0.0.1 unless configured otherwise.
-* Nothing in ``src`` evaluates or unpickles anything.
+* Nothing in ``src`` evaluates or unpickles anything from outside: the one ``exec`` is the
+  log line templates, compiled from spelled field keys only.
 * A distributed run on password-bearing URLs (a dedicated RabbitMQ user, a PostgreSQL
   URL with a password) leaves the passwords in no log line, metric or DLQ entry.
 """
@@ -219,17 +220,26 @@ _DANGEROUS = {
 }
 
 
+# The one allowed: the log line templates (``logs/formatting.py``) compile an f-string per
+# field-key shape, from the spelled keys ([A-Za-z0-9_.] only) and constant spellings; no
+# value, and no key as given, ever reaches the source (tests/logs/test_templates.py
+# ``test_a_hostile_key_becomes_spelled_text_never_code``).
+_ALLOWED = {("logs/formatting.py", "exec"), ("logs/formatting.py", "compile")}
+
+
 def test_nothing_from_a_report_is_ever_evaluated_or_unpickled() -> None:
     sources = sorted(SRC.rglob("*.py"))
     assert len(sources) > 50
     found = [
-        f"{path.relative_to(SRC)}:{number}: {what}: {line.strip()}"
+        (str(path.relative_to(SRC)), what, f"{number}: {line.strip()}")
         for path in sources
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
         for what, pattern in _DANGEROUS.items()
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
-    assert found == []
+    assert [f for f in found if f[:2] not in _ALLOWED] == []
+    # the allowance covers that one line, not a habit
+    assert len([f for f in found if f[:2] in _ALLOWED]) <= len(_ALLOWED)
 
 
 def test_the_dangerous_call_patterns_do_match_what_they_forbid() -> None:
