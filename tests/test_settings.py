@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from execflow.cli.app import app
 from execflow.errors import ConfigError
-from execflow.settings import load_settings
+from execflow.settings import Settings, load_settings
 
 
 def test_defaults_are_embedded() -> None:
@@ -82,3 +82,12 @@ def test_cli_config_masks_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output
     assert "guest:***@" in result.output
+
+
+def test_gc_thresholds_from_the_environment_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().gc_thresholds == (50_000, 20, 100)
+    monkeypatch.setenv("EXECFLOW_GC_THRESHOLDS", "[700, 10, 10]")
+    assert load_settings().gc_thresholds == (700, 10, 10)
+    monkeypatch.setenv("EXECFLOW_GC_THRESHOLDS", "[1000, 0, 10]")
+    with pytest.raises(ConfigError, match="EXECFLOW_GC_THRESHOLDS"):
+        load_settings()
