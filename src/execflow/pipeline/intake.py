@@ -48,7 +48,6 @@ from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
 from execflow.domain import intake as rules
 from execflow.domain.codec import (
-    account_from_dict,
     account_to_dict,
     calculation_to_dict,
     order_from_dict,
@@ -61,6 +60,7 @@ from execflow.errors import ExecflowError, StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import error_fields
 from execflow.pipeline.effects import publish_effects
+from execflow.pipeline.refdata import account_of, remember_account
 from execflow.pipeline.retry import retry_policy
 from execflow.pipeline.seed import ReferenceData
 from execflow.pipeline.services import Services
@@ -365,16 +365,16 @@ class OrderIntake:
     async def _commit(self, loaded: _Loaded, accepted: rules.Accepted) -> None:
         order = accepted.order
         writes = [Write("order", order.order_id, loaded.order_version, order_to_dict(order))]
-        if accepted.account != loaded.account:
+        account = accepted.account
+        account_data = account_to_dict(account) if account != loaded.account else None
+        if account_data is not None:
             writes.append(
-                Write(
-                    "account",
-                    accepted.account.account_id,
-                    loaded.account_version,
-                    account_to_dict(accepted.account),
-                )
+                Write("account", account.account_id, loaded.account_version, account_data)
             )
-        await self._state.commit(accepted.account.account_id, writes)
+        await self._state.commit(account.account_id, writes)
+        if account_data is not None:
+            # the worker answering this request reads this very document: decode it never
+            remember_account(account_data, account)
 
     async def _landed_anyway(
         self, loaded: _Loaded, accepted: rules.Accepted, exc: StoreError
@@ -390,34 +390,30 @@ class OrderIntake:
         after a CRITICAL line naming the order, for an operator to reconcile.
         """
         order = accepted.order
+        lifecycle_id = accepted.request.lifecycle_id
         outage = not isinstance(exc, VersionConflict)
         if outage and not await self._store_answers():
+            hint = "the state store did not come back: this order may hold a reservation"
             self._log.critical(
-                "INTAKE:COMMIT_UNKNOWN",
-                exc=exc,
-                lifecycle_id=accepted.request.lifecycle_id,
-                hint="the state store did not come back: this order may hold a reservation",
+                "INTAKE:COMMIT_UNKNOWN", exc=exc, lifecycle_id=lifecycle_id, hint=hint
             )
             return False
         found = await self._state.get_order(order.account_id, order.order_id)
         if found is None or found.version == loaded.order_version:
             return False
-        if found.version == loaded.order_version + 1 and found.data == _as_stored(
-            order_to_dict(order)
-        ):
-            self._log.info(
-                "INTAKE:COMMIT_LANDED",
-                lifecycle_id=accepted.request.lifecycle_id,
-                error_type=type(exc).__name__,
-            )
+        written = _as_stored(order_to_dict(order))
+        if found.version == loaded.order_version + 1 and found.data == written:
+            kind = type(exc).__name__
+            self._log.info("INTAKE:COMMIT_LANDED", lifecycle_id=lifecycle_id, error_type=kind)
             return True
         if outage:
+            hint = "the order changed since: check whether this request was applied"
             self._log.critical(
                 "INTAKE:COMMIT_UNKNOWN",
                 exc=exc,
-                lifecycle_id=accepted.request.lifecycle_id,
+                lifecycle_id=lifecycle_id,
                 found_version=found.version,
-                hint="the order changed since: check whether this request was applied",
+                hint=hint,
             )
         return False
 
@@ -530,7 +526,7 @@ class OrderIntake:
         found: Versioned | None = await self._refdata.account(account_id)
         if found is None:
             raise _Refusal("unknown_account", account_id)
-        return account_from_dict(found.data), found.version
+        return account_of(account_id, found.data), found.version
 
     async def _account_of(self, order_id: str) -> str:
         """The account of an order: its first lifecycle record, else its DB snapshot."""
