@@ -99,11 +99,10 @@ class _Plan:
     """
 
     cls: type
-    names: tuple[str, ...]
-    encoders: tuple[_Encoder | None, ...]  # None: the value is already JSON
     decoders: Mapping[str, _Decoder]
     allowed: frozenset[str]
     getter: Callable[[Any], tuple[Any, ...]]
+    # (name, usual class, its conversion, the general encoder; None: already JSON)
     encode_lanes: tuple[tuple[str, type, Callable[[Any], Any] | None, _Encoder | None], ...]
     decode_lanes: tuple[tuple[str, type, Callable[[Any], Any] | None, _Decoder], ...]
     exact_keys: frozenset[str]
@@ -174,8 +173,6 @@ def _plan(cls: type) -> _Plan:
         decode_lanes.append((name, in_lane.cls, in_lane.convert, decoders[name]))
     return _Plan(
         cls=cls,
-        names=names,
-        encoders=encoders,
         decoders=decoders,
         allowed=frozenset((*names, _TYPE_TAG)),
         getter=getter,
