@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -24,7 +24,7 @@ from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
 from execflow.sim.scenario import ScenarioConfig
-from execflow.sim.standalone import SimulateOptions, simulate
+from execflow.sim.standalone import SimulateOptions, SimulateOutcome, simulate
 
 
 class OutageState(InMemoryStateStore):
@@ -83,12 +83,15 @@ async def sim_services(tmp_path: Path) -> AsyncIterator[Services]:
             yield services
 
 
-async def test_the_scenario_and_the_feed_go_on_through_a_state_store_outage(
-    sim_services: Services,
-) -> None:
-    state = sim_services.state
-    assert isinstance(state, OutageState)
-    pipeline = EmbeddedPipeline(sim_services)
+class Switch(Protocol):
+    down: bool
+
+
+async def simulate_through(
+    services: Services, switch: Switch, after_s: float, for_s: float
+) -> SimulateOutcome | None:
+    """A small embedded simulation while ``switch`` is down from ``after_s`` for ``for_s``."""
+    pipeline = EmbeddedPipeline(services)
     await pipeline.start()
     options = SimulateOptions(
         lp=LpConfig(reject_rate=0.0),
@@ -98,17 +101,26 @@ async def test_the_scenario_and_the_feed_go_on_through_a_state_store_outage(
     )
 
     async def outage() -> None:
-        await asyncio.sleep(0.2)
-        state.down = True
-        await asyncio.sleep(0.2)
-        state.down = False
+        await asyncio.sleep(after_s)
+        switch.down = True
+        await asyncio.sleep(for_s)
+        switch.down = False
 
     try:
         breaker = asyncio.create_task(outage())
-        outcome = await simulate(sim_services, options, asyncio.Event())
+        outcome = await simulate(services, options, asyncio.Event())
         await breaker
     finally:
         await pipeline.stop()
+    return outcome
+
+
+async def test_the_scenario_and_the_feed_go_on_through_a_state_store_outage(
+    sim_services: Services,
+) -> None:
+    state = sim_services.state
+    assert isinstance(state, OutageState)
+    outcome = await simulate_through(sim_services, state, after_s=0.2, for_s=0.2)
     assert outcome is not None
     assert state.failed > 0
     refused = outcome.scenario.refused
@@ -122,27 +134,7 @@ async def test_the_scenario_waits_while_the_broker_cannot_report_its_backlog(
 ) -> None:
     bus = sim_services.bus
     assert isinstance(bus, InspectionOutageBus)
-    pipeline = EmbeddedPipeline(sim_services)
-    await pipeline.start()
-    options = SimulateOptions(
-        lp=LpConfig(reject_rate=0.0),
-        scenario=ScenarioConfig(orders=120, rate_per_s=200.0, settle_timeout_s=30.0),
-        accounts=4,
-        tick_interval_s=0.005,
-    )
-
-    async def outage() -> None:
-        await asyncio.sleep(0.1)
-        bus.down = True
-        await asyncio.sleep(1.0)
-        bus.down = False
-
-    try:
-        breaker = asyncio.create_task(outage())
-        outcome = await simulate(sim_services, options, asyncio.Event())
-        await breaker
-    finally:
-        await pipeline.stop()
+    outcome = await simulate_through(sim_services, bus, after_s=0.1, for_s=1.0)
     assert bus.failed > 0
     assert outcome is not None and outcome.scenario.settled
     assert outcome.reconciliation.ok
