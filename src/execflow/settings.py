@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(0.2, ge=0, le=1)
     park_max_attempts: int = Field(8, ge=1, le=100)
 
+    # -- input limits and the report guard ---------------------------------------------
+    max_message_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=64 * _MIB,
+        description="an LP message larger than this is dead-lettered `oversize` unparsed",
+    )
+    price_band_pct: Decimal = Field(
+        Decimal(5),
+        ge=0,
+        le=100,
+        description="a fill price more than this % outside the quote's bid/ask is refused "
+        "`price_out_of_band`; 0 turns the check off",
+    )
+
     # -- db writer ----------------------------------------------------------------------
     db_batch_size: int = Field(100, ge=1, le=10_000)
     db_batch_timeout_s: float = Field(0.05, gt=0)

@@ -23,6 +23,7 @@ from execflow.domain.outcomes import (
     Applied,
     Duplicate,
     Invalid,
+    Mismatch,
     NeedsReview,
     Outcome,
     Stale,
@@ -80,7 +81,7 @@ CASES: list[tuple[str, Worker, Order, ExecutionReport, RequestKind, type, str]] 
     ("open partial", Worker.OPEN, market_order(),
      fill("o1-open", "e", "0.2", "1.085", S.PARTIALLY_FILLED), K.OPEN, Applied, ""),
     ("open overfill", Worker.OPEN, market_order(), fill("o1-open", "e", "0.6", "1.085"), K.OPEN,
-     NeedsReview, "overfill"),
+     Mismatch, "overfill"),
     ("open older partial", Worker.OPEN, market_order(cum_qty=D("0.3"), avg_px=D("1.085")),
      fill("o1-open", "e", "0.2", "1.085", S.PARTIALLY_FILLED), K.OPEN, Stale, "fill_not_newer"),
     ("open executed short", Worker.OPEN, market_order(), fill("o1-open", "e", "0.2", "1.085"),
@@ -112,7 +113,7 @@ CASES: list[tuple[str, Worker, Order, ExecutionReport, RequestKind, type, str]] 
     ("close without request", Worker.CLOSE, _open_order(), fill("c9", "e", "0.5", "1.09"),
      K.CLOSE, NeedsReview, "close_fill_without_close_request"),
     ("close overfill", Worker.CLOSE, _open_order(), fill("o1-sl-1", "e", "0.7", "1.08"),
-     K.PLACE_SL, NeedsReview, "overfill"),
+     K.PLACE_SL, Mismatch, "overfill"),
     ("close partial", Worker.CLOSE, _open_order(),
      fill("o1-sl-1", "e", "0.2", "1.08", S.PARTIALLY_FILLED), K.PLACE_SL, Applied, ""),
     ("close old leg", Worker.CLOSE, _open_order(), fill("o1-sl-0", "e", "0.5", "1.08"),
@@ -222,7 +223,7 @@ def test_outcomes(
 def test_every_worker_and_outcome_type_is_covered() -> None:
     covered = {(c[1], c[5]) for c in CASES}
     assert {w for w, _ in covered} == set(Worker)
-    assert {t for _, t in covered} == {Applied, Stale, TooEarly, NeedsReview, Invalid}
+    assert {t for _, t in covered} == {Applied, Stale, TooEarly, NeedsReview, Mismatch, Invalid}
 
 
 def test_missing_rate_on_close_is_too_early() -> None:
@@ -280,13 +281,15 @@ def test_the_outbox_is_bounded_and_the_ledger_is_not() -> None:
 
 
 def test_partial_fills_accumulate_from_last_qty_only() -> None:
-    first = ExecutionReport("e1", S.PARTIALLY_FILLED, "o1-open", last_qty=D("0.2"), last_px=D(1))
-    second = ExecutionReport("e2", S.EXECUTED, "o1-open", last_qty=D("0.3"), last_px=D(2))
+    first = ExecutionReport(
+        "e1", S.PARTIALLY_FILLED, "o1-open", last_qty=D("0.2"), last_px=D("1.08")
+    )
+    second = ExecutionReport("e2", S.EXECUTED, "o1-open", last_qty=D("0.3"), last_px=D("1.09"))
     one = _run(Worker.OPEN, market_order(), first, K.OPEN)
     assert isinstance(one, Applied)
     two = _run(Worker.OPEN, one.order, second, K.OPEN)
     assert isinstance(two, Applied)
-    assert (two.order.cum_qty, two.order.avg_px) == (D("0.5"), D("1.6"))
+    assert (two.order.cum_qty, two.order.avg_px) == (D("0.5"), D("1.086"))
 
 
 def test_state_machine_refuses_undeclared_edges() -> None:

@@ -187,11 +187,15 @@ class Delivery(Protocol):
         """
         ...
 
-    async def dead_letter(self, reason: str, error: str | None = None) -> None:
-        """Publish the original body to the DLQ with ``x-*`` headers, then ack.
+    async def dead_letter(
+        self, reason: str, error: str | None = None, body: bytes | None = None
+    ) -> None:
+        """Publish the original body (or ``body``) to the DLQ with ``x-*`` headers, then ack.
 
         Headers added: ``x-reason``, ``x-error`` (when given), ``x-original-queue``,
-        ``x-attempts`` and ``x-dead-lettered-at`` (ISO-8601 UTC).
+        ``x-attempts`` and ``x-dead-lettered-at`` (ISO-8601 UTC). ``body`` replaces the
+        original only where keeping it whole is the harm (an oversize message keeps its
+        first bytes).
         """
         ...
 

@@ -102,7 +102,9 @@ class _MemoryDelivery:
         self._bus._publish_delayed(self._queue, self._env, new_headers, max(0.0, delay_s))
         await self.ack()
 
-    async def dead_letter(self, reason: str, error: str | None = None) -> None:
+    async def dead_letter(
+        self, reason: str, error: str | None = None, body: bytes | None = None
+    ) -> None:
         """Move the message to the DLQ with ``x-*`` headers, then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self._env.message_id)
@@ -114,7 +116,8 @@ class _MemoryDelivery:
             attempt=self.message.attempt,
             now=self._bus.clock.now(),
         )
-        await self._bus.publish(self._bus.dlq_name, self._env.body, headers, self._env.message_id)
+        kept = self._env.body if body is None else body
+        await self._bus.publish(self._bus.dlq_name, kept, headers, self._env.message_id)
         await self.ack()
 
 

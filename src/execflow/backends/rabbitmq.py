@@ -158,7 +158,9 @@ class _RabbitDelivery:
         )
         await self.ack()
 
-    async def dead_letter(self, reason: str, error: str | None = None) -> None:
+    async def dead_letter(
+        self, reason: str, error: str | None = None, body: bytes | None = None
+    ) -> None:
         """Publish to the DLQ with ``x-*`` headers, confirmed; then ack."""
         if self.settled:
             raise BusError("delivery already settled", message_id=self.message.message_id)
@@ -170,9 +172,8 @@ class _RabbitDelivery:
             attempt=self.message.attempt,
             now=self._bus.clock.now(),
         )
-        await self._bus.publish(
-            self._bus.dlq_name, self.message.body, headers, self.message.message_id
-        )
+        kept = self.message.body if body is None else body
+        await self._bus.publish(self._bus.dlq_name, kept, headers, self.message.message_id)
         await self.ack()
 
 

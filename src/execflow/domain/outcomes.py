@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from execflow.domain.effects import Calculation, Effect
@@ -9,9 +10,13 @@ from execflow.domain.models import Account, Order
 
 __all__ = [
     "MISSING_CONVERSION_RATE",
+    "OVERFILL",
+    "PRICE_OUT_OF_BAND",
+    "REPORT_MISMATCH",
     "Applied",
     "Duplicate",
     "Invalid",
+    "Mismatch",
     "NeedsReview",
     "Outcome",
     "Stale",
@@ -20,6 +25,13 @@ __all__ = [
 
 MISSING_CONVERSION_RATE = "missing_conversion_rate"
 """``TooEarly`` reason when a USD rate is missing: park, then DLQ with this reason."""
+
+REPORT_MISMATCH = "report_mismatch"
+"""``Mismatch`` reason: the report names another symbol or side than its order."""
+OVERFILL = "overfill"
+"""``Mismatch`` reason: the report's quantities exceed what the order can fill."""
+PRICE_OUT_OF_BAND = "price_out_of_band"
+"""``Mismatch`` reason: the fill price is outside the band around the quote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +82,27 @@ class NeedsReview:
 
 
 @dataclass(frozen=True, slots=True)
+class Mismatch:
+    """The report contradicts its order: never applied; DLQ with ``reason``, ERROR line.
+
+    ``fields`` names each contradicting field with what the report said and what the
+    order expected (``report=GBPUSD expected=EURUSD``).
+    """
+
+    reason: str
+    fields: Mapping[str, str]
+
+    @property
+    def detail(self) -> str:
+        """One line naming every contradicting field."""
+        return "; ".join(f"{name}: {said}" for name, said in self.fields.items())
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     """The report cannot apply to this order at all (wrong kind, missing data): DLQ."""
 
     reason: str
 
 
-Outcome = Applied | Duplicate | Stale | TooEarly | NeedsReview | Invalid
+Outcome = Applied | Duplicate | Stale | TooEarly | NeedsReview | Mismatch | Invalid

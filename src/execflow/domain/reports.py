@@ -9,9 +9,11 @@ that are valid but not execution reports (heartbeats, acks, logons) come back as
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,9 +22,12 @@ from execflow.domain.enums import ReportStatus, Side
 from execflow.domain.messages import EXECUTION_REPORT, ExecutionReport, NonExecutionMessage
 from execflow.errors import ReportError
 
-__all__ = ["Normalised", "normalise", "parse_fix", "parse_message"]
+__all__ = ["DERIVED_EXEC_ID_PREFIX", "Normalised", "normalise", "parse_fix", "parse_message"]
 
 Normalised = ExecutionReport | NonExecutionMessage
+
+DERIVED_EXEC_ID_PREFIX = "derived-"
+"""Prefix of the exec_id given to a report that came without ExecID (17)."""
 
 # canonical field -> accepted keys (compared lower-case); FIX tag numbers included
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -108,7 +113,21 @@ class _JsonNumber(str):
 
 
 def parse_message(raw: bytes | str, provider: str = "") -> Normalised:
-    """Normalise raw bytes or text: a JSON object or a FIX tag=value message."""
+    """Normalise raw bytes or text: a JSON object or a FIX tag=value message.
+
+    Every way the input can be wrong is a ``ReportError``, never another exception: a
+    message is malformed on its first attempt, so it is never retried.
+    """
+    try:
+        return _parse(raw, provider)
+    except RecursionError as exc:  # deeply nested JSON: the decoder's stack gave out
+        raise ReportError("message", "nested too deeply") from exc
+    except (ValueError, TypeError, ArithmeticError, OverflowError) as exc:
+        # decimal.InvalidOperation is an ArithmeticError; UnicodeError a ValueError
+        raise ReportError("message", f"{type(exc).__name__}: {str(exc)[:100]}") from exc
+
+
+def _parse(raw: bytes | str, provider: str) -> Normalised:
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -184,12 +203,10 @@ def normalise(data: Mapping[str, Any], provider: str = "") -> Normalised:
             raise ReportError("type", f"unsupported message type {msg_type!r}")
         return NonExecutionMessage(admin, _text(values, "provider") or provider)
     exec_id = _text(values, "exec_id")
-    if exec_id is None:
-        raise ReportError("exec_id", "missing")
     exec_type = _text(values, "exec_type")
     status = _status(values, exec_type)
     report = ExecutionReport(
-        exec_id=exec_id,
+        exec_id=exec_id or "",
         ord_status=status,
         lifecycle_id=_text(values, "lifecycle_id"),
         orig_lifecycle_id=_text(values, "orig_lifecycle_id"),
@@ -210,7 +227,29 @@ def normalise(data: Mapping[str, Any], provider: str = "") -> Normalised:
         msg_type=EXECUTION_REPORT,
     )
     _check_fill(report)
+    if exec_id is None:
+        return _with_derived_exec_id(report)
     return report
+
+
+def _with_derived_exec_id(report: ExecutionReport) -> ExecutionReport:
+    """A report without ExecID (17) gets an id derived from everything it says.
+
+    Refusing it would leave its order waiting forever (a reject without ExecID would
+    hold the reservation). The same message delivered twice derives the same id, so the
+    ledger still applies it once. A LastQty-only fill is the exception: two different
+    partial fills of the same size and price would derive one id, so without ExecID
+    there is no way to count each exactly once, and it is refused.
+    """
+    if report.ord_status.is_fill and report.cum_qty is None:
+        raise ReportError("exec_id", "missing on a fill without cum_qty (14)")
+    said = "\x1f".join(
+        f"{field.name}={getattr(report, field.name)}"
+        for field in fields(report)
+        if field.name != "exec_id"
+    )
+    digest = hashlib.sha256(said.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return replace(report, exec_id=f"{DERIVED_EXEC_ID_PREFIX}{digest}")
 
 
 def _collect(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -243,6 +282,8 @@ def _as_text(value: Any, name: str) -> str:
 
 
 def _text(values: Mapping[str, Any], name: str) -> str | None:
+    # Control characters are kept: text from outside is escaped wherever it is shown or
+    # logged (DESIGN §11), and refusing it would leave the report's order waiting.
     if name not in values:
         return None
     text = _as_text(values[name], name)
@@ -250,8 +291,18 @@ def _text(values: Mapping[str, Any], name: str) -> str | None:
         raise ReportError(name, "empty value")
     if len(text) > _MAX_TEXT_LEN:
         raise ReportError(name, "value too long")
-    if any(ord(c) < 32 for c in text):
-        raise ReportError(name, "control characters not allowed")
+    return text
+
+
+def _free_text(values: Mapping[str, Any], name: str) -> str | None:
+    """Like ``_text``, but an over-long value is cut, never a reason to refuse."""
+    if name not in values:
+        return None
+    text = _as_text(values[name], name)
+    if not text.strip():
+        return None
+    if len(text) > _MAX_TEXT_LEN:
+        return text[: _MAX_TEXT_LEN - 1] + "\u2026"
     return text
 
 
@@ -305,8 +356,8 @@ def _side(values: Mapping[str, Any]) -> Side | None:
 
 
 def _reason(values: Mapping[str, Any]) -> str | None:
-    text = _text(values, "reason")
-    code = _text(values, "ord_rej_reason")
+    text = _free_text(values, "reason")
+    code = _free_text(values, "ord_rej_reason")
     if text is not None:
         return text
     return None if code is None else f"ord_rej_reason={code}"

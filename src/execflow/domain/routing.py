@@ -48,6 +48,10 @@ class DlqReason(StrEnum):
     NEEDS_REVIEW = "needs_review"
     INVALID_TRANSITION = "invalid_transition"
     MAX_ATTEMPTS = "max_attempts"
+    REPORT_MISMATCH = "report_mismatch"
+    OVERFILL = "overfill"
+    PRICE_OUT_OF_BAND = "price_out_of_band"
+    OVERSIZE = "oversize"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The dispatcher: validate each LP message, resolve its lifecycle id, route it.
 
-Per message: ``parse_message`` (malformed -> DLQ ``malformed_report``); non-execution
+Per message: a body over ``max_message_bytes`` is not parsed (DLQ ``oversize``, its
+first bytes kept); ``parse_message`` (malformed -> DLQ ``malformed_report``); non-execution
 messages are counted and ignored (DEBUG ``DISPATCH:IGNORED``); the lifecycle id is
 looked up in the state store; ``routing.decide`` picks the worker queue, an ignore
 (LP acks of requests that need none) or the DLQ (``missing_lifecycle_id``,
@@ -20,7 +21,7 @@ from execflow.domain.messages import ExecutionReport, NonExecutionMessage
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.reports import parse_message
 from execflow.domain.routing import DeadLetter as DeadLetterDecision
-from execflow.domain.routing import Ignore, Worker, decide
+from execflow.domain.routing import DlqReason, Ignore, Worker, decide
 from execflow.errors import ReportError
 from execflow.logs.context import log_context
 from execflow.logs.events import DEBUG
@@ -34,12 +35,16 @@ __all__ = [
     "COMPONENT",
     "H_ACCOUNT_ID",
     "H_KIND",
+    "OVERSIZE_KEPT_BYTES",
     "TAG",
     "dispatcher_consumer",
     "make_dispatcher",
 ]
 
 COMPONENT = "dispatcher"
+OVERSIZE_KEPT_BYTES = 4096
+"""How much of an oversize message the DLQ keeps: enough to see what and who sent it."""
+OVERSIZE_HEAD_LOGGED = 200
 TAG = "DISPATCH"
 H_KIND = "kind"
 H_ACCOUNT_ID = "account_id"
@@ -51,6 +56,7 @@ def make_dispatcher(services: Services) -> Handler:
     log.stats.incr("ignored", 0)
     queues = services.queues
     metrics = services.metrics
+    max_bytes = services.settings.max_message_bytes
 
     async def handle(message: Message) -> HandlerResult:
         trace_id = services.ids.new_id()
@@ -63,6 +69,8 @@ def make_dispatcher(services: Services) -> Handler:
                 size_bytes=len(message.body),
                 attempt=message.attempt,
             )
+            if len(message.body) > max_bytes:
+                return _oversize(message.body, max_bytes, trace_id, queues.dlq)
             parsed: ExecutionReport | NonExecutionMessage | ReportError
             try:
                 parsed = parse_message(message.body)
@@ -158,6 +166,21 @@ def _dead_letter(decision: DeadLetterDecision, fields: dict[str, Any], dlq: str)
     return DeadLetter(
         decision.reason.value, detail, {**fields, "detail": detail, "target_queue": dlq}
     )
+
+
+def _oversize(body: bytes, max_bytes: int, trace_id: str, dlq: str) -> DeadLetter:
+    """Too large to parse: dead-lettered unread, the DLQ keeps its first bytes."""
+    kept = body[:OVERSIZE_KEPT_BYTES]
+    detail = f"{len(body)} bytes > max_message_bytes {max_bytes}; first {len(kept)} bytes kept"
+    fields = {
+        "size_bytes": len(body),
+        "max_bytes": max_bytes,
+        "head": kept[:OVERSIZE_HEAD_LOGGED].decode("utf-8", "replace"),
+        "trace_id": trace_id,
+        "detail": detail,
+        "target_queue": dlq,
+    }
+    return DeadLetter(DlqReason.OVERSIZE.value, detail, fields, body=kept)
 
 
 def dispatcher_consumer(services: Services) -> ConsumerSpec:

@@ -59,6 +59,8 @@ class DeadLetter:
     error: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     level: int = WARNING
+    body: bytes | None = None
+    """What the DLQ keeps instead of the original body (None: the original)."""
 
 
 HandlerResult = Ack | Park | DeadLetter

@@ -267,7 +267,7 @@ class Runner:
             elif isinstance(result, Park):
                 await self._park(delivery, result, started)
             elif isinstance(result, DeadLetter):
-                await delivery.dead_letter(result.reason, result.error)
+                await delivery.dead_letter(result.reason, result.error, result.body)
                 self._dead_lettered(
                     result.reason, self._elapsed_ms(started), result.level, result.fields
                 )

@@ -16,6 +16,7 @@ from typing import Any
 from execflow.backends.state import Versioned, Write
 from execflow.domain.codec import account_to_dict, order_from_dict, order_to_dict
 from execflow.domain.effects import DbEvent
+from execflow.domain.guard import GuardPolicy
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order, Prices
 from execflow.domain.outcomes import Applied, Outcome
@@ -63,13 +64,16 @@ async def transact(
 ) -> Transacted:
     """Apply ``report`` to its order; an ``Applied`` outcome is committed on return."""
     conflicts = 0
+    policy = GuardPolicy(price_band=services.settings.price_band_pct / 100)
     while True:
         order_doc, account_doc, prices = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
         account = account_of(lifecycle.account_id, account_doc.data)
         instrument = await load_instrument(services, order.group, order.symbol)
         now = services.clock.now()
-        outcome = apply(worker, order, account, instrument, prices, report, lifecycle.kind, now)
+        outcome = apply(
+            worker, order, account, instrument, prices, report, lifecycle.kind, now, policy
+        )
         if not isinstance(outcome, Applied):
             return Transacted(outcome, order, account, conflicts)
         writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]

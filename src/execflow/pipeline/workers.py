@@ -11,6 +11,8 @@ compare-and-set), then the outcome decides:
 * TooEarly    -> park; after the park attempts DLQ ``precondition_timeout``
                  (``missing_conversion_rate`` when a USD rate is what is missing).
 * NeedsReview -> DLQ ``needs_review`` with an ERROR line.
+* Mismatch    -> DLQ ``report_mismatch`` / ``overfill`` / ``price_out_of_band`` with an
+                 ERROR line naming each contradicting field (``mismatch_<field>=...``).
 * Invalid     -> DLQ ``invalid_transition`` with an ERROR line.
 """
 
@@ -34,6 +36,7 @@ from execflow.domain.outcomes import (
     MISSING_CONVERSION_RATE,
     Applied,
     Duplicate,
+    Mismatch,
     NeedsReview,
     Stale,
     TooEarly,
@@ -108,6 +111,8 @@ def make_worker_handler(services: Services, spec: WorkerSpec) -> Handler:
                     else None
                 )
                 return Park(outcome.reason, exhausted, fields)
+            if isinstance(outcome, Mismatch):
+                return _mismatch(outcome, fields)
             reason = (
                 DlqReason.NEEDS_REVIEW
                 if isinstance(outcome, NeedsReview)
@@ -118,6 +123,12 @@ def make_worker_handler(services: Services, spec: WorkerSpec) -> Handler:
             )
 
     return handle
+
+
+def _mismatch(outcome: Mismatch, fields: dict[str, Any]) -> DeadLetter:
+    named = {f"mismatch_{name}": said for name, said in outcome.fields.items()}
+    line = {**fields, "detail": outcome.detail, "mismatch_fields": ",".join(outcome.fields)}
+    return DeadLetter(outcome.reason, outcome.detail, {**line, **named}, ERROR)
 
 
 def _applied(

@@ -140,8 +140,15 @@ def _bad_checksum(report: ExecutionReport, _rng: random.Random) -> bytes:
 
 
 def _no_exec_id(report: ExecutionReport, _rng: random.Random) -> bytes:
+    # A report without ExecID is given an id derived from its content; a LastQty-only
+    # fill is the one kind that cannot be, so that is the malformed variant.
     data = orjson.loads(_json_names(report))
     data.pop("exec_id", None)
+    data.pop("cum_qty", None)
+    data.pop("avg_px", None)
+    data["ord_status"] = ReportStatus.PARTIALLY_FILLED.value
+    data["last_qty"] = data.get("last_qty") or "0.01"
+    data["last_px"] = data.get("last_px") or "1"
     return orjson.dumps(data)
 
 

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from execflow.domain.enums import RequestKind
+from execflow.domain.guard import DEFAULT_POLICY, GuardPolicy, check_report
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.outcomes import Outcome
 from execflow.domain.routing import Worker
-from execflow.domain.transitions._common import OUTBOX_SIZE, Transition
+from execflow.domain.transitions._common import OUTBOX_SIZE, Transition, duplicate
 from execflow.domain.transitions.cancel import apply_cancel
 from execflow.domain.transitions.close import apply_close
 from execflow.domain.transitions.legs import apply_stoploss, apply_takeprofit
@@ -53,6 +54,15 @@ def apply(
     report: ExecutionReport,
     kind: RequestKind,
     now: datetime,
+    policy: GuardPolicy = DEFAULT_POLICY,
 ) -> Outcome:
-    """Run the transition of ``worker``."""
+    """Run the transition of ``worker`` on a report the guard found consistent.
+
+    The exec_id ledger is consulted first: a report applied already is a duplicate
+    whatever it says, so its recorded effects can be re-published.
+    """
+    if (dup := duplicate(order, report)) is not None:
+        return dup
+    if (mismatch := check_report(order, report, kind, prices, policy)) is not None:
+        return mismatch
     return TRANSITIONS[worker](order, account, instrument, prices, report, kind, now)

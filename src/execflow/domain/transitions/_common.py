@@ -21,7 +21,7 @@ from execflow.domain.enums import LegKind, LegState, LpOrderType, OrderStatus, R
 from execflow.domain.messages import ExecutionReport, ProviderRequest
 from execflow.domain.models import Account, InstrumentConfig, Leg, Order, Prices
 from execflow.domain.money import lp_price
-from execflow.domain.outcomes import Applied, Duplicate, Outcome
+from execflow.domain.outcomes import OVERFILL, Applied, Duplicate, Mismatch, Outcome
 from execflow.domain.statemachine import check_leg_edge, check_order_edge
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "leg_lifecycle_id",
     "move",
     "move_leg",
+    "overfill",
     "place_leg",
     "strs",
 ]
@@ -155,6 +156,12 @@ def fill_progress(
     cum = prev_cum + report.last_qty
     total = (prev_avg or Decimal(0)) * prev_cum + report.last_px * report.last_qty
     return cum, total / cum
+
+
+def overfill(cum: Decimal, limit: Decimal, report: ExecutionReport) -> Mismatch:
+    """The fill would take the cumulative quantity past ``limit``: never applied."""
+    said = "cum_qty" if report.cum_qty is not None else "last_qty"
+    return Mismatch(OVERFILL, {said: f"report={cum} cumulative expected=<= {limit}"})
 
 
 def leg_lifecycle_id(order_id: str, kind: LegKind, sequence: int) -> str:

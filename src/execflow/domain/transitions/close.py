@@ -41,6 +41,7 @@ from execflow.domain.transitions._common import (
     fill_progress,
     move,
     move_leg,
+    overfill,
     strs,
 )
 
@@ -105,11 +106,14 @@ def apply_close(
         return Invalid("fill_progress_underivable")
     cum, avg = progress
     if cum > order.cum_qty:
-        return NeedsReview("overfill")
+        return overfill(cum, order.cum_qty, report)
     if cum <= prev_cum:
         return Stale("fill_not_newer")
     if cum < order.cum_qty:
         if report.ord_status is ReportStatus.EXECUTED:
+            if report.cum_qty is None:
+                # LastQty-only: the final fill overtook partials not yet applied
+                return TooEarly("earlier_partial_fills_missing")
             return NeedsReview("executed_below_position_quantity")
         partial = replace(
             order, close_lifecycle_id=report.lifecycle_id, close_cum_qty=cum, close_avg_px=avg

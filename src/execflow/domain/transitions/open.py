@@ -33,6 +33,7 @@ from execflow.domain.transitions._common import (
     duplicate,
     fill_progress,
     move,
+    overfill,
     place_leg,
     strs,
 )
@@ -75,7 +76,7 @@ def apply_open(
         return Invalid("fill_progress_underivable")
     cum, avg = progress
     if cum > order.qty:
-        return NeedsReview("overfill")
+        return overfill(cum, order.qty, report)
     if order.status in _DEAD:
         return NeedsReview("fill_on_final_order")
     if order.status in _ALREADY_OPEN:
@@ -86,6 +87,9 @@ def apply_open(
         return Stale("fill_not_newer")
     if cum < order.qty:
         if report.ord_status is ReportStatus.EXECUTED:
+            if report.cum_qty is None:
+                # LastQty-only: the final fill overtook partials not yet applied
+                return TooEarly("earlier_partial_fills_missing")
             return NeedsReview("executed_below_order_quantity")
         partial = replace(
             order, cum_qty=cum, avg_px=avg, lp_order_id=report.lp_order_id or order.lp_order_id
