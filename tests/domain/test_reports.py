@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from execflow.domain.enums import ReportStatus, Side
 from execflow.domain.messages import ExecutionReport, NonExecutionMessage
-from execflow.domain.reports import normalise, parse_fix, parse_message
+from execflow.domain.reports import DERIVED_EXEC_ID_PREFIX, normalise, parse_fix, parse_message
 from execflow.errors import ReportError
 
 SOH = "\x01"
@@ -218,3 +218,36 @@ def test_decimals_parse_exactly(value: Decimal, tag: str) -> None:
     )
     # same value and same exponent: the precision the LP sent is kept
     assert getattr(report, name).as_tuple() == Decimal(text).as_tuple()
+
+
+def test_free_text_keeps_control_characters_and_a_long_text_is_cut() -> None:
+    hostile = "Too late\r\n\x1b[2J\x85\u2028\u202eevil"
+    report = _report({"17": "E", "39": "8", "58": hostile})
+    assert report.reason == hostile
+    long = _report({"17": "E", "39": "8", "58": "x" * 5000}).reason
+    assert long is not None and len(long) == 256 and long.endswith("\u2026")
+    # ids are opaque: a control character is no reason to refuse (it resolves to nothing)
+    assert _report({"17": "E\x1b", "39": "0", "11": "a\nb"}).lifecycle_id == "a\nb"
+
+
+def test_a_report_without_exec_id_gets_an_id_derived_from_what_it_says() -> None:
+    reject = {"11": "L1", "39": "8", "58": "No liquidity"}
+    first = _report(reject)
+    assert first.exec_id.startswith(DERIVED_EXEC_ID_PREFIX)
+    assert _report(dict(reject)).exec_id == first.exec_id  # a redelivery: the same id
+    assert _report({**reject, "58": "Other"}).exec_id != first.exec_id
+    fill = _report({"11": "L1", "39": "2", "14": "1", "6": "1.1"})
+    assert fill.exec_id.startswith(DERIVED_EXEC_ID_PREFIX)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply"),
+        (b"{\"a\":[" + b"[" * 100_000, "nested too deeply|invalid JSON"),
+        ("35=8|17=E|39=0|11=\ud800".encode("utf-8", "surrogatepass"), "not valid utf-8"),
+    ],
+)
+def test_every_parser_failure_is_a_report_error(raw: bytes, reason: str) -> None:
+    with pytest.raises(ReportError, match=reason):
+        parse_message(raw)

@@ -8,7 +8,7 @@ and the request the report answers say:
 * side: the side the request kind must produce. Requests that open or rest an order
   (OPEN, PLACE/MODIFY/CANCEL_PENDING) trade the order's side; requests that close the
   position (CLOSE, the SL/TP legs and their cancels) trade the opposite side;
-* quantities: CumQty and LastQty never above the order's quantity (``overfill``);
+* quantities of a fill: CumQty and LastQty never above the order's quantity (``overfill``);
   LastQty-only fills are accumulated by the transitions, which refuse the one that
   would overfill the same way;
 * fill price: AvgPx and LastPx inside a band around the quote of the moment
@@ -74,10 +74,12 @@ def check_report(
     identity = _identity(order, report, kind)
     if identity:
         return Mismatch(REPORT_MISMATCH, identity)
+    if not report.ord_status.is_fill:
+        return None  # quantities and prices of a non-fill move nothing
     quantities = _quantities(order, report)
     if quantities:
         return Mismatch(OVERFILL, quantities)
-    if report.ord_status.is_fill and policy.price_band > 0:
+    if policy.price_band > 0:
         band = _price_band(order, report, prices, policy.price_band)
         if band:
             return Mismatch(PRICE_OUT_OF_BAND, band)
