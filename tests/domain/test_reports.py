@@ -244,7 +244,7 @@ def test_a_report_without_exec_id_gets_an_id_derived_from_what_it_says() -> None
     ("raw", "reason"),
     [
         (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply"),
-        (b"{\"a\":[" + b"[" * 100_000, "nested too deeply|invalid JSON"),
+        (b'{"a":[' + b"[" * 100_000, "nested too deeply|invalid JSON"),
         ("35=8|17=E|39=0|11=\ud800".encode("utf-8", "surrogatepass"), "not valid utf-8"),
     ],
 )
