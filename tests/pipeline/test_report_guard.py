@@ -293,3 +293,23 @@ async def test_random_contradicting_reports_change_nothing(
     assert {o: await book.order(o) for o in before} == before
     assert await book.account() == account
     assert await pipeline.db_events() == []
+
+
+async def test_last_qty_only_status_report_under_a_new_exec_id_adds_nothing(
+    book: Book, pipeline: Pipeline, read_logs: LogReader
+) -> None:
+    # An order-status (150=I) or restated (150=D) report repeats the last fill's LastQty
+    # under a new ExecID: counting it as a fill is how LastQty-only fills overfilled.
+    await book.submit("o1")
+    part = {"last_qty": "0.2", "last_px": "1.08502"}
+    await pipeline.send("o1-open", "P1", "1", exec_type="F", **part)
+    await pipeline.send("o1-open", "S1", "1", exec_type="I", **part)
+    await pipeline.send("o1-open", "S2", "1", exec_type="D", **part)
+    assert (await book.order("o1")).cum_qty == D("0.2")
+    stale = read_logs.find("worker_open", "OPEN:SKIP:STALE")
+    assert [line.fields["reason"] for line in stale] == ["not_a_new_fill"] * 2
+
+    await pipeline.send("o1-open", "P2", "2", exec_type="F", **(part | {"last_qty": "0.3"}))
+    order = await book.order("o1")
+    assert (order.status, order.cum_qty) == (OrderStatus.OPEN, D("0.5"))
+    assert await pipeline.dead() == []

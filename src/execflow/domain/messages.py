@@ -35,6 +35,17 @@ class ProviderRequest:
     stop_px: Decimal | None = None
 
 
+_NOT_TRADES = frozenset(
+    {
+        # FIX 4.4 ExecType (150) values that carry no new fill: new, done for day,
+        # cancelled, replaced, pending cancel, stopped, rejected, suspended, pending new,
+        # calculated, expired, restated, pending replace, trade cancel, order status
+        *("0", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "H", "I"),
+        *("ORDER_STATUS", "RESTATED", "TRADE_CANCEL"),
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionReport:
     """The normalised execution report (DESIGN §2), whatever the wire format was.
@@ -62,6 +73,15 @@ class ExecutionReport:
     transact_time: datetime | None = None
     provider: str = ""
     msg_type: str = EXECUTION_REPORT
+
+    @property
+    def is_trade(self) -> bool:
+        """False when ExecType (150) says this report restates the order, not fills it.
+
+        An order-status (I) or restated (D) report repeats LastQty of an earlier fill
+        under a new ExecID; added again, a LastQty-only fill would count twice.
+        """
+        return self.exec_type is None or self.exec_type.upper() not in _NOT_TRADES
 
     @property
     def level(self) -> Decimal | None:

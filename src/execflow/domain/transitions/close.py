@@ -101,6 +101,8 @@ def apply_close(
         return NeedsReview("concurrent_closes")
     prev_cum = order.close_cum_qty if same_close else ZERO
     prev_avg = order.close_avg_px if same_close else None
+    if report.cum_qty is None and not report.is_trade:
+        return Stale("not_a_new_fill")  # a LastQty-only status report: counted already
     progress = fill_progress(prev_cum, prev_avg, report)
     if progress is None:
         return Invalid("fill_progress_underivable")

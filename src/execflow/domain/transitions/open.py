@@ -71,6 +71,8 @@ def apply_open(
         return dup
     if kind not in _OPENS_FROM or not report.ord_status.is_fill:
         return Invalid("not_an_opening_fill")
+    if report.cum_qty is None and not report.is_trade:
+        return Stale("not_a_new_fill")  # a LastQty-only status report: counted already
     progress = fill_progress(order.cum_qty, order.avg_px, report)
     if progress is None:
         return Invalid("fill_progress_underivable")
