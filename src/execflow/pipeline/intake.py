@@ -56,6 +56,7 @@ from execflow.domain.codec import (
 from execflow.domain.effects import Effect, LpRequest
 from execflow.domain.enums import LegKind, OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
+from execflow.domain.stuck import change_lifecycle_id
 from execflow.errors import ExecflowError, StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import error_fields
@@ -319,7 +320,7 @@ class OrderIntake:
 
         def lifecycle_id(x: _Loaded) -> str:
             assert x.order is not None
-            return f"{order_id}-{action}-v{x.order.version + 1}"
+            return change_lifecycle_id(order_id, action, x.order.version + 1)
 
         return await self._execute(action, order_id, load, rule, lifecycle_id, {})
 
