@@ -91,3 +91,13 @@ def test_gc_thresholds_from_the_environment_and_checked(monkeypatch: pytest.Monk
     monkeypatch.setenv("EXECFLOW_GC_THRESHOLDS", "[1000, 0, 10]")
     with pytest.raises(ConfigError, match="EXECFLOW_GC_THRESHOLDS"):
         load_settings()
+
+
+def test_stuck_after_from_the_environment_and_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().stuck_after_s, Settings().stuck_check_interval_s) == (300.0, 60.0)
+    monkeypatch.setenv("EXECFLOW_STUCK_AFTER_S", "90")
+    assert load_settings().stuck_after_s == 90.0
+    for bad in ("0", "-5"):
+        monkeypatch.setenv("EXECFLOW_STUCK_AFTER_S", bad)
+        with pytest.raises(ConfigError, match="EXECFLOW_STUCK_AFTER_S"):
+            load_settings()

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         "one aggregated endpoint instead of serving their own",
     )
 
+    # -- stuck orders ----------------------------------------------------------------------
+    stuck_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="an order waiting for the LP's answer with no activity for this long is "
+        "stuck (listed by `execflow orders stuck`, counted in execflow_stuck_orders)",
+    )
+    stuck_check_interval_s: float = Field(
+        60.0, gt=0, description="how often the dispatcher counts stuck orders for the metric"
+    )
+
     # -- process ---------------------------------------------------------------------------------
     instance: int = Field(1, ge=1, le=10_000)
     seed_file: Path | None = None

@@ -18,6 +18,7 @@ API (what the pipeline calls)::
     metrics.observe_lp_latency(0.045)
     metrics.retried("close")
     metrics.set_queue_depth("worker_open", 12, consumers=2)
+    metrics.set_stuck_orders(3)                      # dispatcher's stuck-order watch
     metrics.log_write_failed()
     metrics.watch_logs(lambda: LogSnapshot(lines_by_file={...}, write_failures=0, dropped=0))
     metrics.add_health_check("bus", lambda: None if bus_ok() else "bus disconnected")

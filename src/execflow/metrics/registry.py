@@ -145,6 +145,13 @@ class Metrics:
             multiprocess_mode="max",
             registry=r,
         )
+        self.stuck_orders = Gauge(
+            "execflow_stuck_orders",
+            "Orders waiting for the LP's answer with no activity for stuck_after_s.",
+            # one process counts (the dispatcher); a dead one's last count must not linger
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.log_lines = Counter(
             "execflow_log_lines", "Log lines written, per file.", ["file"], registry=r
         )
@@ -208,6 +215,10 @@ class Metrics:
         self.queue_depth.labels(queue).set(depth)
         if consumers is not None:
             self.queue_consumers.labels(queue).set(consumers)
+
+    def set_stuck_orders(self, count: int) -> None:
+        """How many orders are stuck now (``execflow.pipeline.stuck``)."""
+        self.stuck_orders.set(count)
 
     def log_write_failed(self, count: int = 1) -> None:
         """The logging layer failed to write ``count`` lines."""

@@ -10,6 +10,7 @@ message with backoff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,13 @@ async def transact(
     log: EventLogger,
     tag: str,
     max_conflicts: int = MAX_CONFLICTS,
+    amend: Callable[[Applied], Applied] | None = None,
 ) -> Transacted:
-    """Apply ``report`` to its order; an ``Applied`` outcome is committed on return."""
+    """Apply ``report`` to its order; an ``Applied`` outcome is committed on return.
+
+    ``amend`` rewrites an ``Applied`` outcome before it is committed (an operator's
+    resolution adds who and why to its DB events, ``domain.resolution.with_note``).
+    """
     conflicts = 0
     policy = GuardPolicy(price_band=services.settings.price_band_pct / 100)
     while True:
@@ -76,6 +82,8 @@ async def transact(
         )
         if not isinstance(outcome, Applied):
             return Transacted(outcome, order, account, conflicts)
+        if amend is not None:
+            outcome = amend(outcome)
         writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]
         account_data: dict[str, Any] | None = None
         if outcome.account_changed(account):

@@ -1,0 +1,184 @@
+"""Stuck orders: the one query (CLI, reconciliation, metric, later the HTTP API) and its watch.
+
+Which orders count as stuck is the pure rule of ``execflow.domain.stuck``. This module
+applies it to the **state store**, not to the database's ``orders`` snapshots:
+
+* the state store holds what is live: the reservations an unanswered request blocks,
+  and the documents the workers and ``execflow order resolve`` transact on. The database
+  lags behind it (DB events in flight to the db writer) and never sees an order whose
+  intake commit landed but whose events could not be sent (``INTAKE:UNSENT``): exactly
+  an order that would otherwise sit unseen with margin reserved;
+* the state store is rebuilt from the database before any consumer runs after a loss
+  (``pipeline.rebuild``), so what the database knows is in it too. A listing from a
+  store that is empty (``memory://`` in a fresh process) would be empty: the CLI
+  rebuilds such a store from the database first (``execflow orders stuck``).
+
+The walk reads every order of every account (as ``execflow reconcile`` does): fine for
+an operator's command and a check once a minute, not for a hot path.
+
+``StuckWatch`` runs the query every ``stuck_check_interval_s`` in the dispatcher
+process and sets the ``execflow_stuck_orders`` gauge (no order or user labels), with a
+``STUCK:FOUND`` WARNING line whenever the count changes to a non-zero value and a
+``STUCK:CLEARED`` INFO line when it falls back to zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from execflow.backends.state import StateStore
+from execflow.clock import Clock
+from execflow.domain.codec import CodecError, order_from_dict
+from execflow.domain.models import Order
+from execflow.domain.stuck import in_flight, is_stuck, silent_for_s
+from execflow.errors import ExecflowError
+from execflow.logs.events import EventLogger
+from execflow.metrics import Metrics
+
+__all__ = ["StuckOrder", "StuckWatch", "find_stuck"]
+
+
+@dataclass(frozen=True, slots=True)
+class StuckOrder:
+    """One stuck order and what it waits for."""
+
+    order_id: str
+    account_id: str
+    symbol: str
+    side: str
+    status: str
+    waiting_for: tuple[str, ...]
+    """The unanswered request kinds (``OPEN``, ``CLOSE``, ``PLACE_SL``...)."""
+    lifecycle_ids: tuple[str, ...]
+    updated_at: datetime
+    silent_s: float
+    reserved_margin: Decimal
+
+    @classmethod
+    def of(cls, order: Order, now: datetime) -> StuckOrder:
+        """The view of a stuck ``order`` at ``now``."""
+        waiting = in_flight(order)
+        return cls(
+            order_id=order.order_id,
+            account_id=order.account_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            status=order.status.value,
+            waiting_for=tuple(r.kind.value for r in waiting),
+            lifecycle_ids=tuple(r.lifecycle_id for r in waiting),
+            updated_at=order.updated_at,
+            silent_s=silent_for_s(order, now),
+            reserved_margin=order.reserved_margin,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (decimals as strings, time as ISO 8601 UTC)."""
+        return {
+            "order_id": self.order_id,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "status": self.status,
+            "waiting_for": list(self.waiting_for),
+            "lifecycle_ids": list(self.lifecycle_ids),
+            "updated_at": self.updated_at.isoformat(),
+            "silent_s": round(self.silent_s, 3),
+            "reserved_margin": str(self.reserved_margin),
+        }
+
+
+async def find_stuck(
+    state: StateStore, now: datetime, after_s: float, log: EventLogger | None = None
+) -> list[StuckOrder]:
+    """Every stuck order of the state store, longest silent first.
+
+    A document that does not decode is skipped (and logged when ``log`` is given):
+    it cannot be resolved either, and reconciliation reports it.
+    """
+    found: list[StuckOrder] = []
+    for account_id in await state.list_accounts():
+        for order_id, doc in (await state.list_orders(account_id)).items():
+            try:
+                order = order_from_dict(doc.data)
+            except CodecError as exc:
+                if log is not None:
+                    log.warning("STUCK:UNREADABLE", order_id=order_id, user=account_id, error=exc)
+                continue
+            if is_stuck(order, now, after_s):
+                found.append(StuckOrder.of(order, now))
+    found.sort(key=lambda s: (-s.silent_s, s.order_id))
+    return found
+
+
+class StuckWatch:
+    """Counts stuck orders on a timer for the ``execflow_stuck_orders`` gauge."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        log: EventLogger,
+        clock: Clock,
+        *,
+        after_s: float,
+        interval_s: float,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._state = state
+        self._log = log
+        self._clock = clock
+        self._after_s = after_s
+        self._interval_s = interval_s
+        self._metrics = metrics
+        self._last: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> int:
+        """Count the stuck orders now; set the gauge; log a change."""
+        stuck = await find_stuck(self._state, self._clock.now(), self._after_s, self._log)
+        count = len(stuck)
+        if self._metrics is not None:
+            self._metrics.set_stuck_orders(count)
+        if count != self._last:
+            if count:
+                oldest = stuck[0]
+                self._log.warning(
+                    "STUCK:FOUND",
+                    stuck_orders=count,
+                    stuck_after_s=self._after_s,
+                    oldest_order_id=oldest.order_id,
+                    oldest_silent_s=round(oldest.silent_s, 3),
+                    oldest_waiting_for=",".join(oldest.waiting_for),
+                    hint="execflow orders stuck; execflow order resolve ORDER_ID --as ...",
+                )
+            elif self._last:
+                self._log.info("STUCK:CLEARED", stuck_after_s=self._after_s)
+        self._last = count
+        return count
+
+    def start(self) -> None:
+        """Check now and every ``interval_s`` until ``stop``."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="stuck-watch")
+
+    async def stop(self) -> None:
+        """Stop checking."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except ExecflowError as exc:
+                # the state store away: the runner's outage handling covers the pipeline;
+                # the count is simply not refreshed this round
+                self._log.warning("STUCK:CHECK_FAILED", error=exc)
+            await asyncio.sleep(self._interval_s)
