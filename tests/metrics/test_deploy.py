@@ -33,7 +33,7 @@ def test_alert_rules_pass_promtool_check() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_alert_rules_unit_tests_pass() -> None:

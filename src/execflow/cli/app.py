@@ -16,9 +16,11 @@ from execflow.cli.dlq import dlq_app
 from execflow.cli.logs import logs_app
 from execflow.cli.orders import orders_app
 from execflow.cli.reconcile import reconcile_command
+from execflow.cli.resolve import resolve_command
 from execflow.cli.run import run_app
 from execflow.cli.simulate import simulate_command
 from execflow.cli.state import seed_app, state_app
+from execflow.cli.stuck import list_app
 from execflow.cli.supervisor import run_all
 from execflow.logs.masking import mask_url
 
@@ -37,6 +39,8 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(run_app, name="run")
 run_app.command("all")(run_all)
 app.add_typer(orders_app, name="order")
+orders_app.command("resolve")(resolve_command)
+app.add_typer(list_app, name="orders")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(state_app, name="state")
 app.add_typer(seed_app, name="seed")

@@ -34,6 +34,7 @@ from execflow.pipeline.dispatcher import dispatcher_consumer
 from execflow.pipeline.rebuild import rebuild_if_needed
 from execflow.pipeline.runner import ConsumerSpec, run_consumers
 from execflow.pipeline.services import Services, open_services
+from execflow.pipeline.stuck import StuckWatch
 from execflow.pipeline.workers import worker_consumer
 from execflow.settings import Settings
 
@@ -141,8 +142,19 @@ _INSTANCE = typer.Option(
 def run_dispatcher(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
     """Route LP reports from the reports queue to the worker queues."""
 
-    def build(services: Services) -> tuple[list[ConsumerSpec], None]:
-        return [dispatcher_consumer(services)], None
+    def build(services: Services) -> tuple[list[ConsumerSpec], Callable[[], Awaitable[None]]]:
+        # The dispatcher also counts stuck orders for the metric: one per deployment,
+        # and the process whose job is noticing what the LP says (and does not say).
+        watch = StuckWatch(
+            services.state,
+            services.logger("dispatcher"),
+            services.clock,
+            after_s=services.settings.stuck_after_s,
+            interval_s=services.settings.stuck_check_interval_s,
+            metrics=services.metrics,
+        )
+        watch.start()
+        return [dispatcher_consumer(services)], watch.stop
 
     serve(_settings(ctx, instance), "dispatcher", build)
 
