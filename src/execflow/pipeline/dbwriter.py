@@ -12,6 +12,10 @@ acknowledges the whole batch after the commit. A failed write fails every messag
 the batch: each is retried by the runner's policy (forever: a database outage is not
 cured by a DLQ), and a retried batch is harmless because every write is idempotent.
 
+A fence (``pipeline.dbfence``, published by a process about to rebuild the state store)
+is passed once every event taken before it is written: it is marked in the state store
+and acknowledged (``DBWRITER:FENCE_PASSED``).
+
 Lines in ``db_writer.log``: ``DBWRITER:BATCH`` per batch (counts and write time),
 ``DBWRITER:SUCCESS`` per new event, ``DBWRITER:SKIP:DUPLICATE`` per event already
 stored. The database reports how many events of a batch were new, not which: in a
@@ -34,16 +38,30 @@ from execflow.backends.database import AccountRecord, EventRecord, OrderRecord
 from execflow.domain.codec import CodecError, effect_from_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.routing import DlqReason
+from execflow.errors import DatabaseError
 from execflow.logs.events import EventLogger
+from execflow.pipeline.dbfence import fence_id_of, fence_key
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult
 from execflow.pipeline.retry import OnExhausted, retry_policy
 from execflow.pipeline.runner import ConsumerSpec
 from execflow.pipeline.services import Services
 
-__all__ = ["COMPONENT", "TAG", "BatchResult", "DbWriter", "db_writer_spec", "write_batch"]
+__all__ = [
+    "COMPONENT",
+    "TAG",
+    "BatchResult",
+    "DbWriter",
+    "FenceNotPassed",
+    "db_writer_spec",
+    "write_batch",
+]
 
 COMPONENT = "db_writer"
 TAG = "DBWRITER"
+
+
+class FenceNotPassed(DatabaseError):
+    """A fence reached the db writer while earlier events still wait for a retried write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +147,9 @@ class _Batcher:
         self._size = size
         self._timeout_s = timeout_s
         self._waiting: list[_Waiting] = []
+        self._writing: list[_Waiting] = []
+        self.unwritten: set[str] = set()
+        """Event ids whose write failed (handed back for a retry) and has not succeeded since."""
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -143,6 +164,12 @@ class _Batcher:
         if len(self._waiting) >= self._size:
             self._full.set()
         return await item.done
+
+    async def barrier(self) -> None:
+        """Return once every item submitted before this call is settled (written or failed)."""
+        pending = [item.done for item in (*self._writing, *self._waiting)]
+        if pending:
+            await asyncio.wait(pending)
 
     async def close(self) -> None:
         """Stop the batching task; waiting callers are cancelled (their messages requeue)."""
@@ -172,18 +199,24 @@ class _Batcher:
             # Waiters cancelled meanwhile (shutdown) are left out: their messages requeue.
             batch = [item for item in batch if not item.done.done()]
             if batch:
-                await self._settle(batch)
+                self._writing = batch
+                try:
+                    await self._settle(batch)
+                finally:
+                    self._writing = []
 
     async def _settle(self, batch: list[_Waiting]) -> None:
         try:
             result = await self._write(batch)
         except Exception as exc:  # noqa: BLE001 - handed to every waiter, retried by the runner
             for item in batch:
+                self.unwritten.add(item.event.event_id)
                 if not item.done.done():
                     item.done.set_exception(exc)
             return
         seen: set[str] = set()
         for item in batch:
+            self.unwritten.discard(item.event.event_id)
             first = item.event.event_id not in seen
             seen.add(item.event.event_id)
             if not item.done.done():
@@ -200,9 +233,13 @@ class DbWriter:
         self._batcher = _Batcher(self._write, settings.db_batch_size, settings.db_batch_timeout_s)
 
     async def handle(self, message: Message) -> HandlerResult:
-        """Decode one DB event, wait for its batch, report new or duplicate."""
+        """Decode one DB event, wait for its batch, report new or duplicate (or pass a fence)."""
         try:
-            effect = effect_from_dict(orjson.loads(message.body))
+            data = orjson.loads(message.body)
+            fence_id = fence_id_of(data)
+            if fence_id is not None:
+                return await self._fence(fence_id)
+            effect = effect_from_dict(data)
         except (orjson.JSONDecodeError, CodecError) as exc:
             return DeadLetter(DlqReason.MALFORMED_REPORT.value, f"{type(exc).__name__}: {exc}")
         if not isinstance(effect, DbEvent):
@@ -223,6 +260,19 @@ class DbWriter:
     async def close(self) -> None:
         """Stop batching (call after the runner stopped consuming)."""
         await self._batcher.close()
+
+    async def _fence(self, fence_id: str) -> HandlerResult:
+        """Pass a fence (``pipeline.dbfence``): everything taken before it is written."""
+        await self._batcher.barrier()
+        unwritten = len(self._batcher.unwritten)
+        if unwritten:
+            # Raised, so the runner retries the fence after its backoff (forever, like any
+            # db writer message): by then the failed events may have been written.
+            raise FenceNotPassed(
+                "events taken before the fence are not written yet", unwritten=unwritten
+            )
+        await self._services.state.put_lifecycle(fence_key(fence_id), {"marker": fence_id})
+        return Ack(f"{TAG}:FENCE_PASSED", {"fence_id": fence_id})
 
     async def _write(self, batch: list[_Waiting]) -> BatchResult:
         started = perf_counter()

@@ -1,4 +1,4 @@
-"""Publishing a transition's effects: lifecycles first, then the confirmed publishes, together.
+"""Publishing a transition's effects: DB events at once, LP requests after their lifecycles.
 
 Every publish returns only once the broker confirmed it, so when ``publish_effects``
 returns the runner may ack. Message ids are deterministic (``event_id`` for DB events,
@@ -8,7 +8,7 @@ the lifecycle id for LP requests): re-publishing after a crash is harmless downs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -38,42 +38,64 @@ async def publish_effects(
 ) -> Published:
     """Publish ``effects``: DB events to db_updates, LP requests to provider_requests.
 
-    Every LP request's lifecycle id is registered before any publish starts, so the
-    report answering it can always be routed; then all publishes go out concurrently
-    and this returns once the broker confirmed every one.
+    The DB events go out at once, before and whatever happens to the state store: a
+    committed transition whose DB event never reached the broker exists only in the
+    state store, and a store that loses everything then (a Redis restart) takes it
+    along, while a later action on the same account may already have published an
+    account snapshot that holds it (docs/state-rebuild.md). Every LP request's
+    lifecycle id is registered before that request is published, so the report
+    answering it can always be routed. This returns once the broker confirmed every
+    publish; the first failure is raised after all of them settled.
     """
     queues = services.queues
     bus = services.bus
-    outgoing: list[tuple[str, bytes, dict[str, str], str]] = []
-    db_events = lp_requests = 0
+    events: list[tuple[str, bytes, dict[str, str], str]] = []
+    requests: list[tuple[LpRequest, dict[str, str]]] = []
     for effect in effects:
         headers = {_H_ORDER_ID: effect_order_id(effect)}
         if trace_id is not None:
             headers[H_TRACE_ID] = trace_id
         if isinstance(effect, LpRequest):
-            request = effect.request
-            # Registered (awaited) before any publish starts: a fast answer is routable.
-            await services.state.put_lifecycle(
-                request.lifecycle_id, lifecycle_to_dict(lifecycle_of(request))
-            )
-            headers[H_LIFECYCLE_ID] = request.lifecycle_id
-            body = orjson.dumps(request_to_dict(request))
-            outgoing.append((queues.provider_requests, body, headers, request.lifecycle_id))
-            lp_requests += 1
+            requests.append((effect, headers))
         else:
             body = orjson.dumps(effect_to_dict(effect))
-            outgoing.append((queues.db_updates, body, headers, effect.event_id))
-            db_events += 1
-    # The publishes run together, so their confirms overlap instead of costing one round
-    # trip each; all are confirmed (or one failed, and the runner retries) on return.
-    if len(outgoing) == 1:
-        await bus.publish(*outgoing[0])
-    elif outgoing:
-        await _all([bus.publish(*args) for args in outgoing])
-    return Published(db_events, lp_requests)
+            events.append((queues.db_updates, body, headers, effect.event_id))
+    # The DB events' publishes and the requests' registrations overlap, so the confirms
+    # cost one round trip in all, as when everything waited for the registrations.
+    pending: list[Awaitable[object]] = [bus.publish(*args) for args in events]
+    if requests:
+        pending.append(_send_requests(services, requests))
+    if len(pending) == 1:
+        await pending[0]
+    elif pending:
+        await _all(pending)
+    return Published(len(events), len(requests))
 
 
-async def _all(pending: list[Awaitable[str]]) -> None:
+async def _send_requests(
+    services: Services, requests: list[tuple[LpRequest, dict[str, str]]]
+) -> None:
+    """Register every request's lifecycle id (awaited: a fast answer is routable), then publish."""
+    for effect, headers in requests:
+        request = effect.request
+        await services.state.put_lifecycle(
+            request.lifecycle_id, lifecycle_to_dict(lifecycle_of(request))
+        )
+        headers[H_LIFECYCLE_ID] = request.lifecycle_id
+    queue = services.queues.provider_requests
+    sends = [
+        services.bus.publish(
+            queue, orjson.dumps(request_to_dict(e.request)), headers, e.request.lifecycle_id
+        )
+        for e, headers in requests
+    ]
+    if len(sends) == 1:
+        await sends[0]
+    else:
+        await _all(sends)
+
+
+async def _all(pending: Sequence[Awaitable[object]]) -> None:
     """Await every publish; the first failure is raised once all have settled."""
     results = await asyncio.gather(*pending, return_exceptions=True)
     for result in results:

@@ -8,9 +8,9 @@ What comes back, per account, in one atomic commit (account and its orders):
 * accounts: likewise, from the ``accounts`` table or event payloads;
 * exec_id ledgers: inside the order snapshots, plus every exec_id an event of the order
   recorded (an event exists only for an applied report);
-* outboxes: the DB events of each order's last ``OUTBOX_SIZE`` reports, so a report
-  redelivered after the rebuild re-publishes its DB event (idempotent downstream).
-  Follow-up LP requests are not in the database and cannot be re-sent from it;
+* outboxes: the effects of each order's last ``OUTBOX_SIZE`` reports (each DB event and
+  the follow-up LP requests its payload recorded), so a report redelivered after the
+  rebuild re-publishes them (idempotent downstream);
 * the lifecycle index: every request an event recorded explicitly (``payload.lifecycle``),
   then every lifecycle id found on any order snapshot (legs, placement, close);
 * instruments and prices missing from the store: from ``settings.seed_file``, if set.
@@ -25,7 +25,7 @@ rebuilds too, or on a partially filled store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,17 +40,21 @@ from execflow.domain.codec import (
     lifecycle_to_dict,
     order_from_dict,
     order_to_dict,
+    request_from_dict,
 )
-from execflow.domain.effects import DbEvent, EventKind, OutboxEntry
+from execflow.domain.effects import DbEvent, Effect, EventKind, LpRequest, OutboxEntry
 from execflow.domain.enums import OrderType, RequestKind
 from execflow.domain.models import LifecycleRecord, Order
-from execflow.domain.transitions import OUTBOX_SIZE
+from execflow.domain.transitions import FOLLOW_UPS, OUTBOX_SIZE
 from execflow.errors import VersionConflict
 from execflow.logs.events import EventLogger
+from execflow.pipeline.completeness import REBUILD_CLAIM, STATE_MARKER, mark_complete
 from execflow.pipeline.seed import quote_to_dict, read_seed
 
 __all__ = [
+    "REBUILD_CLAIM",
     "STATE_MARKER",
+    "Fence",
     "RebuildReport",
     "needs_rebuild",
     "rebuild_after_outage",
@@ -58,14 +62,10 @@ __all__ = [
     "rebuild_state",
 ]
 
-REBUILD_CLAIM = "__execflow_state_rebuilding__"
-"""Written (set-if-absent) by the process that rebuilds after a state loss."""
-_PEER_POLL_S = 0.1
-STATE_MARKER = "__execflow_state_complete__"
-"""A lifecycle-index entry written once the store holds a complete state (at start, after a
-rebuild); gone after a Redis restart without persistence, which is how a process tells a
-store that came back empty from one that only was unreachable."""
+Fence = Callable[[], Awaitable[None]]
+"""Returns once every DB event published before the call is in the database."""
 
+_PEER_POLL_S = 0.1
 _RESTORE_ATTEMPTS = 5
 
 
@@ -144,7 +144,7 @@ async def rebuild_if_needed(
 ) -> RebuildReport | None:
     """At start: rebuild when the state store is empty and the database is not."""
     if not await needs_rebuild(state, database):
-        await _mark_complete(state)
+        await mark_complete(state)
         return None
     log.warning("STATE:FALLBACK", reason="state_store_empty", source="database")
     return await rebuild_state(state, database, seed_file, log)
@@ -156,6 +156,8 @@ async def rebuild_after_outage(
     seed_file: Path | None,
     log: EventLogger,
     peer_wait_s: float = 60.0,
+    *,
+    fence: Fence | None = None,
 ) -> RebuildReport | None:
     """After the store failed: rebuild unless it kept its contents (its marker is there).
 
@@ -166,11 +168,16 @@ async def rebuild_after_outage(
     the rebuild does it (only what is missing is written) and writes the marker; the
     others wait for the marker (``STATE:REBUILT_BY_PEER``), or rebuild themselves after
     ``peer_wait_s``.
+
+    ``fence`` (``dbfence.wait_for_db_writer``) runs before the database is read: a DB event
+    published before the loss but not yet written would otherwise be missing from the
+    rebuilt state for good (its report was acknowledged), and the database would get it
+    a moment later (docs/state-rebuild.md).
     """
     if await state.get_lifecycle(STATE_MARKER) is not None:
         return None
     if not await database.list_accounts():
-        await _mark_complete(state)
+        await mark_complete(state)
         return None
     # One process rebuilds (the first to claim it); the others wait for its marker rather
     # than all scanning the database at once, and rebuild themselves if it never comes.
@@ -183,13 +190,11 @@ async def rebuild_after_outage(
                 log.info("STATE:REBUILT_BY_PEER", source="database")
                 return None
         log.warning("STATE:FALLBACK", reason="peer_rebuild_timeout", source="database")
-        return await rebuild_state(state, database, seed_file, log)
-    log.warning("STATE:FALLBACK", reason="state_store_reset", source="database")
+    else:
+        log.warning("STATE:FALLBACK", reason="state_store_reset", source="database")
+    if fence is not None:
+        await fence()
     return await rebuild_state(state, database, seed_file, log)
-
-
-async def _mark_complete(state: StateStore) -> None:
-    await state.put_lifecycle(STATE_MARKER, {"marker": STATE_MARKER})
 
 
 async def rebuild_state(
@@ -217,7 +222,7 @@ async def rebuild_state(
         await _restore_reference(state, seed_file, report)
     for event_id in report.skipped_events:
         log.warning("STATE:SKIPPED_EVENT", event_id=event_id)
-    await _mark_complete(state)
+    await mark_complete(state)
     log.info("STATE:REBUILT", source="database", **report.fields())
     return report
 
@@ -306,8 +311,22 @@ def _with_ledger(order: Order, history: _OrderHistory) -> Order:
     ledger = list(order.applied_exec_ids)
     ledger.extend(e for e in history.exec_ids if e not in ledger)
     recent = [e for e in ledger if e in history.events][-OUTBOX_SIZE:]
-    outbox = tuple(OutboxEntry(e, tuple(history.events[e])) for e in recent)
+    outbox = tuple(OutboxEntry(e, _effects(history.events[e])) for e in recent)
     return replace(order, applied_exec_ids=tuple(ledger), outbox=outbox)
+
+
+def _effects(events: list[DbEvent]) -> tuple[Effect, ...]:
+    """A report's effects as its transition recorded them: each DB event, then its requests.
+
+    A follow-up request whose first send was lost with the store goes out again when the
+    report is redelivered (its lifecycle id makes a second send harmless at the LP).
+    """
+    effects: list[Effect] = []
+    for event in events:
+        effects.append(event)
+        for data in event.payload.get(FOLLOW_UPS) or ():
+            effects.append(LpRequest(request_from_dict(data)))
+    return tuple(effects)
 
 
 async def _restore_lifecycles(

@@ -1,7 +1,8 @@
 """Loading what a transition reads: account, instrument config, prices.
 
 The state store is the fast source. An account it lost is loaded from the database
-(the durable record) and cached again, with a ``FALLBACK`` line; an instrument config
+(the durable record) and cached again, with a ``FALLBACK`` line, once the store is
+complete again (``pipeline.completeness``: never while a rebuild is due); an instrument config
 or a price it lacks is a retryable ``MissingReferenceData`` (the database keeps
 neither: they come from the seed file and the price feed).
 """
@@ -17,6 +18,7 @@ from execflow.domain.codec import account_from_dict, instrument_from_dict
 from execflow.domain.models import Account, InstrumentConfig, Prices, Quote
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
+from execflow.pipeline.completeness import require_complete
 from execflow.pipeline.services import Services
 
 __all__ = [
@@ -47,6 +49,7 @@ async def load_account(
         raise MissingReferenceData(
             "account is neither in the state store nor in the database", account_id=account_id
         )
+    await require_complete(services.state, "account", account_id)
     log.warning(
         f"{tag}:FALLBACK",
         what="account",

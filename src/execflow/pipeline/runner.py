@@ -15,7 +15,8 @@ from what the handler returned (``results``):
                     with the backoff for as long as it lasts, never the DLQ. Before it
                     handles the next message, the runner rebuilds the state from the
                     database if the store came back empty (a Redis restart without
-                    persistence; ``STATE:FALLBACK`` / ``STATE:REBUILT``).
+                    persistence; ``STATE:FALLBACK`` / ``STATE:REBUILT``), once the db
+                    writer has written every event published before (``dbfence``).
 
 Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
 and the ack. The handler has committed its state and had its publishes confirmed before
@@ -35,6 +36,7 @@ from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
+from execflow.pipeline.dbfence import wait_for_db_writer
 from execflow.pipeline.rebuild import rebuild_after_outage
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
 from execflow.pipeline.retry import H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
@@ -229,7 +231,11 @@ class Runner:
                 return
             services = self.services
             await rebuild_after_outage(
-                services.state, services.database, services.settings.seed_file, self.log
+                services.state,
+                services.database,
+                services.settings.seed_file,
+                self.log,
+                fence=lambda: wait_for_db_writer(services, self.log),
             )
             self._store_suspect = False
 

@@ -55,6 +55,7 @@ from execflow.domain.codec import (
 from execflow.domain.models import Account, InstrumentConfig, Prices, Quote
 from execflow.errors import ConfigError, VersionConflict
 from execflow.logs.events import EventLogger
+from execflow.pipeline.completeness import mark_complete, require_complete
 
 __all__ = [
     "ReferenceData",
@@ -249,6 +250,9 @@ def _quote(symbol: str, item: Any) -> Quote:
 async def apply_seed(seed: Seed, state: StateStore, database: Database) -> SeedReport:
     """Write the seed to the state store and the accounts to the database (see module doc)."""
     report = SeedReport()
+    # With no account in the database there is nothing to rebuild: once seeded, the store
+    # is complete. Otherwise only a rebuild (or a process start) may say so.
+    fresh = not await database.list_accounts()
     for instrument in seed.instruments:
         await state.put_instrument(
             instrument.group, instrument.symbol, instrument_to_dict(instrument)
@@ -276,6 +280,8 @@ async def apply_seed(seed: Seed, state: StateStore, database: Database) -> SeedR
         else:
             report.accounts_kept.append(account.account_id)
     await database.upsert_accounts(new_records)
+    if fresh:
+        await mark_complete(state)
     return report
 
 
@@ -295,7 +301,8 @@ class ReferenceData:
     """Accounts and instrument configs read through the state store, with fallbacks.
 
     An account missing from the state store is loaded from its database snapshot and
-    cached again; an instrument config missing from it is loaded from the seed file
+    cached again (only while the store is complete: ``pipeline.completeness``); an
+    instrument config missing from it is loaded from the seed file
     (``settings.seed_file``) and cached again. Each fallback is logged
     (``<COMPONENT>:FALLBACK``) on the caller's logger.
     """
@@ -322,6 +329,7 @@ class ReferenceData:
         stored = await self._database.get_account(account_id)
         if stored is None:
             return None
+        await require_complete(self._state, "account", account_id)
         await cache_account(self._state, account_id, dict(stored.data))
         self._log.warning(
             self._tag, what="account", user=account_id, source="database", version=stored.version

@@ -11,7 +11,7 @@ from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.outcomes import Outcome
 from execflow.domain.routing import Worker
-from execflow.domain.transitions._common import OUTBOX_SIZE, Transition, duplicate
+from execflow.domain.transitions._common import FOLLOW_UPS, OUTBOX_SIZE, Transition, duplicate
 from execflow.domain.transitions.cancel import apply_cancel
 from execflow.domain.transitions.close import apply_close
 from execflow.domain.transitions.legs import apply_stoploss, apply_takeprofit
@@ -20,6 +20,7 @@ from execflow.domain.transitions.pending import apply_pending
 from execflow.domain.transitions.reject import apply_reject
 
 __all__ = [
+    "FOLLOW_UPS",
     "OUTBOX_SIZE",
     "TRANSITIONS",
     "Transition",

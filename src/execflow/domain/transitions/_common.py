@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
-from execflow.domain.codec import account_to_dict, order_snapshot, report_to_dict
+from execflow.domain.codec import account_to_dict, order_snapshot, report_to_dict, request_to_dict
 from execflow.domain.effects import (
     Calculation,
     DbEvent,
@@ -25,6 +25,7 @@ from execflow.domain.outcomes import OVERFILL, Applied, Duplicate, Mismatch, Out
 from execflow.domain.statemachine import check_leg_edge, check_order_edge
 
 __all__ = [
+    "FOLLOW_UPS",
     "OUTBOX_SIZE",
     "Transition",
     "cancel_leg",
@@ -45,6 +46,9 @@ Transition = Callable[
     [Order, Account, InstrumentConfig, Prices, ExecutionReport, RequestKind, datetime], Outcome
 ]
 """Signature shared by every worker transition."""
+
+FOLLOW_UPS = "follow_ups"
+"""DB event payload key: the LP requests the transition sent (codec dicts), in order."""
 
 OUTBOX_SIZE = 8
 """Outbox entries kept per order. A redelivery follows a crash within seconds, long
@@ -103,13 +107,19 @@ def commit(
     new_account = account
     if account != account_before:
         new_account = replace(account, version=account_before.version + 1)
+    payload = event_payload(new_order, account_before, new_account, report_to_dict(report))
+    requests = [request_to_dict(f.request) for f in follow_ups if isinstance(f, LpRequest)]
+    if requests:
+        # The database keeps what the outbox keeps: a state rebuilt from it can re-send a
+        # follow-up request whose first send was lost with the store (docs/state-rebuild.md).
+        payload[FOLLOW_UPS] = requests
     db_event = DbEvent(
         event_id=event_id(before.order_id, report.exec_id, event),
         kind=event,
         account_id=before.account_id,
         order_id=before.order_id,
         exec_id=report.exec_id,
-        payload=event_payload(new_order, account_before, new_account, report_to_dict(report)),
+        payload=payload,
     )
     effects: tuple[Effect, ...] = (db_event, *follow_ups)
     outbox = (*before.outbox, OutboxEntry(report.exec_id, effects))[-OUTBOX_SIZE:]
