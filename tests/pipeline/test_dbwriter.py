@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import orjson
+from collections.abc import Sequence
+from typing import Any
 
+import orjson
+import pytest
+
+from execflow.backends.database import EventRecord
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.domain.codec import effect_to_dict
 from execflow.domain.effects import DbEvent, EventKind
+from execflow.errors import DatabaseError, StoreError
+from execflow.pipeline.dbfence import fence_key
 from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
 from execflow.pipeline.runner import Runner
 from execflow.pipeline.services import Services
@@ -94,3 +101,55 @@ async def test_malformed_message_is_dead_lettered_alone(services: Services) -> N
     assert isinstance(services.bus, InMemoryBus)
     [dead] = await drain(services.bus, services.queues.dlq)
     assert dead.headers["x-reason"] == "malformed_report"
+
+
+async def test_a_fence_passes_once_every_earlier_event_is_written_retries_included(
+    services: Services, monkeypatch: pytest.MonkeyPatch, read_logs: LogReader
+) -> None:
+    database = services.database
+    real_insert = database.insert_events
+    failures = [DatabaseError("connection reset")]
+
+    async def flaky_insert(records: Sequence[EventRecord]) -> int:
+        if failures:
+            raise failures.pop()
+        return await real_insert(records)
+
+    monkeypatch.setattr(database, "insert_events", flaky_insert)
+    real_put = services.state.put_lifecycle
+    written_at_mark: list[int] = []
+
+    async def put_lifecycle(lifecycle_id: str, data: dict[str, Any]) -> bool:
+        if lifecycle_id == fence_key("f1"):
+            written_at_mark.append(await database.count_events())
+        return await real_put(lifecycle_id, data)
+
+    monkeypatch.setattr(services.state, "put_lifecycle", put_lifecycle)
+    await _publish(services, [_event("o1", n, n) for n in range(1, 4)])
+    await services.bus.publish(services.queues.db_updates, orjson.dumps({"fence": "f1"}))
+    await _run(services)
+    # the first batch failed and went back for a retry: the fence waited for it
+    assert not failures and read_logs.find("db_writer", "DBWRITER:RETRY")
+    assert written_at_mark == [3]
+    assert await services.state.get_lifecycle(fence_key("f1")) is not None
+    assert read_logs.one("db_writer", "DBWRITER:FENCE_PASSED").get("fence_id") == "f1"
+
+
+async def test_a_fence_the_store_cannot_mark_is_retried_without_a_rebuild(
+    services: Services, monkeypatch: pytest.MonkeyPatch, read_logs: LogReader
+) -> None:
+    real_put = services.state.put_lifecycle
+    failures = [StoreError("Redis unreachable: put_lifecycle")]
+
+    async def put_lifecycle(lifecycle_id: str, data: dict[str, Any]) -> bool:
+        if failures:
+            raise failures.pop()
+        return await real_put(lifecycle_id, data)
+
+    monkeypatch.setattr(services.state, "put_lifecycle", put_lifecycle)
+    await services.bus.publish(services.queues.db_updates, orjson.dumps({"fence": "f2"}))
+    await _run(services)
+    assert await services.state.get_lifecycle(fence_key("f2")) is not None
+    assert read_logs.one("db_writer", "DBWRITER:RETRY").get("error_type") == "FenceNotPassed"
+    # the db writer never rebuilds the state: it would wait behind a fence only it passes
+    assert not read_logs.find("db_writer", "STATE:FALLBACK")

@@ -38,7 +38,7 @@ from execflow.backends.database import AccountRecord, EventRecord, OrderRecord
 from execflow.domain.codec import CodecError, effect_from_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.routing import DlqReason
-from execflow.errors import DatabaseError
+from execflow.errors import DatabaseError, StoreError
 from execflow.logs.events import EventLogger
 from execflow.pipeline.dbfence import fence_id_of, fence_key
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult
@@ -271,7 +271,12 @@ class DbWriter:
             raise FenceNotPassed(
                 "events taken before the fence are not written yet", unwritten=unwritten
             )
-        await self._services.state.put_lifecycle(fence_key(fence_id), {"marker": fence_id})
+        try:
+            await self._services.state.put_lifecycle(fence_key(fence_id), {"marker": fence_id})
+        except StoreError as exc:
+            # Not a StoreError for the runner: that would make the db writer rebuild the
+            # state itself, behind a fence only it can pass. The fence is simply retried.
+            raise FenceNotPassed("the fence could not be marked in the state store") from exc
         return Ack(f"{TAG}:FENCE_PASSED", {"fence_id": fence_id})
 
     async def _write(self, batch: list[_Waiting]) -> BatchResult:
