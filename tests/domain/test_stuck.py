@@ -23,7 +23,7 @@ from execflow.domain.resolution import (
     with_note,
 )
 from execflow.domain.routing import Worker
-from execflow.domain.stuck import InFlight, change_lifecycle_id, in_flight, is_stuck
+from execflow.domain.stuck import InFlight, change_lifecycle_id, in_flight, is_stuck, may_wait
 from execflow.domain.transitions import apply
 from tests.domain.factories import EURUSD, NOW, PRICES, account, market_order
 
@@ -195,3 +195,21 @@ def test_with_note_marks_every_db_event_and_its_outbox_copy() -> None:
     assert marked.order.outbox[-1].effects == marked.effects
     assert [type(e) for e in marked.effects] == [type(e) for e in outcome.effects]
     assert marked.account == outcome.account and "operator" not in events[0].payload["report"]
+
+
+def test_the_cheap_first_look_never_hides_a_waiting_order() -> None:
+    """``may_wait`` on stored values is False only where ``in_flight`` finds nothing."""
+    for status in S:
+        for sl_state in LegState:
+            for tp_state in LegState:
+                order = _open(
+                    status=status,
+                    close_lifecycle_id="c",
+                    sl=Leg(sl_state, Decimal(1), "s", "sc"),
+                    tp=Leg(tp_state, Decimal(2), "t", "tc"),
+                )
+                if in_flight(order):
+                    assert may_wait(status.value, sl_state.value, tp_state.value), order
+    assert not may_wait("CLOSED", "REQUESTED", "NONE")
+    assert not may_wait("OPEN", "ACTIVE", "NONE")
+    assert not may_wait("PENDING", "NONE", "NONE")

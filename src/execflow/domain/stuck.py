@@ -28,7 +28,14 @@ from datetime import datetime
 from execflow.domain.enums import LegKind, LegState, OrderStatus, RequestKind
 from execflow.domain.models import Order
 
-__all__ = ["InFlight", "change_lifecycle_id", "in_flight", "is_stuck", "silent_for_s"]
+__all__ = [
+    "InFlight",
+    "change_lifecycle_id",
+    "in_flight",
+    "is_stuck",
+    "may_wait",
+    "silent_for_s",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,7 @@ _LEG_REQUESTS = {
     (LegKind.TP, LegState.CANCEL_REQUESTED): RequestKind.CANCEL_TP,
 }
 _WITH_LEGS = frozenset({OrderStatus.OPEN, OrderStatus.CLOSING})
+_WAITING_LEG_STATES = frozenset({LegState.REQUESTED, LegState.CANCEL_REQUESTED})
 
 
 def change_lifecycle_id(order_id: str, action: str, version: int) -> str:
@@ -90,6 +98,19 @@ def in_flight(order: Order) -> tuple[InFlight, ...]:
             if leg_request is not None and leg_id is not None:
                 found.append(InFlight(leg_request, leg_id, leg_kind))
     return tuple(found)
+
+
+def may_wait(status: str, sl_state: str | None, tp_state: str | None) -> bool:
+    """False when an order with these (stored) status and leg states waits on nothing.
+
+    A cheap first look at a stored document, before decoding it whole: most orders are
+    final or plain positions. True does not mean a request is out (``in_flight`` decides).
+    """
+    if status in _ORDER_REQUESTS:
+        return True
+    return status in _WITH_LEGS and (
+        sl_state in _WAITING_LEG_STATES or tp_state in _WAITING_LEG_STATES
+    )
 
 
 def silent_for_s(order: Order, now: datetime) -> float:

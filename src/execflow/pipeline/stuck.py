@@ -13,8 +13,10 @@ applies it to the **state store**, not to the database's ``orders`` snapshots:
   store that is empty (``memory://`` in a fresh process) would be empty: the CLI
   rebuilds such a store from the database first (``execflow orders stuck``).
 
-The walk reads every order of every account (as ``execflow reconcile`` does): fine for
-an operator's command and a check once a minute, not for a hot path.
+The walk reads every order of every account (as ``execflow reconcile`` does), decodes
+only the documents whose stored status and leg states may wait (``may_wait``), and
+yields to the event loop after each account: fine for an operator's command and a count
+once a minute, not for a hot path.
 
 ``StuckWatch`` runs the query every ``stuck_check_interval_s`` in the dispatcher
 process and sets the ``execflow_stuck_orders`` gauge (no order or user labels), with a
@@ -35,7 +37,7 @@ from execflow.backends.state import StateStore
 from execflow.clock import Clock
 from execflow.domain.codec import CodecError, order_from_dict
 from execflow.domain.models import Order
-from execflow.domain.stuck import in_flight, is_stuck, silent_for_s
+from execflow.domain.stuck import in_flight, is_stuck, may_wait, silent_for_s
 from execflow.errors import ExecflowError
 from execflow.logs.events import EventLogger
 from execflow.metrics import Metrics
@@ -103,6 +105,8 @@ async def find_stuck(
     found: list[StuckOrder] = []
     for account_id in await state.list_accounts():
         for order_id, doc in (await state.list_orders(account_id)).items():
+            if not _may_wait(doc.data):
+                continue  # final or a plain position: not worth decoding
             try:
                 order = order_from_dict(doc.data)
             except CodecError as exc:
@@ -111,8 +115,23 @@ async def find_stuck(
                 continue
             if is_stuck(order, now, after_s):
                 found.append(StuckOrder.of(order, now))
+        # the walk runs inside a busy process (the dispatcher): let it breathe per account
+        await asyncio.sleep(0)
     found.sort(key=lambda s: (-s.silent_s, s.order_id))
     return found
+
+
+def _may_wait(data: dict[str, Any]) -> bool:
+    """``domain.stuck.may_wait`` on a stored order document (the codec's layout)."""
+    status = data.get("status")
+    if not isinstance(status, str):
+        return True  # let the decoder say what is wrong with it
+    return may_wait(status, _leg_state(data.get("sl")), _leg_state(data.get("tp")))
+
+
+def _leg_state(leg: object) -> str | None:
+    state = leg.get("state") if isinstance(leg, dict) else None
+    return state if isinstance(state, str) else None
 
 
 class StuckWatch:
