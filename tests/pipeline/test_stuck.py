@@ -20,7 +20,7 @@ from execflow.pipeline.reconcile import reconcile
 from execflow.pipeline.resolve import Refused, Resolved, resolve_order
 from execflow.pipeline.services import Services
 from execflow.pipeline.stuck import StuckWatch, find_stuck
-from tests.pipeline.conftest import LogReader
+from tests.pipeline.conftest import LogReader, drain
 from tests.pipeline.e2e_cells import OPENING, check_state_and_db
 from tests.pipeline.flow import ASK, BID, PARTIAL, QTY, Flow
 
@@ -287,3 +287,24 @@ async def test_the_watch_runs_until_stopped(services: Services, clock: FakeClock
         finally:
             await watch.stop()
     assert metrics.registry.get_sample_value("execflow_stuck_orders") == 1
+
+
+async def test_the_lps_late_answer_after_a_resolution_is_never_booked_twice(
+    services: Services, clock: FakeClock, read_logs: LogReader
+) -> None:
+    async with Flow.running(services) as flow:
+        setup = await flow.open_request()
+        clock.advance(AFTER_S)
+        done = await resolve_order(services, setup.order_id, _note(Resolution.REJECTED))
+        assert isinstance(done, Resolved)
+        await flow.settle()
+        account = await flow.account()
+        await flow.report(setup.lifecycle_id, "EXECUTED", qty=QTY, px=ASK)  # it did fill
+        await flow.report(setup.lifecycle_id, "REJECTED", reason="late")  # or it did not
+        assert await flow.account() == account
+        assert (await flow.order(setup.order_id)).status is OrderStatus.REJECTED
+        dead = await drain(services.bus, services.queues.dlq)
+        assert [m.headers["x-reason"] for m in dead] == ["needs_review"]
+        assert (await reconcile(services.database, services.state)).ok
+    assert read_logs.one("worker_open", "OPEN:DLQ").level == "ERROR"
+    assert read_logs.one("worker_reject", "REJECT:SKIP:STALE").get("reason") == "order_moved_on"
