@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AuditError",
     "BusError",
     "ConfigError",
     "DatabaseError",
@@ -62,3 +63,7 @@ class BusError(ExecflowError):
 
 class DatabaseError(ExecflowError):
     """The SQL database failed."""
+
+
+class AuditError(ExecflowError):
+    """An event cannot enter the audit chain (a value with no canonical JSON form)."""
