@@ -22,12 +22,12 @@ def event(n: int, order_id: str = "o1") -> EventRecord:
 async def test_schema_is_versioned_and_connect_is_repeatable(db_url: str) -> None:
     first = SqlDatabase(db_url)
     await first.connect()
-    assert await first.schema_version() == "0001"
+    assert await first.schema_version() == "0002"
     await first.insert_events([event(1)])
     await first.close()
     second = SqlDatabase(db_url)
     await second.connect()  # already at head: nothing to migrate, data kept
-    assert await second.schema_version() == "0001"
+    assert await second.schema_version() == "0002"
     assert await second.count_events() == 1
     await second.close()
 

@@ -2,6 +2,8 @@
 
 ``order_events`` is append-only and keyed by a unique ``event_id``, so re-inserting an
 event is a no-op; ``seq`` gives the insertion order used to rebuild the state store.
+Each event is a link of its account's audit chain (``chain_seq``, ``chain_hash``;
+docs/audit.md), appended in the transaction that inserts it.
 Snapshots are upserted only when the incoming version is newer than the stored one.
 
 Implementation: ``SqlDatabase`` (SQLAlchemy 2 async Core; SQLite or PostgreSQL).
@@ -13,6 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from execflow.domain.audit import ChainHead
 
 __all__ = [
     "AccountRecord",
@@ -50,6 +54,10 @@ class StoredEvent:
     payload: dict[str, Any]
     exec_id: str | None
     created_at: datetime
+    chain_seq: int | None = None
+    """Position in the account's audit chain (1 = its first event)."""
+    chain_hash: str | None = None
+    """SHA-256 link of the audit chain, hex (docs/audit.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,22 @@ class Database(Protocol):
 
     async def count_events(self) -> int:
         """How many events are stored."""
+        ...
+
+    async def chain_accounts(self) -> list[str]:
+        """Every account with events or an audit chain head, sorted."""
+        ...
+
+    def iter_chain(self, account_id: str, batch_size: int = 1000) -> AsyncIterator[StoredEvent]:
+        """One account's chained events by chain position, read in batches."""
+        ...
+
+    async def first_unchained(self, account_id: str) -> StoredEvent | None:
+        """The oldest event of the account that has no chain position or hash."""
+        ...
+
+    async def chain_head(self, account_id: str) -> ChainHead | None:
+        """The account's recorded audit chain head, or ``None``."""
         ...
 
     async def upsert_orders(self, orders: Sequence[OrderRecord]) -> int:

@@ -9,7 +9,8 @@ loaded in a worker thread (file reads), then applied on the async connection wit
 Inserts are idempotent: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on both
 dialects, one statement built once and executed over the list of rows (SQLAlchemy sends
 pages of ``batch_size`` rows), so the count of newly inserted events is exact and a
-replayed event is a no-op.
+replayed event is a no-op. Events are linked into their accounts' audit chains in the
+transaction that inserts them (``sql_chain``, docs/audit.md).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from execflow.backends.database import (
     StoredDeadLetter,
     StoredEvent,
 )
-from execflow.backends.sql_tables import accounts, dead_letters, order_events, orders
+from execflow.backends.sql_chain import append_chained, prepare_events
+from execflow.backends.sql_tables import accounts, chain_heads, dead_letters, order_events, orders
 from execflow.clock import Clock, SystemClock
-from execflow.errors import DatabaseError
+from execflow.domain.audit import ChainHead
+from execflow.errors import AuditError, DatabaseError
 from execflow.logs.masking import mask_url
 
 __all__ = ["MIGRATIONS_DIR", "SqlDatabase"]
@@ -51,7 +54,7 @@ log = logging.getLogger("execflow.backends.sql")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x65786563  # "exec"
-# SQLite allows 32766 bound parameters per statement; 8 columns x 2000 rows stays below.
+# SQLite allows 32766 bound parameters per statement; 10 columns x 2000 rows stays below.
 _SQLITE_MAX_ROWS = 2000
 
 
@@ -72,14 +75,16 @@ def _load_scripts() -> tuple[Config, ScriptDirectory]:
     return config, script
 
 
-def _upgrade(connection: Connection, config: Config, script: ScriptDirectory) -> None:
+def _upgrade(
+    connection: Connection, config: Config, script: ScriptDirectory, target: str = "head"
+) -> None:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
 
     def steps(rev: Any, _context: Any) -> Any:
-        return script._upgrade_revs("head", rev)
+        return script._upgrade_revs(target, rev)
 
-    with EnvironmentContext(config, script, fn=steps, destination_rev="head") as env:
+    with EnvironmentContext(config, script, fn=steps, destination_rev=target) as env:
         env.configure(connection=connection, target_metadata=None)
         with env.begin_transaction():
             env.run_migrations()
@@ -207,28 +212,22 @@ class SqlDatabase:
     # -- events -----------------------------------------------------------------------------
 
     async def insert_events(self, events: Sequence[EventRecord]) -> int:
-        """Append in batches, skipping known event ids; return how many were new."""
+        """Append in batches, skipping known event ids, each linked into its account's
+        audit chain in the same transaction (``sql_chain``); return how many were new."""
         if not events:
             return 0
         now = self.clock.now()
-        rows = [
-            {
-                "event_id": e.event_id,
-                "order_id": e.order_id,
-                "account_id": e.account_id,
-                "exec_id": e.exec_id,
-                "kind": e.kind,
-                "payload": e.payload,
-                "created_at": e.created_at or now,
-            }
-            for e in events
-        ]
+        try:
+            prepared = prepare_events(events, now)
+        except AuditError as exc:
+            raise DatabaseError("event cannot be chained", error=exc.message, **exc.fields) from exc
         try:
             async with self._require().begin() as conn:
-                result = await conn.execute(self._statement("events"), rows)
-                inserted = len(result.fetchall())
+                inserted = await append_chained(conn, self._statement("events"), prepared, now)
         except SQLAlchemyError as exc:
-            raise DatabaseError("event insert failed", events=len(rows), error=repr(exc)) from exc
+            raise DatabaseError(
+                "event insert failed", events=len(prepared), error=repr(exc)
+            ) from exc
         return inserted
 
     async def iter_events(
@@ -259,6 +258,61 @@ class SqlDatabase:
         )
         return await self._fetch_events(stmt)
 
+    # -- audit chain --------------------------------------------------------------------------
+
+    async def chain_accounts(self) -> list[str]:
+        """Every account with events or a chain head, sorted."""
+        found = await self._fetch(
+            sa.union(
+                sa.select(order_events.c.account_id).distinct(),
+                sa.select(chain_heads.c.account_id),
+            )
+        )
+        return sorted(r[0] for r in found)
+
+    async def iter_chain(
+        self, account_id: str, batch_size: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        """One account's chained events by position, read in batches."""
+        cursor = 0
+        while True:
+            stmt = (
+                sa.select(order_events)
+                .where(order_events.c.account_id == account_id, order_events.c.chain_seq > cursor)
+                .order_by(order_events.c.chain_seq)
+                .limit(batch_size)
+            )
+            batch = await self._fetch_events(stmt)
+            for event in batch:
+                yield event
+            if len(batch) < batch_size:
+                return
+            cursor = batch[-1].chain_seq or 0
+
+    async def first_unchained(self, account_id: str) -> StoredEvent | None:
+        """The oldest event of the account without a chain position or hash."""
+        stmt = (
+            sa.select(order_events)
+            .where(
+                order_events.c.account_id == account_id,
+                sa.or_(order_events.c.chain_seq.is_(None), order_events.c.chain_hash.is_(None)),
+            )
+            .order_by(order_events.c.seq)
+            .limit(1)
+        )
+        found = await self._fetch_events(stmt)
+        return found[0] if found else None
+
+    async def chain_head(self, account_id: str) -> ChainHead | None:
+        """The account's recorded chain head, or ``None``."""
+        found = await self._fetch(
+            sa.select(chain_heads).where(chain_heads.c.account_id == account_id)
+        )
+        if not found:
+            return None
+        row = found[0]
+        return ChainHead(row.account_id, int(row.length), row.head_hash)
+
     async def count_events(self) -> int:
         """How many events are stored."""
         rows = await self._fetch(sa.select(sa.func.count()).select_from(order_events))
@@ -275,6 +329,8 @@ class SqlDatabase:
                 payload=r.payload,
                 exec_id=r.exec_id,
                 created_at=_utc(r.created_at),
+                chain_seq=None if r.chain_seq is None else int(r.chain_seq),
+                chain_hash=r.chain_hash,
             )
             for r in await self._fetch(stmt)
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["accounts", "dead_letters", "metadata", "order_events", "orders"]
+__all__ = ["accounts", "chain_heads", "dead_letters", "metadata", "order_events", "orders"]
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -33,7 +33,8 @@ orders = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
 )
 
-# Append-only. ``seq`` is the insertion order; ``event_id`` is the idempotency key.
+# Append-only. ``seq`` is the insertion order; ``event_id`` is the idempotency key;
+# ``chain_seq`` / ``chain_hash`` place the event in its account's audit chain (docs/audit.md).
 order_events = sa.Table(
     "order_events",
     metadata,
@@ -45,6 +46,20 @@ order_events = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("payload", _JSON, nullable=False),
     sa.Column("created_at", _TS, nullable=False),
+    sa.Column("chain_seq", sa.BigInteger(), nullable=True),
+    sa.Column("chain_hash", sa.String(64), nullable=True),
+    sa.Index("uq_order_events_chain", "account_id", "chain_seq", unique=True),
+)
+
+# One row per account: how long its audit chain is and its last hash. The db writer locks
+# it (SELECT ... FOR UPDATE) while it appends, so concurrent writers take turns per account.
+chain_heads = sa.Table(
+    "audit_chain_heads",
+    metadata,
+    sa.Column("account_id", sa.String(128), primary_key=True),
+    sa.Column("length", sa.BigInteger(), nullable=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
 )
 
 dead_letters = sa.Table(

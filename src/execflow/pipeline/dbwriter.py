@@ -21,6 +21,10 @@ Lines in ``db_writer.log``: ``DBWRITER:BATCH`` per batch (counts and write time)
 stored. The database reports how many events of a batch were new, not which: in a
 batch mixing both (rare: a redelivery next to new traffic) the counts are exact but
 which lines say duplicate is a guess.
+
+Each event is linked into its account's audit chain by ``insert_events``, in the same
+transaction (docs/audit.md); a payload with no canonical JSON form cannot be linked and
+is dead-lettered on its own (``malformed_report``) instead of failing its batch forever.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ import orjson
 
 from execflow.backends.bus import Message
 from execflow.backends.database import AccountRecord, EventRecord, OrderRecord
+from execflow.domain.audit import canonical_json
 from execflow.domain.codec import CodecError, effect_from_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.routing import DlqReason
-from execflow.errors import DatabaseError, StoreError
+from execflow.errors import AuditError, DatabaseError, StoreError
 from execflow.logs.events import EventLogger
 from execflow.pipeline.dbfence import fence_id_of, fence_key
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult
@@ -244,6 +249,12 @@ class DbWriter:
             return DeadLetter(DlqReason.MALFORMED_REPORT.value, f"{type(exc).__name__}: {exc}")
         if not isinstance(effect, DbEvent):
             return DeadLetter(DlqReason.MALFORMED_REPORT.value, "not a DbEvent")
+        try:
+            # checked alone, before batching: one event that cannot enter the audit chain
+            # would otherwise fail its whole batch on every retry, forever
+            canonical_json(effect.payload)
+        except AuditError as exc:
+            return DeadLetter(DlqReason.MALFORMED_REPORT.value, f"not chainable: {exc}")
         result, first = await self._batcher.submit(effect)
         fields = {
             "event_id": effect.event_id,

@@ -1,0 +1,182 @@
+"""Appending events to their accounts' audit chains, inside the transaction that inserts them.
+
+Per batch: make sure every account of the batch has a head row, lock those rows in
+account order (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the head insert that
+comes first already holds the one database write lock), drop the events already stored
+(a redelivery must not fork the chain), give the new ones the next positions after each
+head (each account's events of the batch sorted by ``chain_order_key``), hash the links,
+insert, and move the heads. A second db writer appending to the same account waits for
+the head lock, then sees these events and the new head: the chain is one line whatever
+the number of writers. docs/audit.md says why the chain is in append order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from execflow.backends.database import EventRecord
+from execflow.backends.sql_tables import chain_heads, order_events
+from execflow.domain.audit import GENESIS, canonical_json, chain_order_key, event_bytes, link
+from execflow.errors import DatabaseError
+
+__all__ = ["PreparedEvent", "append_chained", "prepare_events"]
+
+_LOOKUP_CHUNK = 1000  # event ids per "already stored?" query (SQLite bounds parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An event ready to chain: its time fixed and its payload's canonical bytes computed."""
+
+    record: EventRecord
+    created_at: datetime
+    payload_json: bytes
+    key: tuple[int, str, int, str]
+
+
+def prepare_events(events: Sequence[EventRecord], now: datetime) -> list[PreparedEvent]:
+    """Distinct events (first of each id), with what hashing needs that costs CPU.
+
+    Done before the transaction, so the head locks are held for the hashing only.
+    Raises ``AuditError`` for a payload with no canonical JSON form.
+    """
+    prepared: dict[str, PreparedEvent] = {}
+    for event in events:
+        if event.event_id in prepared:
+            continue
+        prepared[event.event_id] = PreparedEvent(
+            record=event,
+            # UTC always: SQLite keeps the wall time only, and the hash covers the time.
+            created_at=(event.created_at or now).astimezone(UTC),
+            payload_json=canonical_json(event.payload),
+            key=chain_order_key(event.event_id, event.order_id, event.payload),
+        )
+    return list(prepared.values())
+
+
+async def append_chained(
+    conn: AsyncConnection, insert: Any, events: Sequence[PreparedEvent], now: datetime
+) -> int:
+    """Insert the events not stored yet, each linked into its account's chain; how many."""
+    if not events:
+        return 0
+    accounts = sorted({e.record.account_id for e in events})
+    heads = await _lock_heads(conn, accounts, now)
+    new = await _not_stored(conn, events)
+    if not new:
+        return 0
+    by_account: dict[str, list[PreparedEvent]] = {}
+    for event in new:
+        by_account.setdefault(event.record.account_id, []).append(event)
+    rows: dict[str, dict[str, Any]] = {}
+    moved: list[dict[str, Any]] = []
+    for account_id, mine in sorted(by_account.items()):
+        length, head_hash = heads[account_id]
+        for event in sorted(mine, key=_key):
+            length += 1
+            head_hash = link(head_hash, _bytes(event, length))
+            rows[event.record.event_id] = _row(event, length, head_hash)
+        moved.append(
+            {"k_account": account_id, "k_length": length, "k_hash": head_hash, "k_at": now}
+        )
+    # Rows go in in arrival order (``seq``, the rebuild's order); positions are per account.
+    result = await conn.execute(insert, [rows[e.record.event_id] for e in new])
+    inserted = len(result.fetchall())
+    if inserted != len(new):
+        # Only a writer that skips the head lock (an older execflow) can get here: the
+        # transaction rolls back rather than leave positions that do not follow.
+        raise DatabaseError(
+            "events appeared while their account's chain head was locked",
+            expected=len(new),
+            inserted=inserted,
+        )
+    await conn.execute(_MOVE_HEAD, moved)
+    return inserted
+
+
+_MOVE_HEAD = (
+    sa.update(chain_heads)
+    .where(chain_heads.c.account_id == sa.bindparam("k_account"))
+    .values(
+        length=sa.bindparam("k_length"),
+        head_hash=sa.bindparam("k_hash"),
+        updated_at=sa.bindparam("k_at"),
+    )
+)
+
+
+def _key(event: PreparedEvent) -> tuple[int, str, int, str]:
+    return event.key
+
+
+async def _lock_heads(
+    conn: AsyncConnection, accounts: list[str], now: datetime
+) -> dict[str, tuple[int, str]]:
+    """(length, head hash) per account, each head row created if new and locked."""
+    dialect = conn.dialect.name
+    insert: Any = (
+        postgresql.insert(chain_heads) if dialect == "postgresql" else sqlite.insert(chain_heads)
+    )
+    # Sorted: two writers create and lock overlapping heads in one order, never crosswise.
+    fresh = [
+        {"account_id": a, "length": 0, "head_hash": GENESIS, "updated_at": now} for a in accounts
+    ]
+    await conn.execute(insert.on_conflict_do_nothing(index_elements=["account_id"]), fresh)
+    locked = (
+        sa.select(chain_heads.c.account_id, chain_heads.c.length, chain_heads.c.head_hash)
+        .where(chain_heads.c.account_id.in_(accounts))
+        .order_by(chain_heads.c.account_id)
+        .with_for_update()  # SQLite renders nothing: its write lock is already held
+    )
+    result = await conn.execute(locked)
+    return {r.account_id: (int(r.length), r.head_hash) for r in result}
+
+
+async def _not_stored(
+    conn: AsyncConnection, events: Sequence[PreparedEvent]
+) -> list[PreparedEvent]:
+    ids = [e.record.event_id for e in events]
+    known: set[str] = set()
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        found = await conn.execute(
+            sa.select(order_events.c.event_id).where(order_events.c.event_id.in_(chunk))
+        )
+        known.update(found.scalars())
+    return [e for e in events if e.record.event_id not in known]
+
+
+def _bytes(event: PreparedEvent, position: int) -> bytes:
+    record = event.record
+    return event_bytes(
+        account_id=record.account_id,
+        chain_seq=position,
+        created_at=event.created_at,
+        event_id=record.event_id,
+        exec_id=record.exec_id,
+        kind=record.kind,
+        order_id=record.order_id,
+        payload_json=event.payload_json,
+    )
+
+
+def _row(event: PreparedEvent, position: int, chain_hash: str) -> dict[str, Any]:
+    record = event.record
+    return {
+        "event_id": record.event_id,
+        "order_id": record.order_id,
+        "account_id": record.account_id,
+        "exec_id": record.exec_id,
+        "kind": record.kind,
+        "payload": record.payload,
+        "created_at": event.created_at,
+        "chain_seq": position,
+        "chain_hash": chain_hash,
+    }
