@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from execflow import __version__
+from execflow.cli.audit import audit_app
 from execflow.cli.bench import bench_command
 from execflow.cli.context import CliState, settings_from
 from execflow.cli.demo import demo_command
@@ -42,6 +43,7 @@ app.add_typer(orders_app, name="order")
 orders_app.command("resolve")(resolve_command)
 app.add_typer(list_app, name="orders")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
 app.add_typer(state_app, name="state")
 app.add_typer(seed_app, name="seed")
 app.command("bench")(bench_command)

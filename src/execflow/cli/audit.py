@@ -1,0 +1,89 @@
+"""``execflow audit verify``: walk the database's audit chains, name each first broken link.
+
+Exit codes: 0 every chain verifies, 1 a chain is broken, 2 invalid settings,
+3 the database cannot be reached or read (one line on stderr, no traceback).
+Only the database is opened: a check of the books must not need the broker or Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+
+from execflow.backends.factory import make_database
+from execflow.cli.context import settings_from
+from execflow.errors import ConfigError, DatabaseError
+from execflow.logs.masking import mask_url
+from execflow.pipeline.audit import AuditReport, verify_chains
+from execflow.safetext import json_text, markup
+from execflow.settings import Settings
+
+__all__ = ["EXIT_BROKEN", "EXIT_UNREACHABLE", "audit_app"]
+
+EXIT_BROKEN = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+audit_app = typer.Typer(
+    help="Check the tamper-evident audit chains of the order events.", no_args_is_help=True
+)
+
+
+async def _verify(settings: Settings, account_id: str | None) -> AuditReport:
+    database = make_database(settings)
+    await database.connect()
+    try:
+        return await verify_chains(database, account_id)
+    finally:
+        await database.close()
+
+
+@audit_app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    account: str | None = typer.Option(None, "--account", "-a", help="Only this account."),
+    as_json: bool = typer.Option(False, "--json", help="The report as one JSON document."),
+) -> None:
+    """Recompute every account's hash chain; exit 1 and name the first broken link if any."""
+    settings = settings_from(ctx)
+    err = Console(stderr=True)
+    try:
+        report = asyncio.run(_verify(settings, account))
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error:[/] {markup(exc.message)}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except DatabaseError as exc:
+        reason = exc.fields.get("error") or exc.message
+        err.print(
+            f"[bold red]audit verify: cannot read the database[/] "
+            f"{markup(mask_url(settings.database_url))}: {markup(reason)}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    if as_json:
+        typer.echo(json_text(report.to_dict()))
+    else:
+        _render(Console(soft_wrap=True), report)
+    if not report.ok:
+        raise typer.Exit(EXIT_BROKEN)
+
+
+def _render(console: Console, report: AuditReport) -> None:
+    counts = f"{report.accounts} account(s), {report.events} event(s)"
+    if report.ok:
+        console.print(f"audit chain: [green]clean[/] ({counts})")
+        return
+    for broken in report.broken:
+        console.print(
+            f"[bold red]BROKEN[/] account={markup(broken.account_id)} "
+            f"position={broken.position} problem={broken.problem.value} "
+            f"event_id={markup(broken.event_id or '-')} order_id={markup(broken.order_id or '-')} "
+            f"expected={markup(broken.expected)} found={markup(broken.found or '-')} "
+            f"({markup(broken.detail)})"
+        )
+    console.print(
+        f"audit chain: [bold red]{len(report.broken)} broken[/] of {report.accounts} "
+        f"account(s) ({report.events} event(s) verified before the breaks)"
+    )
