@@ -40,6 +40,8 @@ class EventRecord:
     payload: dict[str, Any]
     exec_id: str | None = None
     created_at: datetime | None = None  # None: the database's insertion time
+    payload_json: bytes | None = None
+    """``canonical_json(payload)`` (docs/audit.md) when the caller has it already."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,9 @@ def prepare_events(events: Sequence[EventRecord], now: datetime) -> list[Prepare
             record=event,
             # UTC always: SQLite keeps the wall time only, and the hash covers the time.
             created_at=(event.created_at or now).astimezone(UTC),
-            payload_json=canonical_json(event.payload),
+            payload_json=(
+                canonical_json(event.payload) if event.payload_json is None else event.payload_json
+            ),
             key=chain_order_key(event.event_id, event.order_id, event.payload),
         )
     return list(prepared.values())

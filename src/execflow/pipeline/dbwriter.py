@@ -30,7 +30,7 @@ is dead-lettered on its own (``malformed_report``) instead of failing its batch 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -81,13 +81,29 @@ class BatchResult:
     new_ids: frozenset[str]
 
 
-async def write_batch(services: Services, events: Sequence[DbEvent]) -> BatchResult:
-    """Write events, then the newest order and account snapshot each payload carries."""
+async def write_batch(
+    services: Services,
+    events: Sequence[DbEvent],
+    payload_json: Mapping[str, bytes] | None = None,
+) -> BatchResult:
+    """Write events, then the newest order and account snapshot each payload carries.
+
+    ``payload_json``: the payloads' canonical JSON by event id, where already computed.
+    """
     unique: dict[str, DbEvent] = {}
     for event in events:
         unique.setdefault(event.event_id, event)
+    known = payload_json or {}
     records = [
-        EventRecord(e.event_id, e.order_id, e.account_id, e.kind.value, dict(e.payload), e.exec_id)
+        EventRecord(
+            e.event_id,
+            e.order_id,
+            e.account_id,
+            e.kind.value,
+            dict(e.payload),
+            e.exec_id,
+            payload_json=known.get(e.event_id),
+        )
         for e in unique.values()
     ]
     database = services.database
@@ -136,6 +152,7 @@ def _version(data: dict[str, Any]) -> int:
 @dataclass(slots=True)
 class _Waiting:
     event: DbEvent
+    payload_json: bytes
     done: asyncio.Future[tuple[BatchResult, bool]]
 
 
@@ -159,11 +176,11 @@ class _Batcher:
         self._full = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
-    async def submit(self, event: DbEvent) -> tuple[BatchResult, bool]:
+    async def submit(self, event: DbEvent, payload_json: bytes) -> tuple[BatchResult, bool]:
         """Wait until ``event``'s batch is written: (batch result, first in its batch)."""
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run(), name="db_writer:batches")
-        item = _Waiting(event, asyncio.get_running_loop().create_future())
+        item = _Waiting(event, payload_json, asyncio.get_running_loop().create_future())
         self._waiting.append(item)
         self._arrived.set()
         if len(self._waiting) >= self._size:
@@ -250,12 +267,12 @@ class DbWriter:
         if not isinstance(effect, DbEvent):
             return DeadLetter(DlqReason.MALFORMED_REPORT.value, "not a DbEvent")
         try:
-            # checked alone, before batching: one event that cannot enter the audit chain
-            # would otherwise fail its whole batch on every retry, forever
-            canonical_json(effect.payload)
+            # computed here, alone: one event that cannot enter the audit chain would
+            # otherwise fail its whole batch on every retry, forever
+            payload_json = canonical_json(effect.payload)
         except AuditError as exc:
             return DeadLetter(DlqReason.MALFORMED_REPORT.value, f"not chainable: {exc}")
-        result, first = await self._batcher.submit(effect)
+        result, first = await self._batcher.submit(effect, payload_json)
         fields = {
             "event_id": effect.event_id,
             "event_kind": effect.kind.value,
@@ -292,7 +309,11 @@ class DbWriter:
 
     async def _write(self, batch: list[_Waiting]) -> BatchResult:
         started = perf_counter()
-        result = await write_batch(self._services, [item.event for item in batch])
+        result = await write_batch(
+            self._services,
+            [item.event for item in batch],
+            {item.event.event_id: item.payload_json for item in batch},
+        )
         stats = self.log.stats
         stats.incr("batches")
         stats.incr("events_inserted", result.inserted)
