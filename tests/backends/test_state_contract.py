@@ -34,6 +34,16 @@ async def test_first_commit_creates_version_one(store: StateStore) -> None:
     }
 
 
+async def test_list_orders_leaves_out_the_skipped_ones(store: StateStore) -> None:
+    await open_order(store)
+    await store.commit(ACCOUNT, [Write("order", "o2", 0, {"status": "CLOSED"})])
+    assert set(await store.list_orders(ACCOUNT)) == {"o1", "o2"}
+    assert await store.list_orders(ACCOUNT, skip={"o2"}) == {
+        "o1": Versioned(1, {"status": "QUEUED", "applied": []})
+    }
+    assert await store.list_orders(ACCOUNT, skip=("o1", "o2", "o9")) == {}
+
+
 async def test_read_for_transition_is_the_three_single_reads(store: StateStore) -> None:
     assert await store.read_for_transition(ACCOUNT, "o1") == TransitionReads(None, None, {})
     await open_order(store)

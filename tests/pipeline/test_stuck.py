@@ -7,19 +7,24 @@ and the fake clock; the test plays the LP (``Flow``) and, mostly, stays silent.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from decimal import Decimal
 
 import pytest
 
 from execflow.backends.database import StoredEvent
+from execflow.backends.memory_state import InMemoryStateStore
+from execflow.backends.state import Versioned
 from execflow.clock import FakeClock
 from execflow.domain.enums import OrderStatus, RequestKind
 from execflow.domain.resolution import OperatorNote, Resolution
+from execflow.logs import LogSystem
 from execflow.metrics import Metrics
 from execflow.pipeline.reconcile import reconcile
 from execflow.pipeline.resolve import Refused, Resolved, resolve_order
-from execflow.pipeline.services import Services
+from execflow.pipeline.services import Services, open_services
 from execflow.pipeline.stuck import StuckWatch, find_stuck
+from execflow.settings import Settings
 from tests.pipeline.conftest import LogReader, drain
 from tests.pipeline.e2e_cells import OPENING, check_state_and_db
 from tests.pipeline.flow import ASK, BID, PARTIAL, QTY, Flow
@@ -308,3 +313,38 @@ async def test_the_lps_late_answer_after_a_resolution_is_never_booked_twice(
         assert (await reconcile(services.database, services.state)).ok
     assert read_logs.one("worker_open", "OPEN:DLQ").level == "ERROR"
     assert read_logs.one("worker_reject", "REJECT:SKIP:STALE").get("reason") == "order_moved_on"
+
+
+class _ReadCounter(InMemoryStateStore):
+    """The in-memory store, remembering which order documents a walk read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[str] = []
+
+    async def list_orders(
+        self, account_id: str, skip: Collection[str] = ()
+    ) -> dict[str, Versioned]:
+        found = await super().list_orders(account_id, skip)
+        self.read.extend(found)
+        return found
+
+
+async def test_the_watch_reads_a_final_order_once(
+    settings: Settings, logs: LogSystem, clock: FakeClock
+) -> None:
+    state = _ReadCounter()
+    opened = open_services(settings, logs, clock=clock, state=state)
+    async with opened as services, Flow.running(services) as flow:
+        closed = await flow.close_request()
+        await flow.report(closed.lifecycle_id, "EXECUTED", qty=QTY, px=BID)
+        waiting = await flow.open_request()
+        clock.advance(AFTER_S)
+        log = services.logger("dispatcher")
+        watch = StuckWatch(state, log, clock, after_s=AFTER_S, interval_s=60.0)
+        state.read.clear()
+        assert await watch.check() == 1
+        assert sorted(state.read) == sorted([closed.order_id, waiting.order_id])
+        state.read.clear()
+        assert await watch.check() == 1
+        assert state.read == [waiting.order_id]  # the CLOSED one is not read again

@@ -6,7 +6,7 @@ cannot go to Redis fails here too, and no caller can mutate a stored document.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -58,10 +58,16 @@ class InMemoryStateStore:
         found = self._orders.get(account_id, {}).get(order_id)
         return None if found is None else Versioned(found[0], _load(found[1]))
 
-    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
-        """Every order of an account."""
+    async def list_orders(
+        self, account_id: str, skip: Collection[str] = ()
+    ) -> dict[str, Versioned]:
+        """Every order of an account but those in ``skip``."""
         orders = self._orders.get(account_id, {})
-        return {oid: Versioned(v, _load(raw)) for oid, (v, raw) in sorted(orders.items())}
+        return {
+            oid: Versioned(v, _load(raw))
+            for oid, (v, raw) in sorted(orders.items())
+            if oid not in skip
+        }
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
         """The order, its account and every quote (through the single reads, so a store

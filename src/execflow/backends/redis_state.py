@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -220,12 +220,15 @@ class RedisStateStore:
         order, account, prices = await self._call("read_for_transition", do)
         return TransitionReads(_versioned(order), _versioned(account), _quotes(prices))
 
-    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
-        """Every order of an account, by order id."""
+    async def list_orders(
+        self, account_id: str, skip: Collection[str] = ()
+    ) -> dict[str, Versioned]:
+        """Every order of an account, by order id; those in ``skip`` are not fetched."""
 
         async def do() -> dict[str, Versioned]:
             members = await self._redis.smembers(self.orders_key(account_id))
-            ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            named = (m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            ids = sorted(oid for oid in named if oid not in skip)
             if not ids:
                 return {}
             pipe = self._redis.pipeline(transaction=False)

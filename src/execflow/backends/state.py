@@ -11,7 +11,7 @@ Implementations: ``InMemoryStateStore`` and ``RedisStateStore``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -93,8 +93,14 @@ class StateStore(Protocol):
         """The order document, or ``None``."""
         ...
 
-    async def list_orders(self, account_id: str) -> dict[str, Versioned]:
-        """Every order of an account, by order id."""
+    async def list_orders(
+        self, account_id: str, skip: Collection[str] = ()
+    ) -> dict[str, Versioned]:
+        """Every order of an account, by order id; the ids in ``skip`` are not read at all.
+
+        ``skip`` lets a periodic reader leave out documents it knows cannot have changed
+        for it (the stuck-order watch skips final orders), so it costs what changed.
+        """
         ...
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
