@@ -70,6 +70,13 @@ def test_the_fast_path_stays_exact_where_rfc8785_would_differ() -> None:
         canonical_json({"x": float("nan")})
     with pytest.raises(AuditError):
         canonical_json({"x": "\ud800"})
+    # nesting that orjson.loads still accepts (1024 levels) is refused, never a crash
+    deep: Any = "x"
+    for _ in range(1020):
+        deep = [deep]
+    for value in (deep, [*deep, 0.5]):
+        with pytest.raises(AuditError):
+            canonical_json(value)
 
 
 def test_event_bytes_are_the_rfc8785_form_of_the_event_object() -> None:

@@ -47,15 +47,19 @@ def canonical_json(value: Any) -> bytes:
     ASCII (tests/domain/test_audit.py holds that as a property). Integers beyond
     +-(2**53 - 1), which RFC 8785 could only round to a double, are written exactly.
     """
-    if _plain(value):
+    try:
+        plain = _plain(value)
+    except RecursionError:
+        raise AuditError("value is nested too deeply") from None
+    if plain:
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError as exc:
+        except orjson.JSONEncodeError as exc:  # also orjson's nesting limit (255)
             raise AuditError("value is not JSON", error=str(exc)) from None
     try:
         return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, UnicodeError) as exc:
-        raise AuditError("value has no canonical JSON form", error=str(exc)) from None
+    except (rfc8785.CanonicalizationError, TypeError, UnicodeError, RecursionError) as exc:
+        raise AuditError("value has no canonical JSON form", error=repr(exc)) from None
 
 
 _LEAVES = frozenset((str, int, bool, type(None)))
