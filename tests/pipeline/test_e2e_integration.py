@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from execflow.domain.enums import OrderStatus, ReportStatus, RequestKind
+from execflow.pipeline.audit import verify_chains
 from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.services import Services
 from tests.pipeline.conftest import LogReader
@@ -75,3 +76,6 @@ async def test_duplicates_two_instances_and_rebuild_on_real_servers(
         await pipeline.stop()
     assert read_logs.find("supervisor", "STATE:REBUILT")
     assert len(read_logs.find("worker_open", "OPEN:SKIP:DUPLICATE")) == 4
+    # two db writers shared db_updates, redeliveries included: one audit chain per account
+    audit = await verify_chains(services.database)
+    assert audit.ok and audit.events == await services.database.count_events() > 0
