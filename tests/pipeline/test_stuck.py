@@ -20,6 +20,7 @@ from execflow.domain.enums import OrderStatus, RequestKind
 from execflow.domain.resolution import OperatorNote, Resolution
 from execflow.logs import LogSystem
 from execflow.metrics import Metrics
+from execflow.pipeline.audit import verify_chains
 from execflow.pipeline.reconcile import reconcile
 from execflow.pipeline.resolve import Refused, Resolved, resolve_order
 from execflow.pipeline.services import Services, open_services
@@ -179,6 +180,7 @@ async def test_resolve_runs_the_transition_the_lps_report_would(
         assert last.exec_id == result.exec_id
         assert last.payload["operator"] == {**NOTE, "resolution": resolution.value}
         assert (await reconcile(services.database, services.state)).ok
+        assert (await verify_chains(services.database)).ok  # the books stay tamper-evident
         assert await find_stuck(services.state, clock.now(), AFTER_S) == []
 
 
