@@ -16,6 +16,7 @@ from execflow.domain.enums import ReportStatus, RequestKind
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.routing import ROUTING_TABLE, DeadLetter, Ignore, Route, Worker
 from execflow.metrics import Metrics
+from execflow.pipeline.completeness import mark_complete
 from execflow.pipeline.dispatcher import dispatcher_consumer
 from execflow.pipeline.runner import Runner
 from execflow.pipeline.services import Services
@@ -221,6 +222,7 @@ async def test_a_fix_report_is_routed_like_a_json_one(
 async def test_metrics_count_routes_outcomes_and_dlq_reasons(
     services: Services, bus: InMemoryBus
 ) -> None:
+    await mark_complete(services.state)  # as every process start does: one delivery each
     metrics = Metrics("all")
     with_metrics = replace(services, metrics=metrics)
     dispatcher = Runner(with_metrics, dispatcher_consumer(with_metrics), rand=lambda: 0.5)

@@ -45,6 +45,7 @@ from execflow.pipeline.refdata import load_account
 from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
 from tests.backends.conftest import unique
+from tests.pipeline.conftest import LogReader
 from tests.pipeline.flow import ASK, BID, QTY, SEED_FILE, SL, TP, USER, Flow
 from tests.services import REDIS_URL, need_service
 
@@ -300,3 +301,16 @@ async def test_no_account_is_cached_from_the_database_while_the_store_is_incompl
     # once a rebuild marked the store complete, the fallback serves again
     await mark_complete(state)
     assert (await load_account(on_store, USER, log, "OPEN")).data["account_id"] == USER
+
+
+async def test_a_report_after_a_silent_wipe_is_routed_after_the_rebuild_not_dead_lettered(
+    on_store: Services, read_logs: LogReader
+) -> None:
+    async with _running(on_store) as flow:
+        x = await flow.open_request()
+        # the store restarts empty between two messages: no process saw an error
+        await on_store.state.flush_all()
+        await flow.report(x.lifecycle_id, "EXECUTED", qty=QTY, px=ASK)
+        assert (await flow.order(x.order_id)).status is OrderStatus.OPEN
+        assert not read_logs.find("dispatcher", "DISPATCH:DLQ")
+        await _assert_books_agree(on_store)

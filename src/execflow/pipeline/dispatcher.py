@@ -25,6 +25,7 @@ from execflow.domain.routing import DlqReason, Ignore, Worker, decide
 from execflow.errors import ReportError
 from execflow.logs.context import log_context
 from execflow.logs.events import DEBUG
+from execflow.pipeline.completeness import require_complete
 from execflow.pipeline.effects import H_LIFECYCLE_ID
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult
 from execflow.pipeline.retry import park_policy, retry_policy
@@ -110,7 +111,12 @@ async def _lifecycle(
     if not isinstance(parsed, ExecutionReport) or parsed.lifecycle_id is None:
         return None
     data = await services.state.get_lifecycle(parsed.lifecycle_id)
-    return None if data is None else lifecycle_from_dict(data)
+    if data is None:
+        # Unknown, or lost with the store: a store that came back empty (even with no
+        # error seen here) is rebuilt before this report is routed, not dead-lettered.
+        await require_complete(services.state, "lifecycle", parsed.lifecycle_id)
+        return None
+    return lifecycle_from_dict(data)
 
 
 async def _publish(

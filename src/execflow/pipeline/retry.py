@@ -10,6 +10,7 @@ from types import MappingProxyType
 from execflow.domain.codec import CodecError
 from execflow.domain.routing import DlqReason
 from execflow.errors import ReportError, StoreError, TransitionError
+from execflow.pipeline.completeness import StoreIncomplete
 from execflow.settings import Settings
 
 __all__ = [
@@ -68,10 +69,11 @@ class RetryPolicy:
     )
     exhausted_reason: str = DlqReason.MAX_ATTEMPTS.value
     on_exhausted: OnExhausted = OnExhausted.DEAD_LETTER
-    outages: tuple[type[BaseException], ...] = (StoreError,)
-    """Exceptions of exactly these types mean a backend is away, not that the message is
-    bad: retried with backoff for as long as it lasts, never counted toward the DLQ
-    (subclasses such as ``VersionConflict`` or ``MissingReferenceData`` are not outages)."""
+    outages: tuple[type[BaseException], ...] = (StoreError, StoreIncomplete)
+    """Exceptions of exactly these types mean a backend is away (or, ``StoreIncomplete``,
+    came back empty and is being rebuilt), not that the message is bad: retried with
+    backoff for as long as it lasts, never counted toward the DLQ (other subclasses such
+    as ``VersionConflict`` or ``MissingReferenceData`` are not outages)."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
