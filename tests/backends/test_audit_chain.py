@@ -5,6 +5,9 @@ forged row made by SQL behind the writer's back is named by the verifier."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -299,3 +302,39 @@ async def test_the_upgrade_chains_the_events_already_stored(db_url: str) -> None
         )
     finally:
         await db.close()
+
+
+async def test_the_cli_names_the_break_on_either_database(db_url: str, db: SqlDatabase) -> None:
+    """``execflow audit verify`` as a process, on SQLite and on PostgreSQL."""
+    await _stored(db)
+    env = {**os.environ, "EXECFLOW_DATABASE_URL": db_url}
+
+    async def cli(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from execflow.cli.app import main; main()",
+            "audit",
+            "verify",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    code, out = await cli()
+    assert code == 0 and "clean (2 account(s), 9 event(s))" in out, out
+    async with behind_the_writer(db_url) as conn:
+        await conn.execute(
+            sa.update(order_events)
+            .where(order_events.c.order_id == "o4")
+            .values(kind="ORDER_REJECTED")
+        )
+    code, out = await cli()
+    assert code == 1, out
+    assert "account=live:6 position=4 problem=hash_mismatch" in out
+    assert "event_id=o4:x4:ORDER_OPENED order_id=o4" in out
+    code, out = await cli("--account", "demo:2", "--json")
+    assert code == 0 and json.loads(out)["events"] == 3
