@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ApiError",
     "AuditError",
     "BusError",
     "ConfigError",
@@ -67,3 +68,13 @@ class DatabaseError(ExecflowError):
 
 class AuditError(ExecflowError):
     """An event cannot enter the audit chain (a value with no canonical JSON form)."""
+
+
+class ApiError(ExecflowError):
+    """An HTTP call refused with a problem document (RFC 9457): ``status`` and ``code``."""
+
+    def __init__(self, status: int, code: str, detail: str = "", **fields: Any) -> None:
+        super().__init__(detail or code, status=status, code=code, **fields)
+        self.status = status
+        self.code = code
+        self.detail = detail

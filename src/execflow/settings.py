@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         60.0, gt=0, description="how often the dispatcher counts stuck orders for the metric"
     )
 
+    # -- platform API (execflow run api / serve) ------------------------------------------
+    api_host: str = Field("127.0.0.1", description="TLS is left to a reverse proxy")
+    api_port: int = Field(8080, ge=0, le=65535)
+    api_max_body_bytes: int = Field(16 * 1024, ge=256, le=16 * _MIB)
+    api_rate_per_s: float = Field(50.0, gt=0, description="sustained requests per API key")
+    api_rate_burst: int = Field(100, ge=1, description="requests per API key in one burst")
+    api_cors_origins: tuple[str, ...] = Field(
+        (), description="origins allowed by CORS; empty: no CORS headers at all"
+    )
+    api_idempotency_ttl_s: float = Field(86_400.0, gt=0)
+    api_idempotency_wait_s: float = Field(
+        10.0, gt=0, description="how long a duplicate waits for the first call's answer"
+    )
+    api_key_cache_s: float = Field(
+        5.0, ge=0, description="a verified key is re-read (revocation seen) after this"
+    )
+
     # -- process ---------------------------------------------------------------------------------
     instance: int = Field(1, ge=1, le=10_000)
     seed_file: Path | None = None

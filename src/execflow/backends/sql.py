@@ -164,6 +164,11 @@ class SqlDatabase:
             await self._engine.dispose()
             self._engine = None
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The connected engine, for stores that share this database (``SqlApiStore``)."""
+        return self._require()
+
     def _require(self) -> AsyncEngine:
         if self._engine is None:
             raise DatabaseError("database is not connected; call connect() first")

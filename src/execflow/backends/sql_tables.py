@@ -5,7 +5,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["accounts", "chain_heads", "dead_letters", "metadata", "order_events", "orders"]
+__all__ = [
+    "accounts",
+    "api_idempotency",
+    "api_keys",
+    "chain_heads",
+    "dead_letters",
+    "metadata",
+    "order_events",
+    "orders",
+]
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -74,4 +83,32 @@ dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("replayed_at", _TS, nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("salt", sa.LargeBinary(), nullable=False),
+    sa.Column("secret_hash", sa.LargeBinary(), nullable=False),
+    sa.Column("scopes", _JSON, nullable=False),
+    sa.Column("accounts", _JSON, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("revoked_at", _TS, nullable=True),
+)
+
+# One row per (API key, Idempotency-Key): claimed by the first call (status_code NULL),
+# completed with the answer every later call with the same key and body gets back.
+api_idempotency = sa.Table(
+    "api_idempotency",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("body", sa.LargeBinary(), nullable=True),
+    sa.Column("headers", _JSON, nullable=True),
+    sa.Column("created_at", _TS, nullable=False, index=True),
+    sa.Column("completed_at", _TS, nullable=True),
 )

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from execflow import __version__
+from execflow.cli.api import api_key_app, run_api, serve_command
 from execflow.cli.audit import audit_app
 from execflow.cli.bench import bench_command
 from execflow.cli.context import CliState, settings_from
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.add_typer(logs_app, name="logs")
 app.add_typer(run_app, name="run")
 run_app.command("all")(run_all)
+run_app.command("api")(run_api)
 app.add_typer(orders_app, name="order")
 orders_app.command("resolve")(resolve_command)
 app.add_typer(list_app, name="orders")
@@ -50,6 +52,8 @@ app.command("bench")(bench_command)
 app.command("demo")(demo_command)
 app.command("reconcile")(reconcile_command)
 app.command("simulate")(simulate_command)
+app.command("serve")(serve_command)
+app.add_typer(api_key_app, name="api-key")
 
 
 @app.callback()

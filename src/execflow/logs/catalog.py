@@ -73,6 +73,7 @@ CATALOG: Mapping[str, LogFileSpec] = _table(
     LogFileSpec("intake", 50 * MIB, 10),
     LogFileSpec("simulator", 50 * MIB, 10),
     LogFileSpec("supervisor", 20 * MIB, 5),
+    LogFileSpec("api", 50 * MIB, 10),
 )
 
 _WORKERS = ("open", "close", "pending", "cancel", "reject", "stoploss", "takeprofit")
@@ -90,6 +91,7 @@ COMPONENTS: Mapping[str, ComponentSpec] = MappingProxyType(
         "intake": ComponentSpec("intake", "intake", "provider.intake"),
         "simulator": ComponentSpec("simulator", "simulator", "provider.simulator"),
         "supervisor": ComponentSpec("supervisor", "supervisor", "provider.supervisor"),
+        "api": ComponentSpec("api", "api", "provider.api"),
     }
 )
 

@@ -161,6 +161,19 @@ class Metrics:
         self.log_dropped = Counter(
             "execflow_log_dropped", "Log lines dropped (buffer full).", registry=r
         )
+        self.api_requests = Counter(
+            "execflow_api_requests",
+            "HTTP calls answered by the platform API, by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.api_request_seconds = Histogram(
+            "execflow_api_request_seconds",
+            "Time to answer one HTTP call, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         if not self.multiprocess:
             Gauge(
                 "execflow_last_report_age_seconds",
@@ -219,6 +232,11 @@ class Metrics:
     def set_stuck_orders(self, count: int) -> None:
         """How many orders are stuck now (``execflow.pipeline.stuck``)."""
         self.stuck_orders.set(count)
+
+    def api_call(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP call answered (route template, never the ids in the path)."""
+        self.api_requests.labels(method, route, str(status)).inc()
+        self.api_request_seconds.labels(route).observe(seconds)
 
     def log_write_failed(self, count: int = 1) -> None:
         """The logging layer failed to write ``count`` lines."""

@@ -1,0 +1,61 @@
+"""Who is calling: the bearer token checked, the scope required, the rate spent.
+
+Missing, malformed, unknown, wrong or revoked token: 401 (one answer for all, so a probe
+learns nothing). A genuine key without the route's scope: 403. Over its rate: 429 with
+``Retry-After``. Which accounts a key may touch is checked where the account is known
+(``visible``): a foreign account or an order of one is 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from execflow.api.context import ApiContext
+from execflow.api.keys import ApiKey, Scope
+from execflow.errors import ApiError
+
+__all__ = ["bearer", "context", "require", "visible"]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="`Authorization: Bearer ef_<key_id>_<secret>` (execflow api-key create)",
+)
+
+
+def context(request: Request) -> ApiContext:
+    """The app's ``ApiContext``."""
+    ctx: ApiContext = request.app.state.context
+    return ctx
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency: the verified key, which must carry ``scope``."""
+
+    async def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> ApiKey:
+        ctx = context(request)
+        key = None if credentials is None else await ctx.verifier.verify(credentials.credentials)
+        if key is None:
+            raise ApiError(401, "unauthorized", "a valid API key is required")
+        request.state.key_id = key.key_id
+        wait_s = ctx.limiter.take(key.key_id)
+        if wait_s is not None:
+            raise ApiError(429, "rate_limited", "too many requests", retry_after=wait_s)
+        if scope not in key.scopes:
+            raise ApiError(403, "missing_scope", f"this key lacks the {scope.value!r} scope")
+        return key
+
+    return dependency
+
+
+def visible(key: ApiKey, account_id: str | None, what: str, ident: str) -> str:
+    """``account_id`` when the key may see it; else 404 as if ``ident`` did not exist."""
+    if account_id is None or not key.may_see(account_id):
+        raise ApiError(404, f"unknown_{what}", f"no {what} {ident!r}")
+    return account_id

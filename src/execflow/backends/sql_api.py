@@ -1,0 +1,215 @@
+"""``ApiStore`` on SQLAlchemy async Core, sharing the engine of the ``SqlDatabase``.
+
+The idempotency claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: of several
+calls with the same key, on one API instance or many, exactly one gets the row back and
+goes ahead; the others read the row and wait for its answer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from execflow.backends.api_store import (
+    ApiKeyRecord,
+    Claim,
+    IdempotencyRecord,
+    OrderQuery,
+)
+from execflow.backends.database import OrderRecord
+from execflow.backends.sql import SqlDatabase
+from execflow.backends.sql_tables import api_idempotency, api_keys, orders
+from execflow.errors import DatabaseError
+
+__all__ = ["SqlApiStore"]
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SqlApiStore:
+    """The ``ApiStore`` port in the execflow database."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self._database = database
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        return self._database.engine
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self._database.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def _fetch(self, stmt: Any) -> list[Any]:
+        try:
+            async with self._engine.connect() as conn:
+                return list((await conn.execute(stmt)).fetchall())
+        except SQLAlchemyError as exc:
+            raise DatabaseError("api query failed", error=repr(exc)) from exc
+
+    async def _write(self, stmt: Any, what: str) -> list[Any]:
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(stmt)
+                return list(result.fetchall()) if result.returns_rows else []
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"{what} failed", error=repr(exc)) from exc
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def add_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key."""
+        stmt = sa.insert(api_keys).values(
+            key_id=record.key_id,
+            name=record.name,
+            salt=record.salt,
+            secret_hash=record.secret_hash,
+            scopes=list(record.scopes),
+            accounts=list(record.accounts),
+            created_at=record.created_at,
+            revoked_at=record.revoked_at,
+        )
+        await self._write(stmt, "api key insert")
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        """A key by id, or None."""
+        rows = await self._fetch(sa.select(api_keys).where(api_keys.c.key_id == key_id))
+        return _key(rows[0]) if rows else None
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        """Every key, oldest first."""
+        stmt = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+        return [_key(row) for row in await self._fetch(stmt)]
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        """Set ``revoked_at``; False when unknown or already revoked."""
+        stmt = (
+            sa.update(api_keys)
+            .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+            .returning(api_keys.c.key_id)
+        )
+        return bool(await self._write(stmt, "api key revoke"))
+
+    # -- idempotency ----------------------------------------------------------------------
+
+    async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
+        """Insert the claim unless one exists; an expired one is deleted first."""
+        table = api_idempotency
+        same = sa.and_(
+            table.c.key_id == record.key_id,
+            table.c.idempotency_key == record.idempotency_key,
+        )
+        insert = (
+            self._insert(table)
+            .values(
+                key_id=record.key_id,
+                idempotency_key=record.idempotency_key,
+                fingerprint=record.fingerprint,
+                created_at=record.created_at,
+            )
+            .on_conflict_do_nothing(index_elements=["key_id", "idempotency_key"])
+            .returning(table.c.key_id)
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    sa.delete(table).where(same, table.c.created_at < expired_before)
+                )
+                won = (await conn.execute(insert)).first() is not None
+        except SQLAlchemyError as exc:
+            raise DatabaseError("idempotency claim failed", error=repr(exc)) from exc
+        if won:
+            return Claim(won=True)
+        return Claim(
+            won=False, existing=await self.get_claim(record.key_id, record.idempotency_key)
+        )
+
+    async def complete(
+        self,
+        key_id: str,
+        idempotency_key: str,
+        status_code: int,
+        body: bytes,
+        headers: dict[str, str],
+        at: datetime,
+    ) -> None:
+        """Record the answer."""
+        table = api_idempotency
+        stmt = (
+            sa.update(table)
+            .where(table.c.key_id == key_id, table.c.idempotency_key == idempotency_key)
+            .values(status_code=status_code, body=body, headers=headers, completed_at=at)
+        )
+        await self._write(stmt, "idempotency completion")
+
+    async def get_claim(self, key_id: str, idempotency_key: str) -> IdempotencyRecord | None:
+        """A claim and its answer (if any)."""
+        table = api_idempotency
+        stmt = sa.select(table).where(
+            table.c.key_id == key_id, table.c.idempotency_key == idempotency_key
+        )
+        rows = await self._fetch(stmt)
+        if not rows:
+            return None
+        row = rows[0]
+        return IdempotencyRecord(
+            key_id=row.key_id,
+            idempotency_key=row.idempotency_key,
+            fingerprint=row.fingerprint,
+            created_at=_utc(row.created_at),
+            status_code=row.status_code,
+            body=None if row.body is None else bytes(row.body),
+            headers=None if row.headers is None else dict(row.headers),
+        )
+
+    # -- order listings -------------------------------------------------------------------
+
+    async def find_orders(self, query: OrderQuery) -> list[OrderRecord]:
+        """Snapshots matching ``query``, newest order id first (ids grow with time)."""
+        stmt = sa.select(orders).order_by(orders.c.order_id.desc()).limit(query.limit)
+        if query.accounts is not None:
+            stmt = stmt.where(orders.c.account_id.in_(query.accounts))
+        if query.status:
+            stmt = stmt.where(orders.c.status.in_(query.status))
+        if query.symbol is not None:
+            stmt = stmt.where(orders.c.data["symbol"].as_string() == query.symbol)
+        if query.since is not None:
+            stmt = stmt.where(orders.c.updated_at >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(orders.c.updated_at < query.until)
+        if query.after is not None:
+            stmt = stmt.where(orders.c.order_id < query.after)
+        return [
+            OrderRecord(
+                order_id=r.order_id,
+                account_id=r.account_id,
+                status=r.status,
+                version=int(r.version),
+                data=r.data,
+                updated_at=_utc(r.updated_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+
+def _key(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=row.key_id,
+        name=row.name,
+        salt=bytes(row.salt),
+        secret_hash=bytes(row.secret_hash),
+        scopes=tuple(row.scopes),
+        accounts=tuple(row.accounts),
+        created_at=_utc(row.created_at),
+        revoked_at=None if row.revoked_at is None else _utc(row.revoked_at),
+    )
