@@ -30,6 +30,8 @@ from execflow.settings import Settings
 from tests.domain.factories import NOW
 from tests.pipeline.flow import SEED_FILE
 
+API_FIRST_ID = 5_000_000_000_000
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
@@ -116,7 +118,8 @@ class Api:
 
 def make_app(services: Services, intake: OrderIntake | None = None) -> ApiContext:
     """A context on ``services`` (one per simulated API instance)."""
-    context = api_context(services, intake or OrderIntake(services, NumericIds()))
+    # order ids apart from the ones tests.pipeline.flow.Flow's own intake hands out
+    context = api_context(services, intake or OrderIntake(services, NumericIds(API_FIRST_ID)))
     context.readiness.state_rebuilt = True
     return context
 
