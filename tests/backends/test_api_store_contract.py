@@ -1,0 +1,79 @@
+"""The API's store (keys, idempotency claims, order listings) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from execflow.backends.api_store import ApiKeyRecord, IdempotencyRecord, OrderQuery
+from execflow.backends.database import OrderRecord
+from execflow.backends.sql import SqlDatabase
+from execflow.backends.sql_api import SqlApiStore
+
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+async def test_one_claim_wins_among_parallel_ones(db: SqlDatabase) -> None:
+    stores = [SqlApiStore(db) for _ in range(3)]
+    record = IdempotencyRecord("k1", "idem", "print", T0)
+    claims = await asyncio.gather(
+        *(stores[i % 3].claim(record, T0 - timedelta(days=1)) for i in range(12))
+    )
+    assert sum(c.won for c in claims) == 1
+    assert all(
+        c.existing is not None and c.existing.status_code is None for c in claims if not c.won
+    )
+    await stores[0].complete("k1", "idem", 201, b'{"a":1}', {"Location": "/x"}, T0)
+    done = await stores[1].get_claim("k1", "idem")
+    assert done is not None and (done.status_code, done.body, done.headers) == (
+        201,
+        b'{"a":1}',
+        {"Location": "/x"},
+    )
+    # older than the expiry: forgotten and claimed anew
+    again = await stores[2].claim(IdempotencyRecord("k1", "idem", "other", T0), T0 + timedelta(1))
+    assert again.won
+
+
+async def test_keys_are_stored_listed_and_revoked(db: SqlDatabase) -> None:
+    store = SqlApiStore(db)
+    record = ApiKeyRecord("abc123", "desk", b"salt", b"h" * 32, ("read",), ("live:6",), T0)
+    await store.add_key(record)
+    assert await store.get_key("abc123") == record
+    assert await store.revoke_key("abc123", T0) is True
+    assert await store.revoke_key("abc123", T0) is False
+    [listed] = await store.list_keys()
+    assert listed.revoked_at == T0 and await store.get_key("nope") is None
+
+
+async def test_order_listing_filters_and_pages(db: SqlDatabase) -> None:
+    rows = [
+        OrderRecord(
+            order_id=f"{1000 + n}",
+            account_id="live:6" if n % 3 else "live:7",
+            status="OPEN" if n % 2 else "CLOSED",
+            version=1,
+            data={"order_id": f"{1000 + n}", "symbol": "EURUSD" if n % 4 else "GBPUSD"},
+            updated_at=T0 + timedelta(minutes=n),
+        )
+        for n in range(12)
+    ]
+    await db.upsert_orders(rows)
+    store = SqlApiStore(db)
+    query = OrderQuery(accounts=("live:6",), status=("OPEN",), symbol="EURUSD", limit=2)
+    first = await store.find_orders(query)
+    rest = await store.find_orders(replace(query, after=first[-1].order_id))
+    want = sorted(
+        (
+            r.order_id
+            for r in rows
+            if r.account_id == "live:6" and r.status == "OPEN" and r.data["symbol"] == "EURUSD"
+        ),
+        reverse=True,
+    )
+    assert [r.order_id for r in first + rest] == want
+    window = await store.find_orders(
+        OrderQuery(accounts=None, since=T0 + timedelta(minutes=3), until=T0 + timedelta(minutes=5))
+    )
+    assert [r.order_id for r in window] == ["1004", "1003"]
