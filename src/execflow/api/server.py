@@ -2,15 +2,17 @@
 
 ``api_context`` builds what the app needs from open services; ``ApiServer`` runs uvicorn
 (no access log: every mutating call has its own ``API:CALL`` line in ``api.log``;
-uvicorn's own records reach the log files through the stdlib bridge). uvicorn catches
-SIGINT / SIGTERM while it serves and returns; ``serve`` then shuts the intake down so a
-deferred send still goes out.
+uvicorn's own records reach the log files through the stdlib bridge). SIGINT / SIGTERM
+are ours, not uvicorn's: uvicorn re-raises a signal it caught once it stopped, which
+would kill the process before the pipeline drained and ``PROCESS:STOP`` was written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,6 +41,14 @@ def api_context(services: Services, intake: OrderIntake | None = None) -> ApiCon
     return ApiContext.build(services, intake or OrderIntake(services), api_store(services))
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling (``ApiServer.serve`` installs ours)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class ApiServer:
     """uvicorn serving ``create_app(context)`` on the configured host and port."""
 
@@ -58,7 +68,7 @@ class ApiServer:
             server_header=False,
             date_header=True,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -70,12 +80,25 @@ class ApiServer:
                 return port
         raise RuntimeError("the API server is not listening")
 
-    async def serve(self) -> None:
-        """Serve until SIGINT / SIGTERM (or ``stop``)."""
+    async def serve(self) -> str:
+        """Serve until SIGINT / SIGTERM (or ``stop``); the name of the signal, or ``none``."""
+        loop = asyncio.get_running_loop()
+        received = {"signal": "none"}
+
+        def on_signal(sig: signal.Signals) -> None:
+            received["signal"] = sig.name
+            self.context.log.info("PROCESS:SIGNAL", signal=sig.name)
+            self._server.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
             await self._server.serve()
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             await self.context.intake.shutdown(self.context.services.settings.shutdown_timeout_s)
+        return received["signal"]
 
     async def start(self) -> None:
         """Serve in the background (tests, ``execflow serve``); returns once listening."""

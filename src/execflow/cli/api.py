@@ -72,12 +72,12 @@ def run_api(
     if instance is not None:
         settings = settings.model_copy(update={"instance": instance})
 
-    async def body(services: Services) -> None:
+    async def body(services: Services) -> str:
         context = api_context(services)
         await rebuild_if_needed(services.state, services.database, settings.seed_file, context.log)
         context.readiness.state_rebuilt = True
         _listening(settings)
-        await ApiServer(context).serve()
+        return await ApiServer(context).serve()
 
     _process(settings, body)
 
@@ -92,7 +92,7 @@ def serve_command(
     """Pipeline + LP simulator + API in one process: try the API with no server."""
     settings = _with(settings_from(ctx), host, port)
 
-    async def body(services: Services) -> None:
+    async def body(services: Services) -> str:
         sim = Simulator(
             services.bus,
             services.state,
@@ -113,26 +113,26 @@ def serve_command(
             context = api_context(services)
             context.readiness.state_rebuilt = True
             _listening(settings)
-            await ApiServer(context).serve()
+            return await ApiServer(context).serve()
         finally:
             await pipeline.stop()
 
     _process(settings, body)
 
 
-def _process(settings: Settings, body: Callable[[Services], Awaitable[None]]) -> None:
+def _process(settings: Settings, body: Callable[[Services], Awaitable[str]]) -> None:
     """Logging for ``api``, its metrics, PROCESS:START / STOP around ``body``."""
     with setup_logging(settings, COMPONENT) as logs:
         log = logs.logger(COMPONENT)
         metrics = Metrics(COMPONENT)
         log.info("PROCESS:START", component=COMPONENT, **masked_settings(settings))
 
-        async def main() -> None:
+        async def main() -> str:
             async with open_services(settings, logs, metrics=metrics) as services:
-                await body(services)
+                return await body(services)
 
-        asyncio.run(main())
-        log.info("PROCESS:STOP", component=COMPONENT, instance=settings.instance)
+        stopped_by = asyncio.run(main())
+        log.info("PROCESS:STOP", component=COMPONENT, instance=settings.instance, signal=stopped_by)
 
 
 # -- keys ----------------------------------------------------------------------------------------
