@@ -68,6 +68,7 @@ async def test_order_events_and_paged_lists(api: Api, services: Services) -> Non
         future = await api.call("GET", "/v1/orders?since=2999-01-01T00:00:00Z", token)
     assert [e["kind"] for e in events.json()] == ["ORDER_SUBMITTED"]
     assert events.json()[0]["status"] == "QUEUED"
+    assert len(events.json()[0]["hash"]) == 64 and events.json()[0]["chain_seq"] == 1
     assert order.json()["status"] == "QUEUED" and order.json()["symbol"] == "EURUSD"
     eurusd = sorted((p["order_id"] for i, p in enumerate(placed) if i in (0, 2, 3)), reverse=True)
     assert [i for page in pages for i in page] == eurusd  # newest first, no gap, no repeat

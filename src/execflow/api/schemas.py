@@ -150,7 +150,10 @@ class EventOut(BaseModel):
     status: str | None = Field(None, description="the order's status after this event")
     deltas: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
-    hash: str | None = Field(None, description="audit-chain hash, where the database has one")
+    chain_seq: int | None = Field(None, description="position in the account's audit chain")
+    hash: str | None = Field(
+        None, description="the audit-chain link (SHA-256, hex): `execflow audit verify` checks it"
+    )
 
 
 class OrderPage(BaseModel):

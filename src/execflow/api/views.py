@@ -71,7 +71,6 @@ def event_out(event: StoredEvent) -> EventOut:
     order = payload.get("order")
     status = order.get("status") if isinstance(order, dict) else None
     deltas = payload.get("deltas")
-    chain = getattr(event, "hash", None)
     return EventOut(
         seq=event.seq,
         event_id=event.event_id,
@@ -82,7 +81,8 @@ def event_out(event: StoredEvent) -> EventOut:
         status=status if isinstance(status, str) else None,
         deltas={k: str(v) for k, v in deltas.items()} if isinstance(deltas, dict) else {},
         created_at=event.created_at,
-        hash=chain if isinstance(chain, str) else None,
+        chain_seq=event.chain_seq,
+        hash=event.chain_hash,
     )
 
 
