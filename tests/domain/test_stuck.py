@@ -95,6 +95,22 @@ def test_waiting_on_nothing_is_never_stuck(order: Order) -> None:
     assert not is_stuck(order, NOW + timedelta(days=30), AFTER_S)
 
 
+def test_a_closed_position_waits_for_its_counterpart_cancel() -> None:
+    """The SL fired; the close worker asked the LP to cancel the TP, which may still be live."""
+    closed = _open(
+        status=S.CLOSED,
+        sl=Leg(LegState.TRIGGERED, Decimal("1.08"), "o1-sl-1"),
+        tp=Leg(LegState.CANCEL_REQUESTED, Decimal("1.09"), "o1-tp-1", "o1-tp-1-cancel"),
+    )
+    assert in_flight(closed) == (InFlight(K.CANCEL_TP, "o1-tp-1-cancel", LegKind.TP),)
+    assert is_stuck(closed, NOW + timedelta(seconds=AFTER_S), AFTER_S)
+    plan = plan_resolution(closed, _note(Resolution.CANCELLED), "operator:c", NOW)
+    assert isinstance(plan, Plan) and plan.worker is Worker.CANCEL
+    outcome = apply(plan.worker, closed, account(), EURUSD, PRICES, plan.report, K.CANCEL_TP, NOW)
+    assert isinstance(outcome, Applied) and outcome.order.tp.state is LegState.CANCELLED
+    assert outcome.account == account()
+
+
 def test_stuck_from_the_threshold_on() -> None:
     order = market_order()
     assert not is_stuck(order, NOW + timedelta(seconds=AFTER_S - 1), AFTER_S)
@@ -210,6 +226,7 @@ def test_the_cheap_first_look_never_hides_a_waiting_order() -> None:
                 )
                 if in_flight(order):
                     assert may_wait(status.value, sl_state.value, tp_state.value), order
-    assert not may_wait("CLOSED", "REQUESTED", "NONE")
+    assert not may_wait("CANCELLED", "CANCEL_REQUESTED", "NONE")
+    assert may_wait("CLOSED", "TRIGGERED", "CANCEL_REQUESTED")
     assert not may_wait("OPEN", "ACTIVE", "NONE")
     assert not may_wait("PENDING", "NONE", "NONE")

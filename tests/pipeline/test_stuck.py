@@ -16,7 +16,7 @@ from execflow.backends.database import StoredEvent
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.backends.state import Versioned
 from execflow.clock import FakeClock
-from execflow.domain.enums import OrderStatus, RequestKind
+from execflow.domain.enums import LegState, OrderStatus, RequestKind
 from execflow.domain.resolution import OperatorNote, Resolution
 from execflow.logs import LogSystem
 from execflow.metrics import Metrics
@@ -28,7 +28,7 @@ from execflow.pipeline.stuck import StuckWatch, find_stuck
 from execflow.settings import Settings
 from tests.pipeline.conftest import LogReader, drain
 from tests.pipeline.e2e_cells import OPENING, check_state_and_db
-from tests.pipeline.flow import ASK, BID, PARTIAL, QTY, Flow
+from tests.pipeline.flow import ASK, BID, PARTIAL, QTY, SL, TP, Flow
 
 K = RequestKind
 AFTER_S = 300.0
@@ -350,3 +350,38 @@ async def test_the_watch_reads_a_final_order_once(
         state.read.clear()
         assert await watch.check() == 1
         assert state.read == [waiting.order_id]  # the CLOSED one is not read again
+
+
+async def test_a_counterpart_cancel_left_unanswered_is_stuck_and_resolvable(
+    services: Services, clock: FakeClock
+) -> None:
+    async with Flow.running(services) as flow:
+        setup = await flow.opened(sl=SL, tp=TP)
+        sl = flow.request(K.PLACE_SL, setup.order_id)
+        tp = flow.request(K.PLACE_TP, setup.order_id)
+        await flow.report(sl["lifecycle_id"], "PENDING", level=sl["stop_px"])
+        await flow.report(tp["lifecycle_id"], "PENDING", level=tp["price"])
+        await flow.report(sl["lifecycle_id"], "EXECUTED", qty=QTY, px=BID)  # the SL fires
+        cancel = flow.request(K.CANCEL_TP, setup.order_id)  # ...and the LP never answers
+        clock.advance(AFTER_S)
+        stuck = await find_stuck(services.state, clock.now(), AFTER_S)
+        assert [(s.order_id, s.status, s.waiting_for, s.lifecycle_ids) for s in stuck] == [
+            (setup.order_id, "CLOSED", ("CANCEL_TP",), (cancel["lifecycle_id"],))
+        ]
+        account = await flow.account()
+        filled = await resolve_order(
+            services, setup.order_id, _note(Resolution.FILLED), price=Decimal("1.09006")
+        )
+        assert isinstance(filled, Refused) and filled.reason == "both_legs_filled"
+        rejected = await resolve_order(services, setup.order_id, _note(Resolution.REJECTED))
+        assert isinstance(rejected, Refused) and rejected.reason == "order_final"
+        done = await resolve_order(services, setup.order_id, _note(Resolution.CANCELLED))
+        assert isinstance(done, Resolved) and (done.worker, done.kind) == ("cancel", "CANCEL_TP")
+        await flow.settle()
+        order = await flow.order(setup.order_id)
+        assert order.tp.state is LegState.CANCELLED and order.status is OrderStatus.CLOSED
+        assert await flow.account() == account  # housekeeping: no money moves
+        last = (await flow.events(setup.order_id))[-1]
+        assert (last.kind, last.payload["operator"]["resolution"]) == ("LEG_CANCELLED", "cancelled")
+        assert await find_stuck(services.state, clock.now(), AFTER_S) == []
+        assert (await reconcile(services.database, services.state)).ok

@@ -108,11 +108,12 @@ def plan_resolution(
 ) -> Plan | Refusal:
     """The report answering the order's unanswered request as the operator says, and its worker.
 
-    Refused when the order is final, has no request in flight (a resting PENDING order,
+    Refused when the order is final (unless a leg's cancel still waits: a closed
+    position's counterpart cancel), has no request in flight (a resting PENDING order,
     an OPEN position without a leg request), the request is ambiguous (two legs waiting:
     say which with ``leg``), or the price does not fit the resolution.
     """
-    if order.status.is_final:
+    if order.status.is_final and not in_flight(order):
         return Refusal("order_final", order.status.value)
     request = _pick(order, leg)
     if isinstance(request, Refusal):

@@ -11,11 +11,16 @@ CANCELLING                CANCEL_PENDING
 CLOSING                   CLOSE
 OPEN / CLOSING, leg       PLACE_SL / PLACE_TP (leg REQUESTED),
                           CANCEL_SL / CANCEL_TP (leg CANCEL_REQUESTED)
+CLOSED, leg               CANCEL_SL / CANCEL_TP (leg CANCEL_REQUESTED)
 ========================  =================================================
+
+The last row is the cancel of the other leg the close worker sends when an SL or TP
+fired: the position is closed, but until the LP confirms, an order of the client may
+still be live at the LP (and could fill: ``both_legs_filled``).
 
 Not stuck, however old: a PENDING order (accepted, resting at the LP: a limit may wait
 for days), an OPEN position with no leg request in flight (its life is the client's),
-and every final order. "Activity" is the order's last transition (``updated_at``, set by
+and every other final order. "Activity" is the order's last transition (``updated_at``, set by
 the intake and by every applied report), so one answered request makes the whole order
 fresh again.
 """
@@ -61,7 +66,7 @@ _LEG_REQUESTS = {
     (LegKind.TP, LegState.REQUESTED): RequestKind.PLACE_TP,
     (LegKind.TP, LegState.CANCEL_REQUESTED): RequestKind.CANCEL_TP,
 }
-_WITH_LEGS = frozenset({OrderStatus.OPEN, OrderStatus.CLOSING})
+_WITH_LEGS = frozenset({OrderStatus.OPEN, OrderStatus.CLOSING, OrderStatus.CLOSED})
 _WAITING_LEG_STATES = frozenset({LegState.REQUESTED, LegState.CANCEL_REQUESTED})
 
 

@@ -97,10 +97,11 @@ class StuckOrder:
 
 
 class FinalOrders:
-    """Orders seen in a final status, by account: a periodic walk never reads them again.
+    """Orders seen final and settled, by account: a periodic walk never reads them again.
 
-    A final status never changes again (DESIGN §2), and a final order is never stuck,
-    so what a broker's state mostly holds, its history, is read once per process. The
+    A final status never changes again (DESIGN §2), and a final order with no leg
+    request out is never stuck, so what a broker's state mostly holds, its history, is
+    read once per process. The
     cost is memory: one id per final order held in the state store.
     """
 
@@ -132,11 +133,12 @@ async def find_stuck(
     for account_id in await state.list_accounts():
         known: set[str] = set() if finals is None else finals.of(account_id)
         for order_id, doc in (await state.list_orders(account_id, skip=known)).items():
-            if doc.data.get("status") in _FINAL_STATUSES:
-                known.add(order_id)
-                continue
             if not _may_wait(doc.data):
-                continue  # a plain position: not worth decoding
+                # not worth decoding; and a final one never changes again (a closed
+                # position still waiting for a leg's cancel is not final for this walk)
+                if doc.data.get("status") in _FINAL_STATUSES:
+                    known.add(order_id)
+                continue
             try:
                 order = order_from_dict(doc.data)
             except CodecError as exc:
