@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from execflow.safetext import markup
 from execflow.sim.bench import (
     DEFAULT_AMQP_URL,
     DEFAULT_POSTGRES_ADMIN_URL,
@@ -46,7 +47,9 @@ def bench_command(
         postgres_admin_url=postgres_admin_url,
         timeout_s=timeout,
     )
-    result = asyncio.run(run_bench(config, lambda line: console.print(f"[dim]... {line}[/]")))
+    result = asyncio.run(
+        run_bench(config, lambda line: console.print(f"[dim]... {markup(line)}[/]"))
+    )
     render_bench(console, result)
 
 
@@ -89,5 +92,5 @@ def render_bench(console: Console, result: BenchResult) -> None:
             f"({per_report[0]:.2f} ms CPU per report with logging, {per_report[1]:.2f} ms without)"
         )
     for note in result.notes:
-        console.print(f"[bold red]note:[/] {note}")
+        console.print(f"[bold red]note:[/] {markup(note)}")
     console.print(f"machine: {machine()}")

@@ -14,6 +14,7 @@ from execflow.cli.context import settings_from
 from execflow.errors import ConfigError
 from execflow.logs.catalog import CATALOG
 from execflow.pipeline.reconcile import ReconcileReport
+from execflow.safetext import cell, markup
 from execflow.sim.config import LpConfig
 from execflow.sim.demo import DemoOptions, DemoOutcome, run_demo
 from execflow.sim.scenario import ScenarioConfig
@@ -108,7 +109,7 @@ def demo_command(
         try:
             outcome = asyncio.run(run_demo(base, options, progress))
         except ConfigError as exc:
-            console.print(f"[bold red]error:[/] {exc.message}")
+            console.print(f"[bold red]error:[/] {markup(exc.message)}")
             raise typer.Exit(2) from None
     render(console, outcome)
     if not outcome.ok:
@@ -118,16 +119,16 @@ def demo_command(
 def render(console: Console, outcome: DemoOutcome) -> None:
     """Scenario figures, per-component table, DLQ reasons, verdict, where things are."""
     scenario = outcome.scenario
-    accepted = ", ".join(f"{k} {v}" for k, v in sorted(scenario.accepted.items()))
-    refused = ", ".join(f"{k} {v}" for k, v in scenario.refused.most_common()) or "none"
-    finals = ", ".join(f"{k} {v}" for k, v in sorted(scenario.final_statuses.items()))
+    accepted = ", ".join(f"{markup(k)} {v}" for k, v in sorted(scenario.accepted.items()))
+    refused = ", ".join(f"{markup(k)} {v}" for k, v in scenario.refused.most_common()) or "none"
+    finals = ", ".join(f"{markup(k)} {v}" for k, v in sorted(scenario.final_statuses.items()))
     console.print(
         f"\n[bold]scenario[/] {scenario.orders_placed} orders placed in {scenario.elapsed_s:.1f} s"
         f" (run {outcome.elapsed_s:.1f} s)\n  sent: {accepted}\n  refused locally: {refused}"
         f"\n  final: {finals}"
     )
     if scenario.unsettled:
-        shown = ", ".join(scenario.unsettled[:10])
+        shown = ", ".join(markup(order_id) for order_id in scenario.unsettled[:10])
         console.print(f"[bold red]{len(scenario.unsettled)} orders not final:[/] {shown}")
     table = Table(title="components")
     for column in ("component", "processed", "success", "skipped", "parked", "DLQ"):
@@ -150,17 +151,17 @@ def render(console: Console, outcome: DemoOutcome) -> None:
     if outcome.dlq_reasons:
         reasons = Table("DLQ reason", "messages", title="dead letters")
         for reason, count in outcome.dlq_reasons.most_common():
-            reasons.add_row(reason, str(count))
+            reasons.add_row(cell(reason), str(count))
         console.print(reasons)
     else:
         console.print("dead letters: none")
     render_reconciliation(console, outcome.reconciliation)
-    console.print(f"\nlogs:     {outcome.log_dir}/")
+    console.print(f"\nlogs:     {markup(outcome.log_dir)}/")
     for name in _TEN_FILES:
         path = outcome.log_dir / f"{name}.log"
         size = path.stat().st_size if path.exists() else 0
-        console.print(f"          {path.name:<24} {size:>10,} bytes")
-    console.print(f"database: {outcome.database}")
+        console.print(f"          {markup(path.name):<24} {size:>10,} bytes")
+    console.print(f"database: {markup(outcome.database)}")
 
 
 def render_reconciliation(console: Console, report: ReconcileReport, limit: int = 50) -> None:
@@ -175,5 +176,12 @@ def render_reconciliation(console: Console, report: ReconcileReport, limit: int 
     console.print(f"[bold red]reconciliation: {len(report.differences)} differences[/] ({head})")
     table = Table("account", "order", "what", "database says", "state says")
     for diff in report.differences[:limit]:
-        table.add_row(diff.account_id, diff.order_id or "", diff.what, diff.expected, diff.actual)
+        # ids and values as the database and the state store hold them: outside data
+        table.add_row(
+            cell(diff.account_id),
+            cell(diff.order_id or ""),
+            cell(diff.what),
+            cell(diff.expected),
+            cell(diff.actual),
+        )
     console.print(table)

@@ -6,7 +6,6 @@ so nothing is listed from a queue that a crash could disturb.
 
 from __future__ import annotations
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +20,7 @@ from execflow.pipeline.dlq import (
     replay_dead_letters,
 )
 from execflow.pipeline.services import Services
+from execflow.safetext import cell, json_text
 
 __all__ = ["dlq_app"]
 
@@ -44,15 +44,16 @@ def _table(views: list[DeadLetterView], title: str) -> Table:
         "id", "reason", "age", "order", "trace_id", "queue", "attempts", "error", title=title
     )
     for view in views:
+        # reason, order, trace id, queue and error come from the message or the LP
         table.add_row(
             str(view.id),
-            view.reason,
+            cell(view.reason),
             _age(view.age_s),
-            view.order or "-",
-            view.trace_id or "-",
-            view.queue,
+            cell(view.order or "-"),
+            cell(view.trace_id or "-"),
+            cell(view.queue),
             str(view.attempts),
-            (view.error or "")[:60],
+            cell((view.error or "")[:60]),
         )
     return table
 
@@ -83,7 +84,7 @@ def list_command(
     views = run_with_services(settings, COMPONENT, body)
     if as_json:
         for view in views:
-            typer.echo(orjson.dumps(view.to_dict()).decode())
+            typer.echo(json_text(view.to_dict()))
         return
     Console().print(_table(views, f"dead letters ({len(views)})"))
 

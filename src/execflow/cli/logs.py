@@ -21,6 +21,7 @@ from rich.table import Table
 from execflow.cli.context import settings_from
 from execflow.logs.catalog import CATALOG, resolve
 from execflow.logs.retention import BACKUP_NAME, cleanup
+from execflow.safetext import cell, markup, safe_text
 from execflow.settings import Settings
 
 __all__ = ["FileCheck", "check_files", "logs_app"]
@@ -140,12 +141,18 @@ def check(ctx: typer.Context) -> None:
     dir_ok, checks = check_files(settings)
     console = Console()
     table = Table(
-        "file", "size", "limit", "backups", "writable", "status", title=f"{settings.log_dir}/"
+        "file",
+        "size",
+        "limit",
+        "backups",
+        "writable",
+        "status",
+        title=f"{markup(settings.log_dir)}/",
     )
     for item in checks:
         status = "; ".join(item.problems) or ("ok" if item.size is not None else "not created yet")
         table.add_row(
-            item.path.name,
+            cell(item.path.name),
             _size(item.size),
             _size(item.max_bytes),
             f"{item.backups_present}/{item.backups_allowed}",
@@ -155,7 +162,7 @@ def check(ctx: typer.Context) -> None:
     console.print(table)
     failed = not dir_ok or any(item.problems for item in checks)
     if not dir_ok:
-        console.print(f"[bold red]log directory not writable:[/] {settings.log_dir}")
+        console.print(f"[bold red]log directory not writable:[/] {markup(settings.log_dir)}")
     if failed:
         raise typer.Exit(code=1)
 
@@ -176,7 +183,7 @@ def cleanup_command(
     # Plain lines (no wrapping): this output is read by scripts and cron mails.
     verb = "would delete" if dry_run else "deleted"
     for item in plan.doomed:
-        typer.echo(f"{verb} {item.path} ({_size(item.size)}, {item.reason})")
+        typer.echo(f"{verb} {safe_text(item.path)} ({_size(item.size)}, {item.reason})")
     typer.echo(
         f"{verb}: {len(plan.doomed)} file(s); directory {_size(plan.total_before)} -> "
         f"{_size(plan.total_after)} (cap {_size(settings.log_max_total_bytes)})"

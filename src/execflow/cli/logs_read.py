@@ -5,7 +5,6 @@ Registered on ``logs_app`` (``execflow.cli.logs``) when that module imports this
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +23,7 @@ from execflow.logtools.stats import collect_stats
 from execflow.logtools.tail import LEVELS, TailFilter, follow
 from execflow.logtools.timeutil import normalize_bound
 from execflow.logtools.trace import trace_order
+from execflow.safetext import cell, json_text, markup, safe_text
 
 __all__ = ["errors", "report", "stats", "tail", "trace"]
 
@@ -34,7 +34,7 @@ _COMPONENT_HELP = "Only this component (worker_open, dispatcher, ...; repeatable
 def _log_dir(ctx: typer.Context, directory: Path | None) -> Path:
     path = directory if directory is not None else settings_from(ctx).log_dir
     if not path.is_dir():
-        Console(stderr=True).print(f"[bold red]no log directory:[/] {path}")
+        Console(stderr=True).print(f"[bold red]no log directory:[/] {markup(path)}")
         raise typer.Exit(code=2)
     return path
 
@@ -55,7 +55,7 @@ def _bounds(since: str | None, until: str | None) -> tuple[str | None, str | Non
 
 
 def _print_json(document: object) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(document, indent=True) + "\n")
 
 
 @logs_app.command("trace")
@@ -81,7 +81,7 @@ def trace(
         )
         return
     if not result.records:
-        Console(stderr=True).print(f"no line mentions order_id={order_id}")
+        Console(stderr=True).print(f"no line mentions order_id={markup(order_id)}")
         raise typer.Exit(code=1)
     _emit(Console(highlight=False), result.records)
 
@@ -121,7 +121,7 @@ def stats(
     for name, s in sorted(report.components.items()):
         rates, lat = s.rates(), s.latency()
         table.add_row(
-            name,
+            cell(name),
             str(s.processed),
             f"{rates['success_rate'] * 100:.2f}",
             f"{rates['error_rate'] * 100:.2f}",
@@ -132,11 +132,13 @@ def stats(
             "-" if lat["max_ms"] is None else f"{lat['max_ms']:g}",
             f"{rates['throughput_per_min']:.1f}",
         )
-        dlq_lines.extend(f"  {name}: {r}={n}" for r, n in sorted(s.dlq_reasons.items()))
+        dlq_lines.extend(
+            f"  {safe_text(name)}: {safe_text(r)}={n}" for r, n in sorted(s.dlq_reasons.items())
+        )
     console = Console()
     console.print(table)
     if dlq_lines:
-        console.print("DLQ by reason:\n" + "\n".join(dlq_lines), highlight=False)
+        console.print("DLQ by reason:\n" + "\n".join(dlq_lines), highlight=False, markup=False)
 
 
 @logs_app.command("tail")
@@ -199,18 +201,21 @@ def errors(
         return
     for group in groups:
         console.print(
-            f"[bold red]{group.error_type}[/] in [cyan]{group.component}[/]: {group.count}x, "
-            f"first {group.first_ts}, last {group.last_ts}"
+            f"[bold red]{markup(group.error_type)}[/] in [cyan]{markup(group.component)}[/]: "
+            f"{group.count}x, first {markup(group.first_ts)}, last {markup(group.last_ts)}"
         )
         example = group.example
         console.print(
-            f"  example ({example.file}): [{example.tag}] {example.get('error') or ''}"
-            f" order_id={example.get('order_id') or '-'} trace_id={example.get('trace_id') or '-'}",
+            f"  example ({safe_text(example.file)}): [{safe_text(example.tag)}] "
+            f"{safe_text(example.get('error') or '')}"
+            f" order_id={safe_text(example.get('order_id') or '-')}"
+            f" trace_id={safe_text(example.get('trace_id') or '-')}",
             markup=False,
         )
         traceback = example.get("traceback")
         if traceback:
-            console.print("    " + traceback.replace("\n", "\n    "), markup=False)
+            block = safe_text(traceback, keep_newlines=True)
+            console.print("    " + block.replace("\n", "\n    "), markup=False)
 
 
 @logs_app.command("report")
@@ -228,4 +233,4 @@ def report(
         _log_dir(ctx, directory), since=lo, until=hi, components=_components(component)
     )
     write_report(out, html)
-    Console(stderr=True).print(f"wrote {out} ({len(html)} bytes)")
+    Console(stderr=True).print(f"wrote {markup(out)} ({len(html)} bytes)")

@@ -19,6 +19,7 @@ from execflow.cli.run import run_with_services
 from execflow.pipeline.rebuild import RebuildReport, rebuild_state
 from execflow.pipeline.seed import SeedError, SeedReport, apply_seed, load_seed
 from execflow.pipeline.services import Services
+from execflow.safetext import cell, markup
 
 __all__ = ["seed_app", "state_app"]
 
@@ -48,7 +49,7 @@ def rebuild_command(
     report = run_with_services(settings, _COMPONENT, body)
     table = Table("what", "restored", title="state rebuilt from the database")
     for name, count in report.fields().items():
-        table.add_row(name, str(count))
+        table.add_row(cell(name), str(count))
     Console().print(table)
 
 
@@ -62,7 +63,7 @@ def seed_command(
     try:
         seed = load_seed(file)
     except SeedError as exc:
-        Console(stderr=True).print(f"[bold red]seed error:[/] {exc.message}")
+        Console(stderr=True).print(f"[bold red]seed error:[/] {markup(exc.message)}")
         raise typer.Exit(code=2) from None
 
     async def body(services: Services) -> SeedReport:
@@ -79,14 +80,14 @@ def seed_command(
         return report
 
     report = run_with_services(settings, _COMPONENT, body)
-    table = Table("account", "outcome", title=f"seeded from {file}")
+    table = Table("account", "outcome", title=f"seeded from {markup(file)}")
     for outcome, ids in (
         ("created", report.accounts_created),
         ("kept (already in the state store)", report.accounts_kept),
         ("re-cached from the database", report.accounts_recached),
     ):
         for account_id in ids:
-            table.add_row(account_id, outcome)
+            table.add_row(cell(account_id), outcome)
     console = Console()
     console.print(table)
     console.print(f"instruments: {report.instruments}  prices: {report.prices}")

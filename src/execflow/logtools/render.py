@@ -1,14 +1,18 @@
-"""Records back to one readable line (text format), optionally coloured for a terminal."""
+"""Records back to one readable line (text format), optionally coloured for a terminal.
+
+A log file is outside data (anyone who can write a field, or the file, chooses its
+bytes): every part of a record is shown through ``execflow.safetext``.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from rich.text import Text
 
 from execflow.logtools.record import LogRecord
+from execflow.safetext import json_text, safe_text
 
 __all__ = ["LEVEL_STYLES", "field_text", "record_line", "record_text"]
 
@@ -19,37 +23,40 @@ LEVEL_STYLES = {
     "ERROR": "bold red",
     "CRITICAL": "bold white on red",
 }
-_UNSAFE = re.compile('[\x00-\x20"=\\\\\x7f-\x9f\u2028\u2029]')
+# A printable value is written bare unless it holds one of these; anything else becomes
+# a JSON string literal (non-printables as \uXXXX, see execflow.safetext).
+_QUOTE_IF = re.compile(r'[ "=\\]')
 
 
 def field_text(value: Any) -> str:
     """A value as the text format writes it: bare when safe, else a JSON string literal."""
-    text = value if isinstance(value, str) else json.dumps(value)
-    if text and _UNSAFE.search(text) is None:
+    text = value if isinstance(value, str) else json_text(value)
+    if text and text.isprintable() and _QUOTE_IF.search(text) is None:
         return text
-    return json.dumps(text)
+    return json_text(text)
 
 
 def record_line(record: LogRecord, *, with_file: bool = True) -> str:
     """``file | ts LEVEL logger [TAG] k=v ...`` on one line."""
-    fields = " ".join(f"{k}={field_text(v)}" for k, v in record.fields.items())
-    head = f"{record.file} | " if with_file else ""
-    tag = f" [{record.tag}]" if record.tag else ""
-    return f"{head}{record.ts} {record.level} {record.logger}{tag} {fields}".rstrip()
+    fields = " ".join(f"{safe_text(k)}={field_text(v)}" for k, v in record.fields.items())
+    head = f"{safe_text(record.file)} | " if with_file else ""
+    tag = f" [{safe_text(record.tag)}]" if record.tag else ""
+    ts, level, logger = safe_text(record.ts), safe_text(record.level), safe_text(record.logger)
+    return f"{head}{ts} {level} {logger}{tag} {fields}".rstrip()
 
 
 def record_text(record: LogRecord, *, with_file: bool = True) -> Text:
     """The same line as ``record_line``, styled for Rich."""
     text = Text()
     if with_file:
-        text.append(f"{record.file} ", style="cyan")
+        text.append(f"{safe_text(record.file)} ", style="cyan")
         text.append("| ", style="dim")
-    text.append(record.ts + " ", style="dim")
-    text.append(record.level, style=LEVEL_STYLES.get(record.level, ""))
-    text.append(f" {record.logger} ", style="blue")
+    text.append(safe_text(record.ts) + " ", style="dim")
+    text.append(safe_text(record.level), style=LEVEL_STYLES.get(record.level, ""))
+    text.append(f" {safe_text(record.logger)} ", style="blue")
     if record.tag:
-        text.append(f"[{record.tag}]", style="bold magenta")
+        text.append(f"[{safe_text(record.tag)}]", style="bold magenta")
     for key, value in record.fields.items():
-        text.append(f" {key}=", style="dim")
+        text.append(f" {safe_text(key)}=", style="dim")
         text.append(field_text(value))
     return text

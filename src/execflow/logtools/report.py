@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from datetime import timedelta
-from html import escape
 from pathlib import Path
 
 from execflow.logtools.errors import ErrorGroup, collect_errors
 from execflow.logtools.stats import ComponentStats, StatsReport, collect_stats
 from execflow.logtools.svg import PALETTE, bar_chart, line_chart
 from execflow.logtools.timeutil import parse_ts
+from execflow.safetext import html_text
 
 __all__ = ["build_report", "render_report", "write_report"]
 
@@ -93,7 +93,7 @@ def _summary_table(report: StatsReport) -> str:
             return "-" if v is None else f"{v:g}"
 
         rows.append(
-            f"<tr><td>{escape(name)}</td><td>{s.processed}</td>"
+            f"<tr><td>{html_text(name)}</td><td>{s.processed}</td>"
             f"<td>{rates['success_rate'] * 100:.2f}</td><td>{rates['error_rate'] * 100:.2f}</td>"
             f"<td>{s.skipped}</td><td>{s.parked}</td><td>{s.dead_lettered}</td>"
             f"<td>{ms(lat['p50_ms'])}</td><td>{ms(lat['p95_ms'])}</td><td>{ms(lat['p99_ms'])}</td>"
@@ -106,10 +106,10 @@ def render_report(report: StatsReport, errors: list[ErrorGroup], title: str) -> 
     """The HTML page for a statistics report and its grouped errors."""
     comps = report.components
     minutes = _minutes(comps)
-    sections = [f"<h1>{escape(title)}</h1>"]
+    sections = [f"<h1>{html_text(title)}</h1>"]
     sections.append(
-        f'<p class="small">{len(report.files)} files; period {escape(report.since or "start")}'
-        f" to {escape(report.until or 'end')}</p>"
+        f'<p class="small">{len(report.files)} files; period {html_text(report.since or "start")}'
+        f" to {html_text(report.until or 'end')}</p>"
     )
     sections.append("<h2>Summary</h2>" + _summary_table(report))
     throughput = {name: _bucketed(s.per_minute, minutes) for name, s in sorted(comps.items())}
@@ -120,7 +120,7 @@ def render_report(report: StatsReport, errors: list[ErrorGroup], title: str) -> 
     sections.append("<h2>Processing-time distribution per worker (ms)</h2>")
     for i, (name, s) in enumerate(sorted(comps.items())):
         if s.times_ms:
-            sections.append(f"<h3>{escape(name)}</h3>")
+            sections.append(f"<h3>{html_text(name)}</h3>")
             sections.append(
                 bar_chart(f"processing time {name}", _latency_bars(s), PALETTE[i % len(PALETTE)])
             )
@@ -149,9 +149,9 @@ def render_report(report: StatsReport, errors: list[ErrorGroup], title: str) -> 
     for group in top[:5]:
         example = group.example.get("traceback") or group.example.get("error") or ""
         sections.append(
-            f"<h3>{escape(group.error_type)} in {escape(group.component)}: {group.count}x "
-            f"({escape(group.first_ts)} .. {escape(group.last_ts)})</h3>"
-            f"<pre>{escape(example)}</pre>"
+            f"<h3>{html_text(group.error_type)} in {html_text(group.component)}: {group.count}x "
+            f"({html_text(group.first_ts)} .. {html_text(group.last_ts)})</h3>"
+            f"<pre>{html_text(example, keep_newlines=True)}</pre>"
         )
     body = "\n".join(sections)
     return (

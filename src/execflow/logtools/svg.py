@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from html import escape
+
+from execflow.safetext import html_text
 
 __all__ = ["PALETTE", "bar_chart", "line_chart"]
 
@@ -36,7 +37,7 @@ def _axis(y_max: float, x_labels: Sequence[str]) -> list[str]:
             x = _x(i, len(x_labels))
             parts.append(
                 f'<text x="{x:.1f}" y="{_H - _PAD_B + 16}" text-anchor="middle" font-size="11">'
-                f"{escape(x_labels[i])}</text>"
+                f"{html_text(x_labels[i])}</text>"
             )
     return parts
 
@@ -59,7 +60,7 @@ def _legend(names: Sequence[str]) -> list[str]:
             f'<rect x="{_W - _PAD_R + 10}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
         )
         parts.append(
-            f'<text x="{_W - _PAD_R + 24}" y="{y + 1}" font-size="11">{escape(name)}</text>'
+            f'<text x="{_W - _PAD_R + 24}" y="{y + 1}" font-size="11">{html_text(name)}</text>'
         )
     return parts
 
@@ -67,8 +68,8 @@ def _legend(names: Sequence[str]) -> list[str]:
 def _svg(title: str, body: list[str]) -> str:
     return (
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
-        f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
+        f'viewBox="0 0 {_W} {_H}" role="img" aria-label="{html_text(title)}">'
+        f"<title>{html_text(title)}</title>" + "".join(body) + "</svg>"
     )
 
 
@@ -101,6 +102,6 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], colour: str = PALET
         body.append(
             f'<rect x="{_PAD_L + i * slot + slot * 0.1:.1f}" y="{y:.1f}" '
             f'width="{max(slot * 0.8, 1):.1f}" height="{_H - _PAD_B - y:.1f}" fill="{colour}">'
-            f"<title>{escape(label)}: {value:g}</title></rect>"
+            f"<title>{html_text(label)}: {value:g}</title></rect>"
         )
     return _svg(title, body)
