@@ -15,6 +15,7 @@ from execflow.cli.bench import bench_command
 from execflow.cli.context import CliState, settings_from
 from execflow.cli.demo import demo_command
 from execflow.cli.dlq import dlq_app
+from execflow.cli.failures import FailureBoundary, library_stderr
 from execflow.cli.logs import logs_app
 from execflow.cli.orders import orders_app
 from execflow.cli.reconcile import reconcile_command
@@ -25,6 +26,7 @@ from execflow.cli.state import seed_app, state_app
 from execflow.cli.stuck import list_app
 from execflow.cli.supervisor import run_all
 from execflow.logs.masking import mask_url
+from execflow.safetext import cell
 
 __all__ = ["app", "main"]
 
@@ -34,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FailureBoundary,
 )
 
 
@@ -62,9 +65,13 @@ def root(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="TOML settings file (else EXECFLOW_CONFIG)."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="On a failure, print the traceback before the one-line error."
+    ),
 ) -> None:
     """Options shared by every command."""
-    ctx.obj = CliState(config_file=config)
+    ctx.obj = CliState(config_file=config, debug=debug)
+    ctx.with_resource(library_stderr(debug))
 
 
 @app.command()
@@ -80,7 +87,7 @@ def show_config(ctx: typer.Context) -> None:
     table = Table("setting", "value", title="execflow settings")
     for name, value in settings.model_dump().items():
         shown = mask_url(value) if isinstance(value, str) else str(value)
-        table.add_row(name, shown)
+        table.add_row(name, cell(shown))
     Console().print(table)
 
 

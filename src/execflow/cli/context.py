@@ -1,4 +1,4 @@
-"""What the root command hands to every sub-command: the settings, built once."""
+"""What the root command hands to every sub-command: the settings, built once, and ``--debug``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from execflow.errors import ConfigError
 from execflow.settings import Settings, load_settings
 
 __all__ = ["CliState", "settings_from"]
-
-err_console = Console(stderr=True)
 
 
 @dataclass
@@ -21,16 +17,22 @@ class CliState:
     """Options of the root command; settings are loaded lazily, once."""
 
     config_file: Path | None
+    debug: bool = False
     _settings: Settings | None = None
 
     def settings(self) -> Settings:
-        """The process settings; an invalid value exits 2 with the setting's name."""
+        """The process settings; an invalid value raises ``ConfigError`` naming the setting.
+
+        The root command turns it into one line on stderr and exit code 2
+        (``execflow.cli.failures``).
+        """
         if self._settings is None:
-            try:
-                self._settings = load_settings(self.config_file)
-            except ConfigError as exc:
-                err_console.print(f"[bold red]configuration error:[/] {exc.message}")
-                raise typer.Exit(code=2) from None
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+    @property
+    def loaded_settings(self) -> Settings | None:
+        """The settings if a command loaded them (for the failure line), else ``None``."""
         return self._settings
 
 

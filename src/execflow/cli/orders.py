@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -27,6 +26,7 @@ from execflow.cli.context import settings_from
 from execflow.cli.run import run_with_services
 from execflow.pipeline.intake import COMPONENT, IntakeResult, OrderIntake
 from execflow.pipeline.services import Services
+from execflow.safetext import json_text, markup, safe_text
 
 __all__ = ["orders_app"]
 
@@ -44,11 +44,6 @@ def _run(
     ctx: typer.Context, as_json: bool, action: Callable[[OrderIntake], Awaitable[IntakeResult]]
 ) -> None:
     settings = settings_from(ctx)
-    if settings.broker_url.startswith("memory://"):
-        Console(stderr=True).print(
-            "[yellow]note:[/] memory:// backends: nothing outlives this command "
-            "(set EXECFLOW_BROKER_URL / STATE_URL / DATABASE_URL)"
-        )
 
     async def body(services: Services) -> IntakeResult:
         intake = OrderIntake(services)
@@ -61,7 +56,13 @@ def _run(
         result = run_with_services(settings, COMPONENT, body)
     except (ValueError, ArithmeticError) as exc:
         # a side, order type or number that does not parse: nothing was sent
-        raise typer.BadParameter(str(exc) or type(exc).__name__) from None
+        raise typer.BadParameter(safe_text(str(exc) or type(exc).__name__)) from None
+    if settings.broker_url.startswith("memory://"):
+        # after the result, not before: a command that fails says so in one line
+        Console(stderr=True).print(
+            "[yellow]note:[/] memory:// backends: nothing outlives this command "
+            "(set EXECFLOW_BROKER_URL / STATE_URL / DATABASE_URL)"
+        )
     _print(result, as_json)
     raise typer.Exit(code=0 if result.accepted else 1)
 
@@ -78,19 +79,22 @@ def _print(result: IntakeResult, as_json: bool) -> None:
         "trace_id": result.trace_id,
     }
     if as_json:
-        typer.echo(orjson.dumps({k: v for k, v in shown.items() if v is not None}).decode())
+        typer.echo(json_text({k: v for k, v in shown.items() if v is not None}))
         return
     console = Console()
     if result.accepted:
         console.print(
-            f"[green]sent[/] {result.action} order_id={result.order_id} "
-            f"status={result.status} lifecycle_id={result.lifecycle_id} trace_id={result.trace_id}"
+            f"[green]sent[/] {markup(result.action)} order_id={markup(result.order_id)} "
+            f"status={markup(result.status)} lifecycle_id={markup(result.lifecycle_id)} "
+            f"trace_id={markup(result.trace_id)}"
         )
     else:
-        detail = f" ({result.detail})" if result.detail else ""
+        # the order id, the reason and its detail may echo what the operator or the
+        # database holds (an unknown order id, an account's group)
+        detail = f" ({markup(result.detail)})" if result.detail else ""
         console.print(
-            f"[red]refused[/] {result.action} order_id={result.order_id} "
-            f"reason={result.reason}{detail}"
+            f"[red]refused[/] {markup(result.action)} order_id={markup(result.order_id)} "
+            f"reason={markup(result.reason)}{detail}"
         )
 
 

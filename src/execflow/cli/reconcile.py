@@ -5,6 +5,9 @@ Two sections: the differences (exit 1 when there is any), then the stuck orders
 state and the database agree about it (both say it waits), which is what this command
 checks; that it waits too long is an operations matter, alerted on by the
 ``execflow_stuck_orders`` metric and settled with ``execflow order resolve``.
+
+Logs to ``supervisor.log`` (the operator commands' file): ``RECONCILE:DONE`` with the
+counts, or ``PROCESS:FAILED`` when a server cannot be reached.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.console import Console
 from execflow.backends.factory import make_database, make_state_store
 from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
+from execflow.cli.failures import process_logging
 from execflow.cli.stuck import render_stuck
 from execflow.clock import SystemClock
 from execflow.pipeline.reconcile import ReconcileReport, reconcile
@@ -24,6 +28,8 @@ from execflow.pipeline.stuck import StuckOrder, find_stuck
 from execflow.settings import Settings
 
 __all__ = ["reconcile_command"]
+
+_COMPONENT = "supervisor"
 
 
 async def _reconcile(settings: Settings) -> tuple[ReconcileReport, list[StuckOrder]]:
@@ -51,7 +57,16 @@ def reconcile_command(
     Stuck orders are listed after the differences; alone they do not fail the check.
     """
     settings = settings_from(ctx)
-    report, stuck = asyncio.run(_reconcile(settings))
+    with process_logging(settings, _COMPONENT) as logs:
+        report, stuck = asyncio.run(_reconcile(settings))
+        logs.logger(_COMPONENT).info(
+            "RECONCILE:DONE",
+            accounts=report.accounts,
+            orders=report.orders,
+            events=report.events,
+            differences=len(report.differences),
+            stuck=len(stuck),
+        )
     console = Console()
     render_reconciliation(console, report, limit)
     render_stuck(console, stuck, settings.stuck_after_s)

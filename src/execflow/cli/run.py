@@ -24,10 +24,11 @@ from typing import TypeVar
 import typer
 
 from execflow.cli.context import settings_from
+from execflow.cli.failures import process_logging
 from execflow.domain.routing import Worker
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import mask_value
-from execflow.logs.setup import LogSystem, setup_logging
+from execflow.logs.setup import LogSystem
 from execflow.metrics import Metrics, MetricsServer
 from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
 from execflow.pipeline.dispatcher import dispatcher_consumer
@@ -60,8 +61,11 @@ def run_with_services(
     *,
     metrics: Metrics | None = None,
 ) -> T:
-    """Set up logging for ``component``, open the services, run ``body``, close everything."""
-    with setup_logging(settings, component) as logs:
+    """Set up logging for ``component``, open the services, run ``body``, close everything.
+
+    A failure is logged as ``PROCESS:FAILED`` before it propagates (``process_logging``).
+    """
+    with process_logging(settings, component) as logs:
 
         async def main() -> T:
             async with open_services(settings, logs, metrics=metrics) as services:
@@ -77,7 +81,7 @@ def serve(
 ) -> None:
     """Run consumers until SIGINT/SIGTERM: the body of every ``execflow run`` command."""
     with ExitStack() as stack:
-        logs: LogSystem = stack.enter_context(setup_logging(settings, component))
+        logs: LogSystem = stack.enter_context(process_logging(settings, component))
         log = logs.logger(component)
         metrics = None
         if settings.metrics_multiproc_dir is not None:

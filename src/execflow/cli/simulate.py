@@ -20,8 +20,9 @@ from rich.console import Console
 
 from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
-from execflow.logs.setup import setup_logging
+from execflow.cli.failures import process_logging
 from execflow.pipeline.services import open_services
+from execflow.safetext import markup
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
 from execflow.sim.scenario import ScenarioConfig
@@ -64,7 +65,7 @@ def simulate_command(
     scenario = outcome.scenario
     console.print(
         f"scenario: {scenario.orders_placed} orders placed in {scenario.elapsed_s:.1f} s; "
-        f"final {dict(sorted(scenario.final_statuses.items()))}; "
+        f"final {markup(dict(sorted(scenario.final_statuses.items())))}; "
         f"not final {len(scenario.unsettled)}"
     )
     render_reconciliation(console, outcome.reconciliation)
@@ -73,7 +74,7 @@ def simulate_command(
 
 
 def _run(settings: Settings, options: SimulateOptions) -> SimulateOutcome | None:
-    with setup_logging(settings, "simulator") as logs:
+    with process_logging(settings, "simulator") as logs:
         log = logs.logger("simulator")
 
         async def main() -> SimulateOutcome | None:
@@ -86,13 +87,15 @@ def _run(settings: Settings, options: SimulateOptions) -> SimulateOutcome | None
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal, sig)
+            log.info("PROCESS:START", component="simulator", orders=options.scenario.orders)
             try:
                 async with open_services(settings, logs) as services:
-                    log.info("PROCESS:START", component="simulator", orders=options.scenario.orders)
-                    return await simulate(services, options, stop)
+                    outcome = await simulate(services, options, stop)
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-                log.info("PROCESS:STOP", component="simulator")
+            # a failure is logged as PROCESS:FAILED instead (process_logging)
+            log.info("PROCESS:STOP", component="simulator")
+            return outcome
 
         return asyncio.run(main())
