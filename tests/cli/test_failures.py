@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from execflow.cli.app import app
 from execflow.domain.routing import Worker
 from tests.cli.commands import leaf_commands
-from tests.services import need_service
+from tests.services import AMQP_URL, REDIS_URL, need_service
 
 PASSWORD = "s3cr3t-pw"
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +49,8 @@ class Case:
     args: tuple[str, ...]
     component: str
     servers: tuple[str, ...] = ALL
+    real_servers: bool = False
+    """The servers not under test must be real ones (the command refuses memory://)."""
 
     @property
     def argv(self) -> list[str]:
@@ -75,6 +77,14 @@ SERVER_CASES: tuple[Case, ...] = (
     Case("seed", (SEED,), "supervisor"),
     Case("reconcile", (), "supervisor", (STATE, DATABASE)),
     Case("simulate", (), "simulator"),
+    Case("orders stuck", (), "supervisor"),
+    Case(
+        "order resolve",
+        ("3163458366000", "--as", "rejected", "--reason", "LP: never received"),
+        "supervisor",
+        real_servers=True,
+    ),
+    Case("audit verify", (), "supervisor", (DATABASE,)),
 )
 # ``bench`` takes its servers as options, not settings, and keeps no log of its own.
 BENCH = ("--embedded-reports", "10", "--distributed-reports", "10", "--relay-messages", "10")
@@ -144,6 +154,12 @@ def _invoke(argv: list[str]) -> tuple[int, str, str]:
 def test_server_at_a_closed_port(
     env: Path, monkeypatch: pytest.MonkeyPatch, case: Case, server: str
 ) -> None:
+    if case.real_servers:
+        need_service("rabbitmq")
+        need_service("redis")
+        monkeypatch.setenv("EXECFLOW_BROKER_URL", AMQP_URL)
+        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
+        monkeypatch.setenv("EXECFLOW_QUEUE_PREFIX", "failtest")
     monkeypatch.setenv(_ENV[server], CLOSED_PORT[server])
     code, stdout, stderr = _invoke(case.argv)
     check_failure(env, case, server, code, stdout, stderr)
@@ -157,6 +173,9 @@ def test_server_at_a_closed_port(
 )
 def test_wrong_rabbitmq_password(env: Path, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
     need_service("rabbitmq")
+    if case.real_servers:
+        need_service("redis")
+        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
     monkeypatch.setenv("EXECFLOW_BROKER_URL", WRONG_PASSWORD)
     code, stdout, stderr = _invoke(case.argv)
     check_failure(env, case, BROKER, code, stdout, stderr)

@@ -12,8 +12,10 @@ must list every command of the Typer app (``test_every_command_is_covered``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -21,11 +23,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aio_pika
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from execflow.backends.bus import H_ERROR, H_ORIGINAL_QUEUE, H_REASON, H_TRACE_ID
+from execflow.backends.bus import H_ERROR, H_ORIGINAL_QUEUE, H_REASON, H_TRACE_ID, QueueNames
 from execflow.backends.database import AccountRecord, DeadLetterRecord, EventRecord, OrderRecord
 from execflow.backends.redis_state import RedisStateStore
 from execflow.backends.sql import SqlDatabase
@@ -37,7 +40,7 @@ from execflow.logs import setup_logging
 from execflow.settings import Settings
 from tests.cli.commands import leaf_commands
 from tests.domain.factories import EURUSD, account, market_order
-from tests.services import REDIS_URL, need_service
+from tests.services import AMQP_URL, REDIS_URL, need_service
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +51,7 @@ HOSTILE = (
     "[bold red]x[/] [/]"
 )
 ORDER_ID = "3163458366000"
+WAITING_ID = "3163458366001"  # QUEUED since 2026-11-29: stuck
 ACCOUNT_ID = f"live:{HOSTILE}"
 TRACE_ID = f"tr-{HOSTILE}"
 _DANGEROUS = {"Cc", "Cf", "Cs", "Zl", "Zp", "Co"}
@@ -74,6 +78,12 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
     "order close": [[ORDER_ID], [ORDER_ID, "--json"]],
     "order sl": [[ORDER_ID, "1.08200"], [ORDER_ID, "--cancel", "--json"]],
     "order tp": [[ORDER_ID, "1.09500"], [ORDER_ID, "--cancel", "--json"]],
+    "orders stuck": [[], ["--json"]],
+    "order resolve": [
+        [WAITING_ID, "--as", "rejected", "--reason", HOSTILE, "--operator", HOSTILE],
+        [WAITING_ID, "--as", "filled", "--price", "1.1", "--reason", HOSTILE, "--json"],
+    ],
+    "audit verify": [[], ["--json"]],
     "logs trace": [[ORDER_ID, "--dir", "{logs}"], [ORDER_ID, "--json", "--dir", "{logs}"]],
     "logs stats": [["--dir", "{logs}"], ["--json", "--dir", "{logs}"]],
     "logs tail": [["--lines", "100", "--max-seconds", "0.3", "--dir", "{logs}"]],
@@ -87,7 +97,8 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
 }  # fmt: skip
 # Commands where the hostile marker must show up (escaped): the value did reach the output.
 SHOWS_HOSTILE = {
-    "dlq list", "dlq replay", "reconcile", "seed", "order pending",
+    "dlq list", "dlq replay", "reconcile", "seed", "order pending", "orders stuck",
+    "order resolve", "audit verify",
     "logs trace", "logs stats", "logs tail", "logs errors", "config",
 }  # fmt: skip
 NOT_READ = {
@@ -133,6 +144,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ]
     }
     (root / "seed.json").write_text(json.dumps(seed))
+    # a link of the audit chain edited by hand: `audit verify` names it
+    with sqlite3.connect(root / "x.db") as conn:
+        conn.execute("UPDATE order_events SET kind = ? WHERE order_id = ?", ("edited", ORDER_ID))
     yield root
     asyncio.run(_flush(prefix))
 
@@ -144,6 +158,15 @@ async def _flush(prefix: str) -> None:
         await state.flush_all()
     finally:
         await state.close()
+    # `order resolve` ran on the real broker under this prefix
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        for queue in QueueNames(prefix).all():
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):  # never declared
+                await channel.queue_delete(queue)
+    finally:
+        await connection.close()
 
 
 async def _fill_stores(settings: Settings, prefix: str) -> None:
@@ -158,6 +181,9 @@ async def _fill_stores(settings: Settings, prefix: str) -> None:
         lifecycle_id=f"{ORDER_ID}-{HOSTILE}",
     )
     order_doc = order_to_dict(order)
+    waiting = replace(
+        order, order_id=WAITING_ID, status=OrderStatus.QUEUED, lifecycle_id=f"lc-{HOSTILE}"
+    )
     account_doc = account_to_dict(holder)
     database = SqlDatabase(settings.database_url)
     await database.connect()
@@ -209,9 +235,11 @@ async def _fill_stores(settings: Settings, prefix: str) -> None:
             [
                 Write("account", ACCOUNT_ID, 0, account_to_dict(state_account)),
                 Write("order", ORDER_ID, 0, order_doc),
+                Write("order", WAITING_ID, 0, order_to_dict(waiting)),
             ],
         )
-        await state.put_lifecycle(ORDER_ID, {"account_id": ACCOUNT_ID, "order_id": ORDER_ID})
+        for order_id in (ORDER_ID, WAITING_ID):
+            await state.put_lifecycle(order_id, {"account_id": ACCOUNT_ID, "order_id": order_id})
         await state.put_instrument(
             HOSTILE, "EURUSD", instrument_to_dict(replace(EURUSD, group=HOSTILE))
         )
@@ -276,6 +304,11 @@ def test_no_raw_control_character_reaches_the_terminal(
     monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix={prefix}")
     monkeypatch.setenv("EXECFLOW_METRICS_HOST", HOSTILE)  # free text, unused: no metrics_port
     monkeypatch.setenv("COLUMNS", "400")
+    if command == "order resolve":
+        # resolve refuses memory:// backends: it must reach the deployment's broker
+        need_service("rabbitmq")
+        monkeypatch.setenv("EXECFLOW_BROKER_URL", AMQP_URL)
+        monkeypatch.setenv("EXECFLOW_QUEUE_PREFIX", prefix)
     out = tmp_path / "report.html"
     places = {
         "{logs}": hostile / "logs",

@@ -33,7 +33,10 @@ def db_copy(demo_db: Path, tmp_path: Path) -> Iterator[Path]:
 
 
 def verify(db: Path, *args: str) -> tuple[int, str, str]:
-    env = {"EXECFLOW_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    env = {
+        "EXECFLOW_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "EXECFLOW_LOG_DIR": str(db.parent / "logs"),
+    }
     result = CliRunner().invoke(app, ["audit", "verify", *args], env=env)
     return result.exit_code, result.stdout, result.stderr
 
@@ -113,11 +116,17 @@ def test_a_deleted_and_a_forged_row_are_named(db_copy: Path) -> None:
 
 
 def test_an_unreachable_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
-    env = {"EXECFLOW_DATABASE_URL": "postgresql+asyncpg://execflow:s3cret@127.0.0.1:9/execflow"}
+    env = {
+        "EXECFLOW_DATABASE_URL": "postgresql+asyncpg://execflow:s3cret@127.0.0.1:9/execflow",
+        "EXECFLOW_LOG_DIR": str(tmp_path / "logs"),
+    }
     result = CliRunner().invoke(app, ["audit", "verify"], env=env)
     assert result.exit_code == EXIT_UNREACHABLE
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "cannot read the database" in lines[0] and "s3cret" not in lines[0]
+    assert lines[0].startswith("execflow: database unreachable or failing at ")
+    assert "execflow:***@127.0.0.1:9" in lines[0] and "s3cret" not in lines[0]
     assert "Traceback" not in result.stderr
+    failed = (tmp_path / "logs" / "provider_errors.log").read_text()
+    assert "[PROCESS:FAILED]" in failed and "s3cret" not in failed

@@ -1,7 +1,8 @@
 """``execflow audit verify``: walk the database's audit chains, name each first broken link.
 
 Exit codes: 0 every chain verifies, 1 a chain is broken, 2 invalid settings,
-3 the database cannot be reached or read (one line on stderr, no traceback).
+3 the database cannot be reached or read (one line on stderr, no traceback, and
+``PROCESS:FAILED`` in supervisor.log and provider_errors.log: ``execflow.cli.failures``).
 Only the database is opened: a check of the books must not need the broker or Redis.
 """
 
@@ -14,17 +15,15 @@ from rich.console import Console
 
 from execflow.backends.factory import make_database
 from execflow.cli.context import settings_from
-from execflow.errors import ConfigError, DatabaseError
-from execflow.logs.masking import mask_url
+from execflow.cli.failures import EXIT_CHECK_FAILED, EXIT_UNREACHABLE, process_logging
 from execflow.pipeline.audit import AuditReport, verify_chains
 from execflow.safetext import json_text, markup
 from execflow.settings import Settings
 
 __all__ = ["EXIT_BROKEN", "EXIT_UNREACHABLE", "audit_app"]
 
-EXIT_BROKEN = 1
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
+EXIT_BROKEN = EXIT_CHECK_FAILED
+_COMPONENT = "supervisor"
 
 audit_app = typer.Typer(
     help="Check the tamper-evident audit chains of the order events.", no_args_is_help=True
@@ -48,20 +47,14 @@ def verify_command(
 ) -> None:
     """Recompute every account's hash chain; exit 1 and name the first broken link if any."""
     settings = settings_from(ctx)
-    err = Console(stderr=True)
-    try:
+    with process_logging(settings, _COMPONENT) as logs:
         report = asyncio.run(_verify(settings, account))
-    except ConfigError as exc:
-        err.print(f"[bold red]configuration error:[/] {markup(exc.message)}")
-        raise typer.Exit(EXIT_CONFIG) from None
-    except DatabaseError as exc:
-        reason = exc.fields.get("error") or exc.message
-        err.print(
-            f"[bold red]audit verify: cannot read the database[/] "
-            f"{markup(mask_url(settings.database_url))}: {markup(reason)}",
-            soft_wrap=True,
+        logs.logger(_COMPONENT).info(
+            "AUDIT:VERIFIED",
+            accounts=report.accounts,
+            events=report.events,
+            broken=len(report.broken),
         )
-        raise typer.Exit(EXIT_UNREACHABLE) from None
     if as_json:
         typer.echo(json_text(report.to_dict()))
     else:

@@ -14,7 +14,8 @@ Exit codes (README, "Exit codes"):
 ====  =====================================================================
 0     done
 1     a check failed (reconcile found differences, an order was refused, ...)
-2     bad usage or configuration (a setting, an argument, a seed file)
+2     bad usage or configuration (a setting, an argument, a seed file, reference data
+      missing from the state store)
 3     a server (broker, state store, database) unreachable or failing
 4     an unexpected internal error (its traceback is in the log)
 ====  =====================================================================
@@ -43,6 +44,7 @@ from execflow.errors import (
 )
 from execflow.logs.masking import mask_url
 from execflow.logs.setup import LogSystem, setup_logging
+from execflow.pipeline.refdata import MissingReferenceData
 from execflow.safetext import safe_text
 from execflow.settings import Settings
 
@@ -104,39 +106,54 @@ def _one_line(text: str) -> str:
     return shown
 
 
+def _plain(exc: BaseException) -> dict[str, Any]:
+    return {"error_type": type(exc).__name__, "error": mask_url(str(exc))}
+
+
+def _described(exc: BaseException) -> str:
+    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc))
+
+
+def _server_failure(exc: ExecflowError, settings: Settings | None) -> Failure:
+    server, configured = next(
+        named for kind, named in _servers(settings).items() if isinstance(exc, kind)
+    )
+    url = exc.fields.get("url") or configured
+    cause = _cause(exc)
+    at = f" at {mask_url(str(url))}" if url else ""
+    line = f"{server} unreachable or failing{at}: {_one_line(exc.message)}"
+    if cause:
+        line += f" ({_one_line(cause)})"
+    fields: dict[str, Any] = {
+        "server": server,
+        "url": mask_url(str(url)) if url else None,
+        "error_type": type(exc).__name__,
+        "error": mask_url(exc.message),
+        "cause": mask_url(cause) if cause else None,
+    }
+    return Failure(EXIT_UNREACHABLE, "server_unreachable", line, fields)
+
+
 def classify(exc: BaseException, settings: Settings | None = None) -> Failure:
     """The failure ``exc`` stands for; ``settings`` fill in a URL the error does not carry."""
     if isinstance(exc, ConfigError):
         line = f"configuration error: {_one_line(exc.message)}"
         return Failure(EXIT_USAGE, "configuration", line, {"error": mask_url(exc.message)})
+    if isinstance(exc, MissingReferenceData):
+        # a StoreError by type, but the server answered: the deployment lacks its seed data
+        line = f"reference data missing: {_one_line(str(exc))}"
+        return Failure(EXIT_USAGE, "missing_reference_data", line, _plain(exc))
     if isinstance(exc, BusError | StoreError | DatabaseError) and not isinstance(
         exc, VersionConflict
     ):
-        server, configured = next(
-            named for kind, named in _servers(settings).items() if isinstance(exc, kind)
-        )
-        url = exc.fields.get("url") or configured
-        cause = _cause(exc)
-        at = f" at {mask_url(str(url))}" if url else ""
-        line = f"{server} unreachable or failing{at}: {_one_line(exc.message)}"
-        if cause:
-            line += f" ({_one_line(cause)})"
-        fields: dict[str, Any] = {
-            "server": server,
-            "url": mask_url(str(url)) if url else None,
-            "error_type": type(exc).__name__,
-            "error": mask_url(exc.message),
-            "cause": mask_url(cause) if cause else None,
-        }
-        return Failure(EXIT_UNREACHABLE, "server_unreachable", line, fields)
+        return _server_failure(exc, settings)
     if isinstance(exc, ConnectionError):
         # a client library's own error that no backend wrapped (a server that went away)
-        line = f"a server is unreachable: {_one_line(f'{type(exc).__name__}: {exc}')}"
-        fields = {"error_type": type(exc).__name__, "error": mask_url(str(exc))}
-        return Failure(EXIT_UNREACHABLE, "server_unreachable", line, fields)
-    line = f"internal error: {_one_line(f'{type(exc).__name__}: {exc}' if str(exc) else repr(exc))}"
-    fields = {"error_type": type(exc).__name__, "error": mask_url(str(exc))}
-    return Failure(EXIT_INTERNAL, "internal_error", line, fields)
+        line = f"a server is unreachable: {_described(exc)}"
+        return Failure(EXIT_UNREACHABLE, "server_unreachable", line, _plain(exc))
+    return Failure(
+        EXIT_INTERNAL, "internal_error", f"internal error: {_described(exc)}", _plain(exc)
+    )
 
 
 def _is_failure(exc: BaseException) -> bool:
