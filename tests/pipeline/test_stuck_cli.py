@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -23,8 +24,10 @@ from typer.testing import CliRunner
 
 from execflow.backends.state import Write
 from execflow.cli.app import app
+from execflow.cli.resolve import os_user
 from execflow.clock import FakeClock
 from execflow.domain.codec import account_to_dict
+from execflow.domain.enums import OrderStatus
 from execflow.logs.setup import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.intake import NumericIds, OrderIntake
@@ -32,7 +35,7 @@ from execflow.pipeline.seed import apply_seed, read_seed
 from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
 from tests.domain.factories import account
-from tests.pipeline.flow import QTY, SEED_FILE, SYMBOL, Flow
+from tests.pipeline.flow import ASK, QTY, SEED_FILE, SYMBOL, Flow
 
 HOSTILE_ACCOUNT = "live:\x1b[2J\u202e66"
 LONG_AGO = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
@@ -154,6 +157,17 @@ async def test_resolve_and_reconcile_from_the_cli_on_real_servers(
         assert again.exit_code == 1
         refused = again.stderr.strip().splitlines()
         assert len(refused) == 1 and "order_final" in refused[0] and "REJECTED" in refused[0]
+        other = await flow.open_request()
+        by_default = await asyncio.to_thread(
+            cli, "order", "resolve", other.order_id, "--as", "filled", "--price", ASK,
+            "--reason", "LP statement",
+        )  # fmt: skip
+        assert by_default.exit_code == 0, by_default.stderr
+        assert by_default.stderr == "" and "resolved" in by_default.stdout
+        await flow.settle()
+        assert (await flow.order(other.order_id)).status is OrderStatus.OPEN
+        named = (await flow.events(other.order_id))[-1].payload["operator"]["name"]
+        assert named == os_user() == pwd.getpwuid(os.geteuid()).pw_name
         checked = await asyncio.to_thread(cli, "reconcile")
         assert checked.exit_code == 0, checked.stdout
         assert "reconciliation: clean" in checked.stdout
