@@ -242,6 +242,13 @@ async def test_the_same_exec_id_republishes_instead_of_applying_twice(
         assert isinstance(again, Resolved) and again.republished
         assert await flow.account() == account
         assert await flow.event_kinds(setup.order_id) == ["ORDER_SUBMITTED", "ORDER_REJECTED"]
+        other = await flow.open_request()
+        for chosen in ("E00001", first.exec_id, "operator:never"):  # an LP's, another order's
+            refused = await resolve_order(
+                services, other.order_id, _note(Resolution.REJECTED), exec_id=chosen
+            )
+            assert isinstance(refused, Refused) and refused.reason == "exec_id_unknown"
+        assert (await flow.order(other.order_id)).status is OrderStatus.QUEUED
 
 
 async def test_the_watch_sets_the_gauge_and_logs_changes(

@@ -20,7 +20,9 @@ or ``RESOLVE:REFUSED``; calculations to ``orders_calculated.log`` as the worker 
 
 If publishing fails after the commit, ``resolve_order`` raises and the exec_id is in the
 error: running it again with that ``exec_id`` re-publishes the recorded effects (the
-ledger makes the second run a duplicate, never a second transition).
+ledger makes the second run a duplicate, never a second transition). An ``exec_id``
+the order has not applied, or not an operator's, is refused: it is never used for a
+new resolution, where it could shadow an LP report's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from execflow.domain.enums import LegKind
 from execflow.domain.models import LifecycleRecord, Order
 from execflow.domain.outcomes import Applied, Duplicate
 from execflow.domain.resolution import (
+    OPERATOR_PROVIDER,
     OperatorNote,
     Plan,
     Refusal,
@@ -102,9 +105,13 @@ async def resolve_order(
         order = await _load(services, order_id)
         if order is None:
             return _refuse(log, Refused(order_id, "unknown_order", "not in the state store"), who)
-        exec_id = exec_id or operator_exec_id(services.ids.new_id())
-        if order.has_applied(exec_id):
+        if exec_id is not None:
+            # only a re-send: an exec_id of the operator's choosing could shadow the LP's
+            if not order.has_applied(exec_id) or not exec_id.startswith(OPERATOR_PROVIDER):
+                detail = "--exec-id only re-sends a resolution this order has applied"
+                return _refuse(log, Refused(order_id, "exec_id_unknown", detail), who)
             return await _republish(services, log, order, exec_id, trace_id, who)
+        exec_id = operator_exec_id(services.ids.new_id())
         plan = plan_resolution(order, note, exec_id, services.clock.now(), price=price, leg=leg)
         if isinstance(plan, Refusal):
             refused = Refused(order_id, plan.reason, plan.detail, order.status.value)

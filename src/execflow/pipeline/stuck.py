@@ -101,8 +101,7 @@ class FinalOrders:
 
     A final status never changes again (DESIGN §2), and a final order with no leg
     request out is never stuck, so what a broker's state mostly holds, its history, is
-    read once per process. The
-    cost is memory: one id per final order held in the state store.
+    read once per process. The cost is memory: one id per final order in the store.
     """
 
     def __init__(self) -> None:
