@@ -339,3 +339,34 @@ async def test_the_cli_names_the_break_on_either_database(db_url: str, db: SqlDa
     assert "event_id=o4:x4:ORDER_OPENED order_id=o4" in out
     code, out = await cli("--account", "demo:2", "--json")
     assert code == 0 and json.loads(out)["events"] == 3
+
+
+class AppendingMeanwhile:
+    """The database, with a db writer appending 3 events once verify reads the first head."""
+
+    def __init__(self, db: SqlDatabase, before_the_read: bool) -> None:
+        self.db = db
+        self.before_the_read = before_the_read
+        self.appended = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+    async def chain_head(self, account_id: str) -> Any:
+        if self.appended:
+            return await self.db.chain_head(account_id)
+        self.appended = True
+        if self.before_the_read:
+            await self.db.insert_events([event(n) for n in range(50, 53)])
+            return await self.db.chain_head(account_id)
+        head = await self.db.chain_head(account_id)
+        await self.db.insert_events([event(n) for n in range(60, 63)])
+        return head
+
+
+async def test_verify_beside_a_running_writer_raises_no_false_alarm(db: SqlDatabase) -> None:
+    await db.insert_events([event(n) for n in range(1, 7)])
+    for before_the_read in (True, False):
+        report = await verify_chains(AppendingMeanwhile(db, before_the_read), "live:6")  # type: ignore[arg-type]
+        assert report.ok, report.broken
+    assert (await verify_chains(db)).events == 12

@@ -219,6 +219,17 @@ def test_an_event_outside_the_chain_is_named() -> None:
     assert (broken.event_id, broken.position) == ("forged", 4)
 
 
+def test_an_event_past_a_head_no_writer_moved_is_named() -> None:
+    rows, head = chain(4)
+    longer, _ = chain(5)
+    verifier = ChainVerifier("live:6")
+    for row in rows:
+        verifier.feed(row)
+    broken = verifier.finish(head, None, longer[4])
+    assert broken is not None and broken.problem is ChainProblem.HEAD_MISMATCH
+    assert (broken.position, broken.order_id) == (5, "o5")
+
+
 def test_swapped_positions_break_the_chain() -> None:
     rows, head = chain(4)
     rows[1], rows[2] = replace(rows[2], chain_seq=2), replace(rows[1], chain_seq=3)

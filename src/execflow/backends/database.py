@@ -147,8 +147,14 @@ class Database(Protocol):
         """Every account with events or an audit chain head, sorted."""
         ...
 
-    def iter_chain(self, account_id: str, batch_size: int = 1000) -> AsyncIterator[StoredEvent]:
-        """One account's chained events by chain position, read in batches."""
+    def iter_chain(
+        self,
+        account_id: str,
+        after: int = 0,
+        upto: int | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[StoredEvent]:
+        """One account's chained events at positions in (after, upto], by position."""
         ...
 
     async def first_unchained(self, account_id: str) -> StoredEvent | None:

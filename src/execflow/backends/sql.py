@@ -276,10 +276,14 @@ class SqlDatabase:
         return sorted(r[0] for r in found)
 
     async def iter_chain(
-        self, account_id: str, batch_size: int = 1000
+        self,
+        account_id: str,
+        after: int = 0,
+        upto: int | None = None,
+        batch_size: int = 1000,
     ) -> AsyncIterator[StoredEvent]:
-        """One account's chained events by position, read in batches."""
-        cursor = 0
+        """One account's chained events at positions in (after, upto], in batches."""
+        cursor = after
         while True:
             stmt = (
                 sa.select(order_events)
@@ -287,6 +291,8 @@ class SqlDatabase:
                 .order_by(order_events.c.chain_seq)
                 .limit(batch_size)
             )
+            if upto is not None:
+                stmt = stmt.where(order_events.c.chain_seq <= upto)
             batch = await self._fetch_events(stmt)
             for event in batch:
                 yield event

@@ -289,9 +289,16 @@ class ChainVerifier:
         return None
 
     def finish(
-        self, head: ChainHead | None, unchained: ChainRow | None = None
+        self,
+        head: ChainHead | None,
+        unchained: ChainRow | None = None,
+        past_head: ChainRow | None = None,
     ) -> BrokenLink | None:
-        """Compare the end of the walk with the recorded head; then any unchained row."""
+        """Compare the end of the walk with the recorded head; then the rows outside it.
+
+        ``past_head``: a chained row beyond the head that no writer appended (the head
+        did not move while it was read); ``unchained``: a row without position or hash.
+        """
         if self.broken is not None:
             return self.broken
         last = self._last
@@ -314,6 +321,15 @@ class ChainVerifier:
                 recorded,
                 self.head_hash,
                 f"head records {length} links, the chain has {self.position}",
+            )
+        if past_head is not None:
+            return self._break(
+                ChainProblem.HEAD_MISMATCH,
+                past_head.chain_seq or self.position + 1,
+                past_head,
+                recorded,
+                past_head.chain_hash or "",
+                f"event past the recorded head ({length} links)",
             )
         if unchained is not None:
             return self._break(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from execflow.backends.database import Database
+from execflow.backends.database import Database, StoredEvent
 from execflow.domain.audit import BrokenLink, ChainHead, ChainVerifier
 
 __all__ = ["AuditReport", "verify_chains"]
@@ -45,28 +45,44 @@ class AuditReport:
 
 
 async def verify_chains(database: Database, account_id: str | None = None) -> AuditReport:
-    """Walk every account's chain (or only ``account_id``'s) and name each first break."""
+    """Walk every account's chain (or only ``account_id``'s) and name each first break.
+
+    Safe beside running db writers: each account's head is read first and the chain
+    walked up to it (a head is committed with the events it covers); events appended
+    meanwhile are left for the next run. An event past a head that did not move while
+    it was read was not appended by a writer, and is a break.
+    """
     accounts = [account_id] if account_id is not None else await database.chain_accounts()
     broken: list[BrokenLink] = []
     heads: list[ChainHead] = []
     events = 0
     checked = 0
     for account in accounts:
+        head = await database.chain_head(account)
         verifier = ChainVerifier(account)
         walked = 0
-        async for row in database.iter_chain(account):
+        async for row in database.iter_chain(account, upto=None if head is None else head.length):
             walked += 1
             if verifier.feed(row) is not None:
                 break
-        head = await database.chain_head(account)
         unchained = await database.first_unchained(account)
         if walked == 0 and head is None and unchained is None:
             continue  # nothing stored for this account (an unknown --account)
         checked += 1
         events += walked
-        found = verifier.finish(head, unchained)
+        past = None if head is None else await _past_head(database, head)
+        found = verifier.finish(head, unchained, past)
         if found is not None:
             broken.append(found)
         elif head is not None:
             heads.append(head)
     return AuditReport(checked, events, tuple(broken), tuple(heads))
+
+
+async def _past_head(database: Database, head: ChainHead) -> StoredEvent | None:
+    """The first event after ``head``, unless a writer moved the head meanwhile."""
+    async for row in database.iter_chain(head.account_id, after=head.length, batch_size=1):
+        if await database.chain_head(head.account_id) == head:
+            return row
+        return None
+    return None
