@@ -26,8 +26,6 @@ from execflow.backends.redis_state import RedisStateStore
 from execflow.backends.sql import SqlDatabase
 from tests.services import AMQP_URL, POSTGRES_URL, REDIS_URL, need_service
 
-_PG_ADMIN_DSN = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-
 
 def unique(prefix: str = "t") -> str:
     """A short random name, safe for queue names, key prefixes and database names."""
@@ -47,11 +45,11 @@ async def make_rabbit_bus(names: QueueNames, **kwargs: object) -> RabbitMQBus:
     return bus
 
 
-async def delete_queues(names: set[str]) -> None:
+async def delete_queues(names: set[str], amqp_url: str = AMQP_URL) -> None:
     """Remove the queues a test declared (the broker is shared)."""
     if not names:
         return
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(amqp_url)
     try:
         for name in names:
             channel = await connection.channel()
@@ -131,20 +129,26 @@ async def store(
 
 
 @asynccontextmanager
-async def fresh_pg_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database (URL for SQLAlchemy), dropped at the end."""
-    need_service("postgresql")
+async def fresh_pg_database(server_url: str | None = None) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (URL for SQLAlchemy), dropped at the end.
+
+    On the default server, or on the one ``server_url`` (any database of it) names.
+    """
+    if server_url is None:
+        need_service("postgresql")
+        server_url = POSTGRES_URL
+    admin_dsn = server_url.replace("postgresql+asyncpg://", "postgresql://")
     name = unique("execflow_t_")
-    admin = await asyncpg.connect(_PG_ADMIN_DSN)
+    admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = POSTGRES_URL.rsplit("/", 1)[0]
+    base = server_url.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        admin = await asyncpg.connect(_PG_ADMIN_DSN)
+        admin = await asyncpg.connect(admin_dsn)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

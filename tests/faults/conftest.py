@@ -1,64 +1,127 @@
-"""Fixtures of the fault suite: a fresh distributed run per test, services always restored.
+"""Fixtures of the fault suite: its own servers, a fresh distributed run per test.
 
-The disruptive tests (marker ``faults``) stop, kill and freeze the shared RabbitMQ,
-Redis and PostgreSQL. ``pytest_collection_modifyitems`` moves every ``faults`` item to
-the very end of the session (after ``tests/logs``, ``tests/sim``, ...), and every fault
-test restores the three servers in a ``finally`` (``ensure_services``), so the rest of
-the suite (and other engineers' runs) see them up.
+The disruptive tests (marker ``faults``) stop, kill, freeze and wipe servers: never the
+ones on the default ports (a developer's own). ``fault_servers`` starts a throwaway
+RabbitMQ, Redis and PostgreSQL once per session (``services.py``: own ports, own data
+directory, removed at the end); each ``make_run`` test finds them up and leaves them up.
+``default_sentinels`` plants sentinels on the default servers before the first fault
+test; ``test_sentinels.py``, sorted after every other test, checks them.
 
-Each finished run adds its row to ``tests/faults/last_run.json`` and rewrites
-``tests/faults/last_run.md`` (the README "Fault injection" table).
+``pytest_collection_modifyitems`` still moves every ``faults`` item after the other tests
+of the session: they are slow and keep both cores busy.
+
+Environment:
+
+* ``EXECFLOW_FAULT_STRESS=1``: every fault test runs with every core saturated by
+  ``stress-ng`` (``stress.py``), started before the test and stopped after it.
+* ``EXECFLOW_FAULT_RECORD=DIR``: each finished run adds its row to ``DIR/last_run.json``
+  and rewrites ``DIR/last_run.md`` (the README table: ``EXECFLOW_FAULT_RECORD=tests/faults``);
+  the soak writes ``DIR/last_soak.txt``. Without it, a test run writes no file of the tree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from execflow.settings import require_services
 from tests.faults.harness import PipelineRun, RunConfig, Verdict
-from tests.faults.services import ensure_services
+from tests.faults.sentinels import Sentinels, plant, remove
+from tests.faults.services import FaultServers, ServerUnavailable, port_answers
+from tests.faults.stress import cpu_load, stress_requested
 
-HERE = Path(__file__).resolve().parent
-RESULTS_JSON = HERE / "last_run.json"
-RESULTS_MD = HERE / "last_run.md"
+RECORD_ENV = "EXECFLOW_FAULT_RECORD"
+SENTINEL_TEST = "test_default_servers_keep_their_sentinels"
+DEFAULT_PORTS = {"rabbitmq": 5672, "redis": 6379, "postgresql": 5432}
 
 MakeRun = Callable[[RunConfig], Awaitable[PipelineRun]]
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Disruptive ``faults`` tests run after every other test of the session."""
+    """``faults`` tests after every other test, and the sentinel check after them all."""
     calm = [item for item in items if item.get_closest_marker("faults") is None]
     disruptive = [item for item in items if item.get_closest_marker("faults") is not None]
-    items[:] = calm + disruptive
+    last = [item for item in disruptive if item.name == SENTINEL_TEST]
+    items[:] = calm + [item for item in disruptive if item not in last] + last
 
 
-@pytest.fixture
-def restore_services() -> Iterator[None]:
-    """Whatever the test did to the servers, they answer again when it ends."""
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on a loop of its own (in a thread: pytest-asyncio owns this one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def default_sentinels() -> Iterator[Sentinels]:
+    """Sentinels on the default-port servers that answer, planted before any fault."""
+    answering = {name for name, port in DEFAULT_PORTS.items() if port_answers(port)}
+    planted = run_sync(plant(answering))
     try:
-        yield
+        yield planted
     finally:
-        ensure_services()
+        run_sync(remove(planted))
+
+
+@pytest.fixture(scope="session")
+def fault_servers(default_sentinels: Sentinels) -> Iterator[FaultServers]:
+    """The session's throwaway RabbitMQ, Redis and PostgreSQL; stopped and removed at the end.
+
+    When they cannot start, the fault tests fail under ``EXECFLOW_REQUIRE_SERVICES=1``
+    (CI) and skip otherwise, with the reason.
+    """
+    try:
+        servers = FaultServers.start()
+    except (ServerUnavailable, OSError) as error:
+        message = f"the fault suite cannot start its throwaway servers: {error}"
+        if require_services():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield servers
+    finally:
+        servers.close()
 
 
 @pytest.fixture
-async def make_run(tmp_path: Path, restore_services: None) -> AsyncIterator[MakeRun]:
-    """Start a ``PipelineRun`` on a fresh database; stopped and cleaned up at the end."""
-    from tests.backends.conftest import fresh_pg_database
-    from tests.services import need_service
+def restore_services(fault_servers: FaultServers) -> Iterator[FaultServers]:
+    """The throwaway servers answer when the test starts and again when it ends."""
+    fault_servers.ensure()
+    try:
+        yield fault_servers
+    finally:
+        fault_servers.ensure()
 
-    for name in ("rabbitmq", "redis", "postgresql"):
-        need_service(name)
+
+@pytest.fixture(autouse=True)
+def cpu_stress(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``EXECFLOW_FAULT_STRESS=1``, every core busy for the whole of a fault test."""
+    if request.node.get_closest_marker("faults") is None or not stress_requested():
+        yield
+        return
+    with cpu_load():
+        yield
+
+
+@pytest.fixture
+async def make_run(tmp_path: Path, restore_services: FaultServers) -> AsyncIterator[MakeRun]:
+    """Start a ``PipelineRun`` on the throwaway servers and a fresh database of theirs;
+    stopped and cleaned up at the end."""
+    from tests.backends.conftest import fresh_pg_database
+
+    servers = restore_services
     runs: list[PipelineRun] = []
-    async with fresh_pg_database() as pg_url:
+    async with fresh_pg_database(servers.postgres.url) as pg_url:
 
         async def start(config: RunConfig) -> PipelineRun:
-            run = PipelineRun(tmp_path, pg_url, config)
+            run = PipelineRun(tmp_path, pg_url, config, servers)
             runs.append(run)
             await run.start()
             return run
@@ -66,22 +129,34 @@ async def make_run(tmp_path: Path, restore_services: None) -> AsyncIterator[Make
         try:
             yield start
         finally:
-            ensure_services()
+            servers.ensure()
             for run in runs:
                 await run.stop()
                 await run.cleanup()
 
 
+def record_dir() -> Path | None:
+    """Where ``EXECFLOW_FAULT_RECORD`` asks the results to be written (None: nowhere)."""
+    value = os.environ.get(RECORD_ENV, "").strip()
+    return Path(value) if value else None
+
+
 def record(verdict: Verdict) -> None:
-    """Keep this run's row for the README table (``last_run.json`` / ``last_run.md``)."""
+    """Keep this run's row for the README table (``last_run.json`` / ``last_run.md``),
+    only when ``EXECFLOW_FAULT_RECORD`` names a directory."""
+    directory = record_dir()
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    results_json = directory / "last_run.json"
     rows: dict[str, Any] = {}
-    if RESULTS_JSON.exists():
+    if results_json.exists():
         try:
-            rows = json.loads(RESULTS_JSON.read_text())
+            rows = json.loads(results_json.read_text())
         except ValueError:
             rows = {}
     rows[verdict.fault] = verdict.row()
-    RESULTS_JSON.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    results_json.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     lines = [
         "| fault | reports confirmed | lost | applied twice | in DLQ (reasons) | recovery s |",
         "|---|---:|---:|---:|---|---:|",
@@ -100,7 +175,7 @@ def record(verdict: Verdict) -> None:
             f"| {name} | {row['confirmed']} | {lost} | {row['applied_twice']} "
             f"| {row['dlq']}{f' ({reasons})' if reasons else ''} | {recovery} |"
         )
-    RESULTS_MD.write_text("\n".join(lines) + "\n")
+    (directory / "last_run.md").write_text("\n".join(lines) + "\n")
 
 
 def assert_clean(

@@ -1,7 +1,8 @@
 """Fault-injection harness: the distributed pipeline as real processes, driven, checked.
 
 One ``PipelineRun`` owns a fresh temp directory, a unique queue prefix, a unique Redis
-key prefix and a fresh PostgreSQL database. It starts ``execflow run all`` (the
+key prefix and a fresh PostgreSQL database, on the servers it is given (the fault tests
+give it their throwaway ones, ``tests/faults/services.py``). It starts ``execflow run all`` (the
 supervisor and its dispatcher, seven workers and db writer, each a real process) and
 ``execflow simulate --orders N --rate R`` (the LP simulator plus a scenario driver that
 places orders at a steady rate through the intake, then closes everything and waits for
@@ -33,7 +34,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -61,20 +61,18 @@ from execflow.settings import Settings
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
 from execflow.sim.refdata import demo_seed
 from tests.faults.logcheck import check_dir
-from tests.services import REDIS_URL
+from tests.services import AMQP_URL, REDIS_URL
 
 __all__ = [
-    "AMQP_URL",
+    "DEFAULT_SERVERS",
     "EXECFLOW",
+    "Endpoints",
     "PipelineRun",
     "RunConfig",
     "Verdict",
-    "port_answers",
 ]
 
 EXECFLOW = (sys.executable, "-c", "from execflow.cli.app import main; main()")
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-REDIS_BASE = REDIS_URL
 CHILDREN = (
     "db_writer",
     *(f"worker_{k}" for k in ("open", "close", "pending", "cancel", "reject", "stoploss")),
@@ -91,13 +89,39 @@ DRIVER_SLACK = 1.5  # a loaded box places slower than the nominal rate
 DRIVER_GRACE_S = 120.0  # start-up, the last reports, the driver's own reconcile
 
 
-def port_answers(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something accepts TCP connections on ``host:port``."""
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
+class Endpoints(Protocol):
+    """The broker and state store a run uses (its database comes as a URL of its own)."""
+
+    @property
+    def amqp_url(self) -> str:
+        """The broker."""
+        ...
+
+    @property
+    def redis_url(self) -> str:
+        """The state store (a run adds its own key prefix)."""
+        ...
+
+    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl`` against that broker's node."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _DefaultServers:
+    """The servers on the default ports: only for runs that disrupt nothing (the soak)."""
+
+    amqp_url: str = AMQP_URL
+    redis_url: str = REDIS_URL
+
+    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl`` against the default node."""
+        return subprocess.run(
+            ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+DEFAULT_SERVERS: Endpoints = _DefaultServers()
 
 
 def write_instrument_seed(path: Path) -> None:
@@ -194,9 +218,12 @@ class Verdict:
 class PipelineRun:
     """``execflow run all`` + ``execflow simulate`` on unique names; see the module doc."""
 
-    def __init__(self, root: Path, pg_url: str, config: RunConfig) -> None:
+    def __init__(
+        self, root: Path, pg_url: str, config: RunConfig, servers: Endpoints = DEFAULT_SERVERS
+    ) -> None:
         self.root = root
         self.config = config
+        self.servers = servers
         tag = uuid.uuid4().hex[:10]
         self.prefix = f"eff.{tag}"
         self.key_prefix = f"eff{tag}"
@@ -205,8 +232,8 @@ class PipelineRun:
         self.seed_file = root / "instruments.toml"
         write_instrument_seed(self.seed_file)
         self.settings = Settings(
-            broker_url=AMQP_URL,
-            state_url=f"{REDIS_BASE}?key_prefix={self.key_prefix}",
+            broker_url=servers.amqp_url,
+            state_url=f"{servers.redis_url}?key_prefix={self.key_prefix}",
             database_url=pg_url,
             queue_prefix=self.prefix,
             log_dir=self.log_dir,
@@ -616,16 +643,13 @@ class PipelineRun:
             await state.close()
         except Exception:
             pass
-        listed = await asyncio.to_thread(
-            subprocess.run, ["rabbitmqctl", "-q", "list_queues", "name"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        listed = await asyncio.to_thread(self.servers.rabbitmqctl, "-q", "list_queues", "name")
         names = {n.strip() for n in listed.stdout.splitlines() if n.startswith(self.prefix + ".")}
         if names:
             from tests.backends.conftest import delete_queues
 
             with contextlib.suppress(Exception):
-                await delete_queues(names)
+                await delete_queues(names, self.servers.amqp_url)
 
 
 def _exec_id_of(body: bytes) -> str | None:

@@ -1,49 +1,68 @@
-"""Stop, kill, freeze and (always) restore the local RabbitMQ, Redis and PostgreSQL.
+"""Throwaway RabbitMQ, Redis and PostgreSQL for the fault suite, and the faults done to them.
 
-The start commands are the CI's own (``.ci/run``). ``ensure_services`` is idempotent:
-it resumes a frozen server, starts one that does not answer and waits until all three
-accept connections (RabbitMQ: ``rabbitmqctl await_startup`` too).
+The fault tests stop, kill, freeze and wipe servers; the servers on the default ports
+(5672, 6379, 5432) are a developer's own, and on a shared box other people's. So
+``FaultServers.start`` runs one server of each kind on free ports, with its data, logs,
+sockets and Erlang cookie under one temporary directory, and every operation here acts
+only on a process it started (its own pid, its own RabbitMQ node name): nothing looks
+servers up by name (no ``pgrep``), nothing talks to the default node. ``close`` stops
+them and removes the directory.
+
+Binaries: ``redis-server``; PostgreSQL's ``initdb`` and ``postgres`` (the newest
+``/usr/lib/postgresql/*/bin``, else ``pg_config --bindir``, else ``PATH``), run as the
+``postgres`` user when we are root (PostgreSQL refuses root); RabbitMQ's own scripts in
+``/usr/lib/rabbitmq/bin`` (the ``/usr/sbin`` wrappers switch to the ``rabbitmq`` user and
+the default node's home and cookie), as node ``ef-fault-<port>@localhost`` with no plugins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
-
-from tests.faults.harness import port_answers
+from typing import Any
 
 __all__ = [
-    "ensure_services",
-    "pg_cluster",
-    "pg_start",
-    "pg_stop",
-    "rabbit_hard_kill",
-    "rabbit_pids",
-    "rabbit_start",
-    "rabbit_start_app",
-    "rabbit_stop_app",
-    "redis_pid",
-    "redis_restart_empty",
-    "redis_start",
-    "resume",
+    "FaultServers",
+    "ServerUnavailable",
+    "ThrowawayPostgres",
+    "ThrowawayRabbit",
+    "ThrowawayRedis",
+    "free_port",
+    "port_answers",
 ]
 
-REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-    "--logfile", "/var/log/redis/ci.log",
-]  # fmt: skip
 _WAIT_S = 120.0
+_STOP_S = 60.0
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
 
-def _run(*argv: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout_s, check=False
-    )
+class ServerUnavailable(RuntimeError):
+    """A throwaway server cannot be started on this machine (binary missing, no start)."""
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _wait_port(port: int, up: bool, timeout_s: float = _WAIT_S) -> None:
@@ -51,122 +70,358 @@ def _wait_port(port: int, up: bool, timeout_s: float = _WAIT_S) -> None:
     while port_answers(port) != up:
         if time.monotonic() > deadline:
             raise TimeoutError(f"port {port} still {'down' if up else 'up'} after {timeout_s}s")
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
-def _pids(pattern: str) -> list[int]:
-    found = _run("pgrep", "-f", pattern)
-    return [int(p) for p in found.stdout.split()]
+def _binary(name: str, *candidates: Path) -> str:
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise ServerUnavailable(f"{name} not found (install it to run the fault suite)")
+    return found
 
 
-# -- RabbitMQ ---------------------------------------------------------------------------------
+class _Server:
+    """One server process started here; every signal goes to its pid and no other."""
 
+    kind = "server"
 
-def rabbit_pids() -> list[int]:
-    """The Erlang VM(s) of the broker."""
-    return _pids("beam.smp.*rabbit")
+    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.disruptions = disruptions
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = root / f"{self.kind}.out"
 
+    def _spawn(self, argv: list[str], **kwargs: Any) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kwargs
+            )
 
-def rabbit_stop_app() -> None:
-    """``rabbitmqctl stop_app``: the node stays, the broker application stops."""
-    _run("rabbitmqctl", "stop_app")
-    _wait_port(5672, up=False, timeout_s=60)
+    @property
+    def pid(self) -> int:
+        """The pid of the running server (the one this object started)."""
+        if self.process is None or self.process.poll() is not None:
+            raise ProcessLookupError(f"the throwaway {self.kind} is not running")
+        return self.process.pid
 
+    def running(self) -> bool:
+        """True while the process started here lives (frozen counts as living)."""
+        return self.process is not None and self.process.poll() is None
 
-def rabbit_start_app() -> None:
-    """``rabbitmqctl start_app`` and wait until AMQP answers."""
-    _run("rabbitmqctl", "start_app")
-    _run("rabbitmqctl", "await_startup")
-    _wait_port(5672, up=True)
+    def _wait_up(self) -> None:
+        deadline = time.monotonic() + _WAIT_S
+        while not port_answers(self.port):
+            if self.process is None or self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise ServerUnavailable(f"the throwaway {self.kind} exited at start:\n{tail}")
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"the throwaway {self.kind} did not answer in {_WAIT_S}s")
+            time.sleep(0.1)
 
-
-def rabbit_hard_kill() -> None:
-    """SIGKILL the broker's Erlang VM (no clean shutdown)."""
-    for pid in rabbit_pids():
+    def _signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _wait_port(5672, up=False, timeout_s=30)
+            os.kill(self.pid, signum)
+
+    def _end(self, signum: int, timeout_s: float = _STOP_S) -> None:
+        """Send ``signum`` (its clean shutdown); SIGKILL if still there after ``timeout_s``."""
+        if not self.running():
+            return
+        assert self.process is not None
+        self._signal(signal.SIGCONT)  # a frozen server cannot shut down
+        self._signal(signum)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+        _wait_port(self.port, up=False, timeout_s=30)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server (its connections stay open, nothing answers)."""
+        self.disruptions[f"{self.kind}_freeze"] += 1
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT (harmless when not stopped)."""
+        if self.running():
+            self._signal(signal.SIGCONT)
+
+    def start(self) -> None:
+        """Start the server and wait until it serves."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server cleanly (its data stays in its directory)."""
+        raise NotImplementedError
+
+    def ensure(self) -> None:
+        """Resume it, and start it if it is not running."""
+        self.resume()
+        if not self.running():
+            self.start()
+        _wait_port(self.port, up=True)
 
 
-def rabbit_start() -> None:
-    """``rabbitmq-server -detached``, then wait until it serves AMQP."""
-    _run("rabbitmq-server", "-detached")
-    _wait_port(5672, up=True)
-    _run("rabbitmqctl", "await_startup")
+class ThrowawayRedis(_Server):
+    """``redis-server`` without persistence: a restart brings it back empty."""
+
+    kind = "redis"
+
+    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+        super().__init__(root, disruptions)
+        self.binary = _binary("redis-server")
+        self.dir = root / "redis"
+        self.dir.mkdir()
+
+    @property
+    def url(self) -> str:
+        """The server's URL (database 0: the whole server is the test's)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server and wait until it serves."""
+        self._spawn([
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "", "--appendonly", "no", "--daemonize", "no",
+        ])  # fmt: skip
+        self._wait_up()
+
+    def stop(self) -> None:
+        """SIGTERM: with no save points, Redis exits without writing anything."""
+        self._end(signal.SIGTERM)
+
+    def restart_empty(self, down_s: float) -> None:
+        """Stop, stay down ``down_s``, start again: every key is gone."""
+        self.disruptions["redis_restart_empty"] += 1
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
 
-# -- Redis ------------------------------------------------------------------------------------
+class ThrowawayPostgres(_Server):
+    """A cluster of its own (``initdb``), trust auth on 127.0.0.1, no fsync."""
+
+    kind = "postgres"
+
+    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+        super().__init__(root, disruptions)
+        bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key)
+        bindir = bindirs[-1] if bindirs else _pg_config_bindir()
+        self.initdb = _binary("initdb", *([bindir / "initdb"] if bindir else []))
+        self.postgres = _binary("postgres", *([bindir / "postgres"] if bindir else []))
+        self.home = root / "postgres"
+        self.data = self.home / "data"
+        self.home.mkdir()
+        # PostgreSQL refuses to run as root; the cluster belongs to the postgres user
+        self.user: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            self.user = {"user": "postgres", "group": "postgres", "extra_groups": []}
+            shutil.chown(self.home, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the server's ``postgres`` database."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        """``initdb`` the data directory (once)."""
+        done = subprocess.run(
+            [self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, timeout=120, check=False, cwd=self.home,
+            **self.user,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ServerUnavailable(f"initdb failed: {done.stderr.strip()[-1500:]}")
+
+    def start(self) -> None:
+        """Start the server and wait until it serves."""
+        self._spawn(
+            [self.postgres, "-D", str(self.data), "-p", str(self.port), "-k", str(self.home),
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=200"],
+            cwd=self.home, **self.user,
+        )  # fmt: skip
+        self._wait_up()
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): sessions are cut, the data stays."""
+        self._end(signal.SIGINT)
+
+    def fault_stop(self) -> None:
+        """Stop it as a fault (counted for the sentinel check)."""
+        self.disruptions["postgres_stop"] += 1
+        self.stop()
 
 
-def redis_pid() -> int | None:
-    """The pid of the redis-server on 6379."""
-    pids = _pids("redis-server.*6379")
-    return pids[0] if pids else None
+def _version_key(bindir: Path) -> tuple[int, ...]:
+    return tuple(int(p) for p in bindir.parent.name.split(".") if p.isdigit())
 
 
-def redis_start() -> None:
-    """Start Redis exactly as CI does (no persistence) and wait for it."""
-    Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
-    Path("/var/log/redis").mkdir(parents=True, exist_ok=True)
-    _run(*REDIS_START)
-    _wait_port(6379, up=True, timeout_s=30)
+def _pg_config_bindir() -> Path | None:
+    if shutil.which("pg_config") is None:
+        return None
+    done = subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
 
 
-def redis_restart_empty(down_s: float) -> None:
-    """``redis-cli shutdown nosave``, stay down ``down_s``, start again: every key is gone."""
-    _run("redis-cli", "shutdown", "nosave")
-    _wait_port(6379, up=False, timeout_s=30)
-    time.sleep(down_s)
-    redis_start()
+class ThrowawayRabbit(_Server):
+    """A RabbitMQ node of its own: name, ports, cookie, data, logs, no plugins."""
+
+    kind = "rabbit"
+
+    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+        super().__init__(root, disruptions)
+        self.server = _binary("rabbitmq-server", RABBIT_BIN / "rabbitmq-server")
+        self.ctl_binary = _binary("rabbitmqctl", RABBIT_BIN / "rabbitmqctl")
+        self.node = f"ef-fault-{self.port}@localhost"
+        base = root / "rabbit"
+        home = base / "home"
+        home.mkdir(parents=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(20).upper())
+        cookie.chmod(0o400)
+        config = base / "rabbitmq.conf"
+        config.write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        plugins = base / "enabled_plugins"
+        plugins.write_text("[].\n")
+        env_file = base / "rabbitmq-env.conf"  # not the default node's /etc/rabbitmq one
+        env_file.write_text("")
+        self.env = {
+            **os.environ,
+            "HOME": str(home),  # where Erlang reads the cookie, for the node and rabbitmqctl
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_CONF_ENV_FILE": str(env_file),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # the start script then execs the VM instead of forking it: our pid is the VM's
+            "RUNNING_UNDER_SYSTEMD": "true",
+        }
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL (guest from loopback, as on the default node)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def ctl(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n <this node> ...`` (never the default node)."""
+        return subprocess.run(
+            [self.ctl_binary, "-n", self.node, *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Boot the node (its data kept from a previous start) and wait until it serves."""
+        self._spawn([self.server], env=self.env, cwd=self.root)
+        self._wait_up()
+        self.ctl("await_startup")
+
+    def stop(self) -> None:
+        """SIGTERM: the VM shuts the broker down cleanly."""
+        self._end(signal.SIGTERM)
+
+    def stop_app(self) -> None:
+        """``rabbitmqctl stop_app``: the node stays, the broker application stops."""
+        self.disruptions["rabbit_stop_app"] += 1
+        self.ctl("stop_app")
+        _wait_port(self.port, up=False, timeout_s=60)
+
+    def start_app(self) -> None:
+        """``rabbitmqctl start_app`` and wait until AMQP answers."""
+        self.ctl("start_app")
+        self.ctl("await_startup")
+        _wait_port(self.port, up=True)
+
+    def hard_kill(self) -> None:
+        """SIGKILL the node's VM (no clean shutdown)."""
+        self.disruptions["rabbit_hard_kill"] += 1
+        if self.process is not None and self.running():
+            self.process.kill()
+            self.process.wait(30)
+        _wait_port(self.port, up=False, timeout_s=30)
+
+    def ensure(self) -> None:
+        """Resume it, start its application or the node if either is down."""
+        self.resume()
+        if self.running() and not port_answers(self.port):
+            self.start_app()
+        super().ensure()
 
 
-# -- PostgreSQL -------------------------------------------------------------------------------
+class FaultServers:
+    """The three throwaway servers of a fault session, under one temporary directory."""
 
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.disruptions: Counter[str] = Counter()
+        self.redis = ThrowawayRedis(root, self.disruptions)
+        self.postgres = ThrowawayPostgres(root, self.disruptions)
+        self.rabbit = ThrowawayRabbit(root, self.disruptions)
 
-def pg_cluster() -> tuple[str, str]:
-    """(version, name) of the local cluster."""
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return versions[-1], "main"
+    @classmethod
+    def start(cls) -> FaultServers:
+        """Create the directory, start the three servers; all removed again on failure."""
+        # not under pytest's basetemp: that is 0700 root, and PostgreSQL runs as postgres
+        root = Path(tempfile.mkdtemp(prefix="execflow-faults-"))
+        root.chmod(0o711)
+        servers: FaultServers | None = None
+        try:
+            servers = cls(root)
+            servers.postgres.init()
+            for server in servers.all():
+                server.start()
+        except BaseException:
+            if servers is not None:
+                servers.close()
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        return servers
 
+    def all(self) -> tuple[_Server, ...]:
+        """The three servers."""
+        return (self.postgres, self.redis, self.rabbit)
 
-def pg_stop() -> None:
-    """Stop the cluster (fast shutdown)."""
-    version, name = pg_cluster()
-    _run("pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop")
-    _wait_port(5432, up=False, timeout_s=60)
+    @property
+    def amqp_url(self) -> str:
+        """The throwaway broker."""
+        return self.rabbit.url
 
+    @property
+    def redis_url(self) -> str:
+        """The throwaway state store."""
+        return self.redis.url
 
-def pg_start() -> None:
-    """Start the cluster and wait for it."""
-    version, name = pg_cluster()
-    _run("pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start")
-    _wait_port(5432, up=True)
+    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl`` against the throwaway node."""
+        return self.rabbit.ctl(*args)
 
+    def ensure(self) -> None:
+        """Whatever a test did, the three servers run and answer again (idempotent)."""
+        for server in self.all():
+            server.ensure()
 
-# -- freezing ---------------------------------------------------------------------------------
-
-
-def resume(pids: list[int]) -> None:
-    """SIGCONT (harmless when not stopped)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-
-
-def ensure_services() -> None:
-    """Resume, start and wait for RabbitMQ, Redis and PostgreSQL (idempotent)."""
-    resume(rabbit_pids())
-    pid = redis_pid()
-    if pid is not None:
-        resume([pid])
-    if not port_answers(5432):
-        pg_start()
-    if not port_answers(6379):
-        redis_start()
-    if not port_answers(5672):
-        if rabbit_pids():
-            rabbit_start_app()
-        if not port_answers(5672):
-            rabbit_start()
-    for port in (5672, 6379, 5432):
-        _wait_port(port, up=True)
+    def close(self) -> None:
+        """Stop the servers and remove their directory."""
+        for server in self.all():
+            with contextlib.suppress(Exception):
+                server.stop()
+            if server.running() and server.process is not None:
+                server.process.kill()
+                server.process.wait(30)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,5 +1,7 @@
 """Fault 4: Redis restarted mid-stream (no persistence: it comes back empty).
 
+The throwaway Redis of the suite (``services.py``), never the developer's.
+
 While Redis is away, workers and the dispatcher back off and retry (no report goes to
 the DLQ because the store was unreachable); when it is back empty, each process rebuilds
 the state (orders, accounts, lifecycle index, exec_id ledgers) from the database before
@@ -14,18 +16,20 @@ import pytest
 
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import RunConfig
-from tests.faults.services import redis_restart_empty
+from tests.faults.services import FaultServers
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
 DOWN_S = 4.0
 
 
-async def test_redis_restarted_empty_mid_stream(make_run: MakeRun) -> None:
+async def test_redis_restarted_empty_mid_stream(
+    make_run: MakeRun, fault_servers: FaultServers
+) -> None:
     run = await make_run(RunConfig(orders=800, rate_per_s=40.0))
     await run.wait_events(900)
     run.mark_fault()
-    await asyncio.to_thread(redis_restart_empty, DOWN_S)
+    await asyncio.to_thread(fault_servers.redis.restart_empty, DOWN_S)
     run.mark_cleared()
     verdict = await run.verify("Redis restarted empty mid-stream")
     rebuilt = run.lines_with("[STATE:REBUILT]")

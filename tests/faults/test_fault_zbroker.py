@@ -1,7 +1,7 @@
 """Faults 3 and 8: RabbitMQ restarted, and the broker or Redis frozen past the heartbeat.
 
-These stop or freeze the shared servers, so the module sorts last (``zbroker``) and every
-test restores them in ``finally`` (and ``make_run`` checks again at teardown).
+These stop or freeze the suite's throwaway servers (``services.py``); every test restores
+them in ``finally`` (and ``make_run`` checks again at teardown).
 
 3. ``rabbitmqctl stop_app`` / ``start_app``, then a hard kill of the broker's VM and a
    ``rabbitmq-server -detached``: every consumer comes back (consumer count >= 1 per
@@ -15,23 +15,13 @@ test restores them in ``finally`` (and ``make_run`` checks again at teardown).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 
 import pytest
 
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import PipelineRun, RunConfig
-from tests.faults.services import (
-    ensure_services,
-    rabbit_hard_kill,
-    rabbit_pids,
-    rabbit_start,
-    rabbit_start_app,
-    rabbit_stop_app,
-    redis_pid,
-    resume,
-)
+from tests.faults.services import FaultServers
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -41,10 +31,7 @@ CONSUMED = ("reports", "db_updates", *(f"worker.{k}" for k in ("open", "close", 
 
 def consumers(run: PipelineRun) -> dict[str, int]:
     """Consumers per queue of this run, as the broker counts them."""
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "consumers"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    listed = run.servers.rabbitmqctl("-q", "list_queues", "name", "consumers")
     out = {}
     for line in listed.stdout.splitlines():
         name, _, count = line.strip().rpartition("\t")
@@ -62,51 +49,50 @@ async def wait_consumers(run: PipelineRun, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
-async def test_rabbitmq_restarted_mid_stream_app_then_hard_kill(make_run: MakeRun) -> None:
+async def test_rabbitmq_restarted_mid_stream_app_then_hard_kill(
+    make_run: MakeRun, fault_servers: FaultServers
+) -> None:
+    rabbit = fault_servers.rabbit
     run = await make_run(RunConfig(orders=1100, rate_per_s=40.0))
     await run.wait_events(700)
     run.mark_fault()
     try:
-        await asyncio.to_thread(rabbit_stop_app)
+        await asyncio.to_thread(rabbit.stop_app)
         await asyncio.sleep(3.0)
     finally:
-        await asyncio.to_thread(rabbit_start_app)
+        await asyncio.to_thread(rabbit.start_app)
     await wait_consumers(run)
     await asyncio.sleep(2.0)
     try:
-        await asyncio.to_thread(rabbit_hard_kill)
+        await asyncio.to_thread(rabbit.hard_kill)
         await asyncio.sleep(1.0)
     finally:
-        await asyncio.to_thread(rabbit_start)
+        await asyncio.to_thread(rabbit.start)
     await wait_consumers(run)
     run.mark_cleared()
     verdict = await run.verify("RabbitMQ stop_app/start_app + kill -9 and start")
     assert_clean(verdict, outage=True)
 
 
-async def test_broker_then_redis_frozen_past_the_heartbeat(make_run: MakeRun) -> None:
+async def test_broker_then_redis_frozen_past_the_heartbeat(
+    make_run: MakeRun, fault_servers: FaultServers
+) -> None:
     run = await make_run(RunConfig(orders=1100, rate_per_s=40.0))
     await run.wait_events(700)
     run.mark_fault()
-    frozen: list[int] = []
     try:
-        frozen = await asyncio.to_thread(rabbit_pids)
-        assert frozen
-        for pid in frozen:
-            await asyncio.to_thread(subprocess.run, ["kill", "-STOP", str(pid)], check=True)
+        fault_servers.rabbit.freeze()
         await asyncio.sleep(HEARTBEAT_S * 2.5)
     finally:
-        resume(frozen)
+        fault_servers.rabbit.resume()
     await wait_consumers(run)
-    redis = redis_pid()
-    assert redis is not None
     started = time.monotonic()
     try:
-        await asyncio.to_thread(subprocess.run, ["kill", "-STOP", str(redis)], check=True)
+        fault_servers.redis.freeze()
         await asyncio.sleep(8.0)
     finally:
-        resume([redis])
-        ensure_services()
+        fault_servers.redis.resume()
+        fault_servers.ensure()
     run.mark_cleared()
     verdict = await run.verify("RabbitMQ frozen 12.5 s, then Redis frozen 8 s (SIGSTOP/SIGCONT)")
     verdict.notes["redis_frozen_s"] = round(time.monotonic() - started, 1)

@@ -1,0 +1,62 @@
+"""CPU saturation for the fault suite: ``stress-ng --cpu N`` for one test's duration.
+
+``EXECFLOW_FAULT_STRESS=1`` asks for it (the money divergence of issue 11 showed only on
+a busy box). The load generator is ``stress-ng`` (Debian package ``stress-ng``, installed
+by ``.ci/apt-deps``): one CPU hog per core, in its own process group, stopped (SIGTERM,
+then SIGKILL of the group) when the test ends. Its ``--timeout`` and a parent-death
+signal stop it by itself should the test process die without tearing down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+
+__all__ = ["STRESS_ENV", "cpu_load", "stress_requested"]
+
+STRESS_ENV = "EXECFLOW_FAULT_STRESS"
+BACKSTOP_S = 3600  # longer than any fault test (the soak's timeout is 600 s)
+_PR_SET_PDEATHSIG = 1
+
+
+def stress_requested() -> bool:
+    """True when ``EXECFLOW_FAULT_STRESS`` is set to anything but empty or 0."""
+    return os.environ.get(STRESS_ENV, "").strip() not in ("", "0")
+
+
+def _die_with_parent() -> None:
+    # prctl(PR_SET_PDEATHSIG): no stdlib wrapper; stress-ng passes the signal to its hogs
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def cpu_load(workers: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Saturate ``workers`` CPUs (default: every core) until the block ends."""
+    binary = shutil.which("stress-ng")
+    if binary is None:
+        raise FileNotFoundError(
+            f"{STRESS_ENV} is set but stress-ng is missing (apt-get install stress-ng)"
+        )
+    count = workers or os.cpu_count() or 2
+    process = subprocess.Popen(
+        [binary, "--cpu", str(count), "--timeout", f"{BACKSTOP_S}s", "--quiet"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, preexec_fn=_die_with_parent,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
+        # the hogs are in the same group: none may outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
