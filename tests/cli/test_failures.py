@@ -85,6 +85,11 @@ SERVER_CASES: tuple[Case, ...] = (
         real_servers=True,
     ),
     Case("audit verify", (), "supervisor", (DATABASE,)),
+    Case("run api", ("--port", "0"), "api"),
+    Case("serve", ("--port", "0"), "api"),
+    Case("api-key create", ("--scopes", "read", "--accounts", "live:6"), "api"),
+    Case("api-key list", (), "api"),
+    Case("api-key revoke", ("k_0123",), "api"),
 )
 # ``bench`` takes its servers as options, not settings, and keeps no log of its own.
 BENCH = ("--embedded-reports", "10", "--distributed-reports", "10", "--relay-messages", "10")

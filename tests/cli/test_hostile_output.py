@@ -84,6 +84,13 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
         [WAITING_ID, "--as", "filled", "--price", "1.1", "--reason", HOSTILE, "--json"],
     ],
     "audit verify": [[], ["--json"]],
+    # create first: `list` then shows the key it stored (parameters run in this order)
+    "api-key create": [
+        ["--name", HOSTILE, "--scopes", "read", "--accounts", ACCOUNT_ID],
+        ["--name", HOSTILE, "--scopes", "read", "--accounts", ACCOUNT_ID, "--json"],
+    ],
+    "api-key list": [[], ["--json"]],
+    "api-key revoke": [[HOSTILE]],
     "logs trace": [[ORDER_ID, "--dir", "{logs}"], [ORDER_ID, "--json", "--dir", "{logs}"]],
     "logs stats": [["--dir", "{logs}"], ["--json", "--dir", "{logs}"]],
     "logs tail": [["--lines", "100", "--max-seconds", "0.3", "--dir", "{logs}"]],
@@ -98,7 +105,7 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
 # Commands where the hostile marker must show up (escaped): the value did reach the output.
 SHOWS_HOSTILE = {
     "dlq list", "dlq replay", "reconcile", "seed", "order pending", "orders stuck",
-    "order resolve", "audit verify",
+    "order resolve", "audit verify", "api-key create", "api-key list", "api-key revoke",
     "logs trace", "logs stats", "logs tail", "logs errors", "config",
 }  # fmt: skip
 NOT_READ = {
@@ -107,6 +114,8 @@ NOT_READ = {
     "run db-writer": "long-running; prints only its failure line (tests/cli/test_failures.py)",
     "run all": "supervisor; prints nothing, its children log to files",
     "bench": "prints only figures it measured itself, no outside data",
+    "run api": "long-running; prints its listening line, or its failure line (test_failures.py)",
+    "serve": "long-running; prints its listening line, or its failure line (test_failures.py)",
     "simulate": (
         "its summary is its own counts plus render_reconciliation, covered by `reconcile`"
         " here; a scenario needs a running pipeline (tests/faults/test_sim_outage.py)"

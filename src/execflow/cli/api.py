@@ -24,8 +24,8 @@ from execflow.api.server import ApiServer, api_context, api_store
 from execflow.api.views import key_out
 from execflow.backends.api_store import ApiKeyRecord
 from execflow.cli.context import settings_from
+from execflow.cli.failures import process_logging
 from execflow.cli.run import masked_settings, run_with_services
-from execflow.logs.setup import setup_logging
 from execflow.metrics import Metrics
 from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.rebuild import rebuild_if_needed
@@ -121,8 +121,8 @@ def serve_command(
 
 
 def _process(settings: Settings, body: Callable[[Services], Awaitable[str]]) -> None:
-    """Logging for ``api``, its metrics, PROCESS:START / STOP around ``body``."""
-    with setup_logging(settings, COMPONENT) as logs:
+    """Logging for ``api``, its metrics, PROCESS:START / STOP (or FAILED) around ``body``."""
+    with process_logging(settings, COMPONENT) as logs:
         log = logs.logger(COMPONENT)
         metrics = Metrics(COMPONENT)
         log.info("PROCESS:START", component=COMPONENT, **masked_settings(settings))
