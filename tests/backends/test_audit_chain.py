@@ -8,9 +8,11 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -370,3 +372,26 @@ async def test_verify_beside_a_running_writer_raises_no_false_alarm(db: SqlDatab
         report = await verify_chains(AppendingMeanwhile(db, before_the_read), "live:6")  # type: ignore[arg-type]
         assert report.ok, report.broken
     assert (await verify_chains(db)).events == 12
+
+
+async def test_event_times_are_stored_and_hashed_in_utc(db: SqlDatabase) -> None:
+    paris = timezone(timedelta(hours=1))
+    when = datetime(2026, 11, 29, 13, 0, 0, 250, tzinfo=paris)
+    naive = datetime(2026, 11, 29, 12, 30)  # a naive time is UTC, whatever the machine's zone
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Paris"
+    time.tzset()
+    try:
+        await db.insert_events(
+            [replace(event(1), created_at=when), replace(event(2), created_at=naive)]
+        )
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+    stored = {e.event_id: e.created_at async for e in db.iter_chain("live:6")}
+    assert stored["o1:x1:ORDER_OPENED"] == when and stored["o1:x1:ORDER_OPENED"].tzinfo == UTC
+    assert stored["o2:x2:ORDER_OPENED"] == naive.replace(tzinfo=UTC)
+    assert (await verify_chains(db)).ok

@@ -53,8 +53,7 @@ def prepare_events(events: Sequence[EventRecord], now: datetime) -> list[Prepare
             continue
         prepared[event.event_id] = PreparedEvent(
             record=event,
-            # UTC always: SQLite keeps the wall time only, and the hash covers the time.
-            created_at=(event.created_at or now).astimezone(UTC),
+            created_at=_utc(event.created_at or now),
             payload_json=(
                 canonical_json(event.payload) if event.payload_json is None else event.payload_json
             ),
@@ -112,6 +111,11 @@ _MOVE_HEAD = (
         updated_at=sa.bindparam("k_at"),
     )
 )
+
+
+def _utc(when: datetime) -> datetime:
+    """UTC always: SQLite keeps the wall time only, and the hash covers the time."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _key(event: PreparedEvent) -> tuple[int, str, int, str]:
