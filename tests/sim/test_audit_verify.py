@@ -81,6 +81,9 @@ def test_an_edited_amount_is_named_and_exits_1(db_copy: Path) -> None:
     assert f"order_id={order_id}" in out
     [broken] = json.loads(verify(db_copy, "--json")[1])["broken"]
     assert (broken["event_id"], broken["problem"]) == (event_id, "hash_mismatch")
+    errors = (db_copy.parent / "logs" / "provider_errors.log").read_text().splitlines()
+    [line, _again] = [x for x in errors if "[AUDIT:BROKEN]" in x]
+    assert " ERROR " in line and f"event_id={event_id}" in line and "problem=hash_mismatch" in line
     [(other,)] = sql(
         db_copy, "SELECT account_id FROM order_events WHERE account_id != ? LIMIT 1", account
     )

@@ -49,12 +49,26 @@ def verify_command(
     settings = settings_from(ctx)
     with process_logging(settings, _COMPONENT) as logs:
         report = asyncio.run(_verify(settings, account))
-        logs.logger(_COMPONENT).info(
+        log = logs.logger(_COMPONENT)
+        log.info(
             "AUDIT:VERIFIED",
             accounts=report.accounts,
             events=report.events,
             broken=len(report.broken),
         )
+        # tampered books are an error an operator must see in provider_errors.log too
+        for broken in report.broken:
+            log.error(
+                "AUDIT:BROKEN",
+                user=broken.account_id,
+                order_id=broken.order_id,
+                event_id=broken.event_id,
+                problem=broken.problem.value,
+                position=broken.position,
+                expected=broken.expected,
+                found=broken.found,
+                detail=broken.detail,
+            )
     if as_json:
         typer.echo(json_text(report.to_dict()))
     else:
