@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="a verified key is re-read (revocation seen) after this"
     )
+    api_stream_recheck_s: float = Field(
+        15.0,
+        gt=0,
+        description="a live stream with no wake-up re-reads its accounts' events this often "
+        "(a safety net for a lost event-feed announcement), and sends a keep-alive",
+    )
+    api_stream_max_accounts: int = Field(100, ge=1, le=10_000)
 
     # -- process ---------------------------------------------------------------------------------
     instance: int = Field(1, ge=1, le=10_000)

@@ -15,7 +15,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from execflow import __version__
-from execflow.api import routes_accounts, routes_admin, routes_health, routes_orders
+from execflow.api import (
+    routes_accounts,
+    routes_admin,
+    routes_health,
+    routes_orders,
+    routes_stream,
+)
 from execflow.api.context import ApiContext
 from execflow.api.middleware import BodyLimit, RequestMetrics
 from execflow.api.problems import problem_response, validation_errors
@@ -49,7 +55,7 @@ def create_app(context: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
-    for module in (routes_orders, routes_accounts, routes_admin, routes_health):
+    for module in (routes_orders, routes_accounts, routes_stream, routes_admin, routes_health):
         app.include_router(module.router)
     _handlers(app, context)
     if settings.api_cors_origins:

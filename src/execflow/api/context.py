@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from execflow.api.idempotency import Idempotency
 from execflow.api.keys import KeyVerifier
 from execflow.api.ratelimit import RateLimiter
+from execflow.api.stream import StreamHub
 from execflow.backends.api_store import ApiStore
 from execflow.logs.events import EventLogger
 from execflow.pipeline.intake import OrderIntake
@@ -35,6 +36,7 @@ class ApiContext:
     limiter: RateLimiter
     idempotency: Idempotency
     log: EventLogger
+    hub: StreamHub
     readiness: Readiness = field(default_factory=Readiness)
 
     @classmethod
@@ -54,4 +56,5 @@ class ApiContext:
                 settings.api_idempotency_wait_s,
             ),
             log=services.logger(COMPONENT),
+            hub=StreamHub(services.feed),
         )

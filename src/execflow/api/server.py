@@ -67,6 +67,8 @@ class ApiServer:
             lifespan="off",
             server_header=False,
             date_header=True,
+            # live streams never end by themselves: give them this long, then close them
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +99,7 @@ class ApiServer:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            await self.context.intake.shutdown(self.context.services.settings.shutdown_timeout_s)
+            await self._after()
         return received["signal"]
 
     async def start(self) -> None:
@@ -116,4 +118,8 @@ class ApiServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._after()
+
+    async def _after(self) -> None:
+        await self.context.hub.close()
         await self.context.intake.shutdown(self.context.services.settings.shutdown_timeout_s)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from execflow.backends.database import OrderRecord
+from execflow.backends.database import OrderRecord, StoredEvent
 
 __all__ = ["ApiKeyRecord", "ApiStore", "Claim", "IdempotencyRecord", "OrderQuery"]
 
@@ -107,4 +107,12 @@ class ApiStore(Protocol):
 
     async def find_orders(self, query: OrderQuery) -> list[OrderRecord]:
         """Order snapshots matching ``query``, newest order id first, at most ``limit``."""
+        ...
+
+    async def chain_positions(self, account_ids: tuple[str, ...]) -> dict[str, int]:
+        """Each account's last audit-chain position (0 without events)."""
+        ...
+
+    async def events_after(self, account_id: str, chain_seq: int, limit: int) -> list[StoredEvent]:
+        """An account's events after position ``chain_seq``, in chain order."""
         ...

@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from execflow.backends.bus import Bus, QueueNames
 from execflow.backends.database import Database
+from execflow.backends.feed import EventFeed
 from execflow.backends.state import StateStore
 from execflow.errors import ConfigError
 from execflow.logs.masking import mask_url
@@ -40,6 +41,17 @@ def make_bus(settings: Settings) -> Bus:
         f"{mask_url(settings.broker_url)!r}; expected memory:// or amqp://",
         setting="broker_url",
     )
+
+
+def make_feed(settings: Settings) -> EventFeed:
+    """The event feed on the broker: in-memory for ``memory://``, else a fanout exchange."""
+    if _scheme(settings.broker_url) == "memory":
+        from execflow.backends.feed import InMemoryFeed
+
+        return InMemoryFeed()
+    from execflow.backends.rabbitmq_feed import RabbitMQFeed
+
+    return RabbitMQFeed(settings.broker_url, settings.queue_prefix, settings.amqp_heartbeat_s)
 
 
 def make_state_store(settings: Settings) -> StateStore:

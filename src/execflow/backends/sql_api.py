@@ -21,9 +21,9 @@ from execflow.backends.api_store import (
     IdempotencyRecord,
     OrderQuery,
 )
-from execflow.backends.database import OrderRecord
+from execflow.backends.database import OrderRecord, StoredEvent
 from execflow.backends.sql import SqlDatabase
-from execflow.backends.sql_tables import api_idempotency, api_keys, orders
+from execflow.backends.sql_tables import api_idempotency, api_keys, order_events, orders
 from execflow.errors import DatabaseError
 
 __all__ = ["SqlApiStore"]
@@ -197,6 +197,42 @@ class SqlApiStore:
                 version=int(r.version),
                 data=r.data,
                 updated_at=_utc(r.updated_at),
+            )
+            for r in await self._fetch(stmt)
+        ]
+
+    # -- live streams ---------------------------------------------------------------------
+
+    async def chain_positions(self, account_ids: tuple[str, ...]) -> dict[str, int]:
+        """``max(chain_seq)`` per account (the unique (account, chain_seq) index answers it)."""
+        stmt = (
+            sa.select(order_events.c.account_id, sa.func.max(order_events.c.chain_seq))
+            .where(order_events.c.account_id.in_(account_ids))
+            .group_by(order_events.c.account_id)
+        )
+        found = {row[0]: int(row[1] or 0) for row in await self._fetch(stmt)}
+        return {account: found.get(account, 0) for account in account_ids}
+
+    async def events_after(self, account_id: str, chain_seq: int, limit: int) -> list[StoredEvent]:
+        """The account's chained events after ``chain_seq``, in chain order."""
+        stmt = (
+            sa.select(order_events)
+            .where(order_events.c.account_id == account_id, order_events.c.chain_seq > chain_seq)
+            .order_by(order_events.c.chain_seq)
+            .limit(limit)
+        )
+        return [
+            StoredEvent(
+                seq=int(r.seq),
+                event_id=r.event_id,
+                order_id=r.order_id,
+                account_id=r.account_id,
+                kind=r.kind,
+                payload=r.payload,
+                exec_id=r.exec_id,
+                created_at=_utc(r.created_at),
+                chain_seq=int(r.chain_seq),
+                chain_hash=r.chain_hash,
             )
             for r in await self._fetch(stmt)
         ]

@@ -43,7 +43,7 @@ from execflow.domain.audit import canonical_json
 from execflow.domain.codec import CodecError, effect_from_dict
 from execflow.domain.effects import DbEvent
 from execflow.domain.routing import DlqReason
-from execflow.errors import AuditError, DatabaseError, StoreError
+from execflow.errors import AuditError, DatabaseError, ExecflowError, StoreError
 from execflow.logs.events import EventLogger
 from execflow.pipeline.dbfence import fence_id_of, fence_key
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult
@@ -314,6 +314,8 @@ class DbWriter:
             [item.event for item in batch],
             {item.event.event_id: item.payload_json for item in batch},
         )
+        if result.inserted:
+            await self._announce(batch)
         stats = self.log.stats
         stats.incr("batches")
         stats.incr("events_inserted", result.inserted)
@@ -330,6 +332,20 @@ class DbWriter:
             write_ms=round((perf_counter() - started) * 1000, 3),
         )
         return result
+
+    async def _announce(self, batch: list[_Waiting]) -> None:
+        """Tell the live streams which accounts have new events (best effort: a stream
+        that misses it reads them on its next wake-up or reconnect, from the database)."""
+        feed = self._services.feed
+        if feed is None:
+            return
+        # every account of the batch: a spare wake-up costs a stream one empty read
+        accounts = {item.event.account_id for item in batch}
+        try:
+            await feed.announce(accounts)
+        except ExecflowError as exc:
+            self.log.stats.incr("announce_failures")
+            self.log.warning(f"{TAG}:ANNOUNCE_FAILED", accounts=len(accounts), error=str(exc))
 
 
 def db_writer_spec(services: Services, writer: DbWriter) -> ConsumerSpec:

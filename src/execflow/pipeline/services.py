@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from execflow.backends.bus import Bus, QueueNames
 from execflow.backends.database import Database
-from execflow.backends.factory import make_bus, make_database, make_state_store
+from execflow.backends.factory import make_bus, make_database, make_feed, make_state_store
+from execflow.backends.feed import EventFeed
 from execflow.backends.state import StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.logs.events import EventLogger
@@ -48,6 +49,8 @@ class Services:
     ids: IdGenerator
     queues: QueueNames
     metrics: Metrics | None = None
+    feed: EventFeed | None = None
+    """Where the db writer announces the accounts it wrote events for (live streams)."""
 
     @property
     def instance(self) -> int:
@@ -70,6 +73,7 @@ async def open_services(
     bus: Bus | None = None,
     state: StateStore | None = None,
     database: Database | None = None,
+    feed: EventFeed | None = None,
 ) -> AsyncIterator[Services]:
     """Build (from ``settings`` unless given), connect, yield, then close every port.
 
@@ -80,6 +84,7 @@ async def open_services(
     bus = bus if bus is not None else make_bus(settings)
     state = state if state is not None else make_state_store(settings)
     database = database if database is not None else make_database(settings)
+    feed = feed if feed is not None else make_feed(settings)
     async with AsyncExitStack() as stack:
         await database.connect()
         stack.push_async_callback(database.close)
@@ -87,6 +92,8 @@ async def open_services(
         stack.push_async_callback(state.close)
         await bus.connect()
         stack.push_async_callback(bus.close)
+        await feed.connect()
+        stack.push_async_callback(feed.close)
         yield Services(
             settings=settings,
             bus=bus,
@@ -97,4 +104,5 @@ async def open_services(
             ids=ids or UuidIds(),
             queues=bus.queues,
             metrics=metrics,
+            feed=feed,
         )
