@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -40,28 +39,15 @@ from execflow.logs import setup_logging
 from execflow.settings import Settings
 from tests.cli.commands import leaf_commands
 from tests.domain.factories import EURUSD, account, market_order
+from tests.hostile import HOSTILE, raw_controls
 from tests.services import AMQP_URL, REDIS_URL, need_service
 
 pytestmark = pytest.mark.integration
 
-# Visible marker first, so a test can see the value reached the output (escaped).
-HOSTILE = (
-    "HOSTILE\x1b[2J\x1b[H\x9b31m\x85\u2028\u2029\x7f\x07\x08\t\r\n"
-    "\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\ufeff\U000e0041"
-    "[bold red]x[/] [/]"
-)
 ORDER_ID = "3163458366000"
 WAITING_ID = "3163458366001"  # QUEUED since 2026-11-29: stuck
 ACCOUNT_ID = f"live:{HOSTILE}"
 TRACE_ID = f"tr-{HOSTILE}"
-_DANGEROUS = {"Cc", "Cf", "Cs", "Zl", "Zp", "Co"}
-
-
-def raw_controls(text: str) -> list[str]:
-    """Every character of ``text`` that must never reach a terminal raw (newline aside)."""
-    return [f"U+{ord(c):04X}" for c in text if c != "\n" and unicodedata.category(c) in _DANGEROUS]
-
-
 # command -> argument lists to run; "{logs}", "{out}", "{seed}" are filled in by the test
 READ_COMMANDS: dict[str, list[list[str]]] = {
     "dlq list": [[], ["--json"], ["--all", "--reason", HOSTILE]],
