@@ -261,3 +261,27 @@ def test_a_bad_setting_is_one_line_exit_2(env: Path, monkeypatch: pytest.MonkeyP
     assert code == 2
     assert stderr.count("\n") == 1 and stderr.startswith("execflow: configuration error: ")
     assert "broker_url" in stderr and PASSWORD not in stdout + stderr
+
+
+def test_an_outage_after_the_start_is_one_line_exit_3_with_the_configured_url(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import execflow.cli.dlq as dlq_cli
+    from execflow.errors import DatabaseError
+
+    async def lost(*_args: object, **_kwargs: object) -> None:
+        # what SqlDatabase raises when the server goes away mid-query: no url field
+        raise DatabaseError("query failed", error="ConnectionResetError()")
+
+    monkeypatch.setattr(dlq_cli, "list_dead_letters", lost)
+    code, stdout, stderr = _invoke(["dlq", "list"])
+    assert code == 3 and stdout == ""
+    assert stderr.count("\n") == 1
+    assert stderr.startswith("execflow: database unreachable or failing at sqlite+aiosqlite:///")
+    assert stderr.rstrip().endswith(": query failed (ConnectionResetError())")
+    failed = [
+        line
+        for line in (env / "supervisor.log").read_text().splitlines()
+        if "[PROCESS:FAILED]" in line
+    ]
+    assert len(failed) == 1 and "server=database" in failed[0].replace('"', "")
