@@ -18,6 +18,7 @@ of its own; only that prefix is ever wiped).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,7 +47,7 @@ from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
 from tests.backends.conftest import unique
 from tests.pipeline.conftest import LogReader
-from tests.pipeline.flow import ASK, BID, QTY, SEED_FILE, SL, TP, USER, Flow
+from tests.pipeline.flow import ASK, BID, QTY, SEED_FILE, SL, SYMBOL, TP, USER, Flow
 from tests.services import REDIS_URL, need_service
 
 _WAIT_S = 10.0
@@ -313,4 +314,37 @@ async def test_a_report_after_a_silent_wipe_is_routed_after_the_rebuild_not_dead
         await flow.report(x.lifecycle_id, "EXECUTED", qty=QTY, px=ASK)
         assert (await flow.order(x.order_id)).status is OrderStatus.OPEN
         assert not read_logs.find("dispatcher", "DISPATCH:DLQ")
+        await _assert_books_agree(on_store)
+
+
+async def test_an_intake_action_after_the_loss_rebuilds_behind_the_writer_first(
+    on_store: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = HeldWriter(on_store.database.insert_events)
+    monkeypatch.setattr(on_store.database, "insert_events", held.insert_events)
+    async with _running(on_store) as flow:
+        x = await flow.open_request()
+        held.hold()
+        await flow.report(x.lifecycle_id, "EXECUTED", qty=QTY, px=ASK, settle=False)
+        async with asyncio.timeout(_WAIT_S):
+            await held.holding.wait()
+        await _until(lambda: _is_open(on_store, x.order_id))
+        await on_store.state.flush_all()
+
+        async def release_once_a_rebuild_waits() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await _until(lambda: _claimed(on_store.state))
+            await asyncio.sleep(0.2)
+            held.release.set()
+
+        # the intake is the first to meet the empty store
+        placed, _ = await asyncio.gather(
+            flow.intake.open_market(USER, SYMBOL, "BUY", QTY), release_once_a_rebuild_waits()
+        )
+        assert placed.accepted, placed
+        await flow.settle()
+        account = await flow.account()
+        assert [p.order_id for p in account.positions] == [x.order_id]
+        assert {r.order_id for r in account.reservations} == {placed.order_id}
         await _assert_books_agree(on_store)

@@ -13,6 +13,11 @@ Each action loads the account, instrument and prices, calls the pure rule of
 A refused request (``insufficient_margin``, ``price_wrong_side``, ...) is never sent; it
 is logged ``INTAKE:REFUSED``.
 
+An action that finds the state store incomplete (it came back empty: an account or an
+order missing and no completeness marker) rebuilds it first, or waits for the process
+that does (``rebuild_after_outage``, behind a fence through ``db_updates``), then loads
+again: nothing is read from a database that may still be behind (docs/state-rebuild.md).
+
 Once step 1 committed, the order exists and its margin is reserved: the commit cannot be
 taken back, so its effects must go out. When steps 2-3 fail (the broker or the state
 store away), the action still answers *accepted* with ``send_deferred=True``, the send is
@@ -60,7 +65,10 @@ from execflow.domain.stuck import change_lifecycle_id
 from execflow.errors import ExecflowError, StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import error_fields
+from execflow.pipeline.completeness import StoreIncomplete, require_complete
+from execflow.pipeline.dbfence import wait_for_db_writer
 from execflow.pipeline.effects import publish_effects
+from execflow.pipeline.rebuild import rebuild_after_outage
 from execflow.pipeline.refdata import account_of, remember_account
 from execflow.pipeline.retry import retry_policy
 from execflow.pipeline.seed import ReferenceData
@@ -307,6 +315,9 @@ class OrderIntake:
             account_id = await self._account_of(order_id)
             found = await self._state.get_order(account_id, order_id)
             if found is None:
+                # unknown, or lost with the store: a store that came back empty is
+                # rebuilt first (``StoreIncomplete``), the order is not refused as unknown
+                await require_complete(self._state, "order", order_id)
                 raise _Refusal("unknown_order", order_id)
             order = order_from_dict(found.data)
             account, version = await self._account(account_id)
@@ -340,7 +351,13 @@ class OrderIntake:
             self._log.info("INTAKE:RECEIVED", action=action, **shown)
             try:
                 for _attempt in range(_MAX_ATTEMPTS):
-                    loaded = await load()
+                    try:
+                        loaded = await load()
+                    except StoreIncomplete:
+                        # The store came back empty: rebuild it (or wait for the process
+                        # that does), never serve this action from a database behind.
+                        await self._rebuilt()
+                        loaded = await load()
                     lid = lifecycle_id(loaded)
                     decided = rule(loaded, lid, self._clock.now())
                     if isinstance(decided, rules.Refused):
@@ -362,6 +379,17 @@ class OrderIntake:
             except Exception as exc:
                 self._log.failure("INTAKE:ERROR", exc=exc, action=action)
                 raise
+
+    async def _rebuilt(self) -> None:
+        """Return once the state store is complete again (``pipeline.rebuild``)."""
+        services = self._services
+        await rebuild_after_outage(
+            services.state,
+            services.database,
+            services.settings.seed_file,
+            self._log,
+            fence=lambda: wait_for_db_writer(services, self._log),
+        )
 
     async def _commit(self, loaded: _Loaded, accepted: rules.Accepted) -> None:
         order = accepted.order
