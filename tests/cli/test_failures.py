@@ -78,6 +78,9 @@ SERVER_CASES: tuple[Case, ...] = (
     Case("reconcile", (), "supervisor", (STATE, DATABASE)),
     Case("simulate", (), "simulator"),
     Case("orders stuck", (), "supervisor"),
+    Case("order show", ("3163458366000",), "supervisor"),
+    Case("account show", ("live:6",), "supervisor"),
+    Case("orders list", (), "supervisor"),
     Case(
         "order resolve",
         ("3163458366000", "--as", "rejected", "--reason", "LP: never received"),

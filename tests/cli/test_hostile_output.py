@@ -65,6 +65,9 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
     "order sl": [[ORDER_ID, "1.08200"], [ORDER_ID, "--cancel", "--json"]],
     "order tp": [[ORDER_ID, "1.09500"], [ORDER_ID, "--cancel", "--json"]],
     "orders stuck": [[], ["--json"]],
+    "order show": [[ORDER_ID], [ORDER_ID, "--json"]],
+    "account show": [[ACCOUNT_ID], [ACCOUNT_ID, "--json"]],
+    "orders list": [[], ["--json"], ["--account", ACCOUNT_ID, "--limit", "5"]],
     "order resolve": [
         [WAITING_ID, "--as", "rejected", "--reason", HOSTILE, "--operator", HOSTILE],
         [WAITING_ID, "--as", "filled", "--price", "1.1", "--reason", HOSTILE, "--json"],
@@ -91,7 +94,8 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
 # Commands where the hostile marker must show up (escaped): the value did reach the output.
 SHOWS_HOSTILE = {
     "dlq list", "dlq replay", "reconcile", "seed", "order pending", "orders stuck",
-    "order resolve", "audit verify", "api-key create", "api-key list", "api-key revoke",
+    "order resolve", "audit verify", "order show", "account show", "orders list",
+    "api-key create", "api-key list", "api-key revoke",
     "logs trace", "logs stats", "logs tail", "logs errors", "config",
 }  # fmt: skip
 NOT_READ = {

@@ -18,6 +18,7 @@ from execflow.cli.dlq import dlq_app
 from execflow.cli.failures import FailureBoundary, library_stderr
 from execflow.cli.logs import logs_app
 from execflow.cli.orders import orders_app
+from execflow.cli.reads import account_app, list_orders, show_order
 from execflow.cli.reconcile import reconcile_command
 from execflow.cli.resolve import resolve_command
 from execflow.cli.run import run_app
@@ -46,7 +47,10 @@ run_app.command("all")(run_all)
 run_app.command("api")(run_api)
 app.add_typer(orders_app, name="order")
 orders_app.command("resolve")(resolve_command)
+orders_app.command("show")(show_order)
 app.add_typer(list_app, name="orders")
+list_app.command("list")(list_orders)
+app.add_typer(account_app, name="account")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
 app.add_typer(state_app, name="state")

@@ -32,7 +32,7 @@ __all__ = ["list_app", "render_stuck", "stuck_table"]
 
 COMPONENT = "supervisor"
 
-list_app = typer.Typer(help="Read-side views of orders (stuck orders).", no_args_is_help=True)
+list_app = typer.Typer(help="Read-side views of orders (list, stuck orders).", no_args_is_help=True)
 
 
 def _age(seconds: float) -> str:
