@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
 
 from execflow.logs import log_context
 from execflow.logs.formatting import Timestamper, json_line, text_fields, text_value
@@ -187,3 +188,20 @@ def test_calculation_goes_to_orders_calculated_as_json(
     assert obj["order_id"] == "42"
     assert obj["trace.id"] == "tr"
     assert (log_dir / "worker_open.log").read_bytes() == b""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_bidi_controls_are_escaped_so_a_line_reads_in_the_order_it_was_written(
+    make_system: SystemFactory, log_dir: Path, fmt: str
+) -> None:
+    # Trojan-source style: U+202E would show "order_id=1 amount=001" as its mirror.
+    bidi = "\u202e\u2066\u2067\u2068\u2069\u202a\u202b\u202c\u202d\u200e\u200f\u061c"
+    system = make_system("dispatcher", log_format=fmt)
+    system.events.info("DISPATCH:ROUTED", note=f"rtl{bidi}end")
+    system.flush()
+    data = (log_dir / "dispatcher.log").read_bytes()
+    assert not any(ch.encode() in data for ch in bidi)
+    assert b"\\u202e" in data and b"\\u061c" in data
+    [line] = split_lines(data)
+    value = orjson.loads(line)["note"] if fmt == "json" else parse_fields(line)["note"]
+    assert value == f"rtl{bidi}end"

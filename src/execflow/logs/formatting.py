@@ -40,14 +40,19 @@ LEVEL_NAMES: Mapping[int, str] = {
 }
 
 # A bare value must not contain these: space, quote, '=', backslash, C0/C1 controls,
-# DEL, the Unicode line separators and lone surrogates (which cannot be encoded).
-_UNSAFE = re.compile('[\x00-\x20"=\\\\\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+# DEL, the Unicode line separators, the bidi controls (which make `cat` or `tail -f` show a
+# line in another order than it was written) and lone surrogates (which cannot be encoded).
+_UNSAFE = re.compile(
+    '[\x00-\x20"=\\\\\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]'
+)
 # orjson leaves these unescaped inside a JSON string; escape them too so no reader that
-# splits on Unicode line boundaries (str.splitlines) can be fooled.
-_EXTRA_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# splits on Unicode line boundaries (str.splitlines) or renders bidi text can be fooled.
+_EXTRA_ESCAPE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 # The same characters in orjson's UTF-8 output (JSON lines): DEL, C1 (incl. the 8-bit CSI
-# of terminal escapes), U+2028/U+2029. They can only occur inside strings there.
-_EXTRA_ESCAPE_UTF8 = re.compile(b"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
+# of terminal escapes), U+2028/U+2029, the bidi controls. Only inside strings there.
+_EXTRA_ESCAPE_UTF8 = re.compile(
+    b"\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]"
+)
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.]")
 _MAX_CACHE = 4096
 # "000" ... "999": the milliseconds and the last three digits of the microseconds.
