@@ -1,5 +1,6 @@
 """Authorization matrix: every endpoint x every credential x own / foreign account.
 
+Endpoints: every route but the stream (its own tests) and the key-less health routes.
 Credentials: a key with only ``read``, only ``trade``, only ``admin`` (each on live:6),
 no key, a malformed token, a well-formed token with a wrong secret, a revoked key.
 Expected: 401 for the four bad credentials (own or foreign alike); 403 for a genuine key
@@ -44,6 +45,8 @@ def _order(action: str, method: str = "POST", body: Any = None) -> Callable[...,
         suffix = "" if action in ("read", "events") else f"/{action.split('_')[-1]}"
         if action == "events":
             suffix = "/events"
+        if action == "resolve":
+            return method, f"/v1/admin/orders/{order_id}/resolve", body
         return method, f"/v1/orders/{order_id}{suffix}", body
 
     return build
@@ -77,6 +80,12 @@ ENDPOINTS = (
     Endpoint("list_orders", "read", 200, _list),
     Endpoint("get_account", "read", 200, _account),
     Endpoint(
+        "resolve_order",
+        "admin",
+        200,
+        _order("resolve", body={"as": "rejected", "reason": "LP lost it"}),
+    ),
+    Endpoint(
         "get_quotes", "read", 200, lambda t, s: ("GET", "/v1/quotes", None), account_bound=False
     ),
     Endpoint(
@@ -95,6 +104,23 @@ ENDPOINTS = (
             "/v1/admin/api-keys",
             {"name": "made", "scopes": ["read"], "accounts": [OWN]},
         ),
+        account_bound=False,
+    ),
+    Endpoint(
+        "list_dlq", "admin", 200, lambda t, s: ("GET", "/v1/admin/dlq", None), account_bound=False
+    ),
+    Endpoint(
+        "replay_dlq",
+        "admin",
+        200,
+        lambda t, s: ("POST", "/v1/admin/dlq/replay", {"dry_run": True}),
+        account_bound=False,
+    ),
+    Endpoint(
+        "list_stuck",
+        "admin",
+        200,
+        lambda t, s: ("GET", "/v1/admin/stuck?older_than_s=0", None),
         account_bound=False,
     ),
     Endpoint(
@@ -127,10 +153,13 @@ async def _targets(flow: Flow, api: Api) -> dict[str, str]:
     targets["own:set_tp"] = (await flow.opened()).order_id
     targets["own:cancel_tp"] = (await flow.leg_active(LegKind.TP)).order_id
     targets["own:read"] = targets["own:events"] = targets["own:close"]
+    targets["own:resolve"] = (await flow.open_request()).order_id  # unanswered: resolvable
     foreign = await flow.intake.open_market(FOREIGN, "EURUSD", "BUY", "0.10")
     assert foreign.accepted and foreign.order_id is not None
     await flow.settle()
-    for action in ("modify", "cancel", "close", "set_sl", "cancel_sl", "set_tp", "cancel_tp"):
+    for action in (
+        "modify", "cancel", "close", "set_sl", "cancel_sl", "set_tp", "cancel_tp", "resolve"
+    ):  # fmt: skip
         targets[f"foreign:{action}"] = foreign.order_id
     targets["foreign:read"] = targets["foreign:events"] = foreign.order_id
     spare = await api.key("read", OWN, name="spare")
@@ -181,4 +210,4 @@ async def test_authorization_matrix(services: Services, api: Api) -> None:
                     elif want >= 400:
                         assert response.headers["content-type"] == "application/problem+json"
         assert not mismatches, "\n".join(mismatches)
-        assert cases == 12 * 2 * 7 + 4 * 7 == 196
+        assert cases == 13 * 2 * 7 + 7 * 7 == 231

@@ -19,6 +19,7 @@ from execflow.api import (
     routes_accounts,
     routes_admin,
     routes_health,
+    routes_operator,
     routes_orders,
     routes_stream,
 )
@@ -55,7 +56,8 @@ def create_app(context: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
-    for module in (routes_orders, routes_accounts, routes_stream, routes_admin, routes_health):
+    routers = (routes_orders, routes_accounts, routes_stream, routes_admin, routes_operator)
+    for module in (*routers, routes_health):
         app.include_router(module.router)
     _handlers(app, context)
     if settings.api_cors_origins:
