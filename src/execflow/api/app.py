@@ -54,6 +54,9 @@ def create_app(context: ApiContext) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # operationIds are the route names (place_order, get_order, ...): stable for
+        # clients and for the OpenAPI links between them
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.context = context
     routers = (routes_orders, routes_accounts, routes_stream, routes_admin, routes_operator)

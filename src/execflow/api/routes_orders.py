@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
@@ -23,6 +23,7 @@ from execflow.api.schemas import (
     OrderOut,
     OrderPage,
     PriceIn,
+    Problem,
 )
 from execflow.api.views import action_out, event_out, order_out
 from execflow.backends.api_store import OrderQuery
@@ -53,8 +54,13 @@ Trader = Annotated[ApiKey, Depends(require(Scope.TRADE))]
 Reader = Annotated[ApiKey, Depends(require(Scope.READ))]
 _Run = Callable[[OrderIntake], Awaitable[IntakeResult]]
 
-PROBLEMS: dict[int | str, dict[str, object]] = {
-    status: {"description": text, "content": {"application/problem+json": {}}}
+_PROBLEM_SCHEMA = {"schema": {"$ref": "#/components/schemas/Problem"}}
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": text,
+        "model": Problem,  # puts Problem into the components
+        "content": {"application/problem+json": _PROBLEM_SCHEMA},
+    }
     for status, text in (
         (400, "Bad request"),
         (401, "Missing, unknown or revoked API key"),
@@ -89,11 +95,18 @@ def _field_error(field: str, message: str) -> ApiError:
     return ApiError(422, "validation_error", f"{field}: {message}", errors=errors)
 
 
+_FROM_PLACED = {"order_id": "$response.body#/order_id"}
+_PLACED_LINKS = {
+    name: {"operationId": name, "parameters": _FROM_PLACED}
+    for name in ("get_order", "get_order_events", "cancel_order", "close_position")
+}
+
+
 @router.post(
     "/orders",
     status_code=201,
     response_model=ActionOut,
-    responses=PROBLEMS,
+    responses={**PROBLEMS, 201: {"description": "Sent to the LP", "links": _PLACED_LINKS}},
     summary="Place an order (market or pending, optional SL / TP)",
 )
 async def place_order(
