@@ -1,0 +1,111 @@
+"""Instructions per fill report through the embedded pipeline, counted by valgrind.
+
+Wall-clock rates on a shared machine move with the neighbours; instruction counts do
+not. This runs the embedded pass of ``execflow bench`` (EURUSD market orders placed
+through the intake, one fill report each, full logging, the db writer drained) under
+``valgrind --tool=cachegrind --cache-sim=no`` twice: once placing and filling N orders,
+once only placing them. The difference divided by N is the cost of one report, from the
+dispatcher to the database. ``--baseline-src`` counts another source tree (e.g. a
+checkout of an older commit) in the same run and prints the ratio.
+
+    python bench/instructions_per_report.py --reports 300
+    python bench/instructions_per_report.py --reports 300 --baseline-src /tmp/old/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_INNER = "EXECFLOW_INSTR_INNER"
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+async def _workload(reports: int, fill: bool, workdir: Path) -> None:
+    from execflow.logs import setup_logging
+    from execflow.pipeline.embedded import EmbeddedPipeline
+    from execflow.pipeline.services import open_services
+    from execflow.settings import Settings
+    from execflow.sim.bench import place_orders, publish_fills, wait_for
+
+    settings = Settings(
+        log_dir=workdir / "logs",
+        log_level="INFO",
+        database_url=f"sqlite+aiosqlite:///{workdir / 'execflow.db'}",
+    )
+    logs = setup_logging(settings, "simulator", bridge=False)
+    try:
+        async with open_services(settings, logs) as services:
+            orders = await place_orders(services, reports)
+            pipeline = EmbeddedPipeline(services, rebuild=False)
+            await pipeline.start()
+            try:
+                if fill:
+                    await publish_fills(services.bus, orders, None, "instr")
+                    log = logs.logger("worker_open")
+
+                    async def opened() -> bool:
+                        return log.stats.count("success") >= len(orders)
+
+                    await wait_for(opened, 600)
+                await pipeline.drain(timeout_s=600)
+            finally:
+                await pipeline.stop()
+    finally:
+        logs.close()
+
+
+def _count(src: Path | None, reports: int, fill: bool) -> int:
+    env = {**os.environ, _INNER: "fill" if fill else "place"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            f"--cachegrind-out-file={tmp}/cg.out",
+            sys.executable,
+            __file__,
+            "--reports",
+            str(reports),
+            "--workdir",
+            tmp,
+        ]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    match = _REFS.search(done.stderr)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def _per_report(src: Path | None, reports: int) -> float:
+    return (_count(src, reports, True) - _count(src, reports, False)) / reports
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=300)
+    parser.add_argument("--baseline-src", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    inner = os.environ.get(_INNER)
+    if inner is not None:
+        asyncio.run(_workload(args.reports, inner == "fill", args.workdir))
+        return
+    current = _per_report(None, args.reports)
+    print(f"this tree: {current / 1e6:.3f} M instructions per report ({args.reports} reports)")
+    if args.baseline_src is not None:
+        base = _per_report(args.baseline_src.resolve(), args.reports)
+        print(f"baseline:  {base / 1e6:.3f} M instructions per report ({args.baseline_src})")
+        print(f"ratio this/baseline: {current / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
