@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,16 +41,21 @@ def test_the_readme_curl_session_works_as_printed(tmp_path: Path) -> None:
     script = script.replace("sleep 3", wait)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECFLOW_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
+    # its own process group: whatever happens, the server it starts is stopped with it
+    shell = subprocess.Popen(
         ["bash", "-c", script],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
+        start_new_session=True,
     )
-    out = done.stdout
-    assert '"status":"' in out and '"symbol":"EURUSD"' in out, done.stderr
+    try:
+        out, err = shell.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert '"status":"' in out and '"symbol":"EURUSD"' in out, err
     assert "event: ready" in out and "id: live:1=1" in out
     assert '"kind":"ORDER_SUBMITTED"' in out and '"kind":"ORDER_OPENED"' in out
