@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aio_pika
+import aio_pika.exceptions
 import pytest
 
 from execflow.backends.feed import EventFeed, InMemoryFeed, decode_hint, encode_hint
@@ -24,7 +26,7 @@ async def feed(request: pytest.FixtureRequest) -> AsyncIterator[EventFeed]:
     try:
         yield made
     finally:
-        await made.close()
+        await made.close()  # the exchange goes with its last listener
 
 
 async def _until(heard: list[frozenset[str]], count: int) -> None:
@@ -62,3 +64,26 @@ def test_the_wire_form_round_trips_and_refuses_garbage() -> None:
     assert decode_hint(encode_hint(["b", "a", "a"])) == frozenset({"a", "b"})
     assert decode_hint(b"{}") is None and decode_hint(b"\xff") is None
     assert decode_hint(b"[1]") is None
+
+
+@pytest.mark.integration
+async def test_rabbitmq_leaves_no_exchange_behind() -> None:
+    need_service("rabbitmq")
+    feed = RabbitMQFeed(AMQP_URL, unique("eftest."))
+    await feed.connect()
+    await feed.announce(["live:6"])  # nobody listens: nothing declared, nothing sent
+    heard: list[frozenset[str]] = []
+
+    async def hear(accounts: frozenset[str]) -> None:
+        heard.append(accounts)
+
+    listening = await feed.listen(hear)
+    await feed.announce(["live:6"])
+    await _until(heard, 1)
+    await listening.stop()
+    await feed.close()
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelClosed):
+            await channel.declare_exchange(feed.exchange_name, passive=True)
