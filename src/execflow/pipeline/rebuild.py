@@ -295,7 +295,7 @@ async def _restore_account_once(
     for order_id, history in orders:
         if order_id in present or history.snapshot is None:
             continue
-        order = _with_ledger(order_from_dict(history.snapshot), history)
+        order = _with_ledger(order_from_dict(history.snapshot), history, report)
         writes.append(Write("order", order_id, 0, order_to_dict(order)))
         report.exec_ids += len(order.applied_exec_ids)
         report.outbox_entries += len(order.outbox)
@@ -307,25 +307,29 @@ async def _restore_account_once(
     report.orders += restored
 
 
-def _with_ledger(order: Order, history: _OrderHistory) -> Order:
+def _with_ledger(order: Order, history: _OrderHistory, report: RebuildReport) -> Order:
     ledger = list(order.applied_exec_ids)
     ledger.extend(e for e in history.exec_ids if e not in ledger)
     recent = [e for e in ledger if e in history.events][-OUTBOX_SIZE:]
-    outbox = tuple(OutboxEntry(e, _effects(history.events[e])) for e in recent)
+    outbox = tuple(OutboxEntry(e, _effects(history.events[e], report)) for e in recent)
     return replace(order, applied_exec_ids=tuple(ledger), outbox=outbox)
 
 
-def _effects(events: list[DbEvent]) -> tuple[Effect, ...]:
+def _effects(events: list[DbEvent], report: RebuildReport) -> tuple[Effect, ...]:
     """A report's effects as its transition recorded them: each DB event, then its requests.
 
     A follow-up request whose first send was lost with the store goes out again when the
-    report is redelivered (its lifecycle id makes a second send harmless at the LP).
+    report is redelivered (its lifecycle id makes a second send harmless at the LP). One
+    that does not decode is left out (``STATE:SKIPPED_EVENT``), not the whole rebuild.
     """
     effects: list[Effect] = []
     for event in events:
         effects.append(event)
         for data in event.payload.get(FOLLOW_UPS) or ():
-            effects.append(LpRequest(request_from_dict(data)))
+            try:
+                effects.append(LpRequest(request_from_dict(data)))
+            except CodecError:
+                report.skipped_events.append(event.event_id)
     return tuple(effects)
 
 
