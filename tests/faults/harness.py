@@ -327,11 +327,14 @@ class PipelineRun:
         last_start = text.rfind("[PROCESS:START]")
         return last_start >= 0 and text.find(f"[{tag}:STARTED]", last_start) >= 0
 
-    def lines_with(self, needle: str) -> list[str]:
-        """Every pipeline log line (all files) containing ``needle``."""
+    def lines_with(self, needle: str, *, with_driver: bool = False) -> list[str]:
+        """Every pipeline log line (all files) containing ``needle``; with ``with_driver``,
+        the driver's (intake, simulator) lines too."""
+        dirs = [self.log_dir, self.sim_log_dir] if with_driver else [self.log_dir]
         return [
             line
-            for path in sorted(self.log_dir.glob("*.log"))
+            for directory in dirs
+            for path in sorted(directory.glob("*.log"))
             for line in path.read_text(errors="replace").splitlines()
             if needle in line
         ]
