@@ -11,7 +11,8 @@ runs, and stores its answer (status, body, headers). A later call with the same 
 
 A claim whose first call never finished (its process died) keeps answering 409 until it
 expires (``api_idempotency_ttl_s``, 24 h): its order may or may not exist, so it is not
-run again; the client lists its orders instead. Claims older than the TTL are forgotten.
+run again; the client lists its orders instead. A claim older than the TTL is replaced
+when its key comes again, and deleted by an hourly sweep otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = ["Answer", "Idempotency", "fingerprint"]
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _POLL_S = 0.02
+_SWEEP_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Idempotency:
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_s)
         self._wait_s = wait_s
+        self._swept_at: float | None = None
 
     @staticmethod
     def check_key(value: str | None) -> str:
@@ -82,6 +85,7 @@ class Idempotency:
     ) -> Answer:
         """The stored answer of this key, or ``call()``'s (stored before it is returned)."""
         now = self._clock.now()
+        await self._sweep()
         record = IdempotencyRecord(key_id, idempotency_key, print_, now)
         claim = await self._store.claim(record, expired_before=now - self._ttl)
         if not claim.won:
@@ -101,6 +105,14 @@ class Idempotency:
             key_id, idempotency_key, answer.status, kept, answer.headers, self._clock.now()
         )
         return answer
+
+    async def _sweep(self) -> None:
+        """Now and then (first call, then hourly) delete the claims past the TTL."""
+        mono = self._clock.monotonic()
+        if self._swept_at is not None and mono - self._swept_at < _SWEEP_EVERY_S:
+            return
+        self._swept_at = mono
+        await self._store.forget_expired(self._clock.now() - self._ttl)
 
     async def _replay(self, existing: IdempotencyRecord | None, mine: IdempotencyRecord) -> Answer:
         deadline = asyncio.get_running_loop().time() + self._wait_s

@@ -86,7 +86,11 @@ class ApiStore(Protocol):
 
     async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
         """Atomically claim ``(key_id, idempotency_key)``; a claim older than
-        ``expired_before`` is forgotten first."""
+        ``expired_before`` is replaced."""
+        ...
+
+    async def forget_expired(self, before: datetime) -> int:
+        """Delete every claim older than ``before``; how many went."""
         ...
 
     async def complete(

@@ -39,6 +39,7 @@ class SqlApiStore:
 
     def __init__(self, database: SqlDatabase) -> None:
         self._database = database
+        self._statements: tuple[Any, Any, Any] | None = None
 
     @property
     def _engine(self) -> AsyncEngine:
@@ -102,30 +103,63 @@ class SqlApiStore:
 
     # -- idempotency ----------------------------------------------------------------------
 
-    async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
-        """Insert the claim unless one exists; an expired one is deleted first."""
-        table = api_idempotency
-        same = sa.and_(
-            table.c.key_id == record.key_id,
-            table.c.idempotency_key == record.idempotency_key,
-        )
-        insert = (
-            self._insert(table)
-            .values(
-                key_id=record.key_id,
-                idempotency_key=record.idempotency_key,
-                fingerprint=record.fingerprint,
-                created_at=record.created_at,
+    def _idempotency_statements(self) -> tuple[Any, Any, Any]:
+        """(claim, expire one, complete): built once, executed with parameters.
+
+        Built once so SQLAlchemy compiles each once; a statement rebuilt per call with
+        ``.values(...)`` costs its cache-key walk every time, on the API's hottest path.
+        """
+        if self._statements is None:
+            table = api_idempotency
+            same = sa.and_(
+                table.c.key_id == sa.bindparam("k"),
+                table.c.idempotency_key == sa.bindparam("i"),
             )
-            .on_conflict_do_nothing(index_elements=["key_id", "idempotency_key"])
-            .returning(table.c.key_id)
-        )
+            claim = (
+                self._insert(table)
+                .values(
+                    key_id=sa.bindparam("k"),
+                    idempotency_key=sa.bindparam("i"),
+                    fingerprint=sa.bindparam("f"),
+                    created_at=sa.bindparam("at"),
+                )
+                .on_conflict_do_nothing(index_elements=["key_id", "idempotency_key"])
+                .returning(table.c.key_id)
+            )
+            expire = sa.delete(table).where(same, table.c.created_at < sa.bindparam("before"))
+            complete = (
+                sa.update(table)
+                .where(same)
+                .values(
+                    status_code=sa.bindparam("status"),
+                    body=sa.bindparam("body"),
+                    headers=sa.bindparam("headers", type_=table.c.headers.type),
+                    completed_at=sa.bindparam("done"),
+                )
+            )
+            self._statements = (claim, expire, complete)
+        return self._statements
+
+    async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
+        """Insert the claim unless one exists; an expired one is replaced.
+
+        The common case is one ``INSERT``; only a key seen before looks at the row, and a
+        row older than ``expired_before`` is deleted and claimed anew in one transaction.
+        """
+        claim, expire, _ = self._idempotency_statements()
+        params = {
+            "k": record.key_id,
+            "i": record.idempotency_key,
+            "f": record.fingerprint,
+            "at": record.created_at,
+        }
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    sa.delete(table).where(same, table.c.created_at < expired_before)
-                )
-                won = (await conn.execute(insert)).first() is not None
+                won = (await conn.execute(claim, params)).first() is not None
+                if not won:
+                    gone = await conn.execute(expire, {**params, "before": expired_before})
+                    if gone.rowcount:
+                        won = (await conn.execute(claim, params)).first() is not None
         except SQLAlchemyError as exc:
             raise DatabaseError("idempotency claim failed", error=repr(exc)) from exc
         if won:
@@ -144,13 +178,30 @@ class SqlApiStore:
         at: datetime,
     ) -> None:
         """Record the answer."""
+        _, _, complete = self._idempotency_statements()
+        params = {
+            "k": key_id,
+            "i": idempotency_key,
+            "status": status_code,
+            "body": body,
+            "headers": headers,
+            "done": at,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(complete, params)
+        except SQLAlchemyError as exc:
+            raise DatabaseError("idempotency completion failed", error=repr(exc)) from exc
+
+    async def forget_expired(self, before: datetime) -> int:
+        """Delete every claim older than ``before`` (indexed on ``created_at``)."""
         table = api_idempotency
-        stmt = (
-            sa.update(table)
-            .where(table.c.key_id == key_id, table.c.idempotency_key == idempotency_key)
-            .values(status_code=status_code, body=body, headers=headers, completed_at=at)
-        )
-        await self._write(stmt, "idempotency completion")
+        stmt = sa.delete(table).where(table.c.created_at < before)
+        try:
+            async with self._engine.begin() as conn:
+                return int((await conn.execute(stmt)).rowcount or 0)
+        except SQLAlchemyError as exc:
+            raise DatabaseError("idempotency expiry failed", error=repr(exc)) from exc
 
     async def get_claim(self, key_id: str, idempotency_key: str) -> IdempotencyRecord | None:
         """A claim and its answer (if any)."""
