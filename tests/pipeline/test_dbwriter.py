@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
 from execflow.backends.database import EventRecord
+from execflow.backends.feed import InMemoryFeed
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.domain.codec import effect_to_dict
 from execflow.domain.effects import DbEvent, EventKind
-from execflow.errors import DatabaseError, StoreError
+from execflow.errors import BusError, DatabaseError, StoreError
 from execflow.pipeline.dbfence import fence_key
 from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
 from execflow.pipeline.runner import Runner
@@ -153,3 +155,28 @@ async def test_a_fence_the_store_cannot_mark_is_retried_without_a_rebuild(
     assert read_logs.one("db_writer", "DBWRITER:RETRY").get("error_type") == "FenceNotPassed"
     # the db writer never rebuilds the state: it would wait behind a fence only it passes
     assert not read_logs.find("db_writer", "STATE:FALLBACK")
+
+
+async def test_written_accounts_are_announced_and_a_lost_announcement_costs_nothing(
+    services: Services, read_logs: LogReader
+) -> None:
+    heard: list[frozenset[str]] = []
+
+    async def listener(accounts: frozenset[str]) -> None:
+        heard.append(accounts)
+
+    feed = InMemoryFeed()
+    await feed.listen(listener)
+    await _publish(services, [_event("o1", 1, 1)])
+    await _run(replace(services, feed=feed))
+    assert heard == [frozenset({"live:6"})]
+
+    class Broken(InMemoryFeed):
+        async def announce(self, account_ids: Any) -> None:
+            raise BusError("broker away")
+
+    await _publish(services, [_event("o2", 2, 2)])
+    await _run(replace(services, feed=Broken()))
+    assert await services.database.count_events() == 2  # written all the same
+    [failed] = read_logs.find("db_writer", "DBWRITER:ANNOUNCE_FAILED")
+    assert failed.get("accounts") == "1"

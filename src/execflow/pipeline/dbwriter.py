@@ -30,6 +30,7 @@ is dead-lettered on its own (``malformed_report``) instead of failing its batch 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -60,6 +61,9 @@ __all__ = [
     "db_writer_spec",
     "write_batch",
 ]
+
+_HINTS_CLOSE_S = 2.0
+"""How long a stopping db writer gives its last live-stream hint."""
 
 COMPONENT = "db_writer"
 TAG = "DBWRITER"
@@ -253,6 +257,8 @@ class DbWriter:
         self.log: EventLogger = services.logger(COMPONENT)
         settings = services.settings
         self._batcher = _Batcher(self._write, settings.db_batch_size, settings.db_batch_timeout_s)
+        self._hints: set[str] = set()
+        self._hinting: asyncio.Task[None] | None = None
 
     async def handle(self, message: Message) -> HandlerResult:
         """Decode one DB event, wait for its batch, report new or duplicate (or pass a fence)."""
@@ -286,8 +292,13 @@ class DbWriter:
         return Ack(f"{TAG}:SKIP:DUPLICATE", fields, outcome="skipped")
 
     async def close(self) -> None:
-        """Stop batching (call after the runner stopped consuming)."""
+        """Stop batching (call after the runner stopped consuming), then the hints."""
         await self._batcher.close()
+        if self._hinting is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._hinting), _HINTS_CLOSE_S)
+            self._hinting.cancel()
+            await asyncio.gather(self._hinting, return_exceptions=True)
 
     async def _fence(self, fence_id: str) -> HandlerResult:
         """Pass a fence (``pipeline.dbfence``): everything taken before it is written."""
@@ -315,7 +326,7 @@ class DbWriter:
             {item.event.event_id: item.payload_json for item in batch},
         )
         if result.inserted:
-            await self._announce(batch)
+            self._announce(batch)
         stats = self.log.stats
         stats.incr("batches")
         stats.incr("events_inserted", result.inserted)
@@ -333,19 +344,30 @@ class DbWriter:
         )
         return result
 
-    async def _announce(self, batch: list[_Waiting]) -> None:
-        """Tell the live streams which accounts have new events (best effort: a stream
-        that misses it reads them on its next wake-up or reconnect, from the database)."""
-        feed = self._services.feed
-        if feed is None:
+    def _announce(self, batch: list[_Waiting]) -> None:
+        """Tell the live streams which accounts have new events, in the background.
+
+        Best effort, and never in the way of the next batch: a hint the feed loses only
+        delays a stream until its next wake-up (it reads from the database). Hints that
+        pile up while one is being sent go out together.
+        """
+        if self._services.feed is None:
             return
         # every account of the batch: a spare wake-up costs a stream one empty read
-        accounts = {item.event.account_id for item in batch}
-        try:
-            await feed.announce(accounts)
-        except ExecflowError as exc:
-            self.log.stats.incr("announce_failures")
-            self.log.warning(f"{TAG}:ANNOUNCE_FAILED", accounts=len(accounts), error=str(exc))
+        self._hints.update(item.event.account_id for item in batch)
+        if self._hinting is None or self._hinting.done():
+            self._hinting = asyncio.create_task(self._send_hints(), name="db-writer-hints")
+
+    async def _send_hints(self) -> None:
+        feed = self._services.feed
+        assert feed is not None
+        while self._hints:
+            accounts, self._hints = self._hints, set()
+            try:
+                await feed.announce(accounts)
+            except ExecflowError as exc:
+                self.log.stats.incr("announce_failures")
+                self.log.warning(f"{TAG}:ANNOUNCE_FAILED", accounts=len(accounts), error=str(exc))
 
 
 def db_writer_spec(services: Services, writer: DbWriter) -> ConsumerSpec:
