@@ -110,7 +110,9 @@ def _client(base: str, token: str, orders: int, first: int, concurrency: int, ra
     """Run the HTTP client in its own process; its JSON report."""
     args = [sys.executable, __file__, "--client", base, token, str(orders), str(first),
             str(concurrency), str(rate)]  # fmt: skip
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the HTTP client failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
 
 

@@ -163,11 +163,14 @@ async def test_each_mutating_call_is_one_log_line_without_secrets(
     await api.call("POST", "/v1/orders", token, ORDER, idempotency_key="idem-1")
     await api.call("POST", "/v1/orders", token, {**ORDER, "qty": "99"}, idempotency_key="idem-2")
     await api.call("GET", "/v1/quotes", token)
+    await api.call("POST", "/v1/orders", f"{token}x", ORDER, idempotency_key="idem-3")
     assert logs.flush()
     files = _log_files(Path(settings.log_dir))
     lines = [line for line in files["api.log"].splitlines() if "[API:CALL]" in line]
     key_id = token.split("_")[1]
-    assert len(lines) == 2
+    assert len(lines) == 3
+    assert "key_id=- action=place_order result=401" in lines[2] and "idem-3" in lines[2]
+    lines = lines[:2]
     assert all(f"key_id={key_id}" in line and "user=live:6" in line for line in lines)
     assert "action=place_order" in lines[0] and "result=201" in lines[0]
     assert "idempotency_key=idem-1" in lines[0]

@@ -42,16 +42,33 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
         ctx = context(request)
         key = None if credentials is None else await ctx.verifier.verify(credentials.credentials)
         if key is None:
+            _denied(request, None, 401, "unauthorized")
             raise ApiError(401, "unauthorized", "a valid API key is required")
-        request.state.key_id = key.key_id
         wait_s = ctx.limiter.take(key.key_id)
         if wait_s is not None:
+            _denied(request, key, 429, "rate_limited")
             raise ApiError(429, "rate_limited", "too many requests", retry_after=wait_s)
         if scope not in key.scopes:
+            _denied(request, key, 403, "missing_scope")
             raise ApiError(403, "missing_scope", f"this key lacks the {scope.value!r} scope")
         return key
 
     return dependency
+
+
+def _denied(request: Request, key: ApiKey | None, status: int, code: str) -> None:
+    """A mutating call refused before it ran is an ``API:CALL`` line too (never the token)."""
+    if request.method == "GET":
+        return
+    route = request.scope.get("route")
+    context(request).log.info(
+        "API:CALL",
+        key_id=key.key_id if key is not None else "-",
+        action=getattr(route, "name", request.url.path),
+        result=status,
+        code=code,
+        idempotency_key=request.headers.get("idempotency-key", "-"),
+    )
 
 
 def visible(key: ApiKey, account_id: str | None, what: str, ident: str) -> str:
