@@ -8,11 +8,20 @@ This is the only module that reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,12 +31,94 @@ from pydantic_settings import (
 
 from execflow.errors import ConfigError
 
-__all__ = ["Settings", "environment_with", "load_settings", "require_services"]
+__all__ = [
+    "LpRouting",
+    "LpSession",
+    "Settings",
+    "environment_with",
+    "load_settings",
+    "require_services",
+]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["text", "json"]
 
 _MIB = 1024 * 1024
+_TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
+LP_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+
+
+class LpSession(BaseModel):
+    """One LP's FIX 4.4 session (``[lps.NAME]`` in the TOML file).
+
+    The password is a ``SecretStr``: its ``repr``, ``str`` and every dump show
+    ``**********``; only the gateway's logon reads the value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(..., ge=1, le=65535)
+    sender_comp_id: str = Field(..., min_length=1, pattern=r"^[!-~]+$")
+    target_comp_id: str = Field(..., min_length=1, pattern=r"^[!-~]+$")
+    heartbeat_s: int = Field(30, ge=1, le=3600)
+    reset_on_logon: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    session_start: str | None = Field(
+        None, pattern=_TIME_OF_DAY, description="HH:MM:SS UTC; unset with session_end: 24h"
+    )
+    session_end: str | None = Field(None, pattern=_TIME_OF_DAY)
+    store_dir: Path = Field(Path("fix-store"), description="sequence numbers and sent messages")
+    reconnect_min_s: int = Field(1, ge=1, le=3600, description="first reconnect delay")
+    reconnect_max_s: int = Field(60, ge=1, le=3600, description="backoff ceiling")
+    symbols: tuple[str, ...] = Field((), description="market data subscriptions (V)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LpSession:
+        if (self.session_start is None) != (self.session_end is None):
+            raise ValueError("set both session_start and session_end, or neither (24h)")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class LpRouting(BaseModel):
+    """Which LP a request goes to (``[lp_routing]``): by group and symbol, then a default.
+
+    ``routes`` keys are ``"GROUP:SYMBOL"``, ``"GROUP:*"`` or ``"*:SYMBOL"``; the most
+    specific match wins, in that order, then ``default``. With no default and no route,
+    requests go to the one ``provider_requests`` queue (a single LP or the simulator).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: str | None = Field(None, pattern=LP_NAME_PATTERN)
+    routes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, lp in value.items():
+            group, colon, symbol = key.partition(":")
+            if not colon or not group or not symbol or group == symbol == "*":
+                raise ValueError(f"route {key!r}: GROUP:SYMBOL, GROUP:* or *:SYMBOL")
+            if re.fullmatch(LP_NAME_PATTERN, lp) is None:
+                raise ValueError(f"route {key!r}: {lp!r} is not an LP name")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """True when requests are routed to per-LP queues."""
+        return self.default is not None or bool(self.routes)
+
+    def lp_for(self, group: str, symbol: str) -> str | None:
+        """The LP of a request for ``group`` / ``symbol`` (None: the shared queue)."""
+        for key in (f"{group}:{symbol}", f"{group}:*", f"*:{symbol}"):
+            found = self.routes.get(key)
+            if found is not None:
+                return found
+        return self.default
 
 
 class Settings(BaseSettings):
@@ -78,6 +169,20 @@ class Settings(BaseSettings):
         le=100,
         description="a fill price more than this % outside the quote's bid/ask is refused "
         "`price_out_of_band`; 0 turns the check off",
+    )
+
+    # -- LP gateway (DESIGN §10) ------------------------------------------------------------
+    lps: dict[str, LpSession] = Field(
+        default_factory=dict, description="FIX sessions by LP name: `execflow run lp-gateway`"
+    )
+    lp_routing: LpRouting = Field(
+        default_factory=LpRouting, description="which LP each request goes to"
+    )
+    quote_max_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="a quote older than this is stale: margin checks and conversions on it "
+        "are refused `stale_price`; 0 turns the check off",
     )
 
     # -- db writer ----------------------------------------------------------------------
@@ -164,6 +269,14 @@ class Settings(BaseSettings):
         for name, number in value.items():
             if number < 0:
                 raise ValueError(f"{name}: must be >= 0, got {number}")
+        return value
+
+    @field_validator("lps")
+    @classmethod
+    def _lp_names(cls, value: dict[str, LpSession]) -> dict[str, LpSession]:
+        for name in value:
+            if re.fullmatch(LP_NAME_PATTERN, name) is None:
+                raise ValueError(f"LP name {name!r}: letters, digits and _, starting with a letter")
         return value
 
     @field_validator("gc_thresholds")

@@ -74,6 +74,7 @@ CATALOG: Mapping[str, LogFileSpec] = _table(
     LogFileSpec("simulator", 50 * MIB, 10),
     LogFileSpec("supervisor", 20 * MIB, 5),
     LogFileSpec("api", 50 * MIB, 10),
+    LogFileSpec("lp_gateway", 100 * MIB, 15),
 )
 
 _WORKERS = ("open", "close", "pending", "cancel", "reject", "stoploss", "takeprofit")
@@ -92,6 +93,7 @@ COMPONENTS: Mapping[str, ComponentSpec] = MappingProxyType(
         "simulator": ComponentSpec("simulator", "simulator", "provider.simulator"),
         "supervisor": ComponentSpec("supervisor", "supervisor", "provider.supervisor"),
         "api": ComponentSpec("api", "api", "provider.api"),
+        "lp_gateway": ComponentSpec("lp_gateway", "lp_gateway", "provider.lp_gateway"),
     }
 )
 
@@ -123,24 +125,31 @@ def component_spec(component: str) -> ComponentSpec:
         raise ConfigError(f"unknown component {component!r} (known: {known})") from None
 
 
-def file_name(name: str, instance: int | None = None) -> str:
+def file_name(name: str, instance: int | None = None, qualifier: str | None = None) -> str:
     """``worker_open.log`` for instance 1 (or none), ``worker_open-N.log`` for N > 1.
 
-    Shared files (calculations, errors) carry no instance suffix: every process appends.
+    ``qualifier`` names what one process of a component serves (the LP of a gateway:
+    ``lp_gateway-primebank.log``). Shared files (calculations, errors) carry neither
+    suffix: every process appends.
     """
     spec = CATALOG[name]
-    if spec.shared or instance is None or instance <= 1:
+    if spec.shared:
         return f"{name}.log"
-    return f"{name}-{instance}.log"
+    stem = f"{name}-{qualifier}" if qualifier else name
+    if instance is None or instance <= 1:
+        return f"{stem}.log"
+    return f"{stem}-{instance}.log"
 
 
-def resolve(settings: Settings, name: str, instance: int | None = None) -> ResolvedFile:
+def resolve(
+    settings: Settings, name: str, instance: int | None = None, qualifier: str | None = None
+) -> ResolvedFile:
     """The entry ``name`` with its size/backup overrides from ``settings``."""
     _check_overrides(settings)
     spec = CATALOG[name]
     return ResolvedFile(
         spec=spec,
-        path=Path(settings.log_dir) / file_name(name, instance),
+        path=Path(settings.log_dir) / file_name(name, instance, qualifier),
         max_bytes=settings.log_max_bytes.get(name, spec.max_bytes),
         backups=settings.log_backups.get(name, spec.backups),
     )

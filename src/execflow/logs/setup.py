@@ -38,9 +38,11 @@ class LogSystem:
         clock: Clock,
         stderr: TextIO | None,
         bridge: bool,
+        qualifier: str | None = None,
     ) -> None:
         self.settings = settings
         self.instance = instance
+        self.qualifier = qualifier
         self.directory = Path(settings.log_dir)
         self.counters = WriterCounters()
         self.failures = FailureReporter(self.counters, stream=stderr)
@@ -76,9 +78,8 @@ class LogSystem:
 
     def _open_sink(self, name: str) -> Sink:
         hook = self.maintenance.request_gzip if self.settings.log_gzip else None
-        file = RotatingFile(
-            resolve(self.settings, name, self.instance), self.counters, self.failures, hook
-        )
+        resolved = resolve(self.settings, name, self.instance, self.qualifier)
+        file = RotatingFile(resolved, self.counters, self.failures, hook)
         file.open()
         return self.writer.add(file)
 
@@ -154,11 +155,13 @@ def setup_logging(
     *,
     bridge: bool = True,
     stderr: TextIO | None = None,
+    qualifier: str | None = None,
 ) -> LogSystem:
     """Start the logging layer for ``component`` (instance from settings when None).
 
     Called by entry points only. ``stderr`` receives the rate-limited failure reports
-    (default ``sys.stderr`` at report time).
+    (default ``sys.stderr`` at report time); ``qualifier`` goes into the component
+    files' names (``lp_gateway-NAME.log``).
     """
     number = settings.instance if instance is None else instance
     return LogSystem(
@@ -168,4 +171,5 @@ def setup_logging(
         clock or SystemClock(),
         stderr,
         bridge,
+        qualifier,
     )

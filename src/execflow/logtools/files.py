@@ -23,9 +23,10 @@ __all__ = [
 
 BLOCK_BYTES = 4 * 1024 * 1024
 
-# name.log, name-2.log, name.log.3, name.log.3.gz, name.log.gz
+# name.log, name-2.log, name.log.3, name.log.3.gz, name.log.gz, name-lpname.log, name-lpname-2.log
 _NAME = re.compile(
-    r"^(?P<stem>[A-Za-z0-9_]+?)(?:-(?P<instance>\d+))?\.log(?:\.(?P<gen>\d+))?(?P<gz>\.gz)?$"
+    r"^(?P<stem>[A-Za-z0-9_]+?)(?:-(?P<qualifier>[A-Za-z][A-Za-z0-9_]*))?(?:-(?P<instance>\d+))?"
+    r"\.log(?:\.(?P<gen>\d+))?(?P<gz>\.gz)?$"
 )
 
 # Files that repeat or extend lines of the component files: not counted by ``stats``.
@@ -41,6 +42,7 @@ class LogFile:
     instance: int
     generation: int
     gzipped: bool
+    qualifier: str = ""
 
     @property
     def name(self) -> str:
@@ -85,6 +87,7 @@ def parse_name(path: Path) -> LogFile | None:
         instance=int(match["instance"] or 1),
         generation=int(match["gen"] or 0),
         gzipped=match["gz"] is not None,
+        qualifier=match["qualifier"] or "",
     )
 
 
@@ -105,7 +108,7 @@ def discover(directory: Path, components: set[str] | None = None) -> list[LogFil
         if components is not None and log_file.stem not in components:
             continue
         found.append(log_file)
-    found.sort(key=lambda f: (f.stem, f.instance, -f.generation))
+    found.sort(key=lambda f: (f.stem, f.qualifier, f.instance, -f.generation))
     return found
 
 

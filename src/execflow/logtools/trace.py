@@ -81,9 +81,9 @@ def _time_spans(files: list[LogFile]) -> dict[Path, tuple[str | None, str | None
     """
     spans: dict[Path, tuple[str | None, str | None]] = {}
     firsts = {f.path: _first_ts(f) for f in files}
-    sets: dict[tuple[str, int], list[LogFile]] = {}
+    sets: dict[tuple[str, str, int], list[LogFile]] = {}
     for f in files:
-        sets.setdefault((f.stem, f.instance), []).append(f)
+        sets.setdefault((f.stem, f.qualifier, f.instance), []).append(f)
     for members in sets.values():
         members.sort(key=lambda f: -f.generation)  # oldest first
         for i, f in enumerate(members):
