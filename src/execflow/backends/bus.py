@@ -138,6 +138,10 @@ class QueueNames:
         """Requests to the LP (or the simulator)."""
         return self.name("provider_requests")
 
+    def provider_requests_of(self, lp: str | None) -> str:
+        """The requests queue of one LP (``provider_requests.NAME``); None: the shared one."""
+        return self.provider_requests if lp is None else self.name(f"provider_requests.{lp}")
+
     @property
     def db_updates(self) -> str:
         """Events and snapshots for the db writer."""

@@ -101,6 +101,20 @@ def _market(instrument: InstrumentConfig, prices: Prices) -> tuple[Decimal, Deci
     return quote.bid - hs, quote.ask + hs
 
 
+def _no_market(prices: Prices, symbol: str) -> Refused:
+    """No usable quote: stale (known but too old) or none at all."""
+    if symbol in prices.stale:
+        return Refused("stale_price", symbol)
+    return Refused("no_market_price", symbol)
+
+
+def _no_rate(prices: Prices, currency: str) -> Refused:
+    """No usable conversion rate: stale (known but too old) or none at all."""
+    if {currency + money.USD, money.USD + currency} & prices.stale:
+        return Refused("stale_price", currency)
+    return Refused("missing_conversion_rate", currency)
+
+
 def validate_order(
     new: NewOrder, instrument: InstrumentConfig | None, prices: Prices
 ) -> Refused | None:
@@ -114,7 +128,7 @@ def validate_order(
         return Refused("side_does_not_match_order_type")
     market = _market(instrument, prices)
     if market is None:
-        return Refused("no_market_price", new.symbol)
+        return _no_market(prices, new.symbol)
     bid, ask = market
     if new.order_type.is_pending:
         if new.price is None or new.price <= 0:
@@ -195,7 +209,7 @@ def submit_order(
     try:
         amount, converted, price = margin_to_reserve(new, instrument, prices, account.leverage)
     except money.MissingRate as exc:
-        return Refused("missing_conversion_rate", exc.currency)
+        return _no_rate(prices, exc.currency)
     if account.free_margin < amount:
         return Refused("insufficient_margin", f"free={account.free_margin} needed={amount}")
     pending = new.order_type.is_pending
@@ -232,6 +246,7 @@ def submit_order(
         qty=new.qty,
         price=lp_level if new.order_type not in _STOPS else None,
         stop_px=lp_level if new.order_type in _STOPS else None,
+        group=account.group,
     )
     new_account = reserve(account, order_id, amount)
     calc = Calculation(
@@ -276,6 +291,7 @@ def request_close(order: Order, account: Account, lifecycle_id: str, now: dateti
         order_type=LpOrderType.MARKET,
         qty=order.cum_qty,
         orig_lifecycle_id=order.lifecycle_id,
+        group=order.group,
     )
     return _accept(order, closing, account, account, request, EventKind.CLOSE_REQUESTED, now)
 
@@ -297,7 +313,7 @@ def modify_pending(
         return Refused("not_pending", order.status.value)
     market = _market(instrument, prices)
     if market is None:
-        return Refused("no_market_price", order.symbol)
+        return _no_market(prices, order.symbol)
     if new_price <= 0 or not _pending_side_ok(order.order_type, new_price, *market):
         return Refused("price_wrong_side")
     refused = _check_protection(order.side, order.sl.price, order.tp.price, new_price)
@@ -318,6 +334,7 @@ def modify_pending(
         orig_lifecycle_id=order.lifecycle_id,
         price=None if stop else level,
         stop_px=level if stop else None,
+        group=order.group,
     )
     return _accept(order, modifying, account, account, request, EventKind.MODIFY_REQUESTED, now)
 
@@ -338,6 +355,7 @@ def cancel_pending(
         order_type=_lp_type(order.order_type),
         qty=order.qty,
         orig_lifecycle_id=order.lifecycle_id,
+        group=order.group,
     )
     cancelling = move(order, OrderStatus.CANCELLING, "intake")
     return _accept(order, cancelling, account, account, request, EventKind.CANCEL_REQUESTED, now)
@@ -360,7 +378,7 @@ def set_protection(
         return Refused("leg_live", order.leg(leg).state.value)
     market = _market(instrument, prices)
     if market is None:
-        return Refused("no_market_price", order.symbol)
+        return _no_market(prices, order.symbol)
     reference = market[0] if order.side is Side.BUY else market[1]
     sl, tp = (price, None) if leg is LegKind.SL else (None, price)
     refused = _check_protection(order.side, sl, tp, reference)

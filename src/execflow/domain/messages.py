@@ -19,7 +19,8 @@ class ProviderRequest:
     """One request to the LP; ``lifecycle_id`` becomes the FIX ClOrdID.
 
     Prices here are LP levels (the half spread already taken off or added), not the
-    client's levels.
+    client's levels. ``group`` is the account's group: with the symbol it chooses the LP
+    (``settings.lp_routing``), so every request of one order goes to the same LP.
     """
 
     lifecycle_id: str
@@ -33,6 +34,7 @@ class ProviderRequest:
     orig_lifecycle_id: str | None = None
     price: Decimal | None = None
     stop_px: Decimal | None = None
+    group: str = ""
 
 
 _NOT_TRADES = frozenset(

@@ -124,11 +124,12 @@ class InstrumentConfig:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """Raw LP bid/ask of one symbol."""
+    """Raw LP bid/ask of one symbol; ``time`` is when it was received (None: unknown)."""
 
     symbol: str
     bid: Decimal
     ask: Decimal
+    time: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,8 @@ class Prices:
     """The quotes known at the time of a transition, used for checks and conversion."""
 
     quotes: Mapping[str, Quote] = field(default_factory=dict)
+    stale: frozenset[str] = frozenset()
+    """Symbols whose quote is too old to use: left out of ``quotes``."""
 
     @classmethod
     def of(cls, *quotes: Quote) -> Prices:
@@ -145,6 +148,24 @@ class Prices:
     def get(self, symbol: str) -> Quote | None:
         """The quote of a symbol, or None."""
         return self.quotes.get(symbol)
+
+    def fresh_at(self, now: datetime, max_age_s: float) -> Prices:
+        """These prices without the quotes received more than ``max_age_s`` before ``now``.
+
+        ``max_age_s`` 0 keeps every quote; a quote without a time is never stale (its
+        writer does not say when it was quoted).
+        """
+        if max_age_s <= 0:
+            return self
+        stale = {
+            symbol
+            for symbol, quote in self.quotes.items()
+            if quote.time is not None and (now - quote.time).total_seconds() > max_age_s
+        }
+        if not stale:
+            return self
+        fresh = {s: q for s, q in self.quotes.items() if s not in stale}
+        return Prices(fresh, self.stale | stale)
 
 
 @dataclass(frozen=True, slots=True)

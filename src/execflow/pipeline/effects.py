@@ -19,10 +19,12 @@ from execflow.domain.effects import DbEvent, Effect, LpRequest
 from execflow.domain.models import lifecycle_of
 from execflow.pipeline.services import Services
 
-__all__ = ["H_LIFECYCLE_ID", "Published", "publish_effects"]
+__all__ = ["H_LIFECYCLE_ID", "H_LP", "Published", "publish_effects"]
 
 H_LIFECYCLE_ID = "lifecycle_id"
 _H_ORDER_ID = "order_id"
+H_LP = "lp"
+"""Header naming the LP a routed provider request is for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,16 @@ async def _send_requests(
             request.lifecycle_id, lifecycle_to_dict(lifecycle_of(request))
         )
         headers[H_LIFECYCLE_ID] = request.lifecycle_id
-    queue = services.queues.provider_requests
-    sends = [
-        services.bus.publish(
-            queue, orjson.dumps(request_to_dict(e.request)), headers, e.request.lifecycle_id
-        )
-        for e, headers in requests
-    ]
+    routing = services.settings.lp_routing
+    sends = []
+    for effect, headers in requests:
+        request = effect.request
+        lp = routing.lp_for(request.group, request.symbol)
+        if lp is not None:
+            headers[H_LP] = lp
+        body = orjson.dumps(request_to_dict(request))
+        queue = services.queues.provider_requests_of(lp)
+        sends.append(services.bus.publish(queue, body, headers, request.lifecycle_id))
     if len(sends) == 1:
         await sends[0]
     else:

@@ -283,13 +283,19 @@ class OrderIntake:
 
     # -- the sequence ---------------------------------------------------------------------------
 
+    async def _fresh_prices(self) -> Prices:
+        """The stored quotes, those older than ``quote_max_age_s`` marked stale."""
+        prices = await self._refdata.prices()
+        max_age_s = self._services.settings.quote_max_age_s
+        return prices.fresh_at(self._services.clock.now(), max_age_s)
+
     async def _submit(self, action: str, new: rules.NewOrder) -> IntakeResult:
         order_id = self._order_ids.new_id()
 
         async def load() -> _Loaded:
             account, version = await self._account(new.account_id)
             instrument = await self._refdata.instrument(account.group, new.symbol)
-            return _Loaded(account, version, instrument, await self._refdata.prices())
+            return _Loaded(account, version, instrument, await self._fresh_prices())
 
         def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
             return rules.submit_order(
@@ -326,7 +332,7 @@ class OrderIntake:
                 instrument = await self._refdata.instrument(order.group, order.symbol)
                 if instrument is None:
                     raise _Refusal("unknown_symbol", order.symbol)
-            prices = await self._refdata.prices() if needs_market else Prices()
+            prices = await self._fresh_prices() if needs_market else Prices()
             return _Loaded(account, version, instrument, prices, order, found.version)
 
         def lifecycle_id(x: _Loaded) -> str:

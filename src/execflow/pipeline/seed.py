@@ -39,6 +39,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,21 @@ def quote_to_dict(quote: Quote) -> dict[str, str]:
 def quote_from_dict(symbol: str, data: Mapping[str, Any]) -> Quote:
     """Decode a price document (``ValueError`` when malformed)."""
     try:
-        return Quote(symbol, Decimal(str(data["bid"])), Decimal(str(data["ask"])))
+        return Quote(symbol, Decimal(str(data["bid"])), Decimal(str(data["ask"])), quote_time(data))
     except (KeyError, ArithmeticError) as exc:
         raise ValueError(f"malformed price of {symbol}: {dict(data)!r}") from exc
+
+
+def quote_time(data: Mapping[str, Any]) -> datetime | None:
+    """The ``time`` of a price document (ISO 8601, UTC); None when absent or unreadable."""
+    raw = data.get("time")
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def prices_from_store(documents: Mapping[str, Mapping[str, Any]]) -> Prices:

@@ -214,6 +214,7 @@ def place_leg(
         qty=order.cum_qty,
         price=None if is_sl else level,
         stop_px=level if is_sl else None,
+        group=order.group,
     )
     leg = Leg(LegState.REQUESTED, price, lid, None, sequence, None)
     return move_leg(order, kind, leg, actor), LpRequest(request)
@@ -235,6 +236,7 @@ def cancel_leg(
         order_type=LpOrderType.STOP if kind is LegKind.SL else LpOrderType.LIMIT,
         qty=order.cum_qty,
         orig_lifecycle_id=old.lifecycle_id,
+        group=order.group,
     )
     leg = replace(old, state=LegState.CANCEL_REQUESTED, cancel_lifecycle_id=lid)
     return move_leg(order, kind, leg, actor), LpRequest(request)
