@@ -24,6 +24,7 @@ __all__ = ["demo_command", "render_reconciliation"]
 _COMPONENTS = (
     "intake",
     "simulator",
+    "lp_gateway",
     "dispatcher",
     "worker_open",
     "worker_close",
@@ -63,6 +64,12 @@ def demo_command(
         Path("execflow-demo"), "--dir", help="Run directory (emptied first)."
     ),
     settle_timeout: float = typer.Option(60.0, min=1, help="Seconds to wait for all final."),
+    via_fix: bool = typer.Option(
+        False,
+        "--via-fix",
+        help="Talk to the simulated LP through a real FIX 4.4 session on 127.0.0.1 "
+        "(the LP gateway; quotes arrive as market data).",
+    ),
 ) -> None:
     """Run the embedded pipeline against the LP simulator and reconcile the result."""
     if log_format not in ("text", "json"):
@@ -83,12 +90,14 @@ def demo_command(
         ),
         seed=seed,
         log_format=log_format,
+        via_fix=via_fix,
     )
     base = settings_from(ctx)
     console.print(
         f"[bold]execflow demo[/]: {accounts} accounts, {orders} orders, seed {seed}, "
         f"LP rejects {reject_rate:.0%}, duplicates {duplicate_rate:.0%}, "
         f"reorders {reorder_rate:.0%}, malformed {malformed_rate:.0%}, partials {partial_rate:.0%}"
+        + (", via FIX 4.4" if via_fix else "")
     )
     with Progress(
         TextColumn("{task.description:<16}"),

@@ -184,6 +184,63 @@ def run_worker(
     serve(_settings(ctx, instance), f"worker_{worker.value}", build)
 
 
+@run_app.command("lp-gateway")
+def run_lp_gateway(
+    ctx: typer.Context,
+    lp: str = typer.Option(..., "--lp", help="LP name: a key of the `lps` settings."),
+    instance: int | None = _INSTANCE,
+) -> None:
+    """One LP's FIX 4.4 session: provider requests out, reports and quotes in."""
+    settings = _settings(ctx, instance)
+    session = settings.lps.get(lp)
+    if session is None:
+        known = ", ".join(sorted(settings.lps)) or "none configured"
+        raise typer.BadParameter(f"unknown LP {lp!r} (lps: {known})", param_hint="--lp")
+    with ExitStack() as stack:
+        logs = stack.enter_context(setup_logging(settings, "lp_gateway", qualifier=lp))
+        log = logs.logger("lp_gateway")
+        metrics = None
+        if settings.metrics_multiproc_dir is not None:
+            metrics = Metrics("lp_gateway", multiprocess_dir=settings.metrics_multiproc_dir)
+        elif settings.metrics_port is not None:
+            metrics = Metrics("lp_gateway")
+            server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+            stack.callback(server.stop)
+        log.info("PROCESS:START", component="lp_gateway", lp=lp, **masked_settings(settings))
+        stopped_by = asyncio.run(_serve_gateway(settings, logs, log, lp, metrics))
+        log.info("PROCESS:STOP", component="lp_gateway", lp=lp, signal=stopped_by)
+
+
+async def _serve_gateway(
+    settings: Settings, logs: LogSystem, log: EventLogger, lp: str, metrics: Metrics | None
+) -> str:
+    from execflow.gateway.service import LpGateway  # the FIX engine loads only here
+
+    stop = asyncio.Event()
+    received: dict[str, str] = {"signal": "none"}
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received["signal"] = sig.name
+        log.info("PROCESS:SIGNAL", signal=sig.name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with open_services(settings, logs, metrics=metrics) as services:
+            gateway = LpGateway(services, lp, settings.lps[lp])
+            await gateway.start()
+            try:
+                await stop.wait()
+            finally:
+                await gateway.stop(settings.shutdown_timeout_s)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return received["signal"]
+
+
 @run_app.command("db-writer")
 def run_db_writer(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
     """Persist order events and snapshots from db_updates, in batches."""

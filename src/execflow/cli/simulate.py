@@ -43,6 +43,17 @@ def simulate_command(
     partial_rate: float = typer.Option(0.0, min=0, max=1),
     seed: int = typer.Option(42, help="Seed of prices, LP behaviour and the scenario."),
     settle_timeout: float = typer.Option(120.0, min=1, help="Seconds to wait for all final."),
+    fix_port: int | None = typer.Option(
+        None,
+        "--fix-port",
+        min=1,
+        max=65535,
+        help="Serve the LP as a FIX 4.4 acceptor on 127.0.0.1:PORT (SenderCompID SIMLP, "
+        "TargetCompID EXECFLOW) with market data, for `execflow run lp-gateway`.",
+    ),
+    fix_password: str | None = typer.Option(
+        None, "--fix-password", help="Refuse a Logon whose Password (554) differs."
+    ),
 ) -> None:
     """Play the LP (and optionally a scenario) against the configured broker and stores."""
     options = SimulateOptions(
@@ -56,6 +67,8 @@ def simulate_command(
         scenario=ScenarioConfig(orders=orders, rate_per_s=rate, settle_timeout_s=settle_timeout),
         accounts=accounts,
         seed=seed,
+        fix_port=fix_port,
+        fix_password=fix_password,
     )
     settings = settings_from(ctx)
     outcome = _run(settings, options)

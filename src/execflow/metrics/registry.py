@@ -112,6 +112,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.lp_session_up = Gauge(
+            "execflow_lp_session_up",
+            "1 while the LP gateway's FIX session is logged on.",
+            ["lp"],
+            multiprocess_mode="max",
+            registry=r,
+        )
         self.parked_total = Counter(
             "execflow_parked", "Reports parked (arrived too early).", ["worker"], registry=r
         )

@@ -13,7 +13,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from execflow.errors import ConfigError
 from execflow.logs.setup import setup_logging
@@ -27,6 +27,9 @@ from execflow.sim.config import LpConfig
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
 from execflow.sim.scenario import Progress, ScenarioConfig, ScenarioDriver, ScenarioResult
+
+if TYPE_CHECKING:
+    from execflow.sim.viafix import ViaFix
 
 __all__ = ["DEMO_LP", "MARKER", "DemoOptions", "DemoOutcome", "prepare_run_dir", "run_demo"]
 
@@ -54,6 +57,8 @@ class DemoOptions:
     seed: int = 42
     log_format: str = "text"
     tick_interval_s: float = 0.02
+    via_fix: bool = False
+    """Put a real FIX 4.4 session (QuickFIX) between the pipeline and the simulated LP."""
 
 
 @dataclass
@@ -119,15 +124,27 @@ async def run_demo(
     logs = await asyncio.to_thread(setup_logging, settings, "simulator")
     try:
         async with open_services(settings, logs) as services:
-            sim = Simulator(
-                services.bus,
-                services.state,
-                logs.logger("simulator"),
-                options.lp,
-                seed=options.seed,
-                tick_interval_s=options.tick_interval_s,
-                clock=services.clock,
-            )
+            sim: Simulator | ViaFix
+            if options.via_fix:
+                from execflow.sim.viafix import ViaFix  # loads the FIX engine
+
+                sim = ViaFix(
+                    services,
+                    options.lp,
+                    run_dir / "fix-store",
+                    seed=options.seed,
+                    tick_interval_s=options.tick_interval_s,
+                )
+            else:
+                sim = Simulator(
+                    services.bus,
+                    services.state,
+                    logs.logger("simulator"),
+                    options.lp,
+                    seed=options.seed,
+                    tick_interval_s=options.tick_interval_s,
+                    clock=services.clock,
+                )
             rng = random.Random(options.seed + 2)
             seed = demo_seed(options.accounts, rng, sim.feed)
             await apply_seed(seed, services.state, services.database)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from execflow.backends.bus import Bus
@@ -18,6 +19,7 @@ from execflow.pipeline.reconcile import ReconcileReport, reconcile
 from execflow.pipeline.seed import apply_seed
 from execflow.pipeline.services import Services
 from execflow.sim.config import LpConfig
+from execflow.sim.feed import PriceFeed
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
 from execflow.sim.scenario import ScenarioConfig, ScenarioDriver, ScenarioResult
@@ -37,6 +39,11 @@ class SimulateOptions:
     seed: int = 42
     tick_interval_s: float = 0.02
     quiet_timeout_s: float = 120.0
+    fix_port: int | None = None
+    """Serve the LP as a FIX 4.4 acceptor on 127.0.0.1:port instead of on the bus."""
+    fix_sender_comp_id: str = "SIMLP"
+    fix_target_comp_id: str = "EXECFLOW"
+    fix_password: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,8 @@ async def simulate(
     services: Services, options: SimulateOptions, stop: asyncio.Event
 ) -> SimulateOutcome | None:
     """Play the LP until ``stop`` (no scenario), or drive the scenario and reconcile."""
+    if options.fix_port is not None:
+        return await _simulate_fix(services, options, stop)
     sim = Simulator(
         services.bus,
         services.state,
@@ -99,22 +108,56 @@ async def simulate(
         if options.scenario.orders <= 0:
             await stop.wait()
             return None
-        return await _scenario(services, sim, options)
+        return await _scenario(services, sim.feed, sim.lp.idle, options)
+    finally:
+        await sim.stop(services.settings.shutdown_timeout_s)
+
+
+async def _simulate_fix(
+    services: Services, options: SimulateOptions, stop: asyncio.Event
+) -> SimulateOutcome | None:
+    """The LP as a FIX acceptor; a scenario (if any) reaches it through a running gateway."""
+    from execflow.sim.fixlp import FixLpSession, FixSimulator  # loads the FIX engine
+
+    session = FixLpSession(
+        port=options.fix_port or 0,
+        sender_comp_id=options.fix_sender_comp_id,
+        target_comp_id=options.fix_target_comp_id,
+        password=options.fix_password,
+    )
+    sim = FixSimulator(
+        services.logger("simulator"),
+        options.lp,
+        session,
+        services.clock,
+        services.ids,
+        seed=options.seed,
+        tick_interval_s=options.tick_interval_s,
+    )
+    await sim.start()
+    try:
+        if options.scenario.orders <= 0:
+            await stop.wait()
+            return None
+        return await _scenario(services, sim.feed, sim.lp.idle, options)
     finally:
         await sim.stop(services.settings.shutdown_timeout_s)
 
 
 async def _scenario(
-    services: Services, sim: Simulator, options: SimulateOptions
+    services: Services,
+    feed: PriceFeed,
+    lp_idle: Callable[[], Awaitable[None]],
+    options: SimulateOptions,
 ) -> SimulateOutcome:
     rng = random.Random(options.seed + 2)
-    seed = demo_seed(options.accounts, rng, sim.feed)
+    seed = demo_seed(options.accounts, rng, feed)
     await apply_seed(seed, services.state, services.database)
     queues = pipeline_queues(services.bus)
 
     async def drain() -> None:
         await wait_quiet(services.bus, queues, timeout_s=options.quiet_timeout_s)
-        await sim.lp.idle()
+        await lp_idle()
 
     async def backlog() -> int:
         return sum([await services.bus.queue_depth(q) for q in queues])
@@ -123,7 +166,7 @@ async def _scenario(
     driver = ScenarioDriver(
         intake,
         services.state,
-        sim.feed,
+        feed,
         seed,
         options.scenario,
         rng,
@@ -134,7 +177,7 @@ async def _scenario(
         result = await driver.run()
     finally:
         await intake.shutdown()
-    await sim.lp.idle()
+    await lp_idle()
     await wait_quiet(
         services.bus, queues, services.database, options.quiet_timeout_s, quiet_polls=6
     )

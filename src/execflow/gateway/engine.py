@@ -1,0 +1,269 @@
+"""The QuickFIX side of a FIX session: settings, the Application callbacks, the engine log.
+
+QuickFIX (C++ engine, SWIG binding) does the session layer: logon / logout, heartbeats and
+test requests, sequence numbers, the message store, resend requests, gap fills and
+PossDup handling, reconnecting. This module only adapts it:
+
+* ``session_ini`` writes the engine's settings from an ``LpSession`` (pure text);
+* ``EngineApplication`` forwards each callback to a ``SessionHandler`` (the asyncio
+  side implements it) and never lets a Python exception reach the engine, where the
+  binding would end the process with ``Py_Exit`` while holding the session lock;
+* ``EngineLogFactory`` routes the engine's own event log into our log files (raw
+  messages are not logged: a Logon carries Password 554).
+
+Callbacks run on the engine's threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import quickfix as fix
+
+from execflow.gateway.fixmap import Fields, parse_fields
+
+__all__ = [
+    "EngineApplication",
+    "EngineLogFactory",
+    "SessionHandler",
+    "data_dictionary",
+    "fields_message",
+    "session_ini",
+]
+
+BEGIN_STRING = "FIX.4.4"
+LOGON = "A"
+LOGOUT = "5"
+
+
+class SessionHandler(Protocol):
+    """What the engine's callbacks are forwarded to (called on engine threads)."""
+
+    def on_logon(self) -> None:
+        """The session is logged on."""
+
+    def on_logout(self) -> None:
+        """The session logged out or the connection dropped."""
+
+    def logon_fields(self) -> Fields:
+        """Extra fields for our outgoing Logon (Username 553, Password 554)."""
+
+    def on_admin_out(self, msg_type: str, fields: Fields) -> None:
+        """An admin message we send (Logon, Logout, Reject, ResendRequest...)."""
+
+    def on_sent(self, msg_type: str, seq_num: int, fields: Fields) -> None:
+        """An application message the engine stored and is sending (``toApp``)."""
+
+    def on_received(self, msg_type: str, fields: Fields, raw: str) -> None:
+        """An LP message (application, or a session Reject / Logout).
+
+        The engine counts it as received only once this returns: a process that dies
+        inside this call gets the message again by resend on the next logon.
+        """
+
+    def on_engine_event(self, text: str) -> None:
+        """A line of the engine's own event log (connects, gaps, rejects, disconnects)."""
+
+    def on_callback_error(self, where: str, exc: BaseException) -> None:
+        """A callback raised; ``where`` names it. ``on_received`` errors must not return."""
+
+
+def data_dictionary() -> Path:
+    """The FIX 4.4 data dictionary shipped with the quickfix package."""
+    candidates = [Path(sys.prefix) / "share" / "quickfix" / "FIX44.xml"]
+    try:
+        for file in importlib.metadata.files("quickfix") or ():
+            if file.name == "FIX44.xml":
+                candidates.append(Path(str(file.locate())))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    raise FileNotFoundError("FIX44.xml of the quickfix package not found")
+
+
+def session_ini(
+    *,
+    connection: str,
+    sender_comp_id: str,
+    target_comp_id: str,
+    store_dir: Path | None,
+    dictionary: Path,
+    heartbeat_s: int = 30,
+    host: str = "127.0.0.1",
+    port: int,
+    reset_on_logon: bool = False,
+    reconnect_s: int = 1,
+    start_time: str | None = None,
+    end_time: str | None = None,
+) -> str:
+    """The engine's settings (INI text) for one session.
+
+    Validation is relaxed on purpose: an LP's user-defined or out-of-order fields must
+    reach our normaliser and guard (which refuse visibly, to the DLQ), not be rejected
+    by the engine at session level where the report would silently never arrive.
+    """
+    if (start_time is None) != (end_time is None):
+        raise ValueError("start_time and end_time go together")
+    default = [
+        "[DEFAULT]",
+        f"ConnectionType={connection}",
+        f"HeartBtInt={heartbeat_s}",
+        f"ReconnectInterval={reconnect_s}",
+        # 00:00:00-00:00:00 is QuickFIX's 24h session
+        f"StartTime={start_time or '00:00:00'}",
+        f"EndTime={end_time or '00:00:00'}",
+        "UseDataDictionary=Y",
+        f"DataDictionary={dictionary}",
+        "ValidateUserDefinedFields=N",
+        "AllowUnknownMsgFields=Y",
+        "ValidateFieldsOutOfOrder=N",
+        "ValidateFieldsHaveValues=N",
+        "PersistMessages=Y",
+        f"ResetOnLogon={'Y' if reset_on_logon else 'N'}",
+        "ResetOnLogout=N",
+        "ResetOnDisconnect=N",
+        "RefreshOnLogon=Y",
+        "SocketNodelay=Y",
+        "LogonTimeout=10",
+        "LogoutTimeout=2",
+        "TimestampPrecision=6",
+        "CheckLatency=N",
+    ]
+    if store_dir is not None:
+        default.append(f"FileStorePath={store_dir}")
+    session = [
+        "[SESSION]",
+        f"BeginString={BEGIN_STRING}",
+        f"SenderCompID={sender_comp_id}",
+        f"TargetCompID={target_comp_id}",
+    ]
+    if connection == "initiator":
+        session += [f"SocketConnectHost={host}", f"SocketConnectPort={port}"]
+    else:
+        session += [f"SocketAcceptPort={port}", "SocketReuseAddress=Y"]
+    return "\n".join([*default, "", *session, ""])
+
+
+def engine_settings(ini: str) -> Any:
+    """A ``quickfix.SessionSettings`` from INI text."""
+    settings = fix.SessionSettings()
+    settings.setFromString(ini)
+    return settings
+
+
+def fields_message(msg_type: str, fields: Fields, dictionary: Any) -> Any:
+    """A ``quickfix.Message`` with ``fields`` as its body (groups parsed by the dictionary).
+
+    The header's session fields are filled in by ``Session.sendToTarget``.
+    """
+    body = "".join(f"{tag}={value}\x01" for tag, value in [(35, msg_type), *fields])
+    head = f"8={BEGIN_STRING}\x019={len(body.encode())}\x01"
+    text = head + body
+    checksum = sum(text.encode()) % 256
+    return fix.Message(f"{text}10={checksum:03d}\x01", dictionary, False)
+
+
+def _msg_type(message: Any) -> str:
+    return str(message.getHeader().getField(35))
+
+
+class EngineApplication(fix.Application):  # type: ignore[misc]
+    """QuickFIX callbacks, forwarded to a ``SessionHandler``; exceptions never escape."""
+
+    def __init__(self, handler: SessionHandler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def onCreate(self, session_id: Any) -> None:
+        return None
+
+    def onLogon(self, session_id: Any) -> None:
+        self._guard("onLogon", self._handler.on_logon)
+
+    def onLogout(self, session_id: Any) -> None:
+        self._guard("onLogout", self._handler.on_logout)
+
+    def toAdmin(self, message: Any, session_id: Any) -> None:
+        def run() -> None:
+            msg_type = _msg_type(message)
+            if msg_type == LOGON:
+                for tag, value in self._handler.logon_fields():
+                    message.setField(tag, value)
+            self._handler.on_admin_out(msg_type, parse_fields(message.toString())[1])
+
+        self._guard("toAdmin", run)
+
+    def toApp(self, message: Any, session_id: Any) -> None:
+        def run() -> None:
+            seq = int(message.getHeader().getField(34))
+            msg_type, fields = parse_fields(message.toString())
+            self._handler.on_sent(msg_type, seq, fields)
+
+        self._guard("toApp", run)
+
+    def fromAdmin(self, message: Any, session_id: Any) -> None:
+        self._received(message)
+
+    def fromApp(self, message: Any, session_id: Any) -> None:
+        self._received(message)
+
+    def _received(self, message: Any) -> None:
+        try:
+            raw = message.toString()
+            msg_type, fields = parse_fields(raw)
+            self._handler.on_received(msg_type, fields, raw)
+        except BaseException as exc:  # noqa: BLE001 - must never reach the engine
+            self._handler.on_callback_error("fromApp", exc)
+
+    def _guard(self, where: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - must never reach the engine
+            self._handler.on_callback_error(where, exc)
+
+
+class _EngineLog(fix.Log):  # type: ignore[misc]
+    """One session's engine log: events only (messages may carry a password)."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def clear(self) -> None:
+        return None
+
+    def backup(self) -> None:
+        return None
+
+    def onIncoming(self, text: str) -> None:
+        return None
+
+    def onOutgoing(self, text: str) -> None:
+        return None
+
+    def onEvent(self, text: str) -> None:
+        # a log failure must not end the session (an exception here would end the process)
+        with contextlib.suppress(Exception):
+            self._sink(text)
+
+
+class EngineLogFactory(fix.LogFactory):  # type: ignore[misc]
+    """Hands the engine logs that write its events through ``sink``."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def create(self, *args: Any) -> Any:
+        # disowned: the engine owns the log (and keeps its Python side alive) from now on
+        return _EngineLog(self._sink).__disown__()
+
+    def destroy(self, log: Any) -> None:
+        return None

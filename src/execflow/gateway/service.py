@@ -1,0 +1,505 @@
+"""One LP's FIX session on the bus: provider requests out, reports and quotes in (DESIGN §10).
+
+Threads: QuickFIX calls back on its own threads. A report the LP sends is handed to the
+event loop with ``run_coroutine_threadsafe`` and the engine's callback blocks until the
+report is published to ``reports`` with confirms. QuickFIX increments the expected
+incoming sequence number (and persists it in the file store) only after the callback
+returns, so a gateway that dies between receiving and publishing has not counted the
+message: on the next logon the LP's higher sequence number opens a gap, the engine asks
+for a resend, and the LP sends it again (PossDup). The dispatcher's exec_id ledger
+applies the copy once. If publishing cannot succeed and the gateway must stop, it ends
+the process rather than return from the callback (a return would count the message as
+processed): ``LPGW:ABANDONED`` is the one CRITICAL line it writes first.
+
+Requests: a provider request is sent with ``Session.sendToTarget`` (which stores it in
+the file store, then writes it to the socket) and acknowledged on the bus only after
+that returned; requests wait (unacknowledged) while the session is logged out.
+ClOrdID is the lifecycle id, so a request delivered again after a crash reaches the LP
+as the same order, never a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import quickfix as fix
+
+from execflow.backends.bus import H_MESSAGE_ID, Consumer, Delivery
+from execflow.domain.codec import CodecError, request_from_dict
+from execflow.domain.messages import ProviderRequest
+from execflow.errors import BusError, ConfigError, ExecflowError
+from execflow.gateway import engine
+from execflow.gateway.fixmap import (
+    REPORT_TYPES,
+    SESSION_REJECT,
+    Fields,
+    SentRef,
+    first,
+    market_data_request,
+    quote_updates,
+    report_document,
+    request_fields,
+)
+from execflow.gateway.ledger import SentLedger
+from execflow.gateway.quotes import QuoteWriter
+from execflow.logs.events import EventLogger
+from execflow.logs.masking import MASK
+from execflow.pipeline.services import Services
+from execflow.settings import LpSession
+
+__all__ = ["EXIT_ABANDONED", "LpGateway"]
+
+EXIT_ABANDONED = 70
+"""Exit status when a received report could not be published before stopping."""
+
+_SENT_KEPT = 50_000
+_PUBLISH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_WARN_EVENTS = ("reject", "invalid", "fail", "too low", "too high", "disconnect", "timed out")
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A request sent and not yet answered: for latency and for session rejects."""
+
+    lifecycle_id: str
+    sent_at: float
+
+
+class LpGateway:
+    """The FIX 4.4 initiator of one LP, bridged to the bus and the state store."""
+
+    def __init__(
+        self,
+        services: Services,
+        name: str,
+        session: LpSession,
+        *,
+        log: EventLogger | None = None,
+        requests_queue: str | None = None,
+        exit_process: Callable[[int], None] = os._exit,
+    ) -> None:
+        self.services = services
+        self.name = name
+        self.session = session
+        self.log = log or services.logger("lp_gateway")
+        routed = services.settings.lp_routing.enabled
+        self.requests_queue = requests_queue or services.queues.provider_requests_of(
+            name if routed else None
+        )
+        self._exit = exit_process
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._initiator: Any = None
+        self._dictionary: Any = None
+        self._session_id = fix.SessionID(
+            engine.BEGIN_STRING, session.sender_comp_id, session.target_comp_id
+        )
+        self._consumer: Consumer | None = None
+        self.logged_on = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._stopping = False
+        self._stop_deadline = float("inf")
+        self._publishing = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._sent: OrderedDict[int, SentRef] = OrderedDict()
+        self._in_flight: dict[str, _InFlight] = {}
+        self._md_requests = 0
+        self._ledger: SentLedger | None = None
+        self._session_up = False  # read on engine threads: the engine's own view
+        self._failures = 0
+        self._resume_at: asyncio.TimerHandle | None = None
+        self.quotes = QuoteWriter(services.state, self.log, services.clock, provider=name)
+        self._app = engine.EngineApplication(self)
+        self._log_factory = engine.EngineLogFactory(self.on_engine_event)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the session (the engine connects and logs on), then consume requests."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        if fix.Session.lookupSession(self._session_id) is not None:
+            # the engine keys its sessions by CompIDs, process-wide
+            raise ConfigError(
+                f"LP {self.name}: a FIX session {self._session_id} already runs in this process",
+                setting="lps",
+            )
+        bus = self.services.bus
+        await bus.declare(self.services.queues.reports)
+        await bus.declare(self.requests_queue)
+        store_dir = self.session.store_dir / self.name
+        await asyncio.to_thread(store_dir.mkdir, parents=True, exist_ok=True)
+        self._ledger = SentLedger(store_dir / "sent-clordids.txt")
+        known = await asyncio.to_thread(self._ledger.open)
+        dictionary_path = engine.data_dictionary()
+        ini = engine.session_ini(
+            connection="initiator",
+            sender_comp_id=self.session.sender_comp_id,
+            target_comp_id=self.session.target_comp_id,
+            store_dir=store_dir,
+            dictionary=dictionary_path,
+            heartbeat_s=self.session.heartbeat_s,
+            host=self.session.host,
+            port=self.session.port,
+            reset_on_logon=self.session.reset_on_logon,
+            reconnect_s=self.session.reconnect_min_s,
+            start_time=self.session.session_start,
+            end_time=self.session.session_end,
+        )
+        self._dictionary = fix.DataDictionary(str(dictionary_path))
+        settings = engine.engine_settings(ini)
+        store = fix.FileStoreFactory(settings)
+        self._initiator = fix.SocketInitiator(self._app, store, settings, self._log_factory)
+        self.log.info(
+            "LPGW:STARTING",
+            lp=self.name,
+            host=self.session.host,
+            port=self.session.port,
+            sender_comp_id=self.session.sender_comp_id,
+            target_comp_id=self.session.target_comp_id,
+            store_dir=str(store_dir),
+            clordids_sent=known,
+            password=MASK if self.session.password is not None else None,
+        )
+        await asyncio.to_thread(self._initiator.start)
+        self._consumer = await bus.consume(
+            self.requests_queue, self._handle_request, prefetch=self.services.settings.prefetch
+        )
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Stop taking requests, log out (reports in flight are published first)."""
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + drain_timeout_s
+        if self._resume_at is not None:
+            self._resume_at.cancel()
+            self._resume_at = None
+        if self._consumer is not None:
+            await self._consumer.stop(drain_timeout_s)
+            self._consumer = None
+        if self._initiator is not None:
+            # the loop keeps running meanwhile: a callback blocked on a publish finishes
+            await asyncio.to_thread(self._initiator.stop)
+            self._initiator = None
+        self.logged_on.clear()
+        if self._ledger is not None:
+            await asyncio.to_thread(self._ledger.close)
+        self.log.info(
+            "LPGW:STOPPED",
+            lp=self.name,
+            requests_sent=self.log.stats.count("requests_sent"),
+            reports_published=self.log.stats.count("reports_published"),
+        )
+
+    async def idle(self) -> None:
+        """Wait until no report is being published."""
+        await self._quiet.wait()
+
+    # -- requests out -------------------------------------------------------------------
+    async def _handle_request(self, delivery: Delivery) -> None:
+        message = delivery.message
+        try:
+            request = request_from_dict(orjson.loads(message.body))
+        except (orjson.JSONDecodeError, CodecError, TypeError) as exc:
+            self.log.dead_lettered("LPGW:BAD_REQUEST", reason="bad_request", error=str(exc))
+            await delivery.dead_letter("bad_request", str(exc))
+            return
+        while not self.logged_on.is_set():
+            if self._stopping:
+                await delivery.nack(requeue=True)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.logged_on.wait(), timeout=0.5)
+        started = time.perf_counter()
+        msg_type, fields = request_fields(request, self.services.clock.now())
+        async with self._send_lock:
+            if self._ledger is not None and request.lifecycle_id in self._ledger:
+                # sent before: a second D with this ClOrdID would be refused as a duplicate
+                await delivery.ack()
+                self.log.skipped(
+                    "LPGW:SKIP:ALREADY_SENT",
+                    lp=self.name,
+                    order_id=request.order_id,
+                    lifecycle_id=request.lifecycle_id,
+                    kind=request.kind.value,
+                )
+                return
+            sent = await asyncio.to_thread(self._send_request, msg_type, fields)
+        if not sent:
+            self.log.retried("LPGW:NOT_SENT", lp=self.name, lifecycle_id=request.lifecycle_id)
+            await asyncio.sleep(0.2)
+            await delivery.nack(requeue=True)
+            return
+        self._in_flight[request.lifecycle_id] = _InFlight(request.lifecycle_id, time.monotonic())
+        await delivery.ack()
+        self._log_sent(request, msg_type, started)
+
+    def _send_request(self, msg_type: str, fields: Fields) -> bool:
+        sent = self._send(msg_type, fields)
+        clordid = first(fields, 11)
+        if sent and clordid is not None and self._ledger is not None:
+            self._ledger.add(clordid)
+        return sent
+
+    def _send(self, msg_type: str, fields: Fields) -> bool:
+        message = engine.fields_message(msg_type, fields, self._dictionary)
+        return bool(fix.Session.sendToTarget(message, self._session_id))
+
+    def _log_sent(self, request: ProviderRequest, msg_type: str, started: float) -> None:
+        self.log.stats.incr("requests_sent")
+        self.log.success(
+            "LPGW:REQUEST_SENT",
+            processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
+            lp=self.name,
+            order_id=request.order_id,
+            user=request.account_id,
+            symbol=request.symbol,
+            lifecycle_id=request.lifecycle_id,
+            kind=request.kind.value,
+            msg_type=msg_type,
+        )
+
+    # -- engine callbacks (engine threads) -----------------------------------------------
+    def on_logon(self) -> None:
+        """The session is up: send requests, subscribe to market data."""
+        self._session_up = True
+        self.log.info("LPGW:LOGON", lp=self.name)
+        self._metric_session(1)
+        self._call_soon(self._logged_on)
+
+    def on_logout(self) -> None:
+        """The session is down: requests wait; the engine reconnects."""
+        self._session_up = False
+        self.log.warning("LPGW:LOGOUT", lp=self.name)
+        self._metric_session(0)
+        self._call_soon(self.logged_on.clear)
+
+    def logon_fields(self) -> Fields:
+        """Username (553) / Password (554) on our Logon; the password is never logged."""
+        out: Fields = []
+        if self.session.username is not None:
+            out.append((553, self.session.username))
+        if self.session.password is not None:
+            out.append((554, self.session.password.get_secret_value()))
+        return out
+
+    def on_admin_out(self, msg_type: str, fields: Fields) -> None:
+        """Log what our engine says at session level (never the Logon's password)."""
+        if msg_type == SESSION_REJECT:
+            self.log.error(
+                "LPGW:LP_MESSAGE_REFUSED",
+                lp=self.name,
+                ref_seq_num=first(fields, 45),
+                ref_tag=first(fields, 371),
+                reason=first(fields, 58) or first(fields, 373),
+            )
+        elif msg_type == engine.LOGOUT:
+            self.log.info("LPGW:LOGOUT_SENT", lp=self.name, text=first(fields, 58))
+
+    def on_sent(self, msg_type: str, seq_num: int, fields: Fields) -> None:
+        """Remember which lifecycle id each of our sequence numbers carried."""
+        clordid = first(fields, 11)
+        if clordid is None:
+            return
+        self._sent[seq_num] = SentRef(msg_type, clordid)
+        if len(self._sent) > _SENT_KEPT:
+            self._sent.popitem(last=False)
+
+    def on_received(self, msg_type: str, fields: Fields, raw: str) -> None:
+        """A message from the LP; reports block here until published (see module doc)."""
+        if msg_type in REPORT_TYPES or msg_type == SESSION_REJECT:
+            loop = self._loop
+            if loop is None:
+                raise RuntimeError("gateway not started")
+            future = asyncio.run_coroutine_threadsafe(self._publish(msg_type, fields), loop)
+            future.result()
+        elif msg_type in ("W", "X"):
+            self._call_soon(self._on_quotes, msg_type, fields)
+        elif msg_type == engine.LOGOUT:
+            if self._session_up:
+                self.log.warning("LPGW:LOGOUT_RECEIVED", lp=self.name, text=first(fields, 58))
+                return
+            # a Logout answering our Logon: refused (credentials, CompIDs, schedule)
+            self.log.error(
+                "LPGW:LOGON_REJECTED",
+                lp=self.name,
+                host=self.session.host,
+                port=self.session.port,
+                sender_comp_id=self.session.sender_comp_id,
+                target_comp_id=self.session.target_comp_id,
+                text=first(fields, 58),
+            )
+            self._call_soon(self._attempt_failed)
+
+    def on_engine_event(self, text: str) -> None:
+        """The engine's event log, into ``lp_gateway.log``."""
+        lowered = text.lower()
+        if lowered.startswith("connection failed"):
+            self._call_soon(self._attempt_failed)
+        if any(word in lowered for word in _WARN_EVENTS):
+            self.log.stats.incr("session_warnings")
+            self.log.warning("LPGW:SESSION_EVENT", lp=self.name, text=text)
+        else:
+            self.log.info("LPGW:SESSION_EVENT", lp=self.name, text=text)
+
+    def on_callback_error(self, where: str, exc: BaseException) -> None:
+        """An error inside a callback; one on a received report ends the process."""
+        if where != "fromApp":
+            self.log.error("LPGW:CALLBACK_ERROR", exc=exc, lp=self.name, callback=where)
+            return
+        self.log.critical(
+            "LPGW:ABANDONED",
+            exc=exc,
+            lp=self.name,
+            detail="a received LP message could not be published; exiting unprocessed so "
+            "that the LP re-sends it on the next logon",
+        )
+        self.services.logs.flush(2.0)
+        self._exit(EXIT_ABANDONED)
+
+    # -- on the loop ----------------------------------------------------------------------
+    def _call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _attempt_failed(self) -> None:
+        """A connect or logon failed: after the first, wait longer each time (backoff).
+
+        The engine reconnects every ``reconnect_min_s``; for a longer wait the session is
+        disabled (the engine does not connect a disabled session) and enabled again later.
+        """
+        self._failures += 1
+        session = self.session
+        delay_s = min(session.reconnect_max_s, session.reconnect_min_s * 2 ** (self._failures - 1))
+        engine_session = fix.Session.lookupSession(self._session_id)
+        if self._stopping or delay_s <= session.reconnect_min_s or engine_session is None:
+            return
+        if self._resume_at is not None:
+            return
+        engine_session.logout()
+        self.log.warning(
+            "LPGW:RECONNECT_BACKOFF", lp=self.name, failures=self._failures, delay_s=delay_s
+        )
+        loop = asyncio.get_running_loop()
+        self._resume_at = loop.call_later(delay_s, self._resume, engine_session)
+
+    def _resume(self, engine_session: Any) -> None:
+        self._resume_at = None
+        if not self._stopping:
+            engine_session.logon()
+
+    def _logged_on(self) -> None:
+        self._failures = 0
+        self.logged_on.set()
+        if self.session.symbols:
+            self._md_requests += 1
+            request_id = f"{self.name}-md-{self._md_requests}"
+            body = market_data_request(request_id, self.session.symbols)
+            task = asyncio.get_running_loop().create_task(self._send_admin_free("V", body))
+            self.quotes.track(task)
+
+    async def _send_admin_free(self, msg_type: str, fields: Fields) -> None:
+        async with self._send_lock:
+            sent = await asyncio.to_thread(self._send, msg_type, fields)
+        self.log.info("LPGW:MARKET_DATA_REQUESTED", lp=self.name, sent=sent, symbols=len(fields))
+
+    async def _publish(self, msg_type: str, fields: Fields) -> None:
+        self._publishing += 1
+        self._quiet.clear()
+        try:
+            await self._publish_one(msg_type, fields)
+        finally:
+            self._publishing -= 1
+            if not self._publishing:
+                self._quiet.set()
+
+    async def _publish_one(self, msg_type: str, fields: Fields) -> None:
+        sent = None
+        if msg_type in (SESSION_REJECT, "j"):
+            ref = first(fields, 45)
+            sent = self._sent.get(int(ref)) if ref and ref.isdigit() else None
+        doc = report_document(msg_type, fields, self.name, sent)
+        seq = first(fields, 34)
+        poss_dup = first(fields, 43) == "Y"
+        if doc is None:
+            self.log.stats.incr("not_routed")
+            self.log.warning(
+                "LPGW:NOT_ROUTED",
+                lp=self.name,
+                msg_type=msg_type,
+                seq_num=seq,
+                text=first(fields, 58),
+            )
+            return
+        body = orjson.dumps(doc)
+        exec_id = str(doc.get("17") or "")
+        headers = {"provider": self.name}
+        message_id = f"{self.name}:{exec_id}" if exec_id else None
+        if message_id is not None:
+            headers[H_MESSAGE_ID] = message_id
+        await self._publish_confirmed(body, headers, message_id)
+        lifecycle_id = doc.get("11")
+        latency = self._first_report_latency(lifecycle_id)
+        self.log.stats.incr("reports_published")
+        self.log.info(
+            "LPGW:REPORT_RECEIVED",
+            lp=self.name,
+            msg_type=msg_type,
+            seq_num=seq,
+            poss_dup=poss_dup,
+            lifecycle_id=lifecycle_id,
+            exec_id=exec_id or None,
+            status=doc.get("39"),
+            latency_ms=None if latency is None else round(latency * 1000, 3),
+        )
+
+    async def _publish_confirmed(
+        self, body: bytes, headers: dict[str, str], message_id: str | None
+    ) -> None:
+        queue = self.services.queues.reports
+        attempt = 0
+        while True:
+            try:
+                await self.services.bus.publish(queue, body, headers, message_id)
+                return
+            except (BusError, ExecflowError) as exc:
+                attempt += 1
+                if self._stopping and time.monotonic() > self._stop_deadline:
+                    raise
+                delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S)) - 1]
+                self.log.retried(
+                    "LPGW:PUBLISH_RETRY", lp=self.name, attempt=attempt, error=str(exc)
+                )
+                await asyncio.sleep(delay)
+
+    def _first_report_latency(self, lifecycle_id: object) -> float | None:
+        if not isinstance(lifecycle_id, str):
+            return None
+        flight = self._in_flight.pop(lifecycle_id, None)
+        if flight is None:
+            return None
+        seconds = time.monotonic() - flight.sent_at
+        if self.services.metrics is not None:
+            self.services.metrics.observe_lp_latency(seconds)
+        return seconds
+
+    def _on_quotes(self, msg_type: str, fields: Fields) -> None:
+        try:
+            updates = quote_updates(msg_type, fields)
+        except ValueError as exc:
+            self.log.stats.incr("bad_quotes")
+            self.log.warning("LPGW:BAD_QUOTE", lp=self.name, error=str(exc))
+            return
+        self.quotes.update(updates)
+
+    def _metric_session(self, up: int) -> None:
+        metrics = self.services.metrics
+        if metrics is not None:
+            metrics.lp_session_up.labels(self.name).set(up)
