@@ -197,7 +197,7 @@ def run_lp_gateway(
         known = ", ".join(sorted(settings.lps)) or "none configured"
         raise typer.BadParameter(f"unknown LP {lp!r} (lps: {known})", param_hint="--lp")
     with ExitStack() as stack:
-        logs = stack.enter_context(setup_logging(settings, "lp_gateway", qualifier=lp))
+        logs = stack.enter_context(process_logging(settings, "lp_gateway", qualifier=lp))
         log = logs.logger("lp_gateway")
         metrics = None
         if settings.metrics_multiproc_dir is not None:
