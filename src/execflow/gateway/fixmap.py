@@ -34,6 +34,7 @@ __all__ = [
     "NEW_ORDER",
     "REPLACE",
     "REPORT_TYPES",
+    "TEXT_MAX_CHARS",
     "Fields",
     "QuoteUpdate",
     "SentRef",
@@ -72,6 +73,9 @@ _CANCELS = frozenset({RequestKind.CANCEL_PENDING, RequestKind.CANCEL_SL, Request
 # TimeInForce: a market order fills now or not at all; resting orders stay until cancelled
 _TIF_IOC = "3"
 _TIF_GTC = "1"
+
+TEXT_MAX_CHARS = 1024
+"""Text (58) longer than this is cut before the report is published."""
 
 # ExecutionReport tags the normaliser (execflow.domain.reports) reads; the rest is dropped
 _REPORT_TAGS = (11, 41, 37, 17, 39, 150, 6, 14, 31, 32, 151, 44, 99, 54, 55, 58, 103, 60)
@@ -277,6 +281,10 @@ def report_document(
         doc.update({str(tag): tags[tag] for tag in _REPORT_TAGS if tag in tags})
         if doc.get("37") == "NONE":  # FIX's "no LP order" (a reject)
             del doc["37"]
+        if len(doc.get("58", "")) > TEXT_MAX_CHARS:
+            # free text never makes a report too big to route (the dispatcher refuses
+            # messages over max_message_bytes whole): the start is kept, marked as cut
+            doc["58"] = doc["58"][: TEXT_MAX_CHARS - 1] + "\u2026"
         doc["provider"] = lp
         return doc
     if msg_type == CANCEL_REJECT:
