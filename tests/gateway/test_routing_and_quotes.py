@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,46 @@ async def _refused_stale(intake: OrderIntake) -> bool:
 async def _accepted(intake: OrderIntake) -> bool:
     result = await intake.open_market("live:1", "GBPUSD", "SELL", "0.01")
     return result.accepted
+
+
+@pytest.mark.slow
+async def test_a_pending_order_is_modified_and_cancelled_over_fix(
+    services: Services, tmp_path: Path
+) -> None:
+    # routed: every request of this module's settings goes to lpa by default
+    via = ViaFix(services, CALM, tmp_path / "fix", lp_name="lpa", tick_interval_s=3600.0)
+    seed = demo_seed(3, random.Random(1), via.feed)
+    await apply_seed(seed, services.state, services.database)
+    pipeline = EmbeddedPipeline(services, lp=via, rebuild=False)
+    await pipeline.start()
+    intake = OrderIntake(services)
+    try:
+        quote = via.feed.quote("EURUSD")
+        assert quote is not None
+        far = quote.bid - Decimal("0.01")  # a buy limit far below: it rests
+        placed = await intake.place_pending("live:1", "EURUSD", "BUY_LIMIT", "0.10", far)
+        assert placed.accepted and placed.order_id is not None, placed
+        order_id = placed.order_id
+        await wait_for(lambda: _is(services, "live:1", order_id, OrderStatus.PENDING))
+        moved = await intake.modify_pending(order_id, far - Decimal("0.001"))
+        assert moved.accepted, moved
+
+        async def repriced() -> bool:
+            found = await services.state.get_order("live:1", order_id)
+            assert found is not None
+            order = order_from_dict(found.data)
+            return order.status is OrderStatus.PENDING and order.requested_price == far - Decimal(
+                "0.001"
+            )
+
+        await wait_for(repriced)  # G answered by an 8 with ExecType 5 (FIX 4.4: OrdStatus 0)
+        cancelled = await intake.cancel_pending(order_id)
+        assert cancelled.accepted, cancelled
+        await wait_for(lambda: _is(services, "live:1", order_id, OrderStatus.CANCELLED))
+    finally:
+        await intake.shutdown()
+        await pipeline.stop()
+    await asyncio.to_thread(services.logs.flush)
+    lines = (services.settings.log_dir / "lp_gateway.log").read_text()
+    assert "LPGW:LP_MESSAGE_REFUSED" not in lines
+    assert "msg_type=G" in lines and "msg_type=F" in lines

@@ -133,6 +133,9 @@ def report_fields(report: ExecutionReport) -> Fields:
     A reject has no LP order: OrderID is ``NONE``, as venues send it.
     """
     status, exec_type = _STATUS_CODE[report.ord_status]
+    if report.ord_status is ReportStatus.MODIFY:
+        # FIX 4.4 has no OrdStatus "Replaced": ExecType 5 says it, OrdStatus is the order's
+        status = "0"
     zero = "0"
     body: Fields = [(37, report.lp_order_id or "NONE"), (11, report.lifecycle_id or "")]
     if report.orig_lifecycle_id:
@@ -281,6 +284,10 @@ def report_document(
         doc.update({str(tag): tags[tag] for tag in _REPORT_TAGS if tag in tags})
         if doc.get("37") == "NONE":  # FIX's "no LP order" (a reject)
             del doc["37"]
+        if doc.get("150") == "5" and doc.get("39") in ("0", "1"):
+            # a replace confirmed (ExecType 5; FIX 4.4 sends the order's own OrdStatus):
+            # the pipeline routes it as MODIFY
+            doc["39"] = "5"
         if len(doc.get("58", "")) > TEXT_MAX_CHARS:
             # free text never makes a report too big to route (the dispatcher refuses
             # messages over max_message_bytes whole): the start is kept, marked as cut

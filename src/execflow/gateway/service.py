@@ -26,14 +26,14 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import quickfix as fix
 
 from execflow.backends.bus import H_MESSAGE_ID, Consumer, Delivery
-from execflow.domain.codec import CodecError, request_from_dict
+from execflow.domain.codec import CodecError, instrument_from_dict, request_from_dict
 from execflow.domain.messages import ProviderRequest
 from execflow.errors import BusError, ConfigError, ExecflowError
 from execflow.gateway import engine
@@ -49,6 +49,7 @@ from execflow.gateway.fixmap import (
     request_fields,
 )
 from execflow.gateway.ledger import SentLedger
+from execflow.gateway.quality import QualityRecorder
 from execflow.gateway.quotes import QuoteWriter
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import MASK
@@ -63,14 +64,6 @@ EXIT_ABANDONED = 70
 _SENT_KEPT = 50_000
 _PUBLISH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _WARN_EVENTS = ("reject", "invalid", "fail", "too low", "too high", "disconnect", "timed out")
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """A request sent and not yet answered: for latency and for session rejects."""
-
-    lifecycle_id: str
-    sent_at: float
 
 
 class LpGateway:
@@ -107,10 +100,12 @@ class LpGateway:
         self._stopping = False
         self._stop_deadline = float("inf")
         self._publishing = 0
+        self.reports_seen = 0  # LP reports handled (published, or logged as not routable)
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._sent: OrderedDict[int, SentRef] = OrderedDict()
-        self._in_flight: dict[str, _InFlight] = {}
+        self.quality = QualityRecorder(name, self.log, services.metrics)
+        self._pips: dict[tuple[str, str], Decimal | None] = {}
         self._md_requests = 0
         self._ledger: SentLedger | None = None
         self._session_up = False  # read on engine threads: the engine's own view
@@ -236,7 +231,9 @@ class LpGateway:
             await asyncio.sleep(0.2)
             await delivery.nack(requeue=True)
             return
-        self._in_flight[request.lifecycle_id] = _InFlight(request.lifecycle_id, time.monotonic())
+        self.quality.sent(request, self.quotes.latest(request.symbol))
+        if (request.group, request.symbol) not in self._pips:
+            self._pips[(request.group, request.symbol)] = await self._pip(request)
         await delivery.ack()
         self._log_sent(request, msg_type, started)
 
@@ -292,11 +289,14 @@ class LpGateway:
     def on_admin_out(self, msg_type: str, fields: Fields) -> None:
         """Log what our engine says at session level (never the Logon's password)."""
         if msg_type == SESSION_REJECT:
+            if first(fields, 372) in REPORT_TYPES:
+                self.reports_seen += 1  # seen, and refused: it will not be published
             self.log.error(
                 "LPGW:LP_MESSAGE_REFUSED",
                 lp=self.name,
                 ref_seq_num=first(fields, 45),
                 ref_tag=first(fields, 371),
+                ref_msg_type=first(fields, 372),
                 reason=first(fields, 58) or first(fields, 373),
             )
         elif msg_type == engine.LOGOUT:
@@ -415,6 +415,7 @@ class LpGateway:
         self._quiet.clear()
         try:
             await self._publish_one(msg_type, fields)
+            self.reports_seen += 1
         finally:
             self._publishing -= 1
             if not self._publishing:
@@ -446,7 +447,7 @@ class LpGateway:
             headers[H_MESSAGE_ID] = message_id
         await self._publish_confirmed(body, headers, message_id)
         lifecycle_id = doc.get("11")
-        latency = self._first_report_latency(lifecycle_id)
+        figures = self.quality.report(msg_type, doc, self._pip_of(str(lifecycle_id)))
         self.log.stats.incr("reports_published")
         self.log.info(
             "LPGW:REPORT_RECEIVED",
@@ -457,7 +458,7 @@ class LpGateway:
             lifecycle_id=lifecycle_id,
             exec_id=exec_id or None,
             status=doc.get("39"),
-            latency_ms=None if latency is None else round(latency * 1000, 3),
+            **figures,
         )
 
     async def _publish_confirmed(
@@ -479,16 +480,21 @@ class LpGateway:
                 )
                 await asyncio.sleep(delay)
 
-    def _first_report_latency(self, lifecycle_id: object) -> float | None:
-        if not isinstance(lifecycle_id, str):
+    async def _pip(self, request: ProviderRequest) -> Decimal | None:
+        """The pip size of the request's instrument (its ``spread_pip``), None if unknown."""
+        try:
+            data = await self.services.state.get_instrument(request.group, request.symbol)
+        except ExecflowError:
             return None
-        flight = self._in_flight.pop(lifecycle_id, None)
-        if flight is None:
+        if data is None:
             return None
-        seconds = time.monotonic() - flight.sent_at
-        if self.services.metrics is not None:
-            self.services.metrics.observe_lp_latency(seconds)
-        return seconds
+        return instrument_from_dict(data).spread_pip
+
+    def _pip_of(self, lifecycle_id: str) -> Decimal | None:
+        request = self.quality.request_of(lifecycle_id)
+        if request is None:
+            return None
+        return self._pips.get((request.group, request.symbol))
 
     def _on_quotes(self, msg_type: str, fields: Fields) -> None:
         try:

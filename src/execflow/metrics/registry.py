@@ -27,6 +27,23 @@ __all__ = [
 ]
 
 # 0.5 ms .. 30 s: a worker transition takes milliseconds; a parked report seconds.
+SLIPPAGE_BUCKETS_PIPS = (
+    -20.0,
+    -10.0,
+    -5.0,
+    -2.0,
+    -1.0,
+    -0.5,
+    -0.1,
+    0.0,
+    0.1,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+)
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
@@ -117,6 +134,44 @@ class Metrics:
             "1 while the LP gateway's FIX session is logged on.",
             ["lp"],
             multiprocess_mode="max",
+            registry=r,
+        )
+        # per-LP execution quality (the gateway): label ``lp`` only, never an id
+        self.lp_first_report_seconds = Histogram(
+            "execflow_lp_first_report_seconds",
+            "From a request sent to the LP to its first report, per LP.",
+            ["lp"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.lp_fill_seconds = Histogram(
+            "execflow_lp_fill_seconds",
+            "From a request sent to the LP to its first fill, per LP.",
+            ["lp"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.lp_slippage_pips = Histogram(
+            "execflow_lp_slippage_pips",
+            "Fill price against the quote (market) or the requested level, in pips; "
+            "positive is in the client's favour.",
+            ["lp"],
+            buckets=SLIPPAGE_BUCKETS_PIPS,
+            registry=r,
+        )
+        self.lp_rejects = Counter(
+            "execflow_lp_rejects",
+            "Requests the LP refused, by reason.",
+            ["lp", "reason"],
+            registry=r,
+        )
+        self.lp_lots_requested = Counter(
+            "execflow_lp_lots_requested", "Lots sent to the LP in new orders.", ["lp"], registry=r
+        )
+        self.lp_lots_filled = Counter(
+            "execflow_lp_lots_filled",
+            "Lots the LP filled (fill ratio: / requested).",
+            ["lp"],
             registry=r,
         )
         self.parked_total = Counter(

@@ -91,6 +91,7 @@ class FixLpServer:
         self._md_seq = 0
         self.logged_on = asyncio.Event()
         self.received: list[str] = []  # ClOrdIDs of every order message, in arrival order
+        self.reports_sent = 0  # 8s and 9s handed to the engine (the gateway's to read)
         self._app = _LpApplication(self)
         self._log_factory = engine.EngineLogFactory(self._on_engine_event)
         feed.on_quotes(self._on_quotes)
@@ -245,6 +246,7 @@ class FixLpServer:
                     wires[index], wires[index + 1] = wires[index + 1], wires[index]
         for note, out, msg_type, body in wires:
             await self._send(msg_type, body)
+            self.reports_sent += 1
             self._log_sent(note, out)
 
     def _wires(self, answer: Answer, request_type: str) -> list[tuple[str, Outgoing, str, Fields]]:
@@ -355,12 +357,16 @@ class FixSimulator:
             self.feed.run(self._interval_s, self._stop), name="sim-feed"
         )
 
-    async def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Stop the feed, then the acceptor."""
+    async def stop_feed(self) -> None:
+        """Stop ticking (no more price moves, so no more triggered fills)."""
         self._stop.set()
         if self._ticker is not None:
             await self._ticker
             self._ticker = None
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Stop the feed, then the acceptor."""
+        await self.stop_feed()
         await self.lp.stop(drain_timeout_s)
 
 

@@ -9,6 +9,7 @@ nowhere). ``execflow demo --via-fix`` and the gateway's end-to-end tests run on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,13 +87,21 @@ class ViaFix:
             await self.gateway.quotes.wait_complete(self.feed.symbols)
             await self.gateway.quotes.flush()
 
-    async def idle(self) -> None:
-        """Wait until the LP has sent everything and the gateway published it."""
+    async def idle(self, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until the LP has sent everything and the gateway handled it all."""
         await self.server.idle()
-        await asyncio.sleep(0.05)  # what is on the wire reaches the gateway
+        # what is on the wire reaches the gateway (re-sent copies may make it more)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.gateway.reports_seen < self.server.reports_sent:
+                    if not self.gateway.logged_on.is_set():
+                        return  # the rest comes by resend after the next logon
+                    await asyncio.sleep(0.01)
         await self.gateway.idle()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Stop the gateway (logout), then the feed and the LP."""
+        """Stop the prices, let the LP's last reports through, then log out and close."""
+        await self.simulator.stop_feed()
+        await self.idle(drain_timeout_s)
         await self.gateway.stop(drain_timeout_s)
         await self.simulator.stop(drain_timeout_s)
