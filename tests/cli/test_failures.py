@@ -51,6 +51,10 @@ class Case:
     servers: tuple[str, ...] = ALL
     real_servers: bool = False
     """The servers not under test must be real ones (the command refuses memory://)."""
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """Settings the command needs besides the servers'."""
+    log_file: str = ""
+    """The component's log file when not ``{component}.log``."""
 
     @property
     def argv(self) -> list[str]:
@@ -93,6 +97,15 @@ SERVER_CASES: tuple[Case, ...] = (
     Case("api-key create", ("--scopes", "read", "--accounts", "live:6"), "api"),
     Case("api-key list", (), "api"),
     Case("api-key revoke", ("k_0123",), "api"),
+    Case(
+        "run lp-gateway",
+        ("--lp", "x"),
+        "lp_gateway",
+        log_file="lp_gateway-x.log",
+        extra_env=(
+            ("EXECFLOW_LPS", '{"x": {"port": 1, "sender_comp_id": "A", "target_comp_id": "B"}}'),
+        ),
+    ),
 )
 # ``bench`` takes its servers as options, not settings, and keeps no log of its own.
 BENCH = ("--embedded-reports", "10", "--distributed-reports", "10", "--relay-messages", "10")
@@ -135,7 +148,7 @@ def check_failure(logs: Path, case: Case, server: str, code: int, stdout: str, s
     assert stderr.count("\n") == 1 and stderr.endswith("\n"), stderr
     assert stderr.startswith(f"execflow: {server} unreachable or failing at "), stderr
     assert "Traceback" not in stderr
-    for name in (f"{case.component}.log", "provider_errors.log"):
+    for name in (case.log_file or f"{case.component}.log", "provider_errors.log"):
         lines = [
             line for line in (logs / name).read_text().splitlines() if "[PROCESS:FAILED]" in line
         ]
@@ -168,6 +181,8 @@ def test_server_at_a_closed_port(
         monkeypatch.setenv("EXECFLOW_BROKER_URL", AMQP_URL)
         monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
         monkeypatch.setenv("EXECFLOW_QUEUE_PREFIX", "failtest")
+    for name, value in case.extra_env:
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv(_ENV[server], CLOSED_PORT[server])
     code, stdout, stderr = _invoke(case.argv)
     check_failure(env, case, server, code, stdout, stderr)
@@ -184,6 +199,8 @@ def test_wrong_rabbitmq_password(env: Path, monkeypatch: pytest.MonkeyPatch, cas
     if case.real_servers:
         need_service("redis")
         monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
+    for name, value in case.extra_env:
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("EXECFLOW_BROKER_URL", WRONG_PASSWORD)
     code, stdout, stderr = _invoke(case.argv)
     check_failure(env, case, BROKER, code, stdout, stderr)
