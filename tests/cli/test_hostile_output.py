@@ -102,6 +102,10 @@ NOT_READ = {
     "run dispatcher": "long-running; prints only its failure line (tests/cli/test_failures.py)",
     "run worker": "long-running; prints only its failure line (tests/cli/test_failures.py)",
     "run db-writer": "long-running; prints only its failure line (tests/cli/test_failures.py)",
+    "run lp-gateway": (
+        "long-running; prints only its failure line (test_failures.py); the LP's text goes"
+        " to its log, escaped by the line formatter"
+    ),
     "run all": "supervisor; prints nothing, its children log to files",
     "bench": "prints only figures it measured itself, no outside data",
     "run api": "long-running; prints its listening line, or its failure line (test_failures.py)",
