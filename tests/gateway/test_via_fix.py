@@ -54,7 +54,7 @@ async def test_orders_of_every_kind_through_a_fix_session_reconcile_clean(tmp_pa
     assert outcome.reconciliation.ok, outcome.reconciliation.differences[:5]
     assert outcome.scenario.settled, outcome.scenario.unsettled[:5]
     gateway_lines = records(outcome.log_dir / "lp_gateway.log")
-    kinds = Counter(str(r.fields["kind"]) for r in gateway_lines if r.tag == "LPGW:REQUEST_SENT")
+    kinds = Counter(str(r.fields["kind"]) for r in gateway_lines if r.tag == "LPGW:SUCCESS")
     # every kind of request crossed the session: D (market, limit, stop, SL, TP), F, G
     assert set(kinds) >= {
         "OPEN",
@@ -76,10 +76,10 @@ async def test_orders_of_every_kind_through_a_fix_session_reconcile_clean(tmp_pa
     gateway = tags(outcome.log_dir / "lp_gateway.log")
     simulator = tags(outcome.log_dir / "simulator.log")
     assert gateway["LPGW:LOGON"] == 1
-    assert gateway["LPGW:REQUEST_SENT"] > 300
+    assert gateway["LPGW:SUCCESS"] > 300
     # every request reached the LP once: none was answered as a re-sent ClOrdID
     answered = sum(n for tag, n in simulator.items() if tag.partition(":")[2] in _ANSWERS)
-    assert answered == gateway["LPGW:REQUEST_SENT"]
+    assert answered == gateway["LPGW:SUCCESS"]
     assert simulator["SIM:DUPLICATE_REQUEST"] == 0
     # every report the LP sent was published to the pipeline, duplicates and noise included
     wire = (

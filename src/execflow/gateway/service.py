@@ -218,7 +218,7 @@ class LpGateway:
                 # sent before: a second D with this ClOrdID would be refused as a duplicate
                 await delivery.ack()
                 self.log.skipped(
-                    "LPGW:SKIP:ALREADY_SENT",
+                    "LPGW:SKIP:DUPLICATE",
                     lp=self.name,
                     order_id=request.order_id,
                     lifecycle_id=request.lifecycle_id,
@@ -251,7 +251,7 @@ class LpGateway:
     def _log_sent(self, request: ProviderRequest, msg_type: str, started: float) -> None:
         self.log.stats.incr("requests_sent")
         self.log.success(
-            "LPGW:REQUEST_SENT",
+            "LPGW:SUCCESS",
             processing_time_ms=round((time.perf_counter() - started) * 1000, 3),
             lp=self.name,
             order_id=request.order_id,
