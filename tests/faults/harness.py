@@ -61,6 +61,7 @@ from execflow.settings import Settings
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
 from execflow.sim.refdata import demo_seed
 from tests.faults.logcheck import check_dir
+from tests.faults.stress import deadline_s
 from tests.services import AMQP_URL, REDIS_URL
 
 __all__ = [
@@ -168,7 +169,7 @@ class RunConfig:
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     malformed_rate: float = 0.0
-    settle_timeout_s: float = 30.0
+    settle_timeout_s: float = field(default_factory=lambda: deadline_s(30.0))
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # the pipeline's log directory (default: <root>/logs)
 
@@ -273,7 +274,7 @@ class PipelineRun:
             env=self.env, start_new_session=True,
             stdout=(self.root / "supervisor.out").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(deadline_s(60)):
             while not await asyncio.to_thread(self.all_started):  # noqa: ASYNC110 - other processes
                 await asyncio.sleep(0.2)
         self._sampler = asyncio.create_task(self._sample(), name="fault-sampler")
@@ -346,7 +347,7 @@ class PipelineRun:
 
     async def wait_child_restarted(self, name: str, old_pid: int, timeout_s: float = 30) -> int:
         """Wait until the supervisor started ``name`` again and it consumes; its new pid."""
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(deadline_s(timeout_s)):
             while True:
                 pid = await asyncio.to_thread(self.child_pid, name)
                 if pid != old_pid:
@@ -383,7 +384,7 @@ class PipelineRun:
 
     async def wait_events(self, count: int, timeout_s: float = 60) -> None:
         """Wait until the database holds at least ``count`` events (mid-stream marker)."""
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(deadline_s(timeout_s)):
             while self.events() < count:
                 self._check_driver()
                 await asyncio.sleep(0.1)
@@ -431,13 +432,13 @@ class PipelineRun:
         config = self.config
         placing_s = config.orders / config.rate_per_s if config.rate_per_s > 0 else 0.0
         # a 30-minute soak places for 30 minutes: a fixed 240 s ran out before it settled
-        needed_s = placing_s * DRIVER_SLACK + config.settle_timeout_s + DRIVER_GRACE_S
-        return max(DRIVER_MIN_TIMEOUT_S, needed_s)
+        needed_s = deadline_s(placing_s * DRIVER_SLACK + DRIVER_GRACE_S) + config.settle_timeout_s
+        return max(deadline_s(DRIVER_MIN_TIMEOUT_S), needed_s)
 
     async def wait_driver(self, timeout_s: float | None = None) -> int:
         """Wait for the scenario (it settles every order and reconciles) to finish."""
         assert self.driver is not None
-        async with asyncio.timeout(timeout_s or self.driver_timeout_s()):
+        async with asyncio.timeout(deadline_s(timeout_s) if timeout_s else self.driver_timeout_s()):
             return await self.driver.wait()
 
     async def wait_quiet(self, timeout_s: float = 90.0, quiet_s: float = 2.0) -> None:
@@ -448,7 +449,7 @@ class PipelineRun:
             loop = asyncio.get_running_loop()
             still_since = loop.time()
             last = -1
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(deadline_s(timeout_s)):
                 while loop.time() - still_since < quiet_s:
                     await asyncio.sleep(0.25)
                     depth = 0

@@ -17,7 +17,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 
-__all__ = ["STRESS_ENV", "cpu_load", "stress_requested"]
+__all__ = ["DEADLINE_SCALE", "STRESS_ENV", "cpu_load", "deadline_s", "stress_requested"]
 
 STRESS_ENV = "EXECFLOW_FAULT_STRESS"
 BACKSTOP_S = 3600  # longer than any fault test (the soak's timeout is 600 s)
@@ -27,6 +27,22 @@ _PR_SET_PDEATHSIG = 1
 def stress_requested() -> bool:
     """True when ``EXECFLOW_FAULT_STRESS`` is set to anything but empty or 0."""
     return os.environ.get(STRESS_ENV, "").strip() not in ("", "0")
+
+
+DEADLINE_SCALE = 3.0
+"""How much longer a fault test waits for recovery while stress-ng holds every core.
+
+With one CPU hog per core the pipeline's processes get roughly a third of the CPU time
+they get otherwise (the scheduler shares each core between the hog and them), so a
+backlog takes about three times as long to drain. A deadline only bounds how long the
+test waits for the pipeline; the verdict (nothing lost, nothing applied twice,
+reconciliation clean) is the same with or without stress.
+"""
+
+
+def deadline_s(seconds: float) -> float:
+    """A fault test's wait bound: ``seconds``, stretched when the CPU is saturated."""
+    return seconds * DEADLINE_SCALE if stress_requested() else seconds
 
 
 def _die_with_parent() -> None:

@@ -26,6 +26,7 @@ from execflow.domain.models import LifecycleRecord
 from execflow.settings import Settings
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import RunConfig
+from tests.faults.stress import deadline_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -69,7 +70,7 @@ async def test_duplicate_deliveries_are_skipped_never_applied_twice(make_run: Ma
 
         consumer = await bus.consume(queue, tap, prefetch=1)
         try:
-            async with asyncio.timeout(120):
+            async with asyncio.timeout(deadline_s(120)):
                 await enough.wait()
         finally:
             await consumer.stop(5.0)

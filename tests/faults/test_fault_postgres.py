@@ -15,6 +15,7 @@ import pytest
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import RunConfig
 from tests.faults.services import FaultServers
+from tests.faults.stress import deadline_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -38,7 +39,7 @@ async def test_postgresql_stopped_30_s(make_run: MakeRun, fault_servers: FaultSe
         finally:
             await asyncio.to_thread(postgres.start)
         run.mark_cleared()
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(deadline_s(60)):
             while await bus.queue_depth(queue) > 0:  # noqa: ASYNC110 - the db writer drains it
                 await asyncio.sleep(0.2)
     verdict = await run.verify(f"PostgreSQL stopped {DOWN_S:.0f} s")

@@ -15,6 +15,7 @@ import pytest
 
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import PipelineRun, RunConfig
+from tests.faults.stress import deadline_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -27,7 +28,7 @@ async def kill_and_wait_restart(run: PipelineRun, child: str) -> tuple[int, int]
     run.mark_fault()
     os.kill(old, signal.SIGKILL)
     new = await run.wait_child_restarted(child, old)
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(deadline_s(60)):
         while not await asyncio.to_thread(run.consuming_since_restart, child):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     run.mark_cleared()

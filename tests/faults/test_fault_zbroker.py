@@ -22,6 +22,7 @@ import pytest
 from tests.faults.conftest import MakeRun, assert_clean
 from tests.faults.harness import PipelineRun, RunConfig
 from tests.faults.services import FaultServers
+from tests.faults.stress import deadline_s
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -41,7 +42,7 @@ def consumers(run: PipelineRun) -> dict[str, int]:
 
 
 async def wait_consumers(run: PipelineRun, timeout_s: float = 60.0) -> None:
-    async with asyncio.timeout(timeout_s):
+    async with asyncio.timeout(deadline_s(timeout_s)):
         while True:
             counts = await asyncio.to_thread(consumers, run)
             if all(counts.get(q, 0) >= 1 for q in CONSUMED):
