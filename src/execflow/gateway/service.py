@@ -96,7 +96,10 @@ class LpGateway:
         )
         self._consumer: Consumer | None = None
         self.logged_on = asyncio.Event()
-        self._send_lock = asyncio.Lock()
+        # messages for the engine, handed over in batches by one sender task (in order)
+        self._outbox: list[tuple[str, Fields, bool, asyncio.Future[bool]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._sending: dict[str, asyncio.Future[bool]] = {}
         self._stopping = False
         self._stop_deadline = float("inf")
         self._publishing = 0
@@ -213,19 +216,30 @@ class LpGateway:
                 await asyncio.wait_for(self.logged_on.wait(), timeout=0.5)
         started = time.perf_counter()
         msg_type, fields = request_fields(request, self.services.clock.now())
-        async with self._send_lock:
-            if self._ledger is not None and request.lifecycle_id in self._ledger:
-                # sent before: a second D with this ClOrdID would be refused as a duplicate
-                await delivery.ack()
-                self.log.skipped(
-                    "LPGW:SKIP:DUPLICATE",
-                    lp=self.name,
-                    order_id=request.order_id,
-                    lifecycle_id=request.lifecycle_id,
-                    kind=request.kind.value,
-                )
-                return
-            sent = await asyncio.to_thread(self._send_request, msg_type, fields)
+        lifecycle_id = request.lifecycle_id
+        earlier = self._sending.get(lifecycle_id)
+        if earlier is not None:
+            # the same request delivered twice at once: the second waits for the first
+            with contextlib.suppress(Exception):
+                await asyncio.shield(earlier)
+        if self._ledger is not None and lifecycle_id in self._ledger:
+            # sent before: a second D with this ClOrdID would be refused as a duplicate
+            await delivery.ack()
+            self.log.skipped(
+                "LPGW:SKIP:DUPLICATE",
+                lp=self.name,
+                order_id=request.order_id,
+                lifecycle_id=lifecycle_id,
+                kind=request.kind.value,
+            )
+            return
+        future = self._enqueue(msg_type, fields, record=True)
+        self._sending[lifecycle_id] = future
+        try:
+            sent = await future
+        finally:
+            if self._sending.get(lifecycle_id) is future:
+                del self._sending[lifecycle_id]
         if not sent:
             self.log.retried("LPGW:NOT_SENT", lp=self.name, lifecycle_id=request.lifecycle_id)
             await asyncio.sleep(0.2)
@@ -236,6 +250,52 @@ class LpGateway:
             self._pips[(request.group, request.symbol)] = await self._pip(request)
         await delivery.ack()
         self._log_sent(request, msg_type, started)
+
+    def _enqueue(self, msg_type: str, fields: Fields, *, record: bool) -> asyncio.Future[bool]:
+        """Queue a message for the engine; the future says whether it was stored and sent."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._outbox.append((msg_type, fields, record, future))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._drain_outbox(), name=f"lpgw-{self.name}-send")
+        return future
+
+    async def _drain_outbox(self) -> None:
+        """Hand queued messages to the engine in batches: one thread hop per batch, in order.
+
+        Sending one message per hop cost a trip through the event loop each, the whole of
+        the gateway's throughput on a busy pipeline.
+        """
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            items = [(msg_type, fields, record) for msg_type, fields, record, _ in batch]
+            try:
+                results = await asyncio.to_thread(self._send_batch, items)
+            except BaseException as exc:
+                for *_message, future in batch:
+                    if not future.done():
+                        future.set_exception(ExecflowError("gateway send interrupted"))
+                if isinstance(exc, Exception):
+                    continue
+                raise
+            for (*_message, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _send_batch(self, items: list[tuple[str, Fields, bool]]) -> list[bool | Exception]:
+        out: list[bool | Exception] = []
+        for msg_type, fields, record in items:
+            try:
+                out.append(
+                    self._send_request(msg_type, fields) if record else self._send(msg_type, fields)
+                )
+            except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
+                out.append(exc)
+        return out
 
     def _send_request(self, msg_type: str, fields: Fields) -> bool:
         sent = self._send(msg_type, fields)
@@ -406,8 +466,7 @@ class LpGateway:
             self.quotes.track(task)
 
     async def _send_admin_free(self, msg_type: str, fields: Fields) -> None:
-        async with self._send_lock:
-            sent = await asyncio.to_thread(self._send, msg_type, fields)
+        sent = await self._enqueue(msg_type, fields, record=False)
         self.log.info("LPGW:MARKET_DATA_REQUESTED", lp=self.name, sent=sent, symbols=len(fields))
 
     async def _publish(self, msg_type: str, fields: Fields) -> None:
