@@ -16,8 +16,9 @@ intake, drain in-flight work, requeue the rest), then logs the final ``STATS`` l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from typing import TypeVar
 
@@ -97,13 +98,9 @@ def serve(
         log.info("PROCESS:STOP", component=component, instance=settings.instance, signal=stopped_by)
 
 
-async def _serve(
-    settings: Settings,
-    logs: LogSystem,
-    log: EventLogger,
-    build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
-    metrics: Metrics | None,
-) -> str:
+@contextlib.contextmanager
+def _stop_on_signals(log: EventLogger) -> Iterator[tuple[asyncio.Event, dict[str, str]]]:
+    """SIGINT / SIGTERM set the event (and name the signal) while the block runs."""
     stop = asyncio.Event()
     received: dict[str, str] = {"signal": "none"}
     loop = asyncio.get_running_loop()
@@ -116,6 +113,20 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
+        yield stop, received
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(
+    settings: Settings,
+    logs: LogSystem,
+    log: EventLogger,
+    build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
+    metrics: Metrics | None,
+) -> str:
+    with _stop_on_signals(log) as (stop, received):
         async with open_services(settings, logs, metrics=metrics) as services:
             await rebuild_if_needed(services.state, services.database, settings.seed_file, log)
             specs, close = build(services)
@@ -124,9 +135,6 @@ async def _serve(
             finally:
                 if close is not None:
                     await close()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     return received["signal"]
 
 
@@ -216,18 +224,7 @@ async def _serve_gateway(
 ) -> str:
     from execflow.gateway.service import LpGateway  # the FIX engine loads only here
 
-    stop = asyncio.Event()
-    received: dict[str, str] = {"signal": "none"}
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: signal.Signals) -> None:
-        received["signal"] = sig.name
-        log.info("PROCESS:SIGNAL", signal=sig.name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
+    with _stop_on_signals(log) as (stop, received):
         async with open_services(settings, logs, metrics=metrics) as services:
             gateway = LpGateway(services, lp, settings.lps[lp])
             await gateway.start()
@@ -235,9 +232,6 @@ async def _serve_gateway(
                 await stop.wait()
             finally:
                 await gateway.stop(settings.shutdown_timeout_s)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     return received["signal"]
 
 
