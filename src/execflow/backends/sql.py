@@ -41,7 +41,7 @@ from execflow.backends.database import (
     StoredDeadLetter,
     StoredEvent,
 )
-from execflow.backends.sql_chain import append_chained, prepare_events
+from execflow.backends.sql_chain import AlreadyStored, append_chained, prepare_events
 from execflow.backends.sql_tables import accounts, chain_heads, dead_letters, order_events, orders
 from execflow.clock import Clock, SystemClock
 from execflow.domain.audit import ChainHead
@@ -226,9 +226,14 @@ class SqlDatabase:
             prepared = prepare_events(events, now)
         except AuditError as exc:
             raise DatabaseError("event cannot be chained", error=exc.message, **exc.fields) from exc
+        insert = self._statement("events")
         try:
-            async with self._require().begin() as conn:
-                inserted = await append_chained(conn, self._statement("events"), prepared, now)
+            try:
+                async with self._require().begin() as conn:
+                    inserted = await append_chained(conn, insert, prepared, now, lookup=False)
+            except AlreadyStored:  # a redelivery: rolled back, appended again without it
+                async with self._require().begin() as conn:
+                    inserted = await append_chained(conn, insert, prepared, now, lookup=True)
         except SQLAlchemyError as exc:
             raise DatabaseError(
                 "event insert failed", events=len(prepared), error=repr(exc)

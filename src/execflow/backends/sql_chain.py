@@ -1,13 +1,16 @@
 """Appending events to their accounts' audit chains, inside the transaction that inserts them.
 
-Per batch: make sure every account of the batch has a head row, lock those rows in
-account order (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the head insert that
-comes first already holds the one database write lock), drop the events already stored
-(a redelivery must not fork the chain), give the new ones the next positions after each
-head (each account's events of the batch sorted by ``chain_order_key``), hash the links,
-insert, and move the heads. A second db writer appending to the same account waits for
-the head lock, then sees these events and the new head: the chain is one line whatever
-the number of writers. docs/audit.md says why the chain is in append order.
+Per batch, three statements: create-or-lock every head row of the batch's accounts and
+read it back (one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in account order:
+on PostgreSQL the conflict update takes the row lock, on SQLite the first write takes
+the one database write lock), give the events the next positions after each head (each
+account's events of the batch sorted by ``chain_order_key``), hash the links, insert, and
+move the heads. A redelivered event must not fork the chain: the insert skips known
+event ids, and when it skipped any (rare: a redelivery) the caller rolls the transaction
+back and appends again with ``lookup=True``, which drops the stored events first. A
+second db writer appending to the same account waits for the head lock, then sees these
+events and the new head: the chain is one line whatever the number of writers.
+docs/audit.md says why the chain is in append order.
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from execflow.backends.sql_tables import chain_heads, order_events
 from execflow.domain.audit import GENESIS, canonical_json, chain_order_key, event_bytes, link
 from execflow.errors import DatabaseError
 
-__all__ = ["PreparedEvent", "append_chained", "prepare_events"]
+__all__ = ["AlreadyStored", "PreparedEvent", "append_chained", "prepare_events"]
 
 _LOOKUP_CHUNK = 1000  # event ids per "already stored?" query (SQLite bounds parameters)
+
+
+class AlreadyStored(Exception):  # a signal to the caller, not an error
+    """An append without lookup met stored events: roll back, append again with lookup."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +70,25 @@ def prepare_events(events: Sequence[EventRecord], now: datetime) -> list[Prepare
 
 
 async def append_chained(
-    conn: AsyncConnection, insert: Any, events: Sequence[PreparedEvent], now: datetime
+    conn: AsyncConnection,
+    insert: Any,
+    events: Sequence[PreparedEvent],
+    now: datetime,
+    *,
+    lookup: bool = True,
 ) -> int:
-    """Insert the events not stored yet, each linked into its account's chain; how many."""
+    """Insert the events not stored yet, each linked into its account's chain; how many.
+
+    ``lookup=False`` saves the "already stored?" query, the common case being a batch of
+    new events; it raises ``AlreadyStored`` when the insert skipped any, and the caller
+    must then roll the transaction back (the positions given would leave gaps) and call
+    again with ``lookup=True``.
+    """
     if not events:
         return 0
     accounts = sorted({e.record.account_id for e in events})
     heads = await _lock_heads(conn, accounts, now)
-    new = await _not_stored(conn, events)
+    new = await _not_stored(conn, events) if lookup else list(events)
     if not new:
         return 0
     by_account: dict[str, list[PreparedEvent]] = {}
@@ -90,6 +108,8 @@ async def append_chained(
     # Rows go in in arrival order (``seq``, the rebuild's order); positions are per account.
     result = await conn.execute(insert, [rows[e.record.event_id] for e in new])
     inserted = len(result.fetchall())
+    if inserted != len(new) and not lookup:
+        raise AlreadyStored
     if inserted != len(new):
         # Only a writer that skips the head lock (an older execflow) can get here: the
         # transaction rolls back rather than leave positions that do not follow.
@@ -126,23 +146,36 @@ async def _lock_heads(
     conn: AsyncConnection, accounts: list[str], now: datetime
 ) -> dict[str, tuple[int, str]]:
     """(length, head hash) per account, each head row created if new and locked."""
-    dialect = conn.dialect.name
-    insert: Any = (
-        postgresql.insert(chain_heads) if dialect == "postgresql" else sqlite.insert(chain_heads)
-    )
+    statement = _LOCK_HEADS[conn.dialect.name == "postgresql"]
     # Sorted: two writers create and lock overlapping heads in one order, never crosswise.
     fresh = [
         {"account_id": a, "length": 0, "head_hash": GENESIS, "updated_at": now} for a in accounts
     ]
-    await conn.execute(insert.on_conflict_do_nothing(index_elements=["account_id"]), fresh)
-    locked = (
-        sa.select(chain_heads.c.account_id, chain_heads.c.length, chain_heads.c.head_hash)
-        .where(chain_heads.c.account_id.in_(accounts))
-        .order_by(chain_heads.c.account_id)
-        .with_for_update()  # SQLite renders nothing: its write lock is already held
+    result = await conn.execute(statement, fresh)
+    heads = {r.account_id: (int(r.length), r.head_hash) for r in result}
+    if len(heads) != len(accounts):
+        raise DatabaseError("chain heads missing after upsert", accounts=len(accounts))
+    return heads
+
+
+def _lock_heads_statement(insert: Any) -> Any:
+    """Insert a head, or touch the existing one (``length = length``: the update takes
+    its row lock), and return the head as it stands either way. A no-op update rather
+    than ``DO NOTHING``, which returns nothing for an existing row and locks nothing."""
+    return (
+        insert.on_conflict_do_update(
+            index_elements=["account_id"], set_={"length": chain_heads.c.length}
+        )
+        .returning(chain_heads.c.account_id, chain_heads.c.length, chain_heads.c.head_hash)
+        .execution_options(insertmanyvalues_page_size=_LOOKUP_CHUNK)
     )
-    result = await conn.execute(locked)
-    return {r.account_id: (int(r.length), r.head_hash) for r in result}
+
+
+# Indexed by "is PostgreSQL": built once, so SQLAlchemy's compiled cache keeps hitting.
+_LOCK_HEADS = (
+    _lock_heads_statement(sqlite.insert(chain_heads)),
+    _lock_heads_statement(postgresql.insert(chain_heads)),
+)
 
 
 async def _not_stored(
