@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "JsonText",
     "accounts",
     "api_idempotency",
     "api_keys",
@@ -15,6 +16,15 @@ __all__ = [
     "order_events",
     "orders",
 ]
+
+
+class JsonText(str):
+    """A JSON column's value already serialized (an event payload's canonical JSON, which
+    the db writer computed for the audit chain): the engine's serializer stores it as is
+    instead of encoding the same value a second time inside the batch's insert."""
+
+    __slots__ = ()
+
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
