@@ -32,7 +32,7 @@ def event(n: int, order_id: str = "o1") -> EventRecord:
 async def test_schema_is_versioned_and_connect_is_repeatable(db_url: str) -> None:
     first = SqlDatabase(db_url)
     await first.connect()
-    assert await first.schema_version() == head_revision() == "0003_api"
+    assert await first.schema_version() == head_revision() == "0004_lp_executions"
     await first.insert_events([event(1)])
     await first.close()
     second = SqlDatabase(db_url)

@@ -12,6 +12,7 @@ __all__ = [
     "api_keys",
     "chain_heads",
     "dead_letters",
+    "lp_executions",
     "metadata",
     "order_events",
     "orders",
@@ -121,4 +122,38 @@ api_idempotency = sa.Table(
     sa.Column("headers", _JSON, nullable=True),
     sa.Column("created_at", _TS, nullable=False, index=True),
     sa.Column("completed_at", _TS, nullable=True),
+)
+
+# One row per request sent to an LP (``execflow.domain.lpquality.LpExecution``), written
+# by that LP's gateway; ``execflow lp quality`` summarises them. Decimals as exact text.
+_DEC = sa.String(40)
+lp_executions = sa.Table(
+    "lp_executions",
+    metadata,
+    sa.Column("lifecycle_id", sa.String(128), primary_key=True),
+    sa.Column("lp", sa.String(64), nullable=False),
+    sa.Column("order_id", sa.String(128), nullable=False),
+    sa.Column("account_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("side", sa.String(8), nullable=False),
+    sa.Column("order_type", sa.String(16), nullable=False),
+    sa.Column("qty", _DEC, nullable=False),
+    sa.Column("sent_at", _TS, nullable=False),
+    sa.Column("reference_px", _DEC, nullable=True),
+    sa.Column("pip", _DEC, nullable=True),
+    sa.Column("contract_size", _DEC, nullable=True),
+    sa.Column("profit_currency", sa.String(16), nullable=True),
+    sa.Column("usd_pair", sa.String(64), nullable=True),
+    sa.Column("usd_bid", _DEC, nullable=True),
+    sa.Column("usd_ask", _DEC, nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("first_report_at", _TS, nullable=True),
+    sa.Column("filled_at", _TS, nullable=True),
+    sa.Column("done_at", _TS, nullable=True),
+    sa.Column("cum_qty", _DEC, nullable=False),
+    sa.Column("avg_px", _DEC, nullable=True),
+    sa.Column("reject_reason", sa.String(255), nullable=True),
+    sa.Index("ix_lp_executions_sent_at", "sent_at"),
+    sa.Index("ix_lp_executions_lp_sent_at", "lp", "sent_at"),
 )
