@@ -1,152 +1,209 @@
-"""Per-LP execution quality, measured by the gateway as requests go out and reports come in.
+"""Per-LP execution quality, as the gateway sends requests and receives reports.
 
-For each request: the time to the LP's first report and to its first fill; for each fill
-of a market order the slippage against the quote the gateway held when it sent the order
-(of a limit or stop order, against its requested level), signed so that positive is in
-the client's favour, in pips and in USD; rejects by reason; lots requested and filled.
-They go to Prometheus (label ``lp`` only, never an id) and to the gateway's STATS line.
+The gateway opens a record (``execflow.domain.lpquality.LpExecution``) for each request
+before handing it to the engine and folds each published report into it with the
+domain's ``apply_report``; what changed becomes the report's log figures, Prometheus
+metrics (label ``lp`` only, never an id), STATS counters, and a database write
+(``ExecutionWriter``), from which ``execflow lp quality`` summarises with the same
+domain functions.
 
-Reject reasons come from the LP as free text: a label of their own only for the first
-``REASONS_KEPT`` distinct ones per process, the rest count as ``other`` (labels must
-stay few).
+Records stay in memory (the newest ``KEPT``) so that late and duplicate reports find
+theirs; a report for a request this process does not hold (sent before a restart, or
+forgotten) has its record read back from the database in the background. Reject reasons
+come from the LP as free text: a metric label of their own only for the first
+``REASONS_KEPT`` distinct ones per process, the rest count as ``other``.
 """
 
 from __future__ import annotations
 
-import re
-import time
+import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
-from execflow.domain.enums import LpOrderType, Side
-from execflow.domain.messages import ProviderRequest
+from execflow.domain.lpquality import (
+    ExecutionStatus,
+    LpExecution,
+    apply_report,
+    figures,
+    reason_label,
+)
+from execflow.domain.messages import ExecutionReport
+from execflow.domain.reports import normalise
+from execflow.errors import ExecflowError, ReportError
+from execflow.gateway.executions import ExecutionWriter
 from execflow.logs.events import EventLogger
 from execflow.metrics import Metrics
 
-__all__ = ["QualityRecorder", "reject_reason", "slippage"]
+__all__ = ["KEPT", "REASONS_KEPT", "QualityRecorder"]
 
 REASONS_KEPT = 20
-_FLIGHTS_KEPT = 100_000
-_NON_WORD = re.compile(r"[^a-z0-9]+")
+KEPT = 100_000
+_UNKNOWN_KEPT = 10_000
 
-
-def slippage(side: Side, reference: Decimal, fill: Decimal) -> Decimal:
-    """Price difference in the client's favour: a BUY filled below, a SELL above, is positive."""
-    return reference - fill if side is Side.BUY else fill - reference
-
-
-def reject_reason(msg_type: str, doc: Mapping[str, Any]) -> str:
-    """A short label for why the LP refused: the message kind, OrdRejReason, or its text."""
-    if msg_type == "9":
-        return "cancel_reject"
-    if msg_type == "j":
-        return "business_reject"
-    if msg_type == "3":
-        return "session_reject"
-    code = doc.get("103")
-    if code:
-        return f"ord_rej_reason_{code}"
-    text = _NON_WORD.sub("_", str(doc.get("58") or "unknown").lower()).strip("_")
-    return text[:40] or "unknown"
-
-
-@dataclass(slots=True)
-class _Flight:
-    request: ProviderRequest
-    sent_at: float
-    reference: Decimal | None
-    answered: bool = False
-    filled: bool = False
+Loader = Callable[[str], Awaitable[LpExecution | None]]
 
 
 class QualityRecorder:
-    """Keeps the requests in flight and turns their reports into quality figures."""
+    """The records of one LP's requests, turned into figures as reports come in."""
 
-    def __init__(self, lp: str, log: EventLogger, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        lp: str,
+        log: EventLogger,
+        metrics: Metrics | None,
+        writer: ExecutionWriter | None = None,
+        load: Loader | None = None,
+    ) -> None:
         self._lp = lp
         self._log = log
         self._metrics = metrics
-        self._flights: OrderedDict[str, _Flight] = OrderedDict()
+        self._writer = writer
+        self._load = load
+        self._records: OrderedDict[str, LpExecution] = OrderedDict()
         self._reasons: set[str] = set()
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        self._loading: dict[str, list[tuple[ExecutionReport, datetime]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def sent(self, request: ProviderRequest, quote: tuple[Decimal | None, Decimal | None]) -> None:
-        """A request went out; ``quote`` is the (bid, ask) the gateway held at that moment."""
-        reference: Decimal | None
-        if request.order_type is LpOrderType.MARKET:
-            bid, ask = quote
-            reference = ask if request.side is Side.BUY else bid
-        else:
-            reference = request.price if request.price is not None else request.stop_px
-        self._flights[request.lifecycle_id] = _Flight(request, time.monotonic(), reference)
-        while len(self._flights) > _FLIGHTS_KEPT:
-            self._flights.popitem(last=False)
-        if request.kind.value.startswith(("OPEN", "CLOSE", "PLACE")):
-            self._log.stats.incr("lots_requested_x100", int(request.qty * 100))
+    def record(self, lifecycle_id: str) -> LpExecution | None:
+        """The record held for ``lifecycle_id``, if any."""
+        return self._records.get(lifecycle_id)
+
+    def sending(self, execution: LpExecution) -> None:
+        """A request is about to be handed to the engine (so its reports find it)."""
+        self._records[execution.lifecycle_id] = execution
+        self._records.move_to_end(execution.lifecycle_id)
+        while len(self._records) > KEPT:
+            self._records.popitem(last=False)
+
+    def unsent(self, lifecycle_id: str) -> None:
+        """The engine did not take it (the session went down): no record."""
+        self._records.pop(lifecycle_id, None)
+
+    def sent(self, lifecycle_id: str) -> None:
+        """The engine stored and sent it: count it and write its record."""
+        execution = self._records.get(lifecycle_id)
+        if execution is None:
+            return
+        if execution.is_market:
+            self._log.stats.incr("lots_requested_x100", int(execution.qty * 100))
             if self._metrics is not None:
-                self._metrics.lp_lots_requested.labels(self._lp).inc(float(request.qty))
+                self._metrics.lp_lots_requested.labels(self._lp).inc(float(execution.qty))
+        if self._writer is not None:
+            self._writer.put(execution)
 
-    def request_of(self, lifecycle_id: str) -> ProviderRequest | None:
-        """The request in flight under ``lifecycle_id``, if any."""
-        flight = self._flights.get(lifecycle_id)
-        return None if flight is None else flight.request
+    def report(self, doc: Mapping[str, Any], received_at: datetime) -> dict[str, object]:
+        """Fold one published report in; returns the figures for its log line."""
+        try:
+            report = normalise(doc, self._lp)
+        except ReportError:
+            return {}  # the pipeline refuses it (DLQ): it counts for nothing here either
+        if not isinstance(report, ExecutionReport) or report.lifecycle_id is None:
+            return {}
+        execution = self._records.get(report.lifecycle_id)
+        if execution is None:
+            self._load_later(report.lifecycle_id, report, received_at)
+            return {}
+        return self._apply(execution, report, received_at)
 
-    def report(
-        self, msg_type: str, doc: Mapping[str, Any], pip: Decimal | None
+    async def idle(self) -> None:
+        """Wait until every record read back from the database was folded in."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _apply(
+        self, before: LpExecution, report: ExecutionReport, at: datetime
     ) -> dict[str, object]:
-        """Account for one published report; returns the figures for its log line."""
-        flight = self._flights.get(str(doc.get("11")))
-        out: dict[str, object] = {}
-        status = doc.get("39")
-        if status == "8":
-            reason = reject_reason(msg_type, doc)
-            if reason not in self._reasons:
-                if len(self._reasons) >= REASONS_KEPT:
-                    reason = "other"
-                else:
-                    self._reasons.add(reason)
-            self._log.stats.incr(f"rejects.{reason}")
-            if self._metrics is not None:
-                self._metrics.lp_rejects.labels(self._lp, reason).inc()
-        if flight is None:
-            return out
-        elapsed = time.monotonic() - flight.sent_at
-        if not flight.answered:
-            flight.answered = True
-            out["latency_ms"] = round(elapsed * 1000, 3)
-            if self._metrics is not None:
-                self._metrics.lp_first_report_seconds.labels(self._lp).observe(elapsed)
-                self._metrics.observe_lp_latency(elapsed)
-        if status in ("1", "2"):
-            out.update(self._fill(flight, doc, elapsed, pip))
-        if status in ("2", "4", "8"):
-            self._flights.pop(str(doc.get("11")), None)
+        after = apply_report(before, report, at)
+        if after == before:
+            return {}
+        self._records[after.lifecycle_id] = after
+        out = self._account(before, after)
+        if self._writer is not None:
+            self._writer.put(after)
         return out
 
-    def _fill(
-        self, flight: _Flight, doc: Mapping[str, Any], elapsed: float, pip: Decimal | None
-    ) -> dict[str, object]:
+    def _account(self, before: LpExecution, after: LpExecution) -> dict[str, object]:
+        """Log figures, metrics and counters of what one report changed."""
         out: dict[str, object] = {}
+        measured = figures(after)
         metrics = self._metrics
-        if not flight.filled:
-            flight.filled = True
-            out["fill_latency_ms"] = round(elapsed * 1000, 3)
-            self._log.stats.incr("fills")
+        stats = self._log.stats
+        if before.first_report_at is None and measured.first_report_ms is not None:
+            out["latency_ms"] = round(measured.first_report_ms, 3)
             if metrics is not None:
-                metrics.lp_fill_seconds.labels(self._lp).observe(elapsed)
-        if doc.get("39") == "2" and doc.get("14"):
-            lots = Decimal(str(doc["14"]))
-            self._log.stats.incr("lots_filled_x100", int(lots * 100))
+                seconds = measured.first_report_ms / 1000
+                metrics.lp_first_report_seconds.labels(self._lp).observe(seconds)
+                metrics.observe_lp_latency(seconds)
+        if before.filled_at is None and after.filled_at is not None:
+            stats.incr("fills")
+            if measured.fill_ms is not None:
+                out["fill_latency_ms"] = round(measured.fill_ms, 3)
+                if metrics is not None:
+                    metrics.lp_fill_seconds.labels(self._lp).observe(measured.fill_ms / 1000)
+        filled = after.cum_qty - before.cum_qty
+        if after.is_market and filled > 0:
+            stats.incr("lots_filled_x100", int(filled * 100))
             if metrics is not None:
-                metrics.lp_lots_filled.labels(self._lp).inc(float(lots))
-        raw_px = doc.get("31") or doc.get("6")
-        if flight.reference is None or not raw_px or pip is None or pip <= 0:
+                metrics.lp_lots_filled.labels(self._lp).inc(float(filled))
+        if before.status.is_final or not after.status.is_final:
             return out
-        diff = slippage(flight.request.side, flight.reference, Decimal(str(raw_px)))
-        pips = diff / pip
-        out["slippage_pips"] = round(pips, 2)
-        if metrics is not None:
-            metrics.lp_slippage_pips.labels(self._lp).observe(float(pips))
+        if after.status is ExecutionStatus.REJECTED:
+            label = self._label(after.reject_reason or "rejected")
+            stats.incr(f"rejects.{label}")
+            if metrics is not None:
+                metrics.lp_rejects.labels(self._lp, label).inc()
+        if measured.slippage_pips is not None:
+            out["slippage_pips"] = round(measured.slippage_pips, 2)
+            if metrics is not None:
+                metrics.lp_slippage_pips.labels(self._lp).observe(float(measured.slippage_pips))
+        if measured.slippage_usd is not None:
+            out["slippage_usd"] = round(measured.slippage_usd, 2)
+            if metrics is not None:
+                metrics.lp_slippage_usd.labels(self._lp).observe(float(measured.slippage_usd))
         return out
+
+    def _label(self, reason: str) -> str:
+        label = reason_label(reason)
+        if label in self._reasons:
+            return label
+        if len(self._reasons) >= REASONS_KEPT:
+            return "other"
+        self._reasons.add(label)
+        return label
+
+    # -- records this process does not hold -------------------------------------------------
+    def _load_later(self, lifecycle_id: str, report: ExecutionReport, at: datetime) -> None:
+        if self._load is None or lifecycle_id in self._unknown:
+            self._log.stats.incr("quality_unknown_reports")
+            return
+        waiting = self._loading.get(lifecycle_id)
+        if waiting is not None:
+            waiting.append((report, at))
+            return
+        self._loading[lifecycle_id] = [(report, at)]
+        task = asyncio.get_running_loop().create_task(self._read_back(lifecycle_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_back(self, lifecycle_id: str) -> None:
+        assert self._load is not None
+        try:
+            stored = await self._load(lifecycle_id)
+        except ExecflowError as exc:
+            stored = None
+            self._log.warning("LPGW:QUALITY_READ_FAILED", lifecycle_id=lifecycle_id, error=str(exc))
+        waiting = self._loading.pop(lifecycle_id, [])
+        execution = self._records.get(lifecycle_id) or stored
+        if execution is None:
+            self._unknown[lifecycle_id] = None
+            while len(self._unknown) > _UNKNOWN_KEPT:
+                self._unknown.popitem(last=False)
+            self._log.stats.incr("quality_unknown_reports", len(waiting))
+            return
+        self._records.setdefault(lifecycle_id, execution)
+        for report, at in waiting:
+            current = self._records.get(lifecycle_id, execution)
+            self._apply(current, report, at)

@@ -26,17 +26,24 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import orjson
 import quickfix as fix
 
 from execflow.backends.bus import H_MESSAGE_ID, Consumer, Delivery
+from execflow.backends.lp_store import LpExecutionStore
+from execflow.backends.sql import SqlDatabase
+from execflow.backends.sql_lp import SqlLpExecutionStore
 from execflow.domain.codec import CodecError, instrument_from_dict, request_from_dict
+from execflow.domain.lpquality import new_execution
 from execflow.domain.messages import ProviderRequest
+from execflow.domain.models import InstrumentConfig, Prices, Quote
+from execflow.domain.money import USD
 from execflow.errors import BusError, ConfigError, ExecflowError
 from execflow.gateway import engine
+from execflow.gateway.executions import ExecutionWriter
 from execflow.gateway.fixmap import (
     REPORT_TYPES,
     SESSION_REJECT,
@@ -53,6 +60,7 @@ from execflow.gateway.quality import QualityRecorder
 from execflow.gateway.quotes import QuoteWriter
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import MASK
+from execflow.pipeline.refdata import prices_of
 from execflow.pipeline.services import Services
 from execflow.settings import LpSession
 
@@ -62,6 +70,7 @@ EXIT_ABANDONED = 70
 """Exit status when a received report could not be published before stopping."""
 
 _SENT_KEPT = 50_000
+_PRICES_MAX_AGE_S = 5.0
 _PUBLISH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _WARN_EVENTS = ("reject", "invalid", "fail", "too low", "too high", "disconnect", "timed out")
 
@@ -78,6 +87,7 @@ class LpGateway:
         log: EventLogger | None = None,
         requests_queue: str | None = None,
         exit_process: Callable[[int], None] = os._exit,
+        executions: LpExecutionStore | None = None,
     ) -> None:
         self.services = services
         self.name = name
@@ -107,8 +117,15 @@ class LpGateway:
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._sent: OrderedDict[int, SentRef] = OrderedDict()
-        self.quality = QualityRecorder(name, self.log, services.metrics)
-        self._pips: dict[tuple[str, str], Decimal | None] = {}
+        store = executions
+        if store is None and isinstance(services.database, SqlDatabase):
+            store = SqlLpExecutionStore(services.database)
+        self.executions = ExecutionWriter(store, self.log) if store is not None else None
+        self.quality = QualityRecorder(
+            name, self.log, services.metrics, self.executions, store.get if store else None
+        )
+        self._instruments: dict[tuple[str, str], InstrumentConfig | None] = {}
+        self._prices: tuple[float, Prices] | None = None  # (read at, monotonic), state store
         self._md_requests = 0
         self._ledger: SentLedger | None = None
         self._session_up = False  # read on engine threads: the engine's own view
@@ -188,6 +205,9 @@ class LpGateway:
         self.logged_on.clear()
         if self._ledger is not None:
             await asyncio.to_thread(self._ledger.close)
+        await self.quality.idle()
+        if self.executions is not None:
+            await self.executions.close(drain_timeout_s)
         self.log.info(
             "LPGW:STOPPED",
             lp=self.name,
@@ -233,21 +253,36 @@ class LpGateway:
                 kind=request.kind.value,
             )
             return
+        instrument = await self._instrument(request)
+        usd_quote = await self._usd_quote(instrument)
+        # opened before the engine has it: its first report may come before this resumes
+        self.quality.sending(
+            new_execution(
+                request,
+                self.name,
+                self.services.clock.now(),
+                self.quotes.latest(request.symbol),
+                instrument,
+                usd_quote,
+            )
+        )
         future = self._enqueue(msg_type, fields, record=True)
         self._sending[lifecycle_id] = future
         try:
             sent = await future
+        except BaseException:
+            self.quality.unsent(lifecycle_id)
+            raise
         finally:
             if self._sending.get(lifecycle_id) is future:
                 del self._sending[lifecycle_id]
         if not sent:
+            self.quality.unsent(lifecycle_id)
             self.log.retried("LPGW:NOT_SENT", lp=self.name, lifecycle_id=request.lifecycle_id)
             await asyncio.sleep(0.2)
             await delivery.nack(requeue=True)
             return
-        self.quality.sent(request, self.quotes.latest(request.symbol))
-        if (request.group, request.symbol) not in self._pips:
-            self._pips[(request.group, request.symbol)] = await self._pip(request)
+        self.quality.sent(lifecycle_id)
         await delivery.ack()
         self._log_sent(request, msg_type, started)
 
@@ -305,6 +340,11 @@ class LpGateway:
         return sent
 
     def _send(self, msg_type: str, fields: Fields) -> bool:
+        session = fix.Session.lookupSession(self._session_id)
+        if session is None or not session.isLoggedOn():
+            # logged out since the request was taken (a drop, the session's end): sent
+            # now, the engine would only store it, and a new session day resets the store
+            return False
         message = engine.fields_message(msg_type, fields, self._dictionary)
         return bool(fix.Session.sendToTarget(message, self._session_id))
 
@@ -377,7 +417,10 @@ class LpGateway:
             loop = self._loop
             if loop is None:
                 raise RuntimeError("gateway not started")
-            future = asyncio.run_coroutine_threadsafe(self._publish(msg_type, fields), loop)
+            received_at = self.services.clock.now()
+            future = asyncio.run_coroutine_threadsafe(
+                self._publish(msg_type, fields, received_at), loop
+            )
             future.result()
         elif msg_type in ("W", "X"):
             self._call_soon(self._on_quotes, msg_type, fields)
@@ -469,18 +512,18 @@ class LpGateway:
         sent = await self._enqueue(msg_type, fields, record=False)
         self.log.info("LPGW:MARKET_DATA_REQUESTED", lp=self.name, sent=sent, symbols=len(fields))
 
-    async def _publish(self, msg_type: str, fields: Fields) -> None:
+    async def _publish(self, msg_type: str, fields: Fields, received_at: datetime) -> None:
         self._publishing += 1
         self._quiet.clear()
         try:
-            await self._publish_one(msg_type, fields)
+            await self._publish_one(msg_type, fields, received_at)
             self.reports_seen += 1
         finally:
             self._publishing -= 1
             if not self._publishing:
                 self._quiet.set()
 
-    async def _publish_one(self, msg_type: str, fields: Fields) -> None:
+    async def _publish_one(self, msg_type: str, fields: Fields, received_at: datetime) -> None:
         sent = None
         if msg_type in (SESSION_REJECT, "j"):
             ref = first(fields, 45)
@@ -506,7 +549,7 @@ class LpGateway:
             headers[H_MESSAGE_ID] = message_id
         await self._publish_confirmed(body, headers, message_id)
         lifecycle_id = doc.get("11")
-        figures = self.quality.report(msg_type, doc, self._pip_of(str(lifecycle_id)))
+        figures = self.quality.report(doc, received_at)
         self.log.stats.incr("reports_published")
         self.log.info(
             "LPGW:REPORT_RECEIVED",
@@ -539,21 +582,45 @@ class LpGateway:
                 )
                 await asyncio.sleep(delay)
 
-    async def _pip(self, request: ProviderRequest) -> Decimal | None:
-        """The pip size of the request's instrument (its ``spread_pip``), None if unknown."""
+    async def _instrument(self, request: ProviderRequest) -> InstrumentConfig | None:
+        """The request's instrument (pip size, contract size, profit currency), read once."""
+        key = (request.group, request.symbol)
+        if key in self._instruments:
+            return self._instruments[key]
         try:
             data = await self.services.state.get_instrument(request.group, request.symbol)
-        except ExecflowError:
-            return None
-        if data is None:
-            return None
-        return instrument_from_dict(data).spread_pip
+            found = instrument_from_dict(data) if data is not None else None
+        except (ExecflowError, CodecError):
+            return None  # asked again next time
+        self._instruments[key] = found
+        return found
 
-    def _pip_of(self, lifecycle_id: str) -> Decimal | None:
-        request = self.quality.request_of(lifecycle_id)
-        if request is None:
+    async def _usd_quote(self, instrument: InstrumentConfig | None) -> Quote | None:
+        """The quote converting the instrument's profit currency to USD, as held now.
+
+        This LP's own market data first (it is current), else the state store's quotes
+        (read again at most every few seconds): the pair ``money.to_usd`` would use.
+        """
+        if instrument is None or instrument.profit_currency == USD:
             return None
-        return self._pips.get((request.group, request.symbol))
+        currency = instrument.profit_currency
+        pairs = (currency + USD, USD + currency)
+        for pair in pairs:
+            bid, ask = self.quotes.latest(pair)
+            if bid is not None and ask is not None:
+                return Quote(pair, bid, ask)
+        now = time.monotonic()
+        if self._prices is None or now - self._prices[0] > _PRICES_MAX_AGE_S:
+            try:
+                self._prices = (now, prices_of(await self.services.state.get_prices()))
+            except ExecflowError:
+                return None
+        prices = self._prices[1]
+        for pair in pairs:
+            quote = prices.get(pair)
+            if quote is not None:
+                return quote
+        return None
 
     def _on_quotes(self, msg_type: str, fields: Fields) -> None:
         try:

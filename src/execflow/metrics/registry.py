@@ -44,6 +44,9 @@ SLIPPAGE_BUCKETS_PIPS = (
     10.0,
     20.0,
 )
+SLIPPAGE_BUCKETS_USD = (
+    -1000.0, -100.0, -25.0, -5.0, -1.0, -0.1, 0.0, 0.1, 1.0, 5.0, 25.0, 100.0, 1000.0,
+)  # fmt: skip
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
@@ -159,6 +162,14 @@ class Metrics:
             buckets=SLIPPAGE_BUCKETS_PIPS,
             registry=r,
         )
+        self.lp_slippage_usd = Histogram(
+            "execflow_lp_slippage_usd",
+            "Slippage of a filled order in USD (price difference x lots x contract size); "
+            "positive is in the client's favour.",
+            ["lp"],
+            buckets=SLIPPAGE_BUCKETS_USD,
+            registry=r,
+        )
         self.lp_rejects = Counter(
             "execflow_lp_rejects",
             "Requests the LP refused, by reason.",
@@ -166,11 +177,14 @@ class Metrics:
             registry=r,
         )
         self.lp_lots_requested = Counter(
-            "execflow_lp_lots_requested", "Lots sent to the LP in new orders.", ["lp"], registry=r
+            "execflow_lp_lots_requested",
+            "Lots sent to the LP in market orders (open, close).",
+            ["lp"],
+            registry=r,
         )
         self.lp_lots_filled = Counter(
             "execflow_lp_lots_filled",
-            "Lots the LP filled (fill ratio: / requested).",
+            "Lots the LP filled of market orders (fill ratio: / requested).",
             ["lp"],
             registry=r,
         )
