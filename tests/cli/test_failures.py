@@ -92,6 +92,7 @@ SERVER_CASES: tuple[Case, ...] = (
         real_servers=True,
     ),
     Case("audit verify", (), "supervisor", (DATABASE,)),
+    Case("lp quality", (), "supervisor", (DATABASE,)),
     Case("run api", ("--port", "0"), "api"),
     Case("serve", ("--port", "0"), "api"),
     Case("api-key create", ("--scopes", "read", "--accounts", "live:6"), "api"),

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aio_pika
@@ -31,10 +32,12 @@ from execflow.backends.bus import H_ERROR, H_ORIGINAL_QUEUE, H_REASON, H_TRACE_I
 from execflow.backends.database import AccountRecord, DeadLetterRecord, EventRecord, OrderRecord
 from execflow.backends.redis_state import RedisStateStore
 from execflow.backends.sql import SqlDatabase
+from execflow.backends.sql_lp import SqlLpExecutionStore
 from execflow.backends.state import Write
 from execflow.cli.app import app
 from execflow.domain.codec import account_to_dict, instrument_to_dict, order_to_dict
-from execflow.domain.enums import OrderStatus
+from execflow.domain.enums import LpOrderType, OrderStatus, RequestKind, Side
+from execflow.domain.lpquality import ExecutionStatus, LpExecution
 from execflow.logs import setup_logging
 from execflow.settings import Settings
 from tests.cli.commands import leaf_commands
@@ -73,6 +76,7 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
         [WAITING_ID, "--as", "filled", "--price", "1.1", "--reason", HOSTILE, "--json"],
     ],
     "audit verify": [[], ["--json"]],
+    "lp quality": [[], ["--json"], ["--lp", HOSTILE, "--since", "2026-11-01"]],
     # create first: `list` then shows the key it stored (parameters run in this order)
     "api-key create": [
         ["--name", HOSTILE, "--scopes", "read", "--accounts", ACCOUNT_ID],
@@ -94,7 +98,7 @@ READ_COMMANDS: dict[str, list[list[str]]] = {
 # Commands where the hostile marker must show up (escaped): the value did reach the output.
 SHOWS_HOSTILE = {
     "dlq list", "dlq replay", "reconcile", "seed", "order pending", "orders stuck",
-    "order resolve", "audit verify", "order show", "account show", "orders list",
+    "order resolve", "audit verify", "lp quality", "order show", "account show", "orders list",
     "api-key create", "api-key list", "api-key revoke",
     "logs trace", "logs stats", "logs tail", "logs errors", "config",
 }  # fmt: skip
@@ -227,6 +231,24 @@ async def _fill_stores(settings: Settings, prefix: str) -> None:
                     created_at=now,
                 )
             )
+        # an LP's own reject text, and an LP name from the settings file
+        refused = LpExecution(
+            lifecycle_id=f"lc-{HOSTILE}",
+            lp=HOSTILE,
+            order_id=ORDER_ID,
+            account_id=ACCOUNT_ID,
+            kind=RequestKind.OPEN,
+            symbol=HOSTILE,
+            side=Side.BUY,
+            order_type=LpOrderType.MARKET,
+            qty=Decimal("0.10"),
+            sent_at=now,
+            status=ExecutionStatus.REJECTED,
+            first_report_at=now,
+            done_at=now,
+            reject_reason=HOSTILE,
+        )
+        await SqlLpExecutionStore(database).upsert([refused])
     finally:
         await database.close()
     state = RedisStateStore(REDIS_URL, key_prefix=prefix)

@@ -17,6 +17,7 @@ from execflow.cli.demo import demo_command
 from execflow.cli.dlq import dlq_app
 from execflow.cli.failures import FailureBoundary, library_stderr
 from execflow.cli.logs import logs_app
+from execflow.cli.lp import lp_app
 from execflow.cli.orders import orders_app
 from execflow.cli.reads import account_app, list_orders, show_order
 from execflow.cli.reconcile import reconcile_command
@@ -53,6 +54,7 @@ list_app.command("list")(list_orders)
 app.add_typer(account_app, name="account")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+app.add_typer(lp_app, name="lp")
 app.add_typer(state_app, name="state")
 app.add_typer(seed_app, name="seed")
 app.command("bench")(bench_command)
