@@ -399,7 +399,9 @@ class LpGateway:
                 ref_msg_type=first(fields, 372),
                 reason=first(fields, 58) or first(fields, 373),
             )
-        elif msg_type == engine.LOGOUT:
+        elif msg_type == engine.LOGOUT and (self._session_up or first(fields, 58)):
+            # the engine also "sends" a Logout when it resets a session that is not
+            # connected (a new session day): nothing went out, nothing to say
             self.log.info("LPGW:LOGOUT_SENT", lp=self.name, text=first(fields, 58))
 
     def on_sent(self, msg_type: str, seq_num: int, fields: Fields) -> None:
@@ -548,17 +550,30 @@ class LpGateway:
         if message_id is not None:
             headers[H_MESSAGE_ID] = message_id
         await self._publish_confirmed(body, headers, message_id)
-        lifecycle_id = doc.get("11")
-        figures = self.quality.report(doc, received_at)
         self.log.stats.incr("reports_published")
+        # the engine's thread waits for this coroutine, one report at a time: what is not
+        # the publish (quality figures, the log line) runs after it has let the engine go
+        asyncio.get_running_loop().call_soon(
+            self._report_received, msg_type, seq, poss_dup, doc, received_at
+        )
+
+    def _report_received(
+        self,
+        msg_type: str,
+        seq: str | None,
+        poss_dup: bool,
+        doc: dict[str, Any],
+        received_at: datetime,
+    ) -> None:
+        figures = self.quality.report(doc, received_at)
         self.log.info(
             "LPGW:REPORT_RECEIVED",
             lp=self.name,
             msg_type=msg_type,
             seq_num=seq,
             poss_dup=poss_dup,
-            lifecycle_id=lifecycle_id,
-            exec_id=exec_id or None,
+            lifecycle_id=doc.get("11"),
+            exec_id=doc.get("17") or None,
             status=doc.get("39"),
             **figures,
         )
