@@ -97,3 +97,20 @@ def test_per_lp_log_files_are_named_and_read_back() -> None:
         "",
         2,
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/lp-gateway.md"])
+def test_the_documented_lp_configuration_loads(document: str, tmp_path: Path) -> None:
+    """The TOML an operator copies from the README or the gateway's doc is valid as shown."""
+    text = (REPO / document).read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    examples = [b for b in blocks if "[lps." in b]
+    assert examples, f"{document} shows no [lps.NAME] example"
+    for number, block in enumerate(examples):
+        path = tmp_path / f"example-{number}.toml"
+        path.write_text(block)
+        settings = load_settings(path)
+        assert settings.lps and settings.lp_routing.default in settings.lps
