@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
 
 from execflow.backends.api_store import ApiKeyRecord, IdempotencyRecord, OrderQuery
 from execflow.backends.database import OrderRecord
 from execflow.backends.sql import SqlDatabase
 from execflow.backends.sql_api import SqlApiStore
+from execflow.errors import DatabaseError
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -82,3 +86,72 @@ async def test_order_listing_filters_and_pages(db: SqlDatabase) -> None:
         OrderQuery(accounts=None, since=T0 + timedelta(minutes=3), until=T0 + timedelta(minutes=5))
     )
     assert [r.order_id for r in window] == ["1004", "1003"]
+
+
+async def test_claims_and_answers_queued_together_are_one_group_and_stay_apart(
+    db: SqlDatabase,
+) -> None:
+    store = SqlApiStore(db)
+    await store.claim(IdempotencyRecord("k1", "done-before", "p", T0), T0 - timedelta(days=1))
+    # claimed in one burst: distinct keys all win, a duplicate within the burst loses to
+    # the first, an answer stored in the same group is there for the loser to read
+    answer = store.complete("k1", "done-before", 201, b"{}", {"Location": "/v1/orders/1"}, T0)
+    burst = [
+        store.claim(IdempotencyRecord("k1", f"idem-{n}", "p", T0), T0 - timedelta(days=1))
+        for n in range(5)
+    ]
+    duplicate = store.claim(IdempotencyRecord("k1", "idem-0", "p", T0), T0 - timedelta(days=1))
+    again = store.claim(IdempotencyRecord("k1", "done-before", "p", T0), T0 - timedelta(days=1))
+    *claims, lost, replay = await asyncio.gather(answer, *burst, duplicate, again)
+    assert [c.won for c in claims[1:]] == [True] * 5
+    assert not lost.won and lost.existing is not None and lost.existing.status_code is None
+    assert not replay.won and replay.existing is not None
+    assert (replay.existing.status_code, replay.existing.headers) == (
+        201,
+        {"Location": "/v1/orders/1"},
+    )
+
+
+async def test_a_failing_write_fails_alone(db: SqlDatabase) -> None:
+    store = SqlApiStore(db)
+    await store.claim(IdempotencyRecord("k1", "bad", "p", T0), T0 - timedelta(days=1))
+    unstorable = {"Location": object()}  # not JSON: this answer cannot be written
+    outcomes = await asyncio.gather(
+        *(
+            store.claim(IdempotencyRecord("k1", f"ok-{n}", "p", T0), T0 - timedelta(days=1))
+            for n in range(3)
+        ),
+        store.complete("k1", "bad", 201, b"{}", unstorable, T0),  # type: ignore[dict-item]
+        return_exceptions=True,
+    )
+    assert [getattr(o, "won", None) for o in outcomes[:3]] == [True, True, True]
+    assert isinstance(outcomes[3], DatabaseError)
+    for n in range(3):
+        assert await store.get_claim("k1", f"ok-{n}") is not None
+    stored = await store.get_claim("k1", "bad")
+    assert stored is not None and stored.status_code is None
+
+
+async def test_the_writer_gives_its_connection_back_and_survives_a_lost_one(
+    db: SqlDatabase,
+) -> None:
+    store = SqlApiStore(db)
+    pool: Any = db.engine.pool
+    assert (await store.claim(IdempotencyRecord("k1", "a", "p", T0), T0)).won
+    assert pool.checkedout() == 1  # kept for the next writes
+    if db.dialect == "postgresql":
+        # the server drops the writer's connection (a restart, an operator): the next
+        # write notices, takes a fresh connection and goes through
+        async with db.engine.connect() as conn:
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    assert (await store.claim(IdempotencyRecord("k1", "b", "p", T0), T0)).won
+    await store.complete("k1", "b", 202, b"{}", {}, T0)
+    done = await store.get_claim("k1", "b")
+    assert done is not None and done.status_code == 202
+    await db.close()  # the writer's connection goes back first, nothing left checked out
+    assert pool.checkedout() == 0

@@ -143,7 +143,14 @@ class _Cached:
 
 
 class KeyVerifier:
-    """Turns a presented token into an ``ApiKey``, or None (unknown, wrong, revoked)."""
+    """Turns a presented token into an ``ApiKey``, or None (unknown, wrong, revoked).
+
+    The slow hash runs once per key and process: calls that present a token whose check is
+    still running wait for that check instead of starting their own (a burst of first
+    calls on a fresh process would otherwise run scrypt once each, tens of ms of CPU
+    apiece, and queue every call behind them). ``forget`` (a revocation here) also voids
+    a check that was running meanwhile, so it never caches a key revoked under it.
+    """
 
     def __init__(self, store: ApiStore, clock: Clock, cache_s: float) -> None:
         self._store = store
@@ -152,6 +159,9 @@ class KeyVerifier:
         # by key id: the sha256 of the token that passed scrypt, so a later call with
         # the same token skips the slow hash and a different secret never matches
         self._cache: dict[str, _Cached] = {}
+        # checks running now, by (key id, token digest): one per token at a time
+        self._running: dict[tuple[str, bytes], asyncio.Future[ApiKey | None]] = {}
+        self._generation: dict[str, int] = {}
 
     async def verify(self, token: str) -> ApiKey | None:
         """The key behind ``token`` if it is genuine and not revoked."""
@@ -160,27 +170,55 @@ class KeyVerifier:
             return None
         key_id, secret = parsed
         digest = hashlib.sha256(token.encode()).digest()
-        now = self._clock.monotonic()
         cached = self._cache.get(key_id)
-        if cached is not None and hmac.compare_digest(cached.digest, digest):
-            if now - cached.checked_at < self._cache_s:
-                return cached.key
-            record = await self._store.get_key(key_id)
-            if record is None or record.revoked_at is not None:
-                self._cache.pop(key_id, None)
-                return None
-            cached.checked_at = now
+        if (
+            cached is not None
+            and hmac.compare_digest(cached.digest, digest)
+            and self._clock.monotonic() - cached.checked_at < self._cache_s
+        ):
             return cached.key
+        running = self._running.get((key_id, digest))
+        if running is None:
+            generation = self._generation.get(key_id, 0)
+            running = asyncio.ensure_future(self._check(key_id, secret, digest, generation))
+            self._running[(key_id, digest)] = running
+            running.add_done_callback(self._finished)
+        # shielded: one caller going away does not cancel the check the others await
+        return await asyncio.shield(running)
+
+    async def _check(
+        self, key_id: str, secret: str, digest: bytes, generation: int
+    ) -> ApiKey | None:
+        """Look the key up; the slow hash only when this token was not verified before.
+
+        ``generation`` is the key's count of ``forget`` calls when the check began: if it
+        moved meanwhile, the result is answered but not cached.
+        """
         record = await self._store.get_key(key_id)
         if record is None or record.revoked_at is not None:
+            self._cache.pop(key_id, None)
             return None
-        expected = await asyncio.to_thread(_hash, secret, record.salt)
-        if not hmac.compare_digest(expected, record.secret_hash):
-            return None
+        cached = self._cache.get(key_id)
+        if cached is None or not hmac.compare_digest(cached.digest, digest):
+            expected = await asyncio.to_thread(_hash, secret, record.salt)
+            if not hmac.compare_digest(expected, record.secret_hash):
+                return None
         key = _verified(record)
-        self._cache[key_id] = _Cached(key, digest, now)
+        if self._generation.get(key_id, 0) == generation:
+            self._cache[key_id] = _Cached(key, digest, self._clock.monotonic())
         return key
 
+    def _finished(self, check: asyncio.Future[ApiKey | None]) -> None:
+        for running, future in list(self._running.items()):
+            if future is check:
+                del self._running[running]
+
     def forget(self, key_id: str) -> None:
-        """Drop a cached key (after revoking it here)."""
+        """Drop a cached key (after revoking it here), and void a check still running.
+
+        A call that arrives from now on starts a check of its own (and sees the revocation).
+        """
         self._cache.pop(key_id, None)
+        self._generation[key_id] = self._generation.get(key_id, 0) + 1
+        for running in [r for r in self._running if r[0] == key_id]:
+            del self._running[running]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ class SqlDatabase:
         self.clock: Clock = clock or SystemClock()
         self._engine: AsyncEngine | None = None
         self._statements: dict[str, Any] = {}
+        self._close_hooks: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def dialect(self) -> str:
@@ -167,8 +168,14 @@ class SqlDatabase:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Have ``close`` await ``hook`` first (a store that keeps a connection checked out)."""
+        self._close_hooks.append(hook)
+
     async def close(self) -> None:
-        """Dispose of the pool."""
+        """Run the close hooks, then dispose of the pool."""
+        for hook in self._close_hooks:
+            await hook()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

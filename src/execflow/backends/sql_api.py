@@ -2,7 +2,8 @@
 
 The idempotency claim is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: of several
 calls with the same key, on one API instance or many, exactly one gets the row back and
-goes ahead; the others read the row and wait for its answer.
+goes ahead; the others read the row and wait for its answer. Claims and answers are
+committed in groups (``sql_api_writes.IdempotencyWriter``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +23,7 @@ from execflow.backends.api_store import (
 )
 from execflow.backends.database import OrderRecord, StoredEvent
 from execflow.backends.sql import SqlDatabase
+from execflow.backends.sql_api_writes import AnswerRow, ClaimRow, IdempotencyWriter
 from execflow.backends.sql_tables import api_idempotency, api_keys, order_events, orders
 from execflow.errors import DatabaseError
 
@@ -39,16 +40,11 @@ class SqlApiStore:
 
     def __init__(self, database: SqlDatabase) -> None:
         self._database = database
-        self._statements: tuple[Any, Any, Any] | None = None
+        self._writes = IdempotencyWriter(database)
 
     @property
     def _engine(self) -> AsyncEngine:
         return self._database.engine
-
-    def _insert(self, table: sa.Table) -> Any:
-        if self._database.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     async def _fetch(self, stmt: Any) -> list[Any]:
         try:
@@ -103,66 +99,20 @@ class SqlApiStore:
 
     # -- idempotency ----------------------------------------------------------------------
 
-    def _idempotency_statements(self) -> tuple[Any, Any, Any]:
-        """(claim, expire one, complete): built once, executed with parameters.
-
-        Built once so SQLAlchemy compiles each once; a statement rebuilt per call with
-        ``.values(...)`` costs its cache-key walk every time, on the API's hottest path.
-        """
-        if self._statements is None:
-            table = api_idempotency
-            same = sa.and_(
-                table.c.key_id == sa.bindparam("k"),
-                table.c.idempotency_key == sa.bindparam("i"),
-            )
-            claim = (
-                self._insert(table)
-                .values(
-                    key_id=sa.bindparam("k"),
-                    idempotency_key=sa.bindparam("i"),
-                    fingerprint=sa.bindparam("f"),
-                    created_at=sa.bindparam("at"),
-                )
-                .on_conflict_do_nothing(index_elements=["key_id", "idempotency_key"])
-                .returning(table.c.key_id)
-            )
-            expire = sa.delete(table).where(same, table.c.created_at < sa.bindparam("before"))
-            complete = (
-                sa.update(table)
-                .where(same)
-                .values(
-                    status_code=sa.bindparam("status"),
-                    body=sa.bindparam("body"),
-                    headers=sa.bindparam("headers", type_=table.c.headers.type),
-                    completed_at=sa.bindparam("done"),
-                )
-            )
-            self._statements = (claim, expire, complete)
-        return self._statements
-
     async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
         """Insert the claim unless one exists; an expired one is replaced.
 
-        The common case is one ``INSERT``; only a key seen before looks at the row, and a
-        row older than ``expired_before`` is deleted and claimed anew in one transaction.
+        Committed with the other claims and answers queued meanwhile (``IdempotencyWriter``);
+        only a key seen before reads the row there.
         """
-        claim, expire, _ = self._idempotency_statements()
-        params = {
-            "k": record.key_id,
-            "i": record.idempotency_key,
-            "f": record.fingerprint,
-            "at": record.created_at,
-        }
-        try:
-            async with self._engine.begin() as conn:
-                won = (await conn.execute(claim, params)).first() is not None
-                if not won:
-                    gone = await conn.execute(expire, {**params, "before": expired_before})
-                    if gone.rowcount:
-                        won = (await conn.execute(claim, params)).first() is not None
-        except SQLAlchemyError as exc:
-            raise DatabaseError("idempotency claim failed", error=repr(exc)) from exc
-        if won:
+        row = ClaimRow(
+            record.key_id,
+            record.idempotency_key,
+            record.fingerprint,
+            record.created_at,
+            expired_before,
+        )
+        if await self._writes.claim(row):
             return Claim(won=True)
         return Claim(
             won=False, existing=await self.get_claim(record.key_id, record.idempotency_key)
@@ -177,21 +127,10 @@ class SqlApiStore:
         headers: dict[str, str],
         at: datetime,
     ) -> None:
-        """Record the answer."""
-        _, _, complete = self._idempotency_statements()
-        params = {
-            "k": key_id,
-            "i": idempotency_key,
-            "status": status_code,
-            "body": body,
-            "headers": headers,
-            "done": at,
-        }
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(complete, params)
-        except SQLAlchemyError as exc:
-            raise DatabaseError("idempotency completion failed", error=repr(exc)) from exc
+        """Record the answer (committed before this returns)."""
+        await self._writes.complete(
+            AnswerRow(key_id, idempotency_key, status_code, body, headers, at)
+        )
 
     async def forget_expired(self, before: datetime) -> int:
         """Delete every claim older than ``before`` (indexed on ``created_at``)."""
