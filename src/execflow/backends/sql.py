@@ -55,7 +55,7 @@ from execflow.domain.audit import ChainHead
 from execflow.errors import AuditError, DatabaseError
 from execflow.logs.masking import mask_url
 
-__all__ = ["MIGRATIONS_DIR", "SqlDatabase"]
+__all__ = ["MIGRATIONS_DIR", "SqlDatabase", "sqlite_pragmas"]
 
 log = logging.getLogger("execflow.backends.sql")
 
@@ -147,7 +147,7 @@ class SqlDatabase:
             await asyncio.to_thread(self._ensure_sqlite_dir)
         engine = create_async_engine(self._url, **kwargs)
         if self._dialect == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         try:
             config, script = await asyncio.to_thread(_load_scripts)
             async with engine.begin() as conn:
@@ -541,7 +541,7 @@ class SqlDatabase:
             raise DatabaseError("mark_replayed failed", error=repr(exc)) from exc
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers run beside the writer; a busy writer is waited for, not failed."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -15,82 +15,30 @@ same key wins, within a group (the first) as between groups, processes and insta
 (the unique key of ``api_idempotency``). A group that fails is tried again one write at a
 time on a fresh connection, so a write fails only for its own reason.
 
-The writer keeps one pooled connection checked out while it has work and speaks to its
-driver (aiosqlite, asyncpg) directly: these three statements are the API's hottest path,
-and SQLAlchemy's async layers cost several times the statements themselves (about 1 ms
-of CPU per call on SQLite, against 0.25 ms). Values are bound through the column types'
-own bind processors, so what is stored reads back through SQLAlchemy exactly as before.
-The connection goes back to the pool after ``_IDLE_S`` without work, and when the
-database closes.
+The writer keeps one connection while it has work (``sql_api_drivers``: a SQLite
+connection on its own thread, or asyncpg), and lets it go after ``_IDLE_S`` without work
+and when the database closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
-
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execflow.backends.sql import SqlDatabase
-from execflow.backends.sql_tables import api_idempotency
+from execflow.backends.sql_api_drivers import AnswerRow, ClaimRow, Driver, Key, open_driver
 from execflow.errors import DatabaseError
 
 __all__ = ["AnswerRow", "ClaimRow", "IdempotencyWriter"]
 
 _IDLE_S = 2.0
 """How long the writer keeps its connection once its queue is empty."""
-_CLAIMS_PER_STATEMENT = 200
-"""SQLite binds at most 32766 variables in one statement (older builds: 999); 4 a claim."""
-
-_Key = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimRow:
-    """A claim to insert; one already there older than ``expired_before`` is replaced."""
-
-    key_id: str
-    idempotency_key: str
-    fingerprint: str
-    created_at: datetime
-    expired_before: datetime
-
-    @property
-    def key(self) -> _Key:
-        return self.key_id, self.idempotency_key
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerRow:
-    """The answer of a claimed key."""
-
-    key_id: str
-    idempotency_key: str
-    status_code: int
-    body: bytes
-    headers: dict[str, str]
-    completed_at: datetime
 
 
 @dataclass(slots=True)
 class _Write:
     row: ClaimRow | AnswerRow
     done: asyncio.Future[bool]
-
-
-class _Driver(Protocol):
-    """One transaction on the driver connection: the answers, then the claims; who won."""
-
-    async def write(
-        self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]
-    ) -> set[_Key]: ...
-
-    async def rollback(self) -> None: ...
 
 
 class IdempotencyWriter:
@@ -102,8 +50,7 @@ class IdempotencyWriter:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._connection: AsyncConnection | None = None
-        self._driver: _Driver | None = None
+        self._driver: Driver | None = None
         self._reused = False
         database.on_close(self.close)
 
@@ -175,7 +122,7 @@ class IdempotencyWriter:
                 for write in group:
                     await self._commit_group([write])
             return
-        firsts: dict[_Key, _Write] = {}
+        firsts: dict[Key, _Write] = {}
         for write in group:
             if isinstance(write.row, ClaimRow):
                 firsts.setdefault(write.row.key, write)
@@ -186,38 +133,21 @@ class IdempotencyWriter:
             if not write.done.done():
                 write.done.set_result(won_it)
 
-    async def _transaction(self, group: list[_Write]) -> set[_Key]:
+    async def _transaction(self, group: list[_Write]) -> set[Key]:
         answers = [w.row for w in group if isinstance(w.row, AnswerRow)]
-        claims: dict[_Key, ClaimRow] = {}
+        claims: dict[Key, ClaimRow] = {}
         for write in group:
             if isinstance(write.row, ClaimRow):
                 claims.setdefault(write.row.key, write.row)
-        driver = await self._connect()
-        try:
-            return await driver.write(answers, list(claims.values()))
-        except BaseException:
-            with contextlib.suppress(Exception):  # the error that matters is the first one
-                await asyncio.shield(driver.rollback())
-            raise
-
-    async def _connect(self) -> _Driver:
         self._reused = self._driver is not None
         if self._driver is None:
-            self._connection = await self._database.engine.connect()
-            raw = await self._connection.get_raw_connection()
-            self._driver = _driver(self._database, raw.driver_connection)
-        return self._driver
+            self._driver = await open_driver(self._database)
+        return await self._driver.write(answers, list(claims.values()))
 
     async def _release(self, *, broken: bool = False) -> None:
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is None:
-            return
-        try:
-            if broken:
-                await connection.invalidate()
-            await connection.close()
-        except (SQLAlchemyError, OSError):
-            pass  # a broken connection: the pool drops it either way
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            await driver.close(broken=broken)
 
 
 def _fail(write: _Write, exc: Exception) -> None:
@@ -227,154 +157,3 @@ def _fail(write: _Write, exc: Exception) -> None:
         what = "claim" if isinstance(write.row, ClaimRow) else "completion"
         exc = DatabaseError(f"idempotency {what} failed", error=repr(exc))
     write.done.set_exception(exc)
-
-
-def _driver(database: SqlDatabase, connection: Any) -> _Driver:
-    dialect = database.engine.dialect
-    table = api_idempotency
-
-    def bind(column: str) -> Callable[[Any], Any]:
-        process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
-        return process if process is not None else _same
-
-    if database.dialect == "postgresql":
-        return _Postgres(connection, bind("headers"))
-    return _Sqlite(connection, bind("created_at"), bind("headers"))
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-@dataclass(slots=True)
-class _Sqlite:
-    """aiosqlite: implicit ``BEGIN`` before the first write, ``commit()`` at the end."""
-
-    connection: Any
-    time: Callable[[Any], Any]
-    json: Callable[[Any], Any]
-
-    async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[_Key]:
-        conn = self.connection
-        if answers:
-            rows = [
-                (a.status_code, a.body, self.json(a.headers), self.time(a.completed_at),
-                 a.key_id, a.idempotency_key)
-                for a in answers
-            ]  # fmt: skip
-            cursor = await conn.executemany(_SQLITE_COMPLETE, rows)
-            await cursor.close()
-        won: set[_Key] = set()
-        for start in range(0, len(claims), _CLAIMS_PER_STATEMENT):
-            chunk = claims[start : start + _CLAIMS_PER_STATEMENT]
-            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            params = [
-                v
-                for c in chunk
-                for v in (c.key_id, c.idempotency_key, c.fingerprint, self.time(c.created_at))
-            ]
-            found = await conn.execute_fetchall(_SQLITE_CLAIM.format(values=values), params)
-            won.update((row[0], row[1]) for row in found)
-        for claim in claims:
-            if claim.key not in won and await self._replace_expired(claim):
-                won.add(claim.key)
-        await conn.commit()
-        return won
-
-    async def _replace_expired(self, claim: ClaimRow) -> bool:
-        params = (claim.key_id, claim.idempotency_key, self.time(claim.expired_before))
-        cursor = await self.connection.execute(_SQLITE_EXPIRE, params)
-        gone = cursor.rowcount
-        await cursor.close()
-        if not gone:
-            return False
-        values = (claim.key_id, claim.idempotency_key, claim.fingerprint,
-                  self.time(claim.created_at))  # fmt: skip
-        found = await self.connection.execute_fetchall(
-            _SQLITE_CLAIM.format(values="(?, ?, ?, ?)"), values
-        )
-        return bool(found)
-
-    async def rollback(self) -> None:
-        await self.connection.rollback()
-
-
-_SQLITE_CLAIM = (
-    "INSERT INTO api_idempotency (key_id, idempotency_key, fingerprint, created_at) "
-    "VALUES {values} ON CONFLICT (key_id, idempotency_key) DO NOTHING "
-    "RETURNING key_id, idempotency_key"
-)
-_SQLITE_EXPIRE = (
-    "DELETE FROM api_idempotency WHERE key_id = ? AND idempotency_key = ? AND created_at < ?"
-)
-_SQLITE_COMPLETE = (
-    "UPDATE api_idempotency SET status_code = ?, body = ?, headers = ?, completed_at = ? "
-    "WHERE key_id = ? AND idempotency_key = ?"
-)
-
-
-@dataclass(slots=True)
-class _Postgres:
-    """asyncpg: one explicit transaction; the claims as one ``unnest`` insert."""
-
-    connection: Any
-    json: Callable[[Any], Any]
-
-    async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[_Key]:
-        conn = self.connection
-        won: set[_Key] = set()
-        async with conn.transaction():
-            if answers:
-                rows = [
-                    (a.key_id, a.idempotency_key, a.status_code, a.body, self.json(a.headers),
-                     a.completed_at)
-                    for a in answers
-                ]  # fmt: skip
-                await conn.executemany(_PG_COMPLETE, rows)
-            if claims:
-                found = await conn.fetch(
-                    _PG_CLAIM,
-                    [c.key_id for c in claims],
-                    [c.idempotency_key for c in claims],
-                    [c.fingerprint for c in claims],
-                    [c.created_at for c in claims],
-                )
-                won = {(row[0], row[1]) for row in found}
-            for claim in claims:
-                if claim.key not in won and await self._replace_expired(claim):
-                    won.add(claim.key)
-        return won
-
-    async def _replace_expired(self, claim: ClaimRow) -> bool:
-        conn = self.connection
-        gone = await conn.fetch(
-            _PG_EXPIRE, claim.key_id, claim.idempotency_key, claim.expired_before
-        )
-        if not gone:
-            return False
-        found = await conn.fetch(
-            _PG_CLAIM,
-            [claim.key_id],
-            [claim.idempotency_key],
-            [claim.fingerprint],
-            [claim.created_at],
-        )
-        return bool(found)
-
-    async def rollback(self) -> None:
-        """Nothing to do: ``transaction()`` rolled back when the block failed."""
-
-
-_PG_CLAIM = (
-    "INSERT INTO api_idempotency (key_id, idempotency_key, fingerprint, created_at) "
-    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamptz[]) "
-    "ON CONFLICT (key_id, idempotency_key) DO NOTHING RETURNING key_id, idempotency_key"
-)
-_PG_EXPIRE = (
-    "DELETE FROM api_idempotency WHERE key_id = $1 AND idempotency_key = $2 "
-    "AND created_at < $3 RETURNING key_id"
-)
-_PG_COMPLETE = (
-    "UPDATE api_idempotency SET status_code = $3, body = $4, headers = $5, completed_at = $6 "
-    "WHERE key_id = $1 AND idempotency_key = $2"
-)
