@@ -260,17 +260,16 @@ async def _send(base: str, token: str, orders: int, first: int, concurrency: int
 
     async def one(n: int) -> None:
         nonlocal failures
-        due = time.perf_counter()
         if rate > 0:  # open loop: order n is due at n / rate, whatever came back
-            due = started + n / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+        # open loop: timed from when the client was ready to send it, so a wait for a free
+        # connection (the server falling behind) counts, the client's own timer lag not
+        ready = time.perf_counter()
         connection = await idle.get()
         if rate <= 0:
-            due = time.perf_counter()  # closed loop: from the moment it is sent
+            ready = time.perf_counter()  # closed loop: from the moment it is sent
         status = await _exchange(*connection, requests[n])
-        # open loop: from when it was due, so time spent waiting for a free connection
-        # (a server falling behind) counts as latency
-        latencies.append((time.perf_counter() - due) * 1000)
+        latencies.append((time.perf_counter() - ready) * 1000)
         failures += status != 201
         idle.put_nowait(connection)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from execflow.backends import sql_api_drivers
 from execflow.backends.api_store import ApiKeyRecord, IdempotencyRecord, OrderQuery
 from execflow.backends.database import OrderRecord
 from execflow.backends.sql import SqlDatabase
@@ -163,3 +166,35 @@ async def test_the_writer_gives_its_connection_back_and_survives_a_lost_one(
     assert done is not None and done.status_code == 202
     await db.close()  # the writer lets its connection go first
     assert _writer_connections(db, pool) == 0
+
+
+async def test_sqlite_checkpoints_run_beside_the_writes_not_in_them(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("a SQLite write-ahead log matter")
+    checkpointed = threading.Event()
+    real = sql_api_drivers._Checkpointer._checkpoint
+
+    def checkpoint(self: Any) -> None:
+        real(self)
+        checkpointed.set()
+
+    monkeypatch.setattr(sql_api_drivers, "_CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(sql_api_drivers._Checkpointer, "_checkpoint", checkpoint)
+    store = SqlApiStore(db)
+    path = db.engine.url.database
+
+    def in_the_file() -> int:
+        """Claims in the database file itself, not counting the write-ahead log."""
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as file:
+            return int(file.execute("SELECT count(*) FROM api_idempotency").fetchone()[0])
+
+    with sqlite3.connect(path) as schema:  # the tables into the file itself first
+        schema.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for n in range(4):  # one group each
+        await store.claim(IdempotencyRecord("k1", f"c-{n}", "p", T0), T0)
+    assert in_the_file() == 0  # still in the log: the writer's commits do not checkpoint
+    await store.claim(IdempotencyRecord("k1", "c-4", "p", T0), T0)
+    assert await asyncio.to_thread(checkpointed.wait, 10)
+    assert in_the_file() == 5
