@@ -89,6 +89,14 @@ class ViaFix:
 
     async def idle(self, timeout_s: float = 10.0) -> None:
         """Wait (bounded) until the LP has sent everything and the gateway handled it all."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                # a request the gateway sent (and acknowledged) may still be on the wire
+                sent = self.gateway.log.stats.count("requests_sent")
+                while len(self.server.received) < sent:
+                    if not self.gateway.logged_on.is_set():
+                        break  # it is re-sent after the next logon
+                    await asyncio.sleep(0.005)
         await self.server.idle()
         # what is on the wire reaches the gateway (re-sent copies may make it more)
         with contextlib.suppress(TimeoutError):
