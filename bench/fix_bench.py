@@ -44,7 +44,9 @@ PLAIN_LP = LpConfig(latency=LatencyModel(0, 0, 0), ack_rate=0.0, slippage_rate=0
 IN_FLIGHT = 8
 
 
-async def one_pass(workdir: Path, mode: str, orders: int, rate_per_s: float | None) -> dict:
+async def one_pass(
+    workdir: Path, mode: str, orders: int, rate_per_s: float | None
+) -> dict[str, float]:
     """One pass; returns count, elapsed_s, rate, p50_ms, p99_ms."""
     run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
     run_dir.mkdir(parents=True)
@@ -114,7 +116,7 @@ async def one_pass(workdir: Path, mode: str, orders: int, rate_per_s: float | No
     }
 
 
-def line(name: str, figures: dict) -> str:
+def line(name: str, figures: dict[str, float]) -> str:
     return (
         f"  {name:<10} {figures['count']:>6} orders  {figures['rate']:>8.1f} /s   "
         f"p50 {figures['p50']:>7.2f} ms   p99 {figures['p99']:>7.2f} ms"

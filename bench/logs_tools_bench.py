@@ -65,7 +65,8 @@ def _json(ts: str, level: str, logger: str, tag: str, fields: dict[str, object])
     return json.dumps(doc, separators=(",", ":"))
 
 
-def _events(stem: str) -> list[tuple[str, str, str, dict[str, object]]]:
+# C901: one case per log file of the layout, each writing that component's lines
+def _events(stem: str) -> list[tuple[str, str, str, dict[str, object]]]:  # noqa: C901
     """One block's events for a file: per order, the lines that component writes."""
     events: list[tuple[str, str, str, dict[str, object]]] = []
     worker = stem.replace("worker_", "")
@@ -228,7 +229,9 @@ def _timed(label: str, func):  # type: ignore[no-untyped-def]
     return elapsed, result
 
 
-def _scan_in_child(directory: str, order_id: str, queue) -> None:  # type: ignore[no-untyped-def]
+def _scan_in_child(
+    directory: str, order_id: str, queue: multiprocessing.Queue[tuple[float, float]]
+) -> None:
     """Run both tools in a fresh process and report its peak RSS (MiB, incl. its workers)."""
     trace_order(Path(directory), order_id)
     collect_stats(Path(directory))
@@ -240,12 +243,12 @@ def _scan_in_child(directory: str, order_id: str, queue) -> None:  # type: ignor
 def peak_rss(directory: Path, order_id: str) -> tuple[float, float]:
     """Peak RSS of the scanning process and of its largest worker, in MiB."""
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
+    queue: multiprocessing.Queue[tuple[float, float]] = ctx.Queue()
     proc = ctx.Process(target=_scan_in_child, args=(str(directory), order_id, queue))
     proc.start()
-    result = queue.get()
+    own_mib, workers_mib = queue.get()
     proc.join()
-    return result
+    return own_mib, workers_mib
 
 
 def run(size_mb: int, keep_rss_probe: bool = True) -> None:

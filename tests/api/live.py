@@ -88,8 +88,9 @@ def live_api(directory: Path, **overrides: object) -> Iterator[Live]:
     thread = threading.Thread(target=run, name="live-api", daemon=True)
     thread.start()
     assert started.wait(60), "the live API did not start"
-    if "error" in found:
-        raise RuntimeError("the live API failed to start") from found["error"]  # type: ignore[arg-type]
+    error = found.get("error")
+    if isinstance(error, BaseException):
+        raise RuntimeError("the live API failed to start") from error
     try:
         yield Live(str(found["base"]), str(found["token"]), settings)
     finally:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,11 +71,11 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
                 await pipeline.stop()
 
 
-async def _until(served: Served, done: set[str], statuses: set[str]) -> dict[str, dict[str, str]]:
+async def _until(served: Served, done: set[str], statuses: set[str]) -> dict[str, dict[str, Any]]:
     """Poll the API until every order in ``done`` has one of ``statuses``."""
     async with asyncio.timeout(30):
         while True:
-            seen = {}
+            seen: dict[str, dict[str, Any]] = {}
             for order_id in done:
                 seen[order_id] = (await served.client.get(f"/v1/orders/{order_id}")).json()
             if all(o["status"] in statuses for o in seen.values()):

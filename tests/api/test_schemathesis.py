@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -59,7 +60,7 @@ def _fuzz(operation: Any, mode: GenerationMode, live: Live, seen: set[int]) -> A
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
-    def run(case: Case) -> None:
+    def run(case: Case[Any]) -> None:
         response = case.call_and_validate(base_url=live.base, headers=live.headers, checks=CHECKS)
         seen.add(response.status_code)
 
@@ -72,6 +73,7 @@ def test_every_operation_answers_as_documented(
     tested = []
     statuses: dict[str, set[int]] = {}
     for result in api_schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             run = _fuzz(operation, mode, live, statuses.setdefault(operation.label, set()))
@@ -94,17 +96,17 @@ def test_stateful_links_from_a_placed_order(
     seen: Counter[tuple[str, int]] = Counter()
 
     class Links(machine):  # type: ignore[misc, valid-type]
-        def before_call(self, case: Case) -> None:
+        def before_call(self, case: Case[Any]) -> None:
             # random accounts and symbols never exist: place real orders, so the links
             # from place_order (read it, its events, cancel, close) reach a real order
             if case.operation.label == "POST /v1/orders" and isinstance(case.body, dict):
                 case.body.update(account_id="live:1", symbol="EURUSD", type="MARKET")
                 case.body.update(qty="0.10", price=None, sl=None, tp=None)
 
-        def get_call_kwargs(self, case: Case) -> dict[str, object]:
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, object]:
             return {"base_url": live.base, "headers": live.headers}
 
-        def validate_response(self, response: Any, case: Case, **kwargs: object) -> None:
+        def validate_response(self, response: Any, case: Case[Any], **kwargs: object) -> None:
             seen[(case.operation.label, response.status_code)] += 1
             case.validate_response(response, checks=CHECKS)
 

@@ -155,14 +155,16 @@ async def test_forged_rows_are_caught_however_they_are_inserted(
     await _stored(db)
     head = await db.chain_head("live:6")
     assert head is not None
+    forged_id = "o99:x99:ORDER_CLOSED"
+    forged_at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     forged = {
-        "event_id": "o99:x99:ORDER_CLOSED",
+        "event_id": forged_id,
         "order_id": "o99",
         "account_id": "live:6",
         "exec_id": "x99",
         "kind": "ORDER_CLOSED",
         "payload": {"deltas": {"balance": "5000.00"}},
-        "created_at": datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+        "created_at": forged_at,
     }
     # 1. a plain INSERT, as the table allows it
     async with behind_the_writer(db_url) as conn:
@@ -173,8 +175,8 @@ async def test_forged_rows_are_caught_however_they_are_inserted(
     data = event_bytes(
         account_id="live:6",
         chain_seq=7,
-        created_at=forged["created_at"],
-        event_id=forged["event_id"],
+        created_at=forged_at,
+        event_id=forged_id,
         exec_id="x99",
         kind="ORDER_CLOSED",
         order_id="o99",
@@ -369,7 +371,7 @@ class AppendingMeanwhile:
 async def test_verify_beside_a_running_writer_raises_no_false_alarm(db: SqlDatabase) -> None:
     await db.insert_events([event(n) for n in range(1, 7)])
     for before_the_read in (True, False):
-        report = await verify_chains(AppendingMeanwhile(db, before_the_read), "live:6")  # type: ignore[arg-type]
+        report = await verify_chains(AppendingMeanwhile(db, before_the_read), "live:6")
         assert report.ok, report.broken
     assert (await verify_chains(db)).events == 12
 

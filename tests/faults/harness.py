@@ -269,28 +269,30 @@ class PipelineRun:
         """Start the supervised pipeline, wait until every child consumes, start the driver."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sim_log_dir.mkdir(parents=True, exist_ok=True)
-        self.supervisor = await asyncio.create_subprocess_exec(
-            *EXECFLOW, "run", "all", "--max-backoff", "1",
-            env=self.env, start_new_session=True,
-            stdout=(self.root / "supervisor.out").open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        # the child keeps its own copy of the descriptor: ours is closed once it runs
+        with (self.root / "supervisor.out").open("wb") as out:
+            self.supervisor = await asyncio.create_subprocess_exec(
+                *EXECFLOW, "run", "all", "--max-backoff", "1",
+                env=self.env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         async with asyncio.timeout(deadline_s(60)):
             while not await asyncio.to_thread(self.all_started):  # noqa: ASYNC110 - other processes
                 await asyncio.sleep(0.2)
         self._sampler = asyncio.create_task(self._sample(), name="fault-sampler")
         config = self.config
-        self.driver = await asyncio.create_subprocess_exec(
-            *EXECFLOW, "simulate",
-            "--orders", str(config.orders), "--rate", str(config.rate_per_s),
-            "--accounts", str(config.accounts), "--seed", str(config.seed),
-            "--reject-rate", str(config.reject_rate),
-            "--duplicate-rate", str(config.duplicate_rate),
-            "--reorder-rate", str(config.reorder_rate),
-            "--malformed-rate", str(config.malformed_rate),
-            "--settle-timeout", str(config.settle_timeout_s),
-            env={**self.env, "EXECFLOW_LOG_DIR": str(self.sim_log_dir)},
-            stdout=(self.root / "simulate.out").open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (self.root / "simulate.out").open("wb") as out:
+            self.driver = await asyncio.create_subprocess_exec(
+                *EXECFLOW, "simulate",
+                "--orders", str(config.orders), "--rate", str(config.rate_per_s),
+                "--accounts", str(config.accounts), "--seed", str(config.seed),
+                "--reject-rate", str(config.reject_rate),
+                "--duplicate-rate", str(config.duplicate_rate),
+                "--reorder-rate", str(config.reorder_rate),
+                "--malformed-rate", str(config.malformed_rate),
+                "--settle-timeout", str(config.settle_timeout_s),
+                env={**self.env, "EXECFLOW_LOG_DIR": str(self.sim_log_dir)},
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
 
     def all_started(self) -> bool:
         """True when every supervised child logged its consumer start."""

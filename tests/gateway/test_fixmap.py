@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -149,7 +150,7 @@ def test_an_execution_report_crosses_the_wire_unchanged(report: ExecutionReport)
     if report.avg_px is None:
         # FIX requires AvgPx / CumQty: a non-fill says 0
         assert parsed.avg_px == 0
-        parsed = type(parsed)(**{**_as_dict(parsed), "avg_px": None})
+        parsed = replace(parsed, avg_px=None)
     assert _as_dict(parsed) == {**_as_dict(expected), "exec_type": parsed.exec_type}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -99,11 +100,11 @@ async def test_two_lps_each_get_the_orders_routed_to_them(
             assert result.order_id is not None
             orders[result.order_id] = (account_id, lp)
         for order_id, (account_id, _lp) in orders.items():
-            await wait_for(lambda o=order_id, a=account_id: _is(services, a, o, OrderStatus.OPEN))
+            await wait_for(partial(_is, services, account_id, order_id, OrderStatus.OPEN))
             closed = await intake.close(order_id)
             assert closed.accepted, closed
         for order_id, (account_id, _lp) in orders.items():
-            await wait_for(lambda o=order_id, a=account_id: _is(services, a, o, OrderStatus.CLOSED))
+            await wait_for(partial(_is, services, account_id, order_id, OrderStatus.CLOSED))
         await intake.shutdown()
         for order_id, (_account, lp) in orders.items():
             # open and close of one order both went to its LP, and only to it

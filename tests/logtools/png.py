@@ -15,7 +15,8 @@ def _paeth(a: int, b: int, c: int) -> int:
     return b if pb <= pc else c
 
 
-def decode_rows(data: bytes) -> tuple[int, int, int, list[bytes]]:
+# C901: one case per PNG chunk type and per row filter type, as the PNG spec lists them
+def decode_rows(data: bytes) -> tuple[int, int, int, list[bytes]]:  # noqa: C901
     """``(width, height, bytes_per_pixel, rows)`` of an 8-bit truecolour PNG."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat = 8, b""

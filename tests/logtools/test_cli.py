@@ -119,3 +119,5 @@ def test_tail_follows_in_a_real_process(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from execflow.backends.bus import Message, QueueNames
+from execflow.backends.bus import Bus, Message, QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.state import Write
 from execflow.clock import FakeClock, SequentialIds
@@ -145,7 +145,7 @@ def read_logs(logs: LogSystem) -> LogReader:
     return LogReader(logs)
 
 
-async def drain(bus: InMemoryBus, queue: str) -> list[Message]:
+async def drain(bus: Bus, queue: str) -> list[Message]:
     """Take (and ack) every ready message of ``queue``."""
     taken = []
     while (delivery := await bus.get(queue)) is not None:

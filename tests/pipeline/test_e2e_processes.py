@@ -56,7 +56,10 @@ async def _wait_for(path: Path, needle: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_components_as_processes(real_services: Services, real_settings: Settings) -> None:
+# C901: one end-to-end story (start, trade, check, stop) told in order in one place
+async def test_components_as_processes(  # noqa: C901
+    real_services: Services, real_settings: Settings
+) -> None:
     services, settings = real_services, real_settings
     await apply_seed(await read_seed(SEED_FILE), services.state, services.database)
     processes = {

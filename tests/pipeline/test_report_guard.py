@@ -26,7 +26,7 @@ D = Decimal
 async def _unchanged(book: Book, pipeline: Pipeline, order_id: str = "o1") -> None:
     """Nothing of the refused report reached the state or the database."""
     order = await book.order(order_id)
-    assert (order.status, order.cum_qty, order.applied_exec_ids) == (OrderStatus.QUEUED, 0, ())
+    assert (order.status, order.cum_qty, order.applied_exec_ids) == (OrderStatus.QUEUED, D(0), ())
     account = await book.account()
     assert account.positions == ()
     assert account.used_margin_executed == 0

@@ -268,7 +268,7 @@ async def store_goes_away(
     """Services on ``inner_store`` wrapped: the first CANCEL_TP registration sees an outage."""
     store = StoreGoesAway(inner_store, RequestKind.CANCEL_TP)
     ids = SequentialIds("trace")
-    opened = open_services(settings, logs, clock=clock, ids=ids, bus=bus, state=store)  # type: ignore[arg-type]
+    opened = open_services(settings, logs, clock=clock, ids=ids, bus=bus, state=store)
     async with opened as services:
         yield services, store
 

@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from execflow.backends.state import Write
 from execflow.cli.app import app

@@ -214,7 +214,7 @@ def test_a_resent_request_gets_the_same_answer_and_no_second_order(clock: FakeCl
 
 def test_exec_ids_are_unique(clock: FakeClock) -> None:
     book = make_book(clock, partial_rate=0.5, reject_rate=0.1)
-    ids = []
+    ids: list[str] = []
     for i in range(300):
         answer = book.handle(req(f"o{i}", RequestKind.OPEN, order_id=f"o{i}"), Q)
         ids.extend(o.report.exec_id for o in answer.reports)

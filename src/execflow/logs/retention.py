@@ -56,6 +56,27 @@ def plan_cleanup(
     now = time.time() if now is None else now
     if not directory.is_dir():
         return CleanupPlan(directory)
+    backups, doomed, total = _scan(directory, now)
+    cutoff = now - max_age_days * 86400.0
+    kept: list[_Entry] = []
+    for entry in backups:
+        if entry.mtime < cutoff:
+            doomed.append(Doomed(entry.path, entry.size, "age"))
+        else:
+            kept.append(entry)
+    remaining = total - sum(d.size for d in doomed)
+    # Oldest first; among equal times, the highest backup number is the oldest.
+    kept.sort(key=lambda e: (e.mtime, -e.number))
+    for entry in kept:
+        if remaining <= max_total_bytes:
+            break
+        doomed.append(Doomed(entry.path, entry.size, "size_cap"))
+        remaining -= entry.size
+    return CleanupPlan(directory, doomed, total, remaining)
+
+
+def _scan(directory: Path, now: float) -> tuple[list[_Entry], list[Doomed], int]:
+    """The directory's rotated backups, its stale gzip temporaries and its total size."""
     backups: list[_Entry] = []
     doomed: list[Doomed] = []
     total = 0
@@ -75,22 +96,7 @@ def plan_cleanup(
                 )
             elif _GZ_TEMP.match(item.name) and now - st.st_mtime > _TEMP_MAX_AGE_S:
                 doomed.append(Doomed(Path(item.path), st.st_size, "stale_temp"))
-    cutoff = now - max_age_days * 86400.0
-    kept: list[_Entry] = []
-    for entry in backups:
-        if entry.mtime < cutoff:
-            doomed.append(Doomed(entry.path, entry.size, "age"))
-        else:
-            kept.append(entry)
-    remaining = total - sum(d.size for d in doomed)
-    # Oldest first; among equal times, the highest backup number is the oldest.
-    kept.sort(key=lambda e: (e.mtime, -e.number))
-    for entry in kept:
-        if remaining <= max_total_bytes:
-            break
-        doomed.append(Doomed(entry.path, entry.size, "size_cap"))
-        remaining -= entry.size
-    return CleanupPlan(directory, doomed, total, remaining)
+    return backups, doomed, total
 
 
 def apply_cleanup(plan: CleanupPlan) -> list[Path]:

@@ -385,19 +385,29 @@ def _count_fast(tally: _Tally, data: bytes, first: bytes, last: bytes, json_line
             tally.seen(logger, first, last)
             if outcome in _SUCCESS:
                 succeeded[logger] = succeeded.get(logger, 0) + n
-        if not succeeded:
-            continue
-        if len(succeeded) == 1:
-            times = Counter(ms_re.findall(data))
-            if times.total() == sum(succeeded.values()):
-                only = next(iter(succeeded))
-                for ms, n in times.items():
-                    tally.timed(only, ms, n)
-                continue
-        for (logger, ms), n in Counter(ms_by_logger_re.findall(data)).items():
-            tally.timed(logger, ms, n)
+        if succeeded:
+            _count_times(tally, data, succeeded, ms_re, ms_by_logger_re)
     if b":DLQ" in data:
         _dlq_reasons(tally, data, (b":DLQ] ", b':DLQ"') if json_lines else (b":DLQ] ",))
+
+
+def _count_times(
+    tally: _Tally,
+    data: bytes,
+    succeeded: dict[bytes, int],
+    ms_re: re.Pattern[bytes],
+    ms_by_logger_re: re.Pattern[bytes],
+) -> None:
+    """The processing times of a block's successes (one logger: no need to tell them apart)."""
+    if len(succeeded) == 1:
+        times = Counter(ms_re.findall(data))
+        if times.total() == sum(succeeded.values()):
+            only = next(iter(succeeded))
+            for ms, n in times.items():
+                tally.timed(only, ms, n)
+            return
+    for (logger, ms), n in Counter(ms_by_logger_re.findall(data)).items():
+        tally.timed(logger, ms, n)
 
 
 def _scan_file(

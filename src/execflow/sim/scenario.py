@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from execflow.backends.state import StateStore
 from execflow.domain.enums import OrderStatus, OrderType, Side
@@ -242,22 +243,26 @@ class ScenarioDriver:
             self._forget(order_id)
             return
         roll = self._rng.random()
-        intake = self._intake
         if status is OrderStatus.PENDING:
-            if roll < 0.6:
-                quote = self._feed.quote(data["symbol"])
-                instrument = self._instrument(order_id, data["symbol"])
-                if quote is None or instrument is None:
-                    return
-                hs = instrument.half_spread
-                kind = OrderType(data["order_type"])
-                price = self._pending_price(kind, quote.bid - hs, quote.ask + hs, data["symbol"])
-                self._record(await intake.modify_pending(order_id, price))
-            else:
-                self._record(await intake.cancel_pending(order_id))
-            return
-        if status is not OrderStatus.OPEN:
-            return
+            await self._follow_up_pending(order_id, data, roll)
+        elif status is OrderStatus.OPEN:
+            await self._follow_up_open(order_id, data, roll)
+
+    async def _follow_up_pending(self, order_id: str, data: dict[str, Any], roll: float) -> None:
+        if roll < 0.6:
+            quote = self._feed.quote(data["symbol"])
+            instrument = self._instrument(order_id, data["symbol"])
+            if quote is None or instrument is None:
+                return
+            hs = instrument.half_spread
+            kind = OrderType(data["order_type"])
+            price = self._pending_price(kind, quote.bid - hs, quote.ask + hs, data["symbol"])
+            self._record(await self._intake.modify_pending(order_id, price))
+        else:
+            self._record(await self._intake.cancel_pending(order_id))
+
+    async def _follow_up_open(self, order_id: str, data: dict[str, Any], roll: float) -> None:
+        intake = self._intake
         sl_state, tp_state = data["sl"]["state"], data["tp"]["state"]
         if roll < 0.15 and sl_state in ("NONE", "CANCELLED", "REJECTED"):
             level = self._leg_price(order_id, data, stop=True)

@@ -58,7 +58,8 @@ _LIVE_LEG = frozenset({LegState.REQUESTED, LegState.ACTIVE})
 _FIRING_LEG = frozenset({LegState.REQUESTED, LegState.ACTIVE, LegState.CANCEL_REQUESTED})
 
 
-def apply_close(
+# C901: guard clauses in the order the rules are stated; one flat list reads like the spec
+def apply_close(  # noqa: C901
     order: Order,
     account: Account,
     instrument: InstrumentConfig,
