@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from execflow.domain.effects import LpRequest
 from execflow.domain.enums import ReportStatus
-from execflow.domain.intake import Accepted, IntakeResult
+from execflow.domain.intake import Accepted, IntakeDecision
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import (
     Account,
@@ -36,7 +36,7 @@ class Book:
     prices: Prices = PRICES
     sent: list[LpRequest] = field(default_factory=list)
 
-    def take(self, result: IntakeResult) -> Accepted:
+    def take(self, result: IntakeDecision) -> Accepted:
         """Store an accepted intake result (fails the test when refused)."""
         assert isinstance(result, Accepted), result
         self.orders[result.order.order_id] = result.order

@@ -13,7 +13,7 @@ from execflow.domain.intake import NewOrder, request_close, submit_order
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Order
 from execflow.domain.outcomes import Applied, Duplicate, Stale, TooEarly
-from execflow.domain.routing import DeadLetter, DlqReason
+from execflow.domain.routing import DeadLetterDecision, DlqReason
 from tests.domain.factories import NOW, account
 from tests.domain.harness import Book, fill, report
 
@@ -72,7 +72,7 @@ def _play(book: Book, reports: list[ExecutionReport]) -> None:
         retry: list[ExecutionReport] = []
         for item in parked:
             outcome = book.deliver(item)
-            if isinstance(outcome, TooEarly) or outcome == DeadLetter(
+            if isinstance(outcome, TooEarly) or outcome == DeadLetterDecision(
                 DlqReason.UNKNOWN_LIFECYCLE_ID, item.lifecycle_id or ""
             ):
                 retry.append(item)

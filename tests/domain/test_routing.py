@@ -11,7 +11,7 @@ from execflow.domain.messages import ExecutionReport, NonExecutionMessage
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.routing import (
     ROUTING_TABLE,
-    DeadLetter,
+    DeadLetterDecision,
     Decision,
     DlqReason,
     Ignore,
@@ -53,7 +53,7 @@ def _expected() -> dict[tuple[RequestKind, ReportStatus], Decision]:
             if cell == "ack":
                 decision = Ignore("ack")
             elif cell == "dlq":
-                decision = DeadLetter(DlqReason.UNMAPPED_ROUTE)
+                decision = DeadLetterDecision(DlqReason.UNMAPPED_ROUTE)
             else:
                 decision = Route(Worker(cell))
             out[(RequestKind(kind), status)] = decision
@@ -80,7 +80,7 @@ def test_table_covers_the_whole_product() -> None:
 
 def test_malformed_report_is_dead_lettered_with_its_field() -> None:
     decision = decide(ReportError("cum_qty", "negative value"), None)
-    assert decision == DeadLetter(DlqReason.MALFORMED_REPORT, "cum_qty: negative value")
+    assert decision == DeadLetterDecision(DlqReason.MALFORMED_REPORT, "cum_qty: negative value")
 
 
 def test_non_execution_messages_are_ignored() -> None:
@@ -89,11 +89,11 @@ def test_non_execution_messages_are_ignored() -> None:
 
 def test_missing_lifecycle_id() -> None:
     report = ExecutionReport(exec_id="x", ord_status=ReportStatus.PENDING)
-    assert decide(report, None) == DeadLetter(DlqReason.MISSING_LIFECYCLE_ID)
+    assert decide(report, None) == DeadLetterDecision(DlqReason.MISSING_LIFECYCLE_ID)
 
 
 def test_unknown_lifecycle_id() -> None:
     report = ExecutionReport(exec_id="x", ord_status=ReportStatus.PENDING, lifecycle_id="L9")
-    assert decide(report, None) == DeadLetter(DlqReason.UNKNOWN_LIFECYCLE_ID, "L9")
+    assert decide(report, None) == DeadLetterDecision(DlqReason.UNKNOWN_LIFECYCLE_ID, "L9")
     wrong = LifecycleRecord("L8", "live:6", "o1", RequestKind.OPEN)
-    assert decide(report, wrong) == DeadLetter(DlqReason.UNKNOWN_LIFECYCLE_ID, "L9")
+    assert decide(report, wrong) == DeadLetterDecision(DlqReason.UNKNOWN_LIFECYCLE_ID, "L9")

@@ -15,7 +15,7 @@ with atheris.instrument_imports():
     from execflow.domain.messages import ExecutionReport
     from execflow.domain.models import LifecycleRecord
     from execflow.domain.reports import parse_message
-    from execflow.domain.routing import DeadLetter, Ignore, Route, decide
+    from execflow.domain.routing import DeadLetterDecision, Ignore, Route, decide
     from execflow.errors import ReportError
 
 KINDS = list(RequestKind)
@@ -32,7 +32,7 @@ def one_input(data: bytes) -> None:
     if kind is not None and isinstance(outcome, ExecutionReport) and outcome.lifecycle_id:
         lifecycle = LifecycleRecord(outcome.lifecycle_id, "live:6", "o1", kind)
     decision = decide(outcome, lifecycle)  # type: ignore[arg-type]
-    if not isinstance(decision, Route | Ignore | DeadLetter):
+    if not isinstance(decision, Route | Ignore | DeadLetterDecision):
         raise AssertionError(f"no decision: {decision!r}")
 
 

@@ -30,7 +30,7 @@ from execflow.domain.enums import RequestKind
 from execflow.domain.messages import ExecutionReport, NonExecutionMessage
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.reports import parse_message
-from execflow.domain.routing import DeadLetter, DlqReason, Ignore, Route, decide
+from execflow.domain.routing import DeadLetterDecision, DlqReason, Ignore, Route, decide
 from execflow.errors import ReportError
 from execflow.logs import setup_logging
 from execflow.pipeline.dispatcher import dispatcher_consumer
@@ -125,11 +125,11 @@ def lifecycle_for(outcome: Outcome, kind: RequestKind | None) -> LifecycleRecord
 def assert_decided(outcome: Outcome, kind: RequestKind | None) -> None:
     assert isinstance(outcome, ExecutionReport | NonExecutionMessage | ReportError)
     decision = decide(outcome, lifecycle_for(outcome, kind))
-    assert isinstance(decision, Route | Ignore | DeadLetter)
-    if isinstance(decision, DeadLetter):
+    assert isinstance(decision, Route | Ignore | DeadLetterDecision)
+    if isinstance(decision, DeadLetterDecision):
         assert isinstance(decision.reason, DlqReason) and decision.reason.value
     if isinstance(outcome, ReportError):
-        assert isinstance(decision, DeadLetter)
+        assert isinstance(decision, DeadLetterDecision)
         assert decision.reason is DlqReason.MALFORMED_REPORT
 
 

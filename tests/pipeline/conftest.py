@@ -201,7 +201,7 @@ class Book:
         assert doc is not None, account_id
         return account_from_dict(doc.data)
 
-    async def take(self, result: intake.IntakeResult) -> intake.Accepted:
+    async def take(self, result: intake.IntakeDecision) -> intake.Accepted:
         """Write an accepted intake result like the intake does: state, then lifecycle."""
         assert isinstance(result, intake.Accepted), result
         order_doc = await self.state.get_order(result.order.account_id, result.order.order_id)

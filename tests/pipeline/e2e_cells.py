@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from execflow.domain.enums import LegState, OrderStatus, ReportStatus, RequestKind
-from execflow.domain.routing import ROUTING_TABLE, DeadLetter, Ignore, Route
+from execflow.domain.routing import ROUTING_TABLE, DeadLetterDecision, Ignore, Route
 from tests.pipeline.conftest import LogReader
 from tests.pipeline.flow import ASK, BID, PARTIAL, QTY, Flow, Setup
 
@@ -90,7 +90,11 @@ def _expectations() -> dict[tuple[RequestKind, ReportStatus], Expect]:
 
 EXPECTED = _expectations()
 CELLS = sorted(
-    (cell for cell, decision in ROUTING_TABLE.items() if not isinstance(decision, DeadLetter)),
+    (
+        cell
+        for cell, decision in ROUTING_TABLE.items()
+        if not isinstance(decision, DeadLetterDecision)
+    ),
     key=lambda c: (list(K).index(c[0]), list(S).index(c[1])),
 )
 CELL_IDS = [f"{kind.value}-{status.value}" for kind, status in CELLS]

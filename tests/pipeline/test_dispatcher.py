@@ -14,7 +14,7 @@ from execflow.backends.memory_bus import InMemoryBus
 from execflow.domain.codec import lifecycle_to_dict, report_from_dict
 from execflow.domain.enums import ReportStatus, RequestKind
 from execflow.domain.models import LifecycleRecord
-from execflow.domain.routing import ROUTING_TABLE, DeadLetter, Ignore, Route, Worker
+from execflow.domain.routing import ROUTING_TABLE, DeadLetterDecision, Ignore, Route, Worker
 from execflow.metrics import Metrics
 from execflow.pipeline.completeness import mark_complete
 from execflow.pipeline.dispatcher import dispatcher_consumer
@@ -63,7 +63,7 @@ async def test_every_cell_of_the_routing_table(
         elif isinstance(decision, Ignore):
             ignored += 1
         else:
-            assert isinstance(decision, DeadLetter)
+            assert isinstance(decision, DeadLetterDecision)
             dead += 1
     await settle(bus)
 

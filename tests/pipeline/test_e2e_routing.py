@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from execflow.domain.enums import ReportStatus, RequestKind
-from execflow.domain.routing import ROUTING_TABLE, DeadLetter
+from execflow.domain.routing import ROUTING_TABLE, DeadLetterDecision
 from execflow.pipeline.services import Services
 from tests.pipeline.conftest import LogReader
 from tests.pipeline.e2e_cells import (
@@ -20,7 +20,7 @@ from tests.pipeline.flow import Flow
 
 
 def test_every_non_dlq_cell_has_a_scenario() -> None:
-    non_dlq = {c for c, d in ROUTING_TABLE.items() if not isinstance(d, DeadLetter)}
+    non_dlq = {c for c, d in ROUTING_TABLE.items() if not isinstance(d, DeadLetterDecision)}
     assert set(CELLS) == non_dlq == set(EXPECTED)
     assert len(CELLS) == 49
 

@@ -36,7 +36,7 @@ __all__ = [
     "Bus",
     "Consumer",
     "Delivery",
-    "Handler",
+    "DeliveryHandler",
     "Message",
     "OutgoingMessage",
     "QueueNames",
@@ -204,7 +204,7 @@ class Delivery(Protocol):
         ...
 
 
-Handler = Callable[[Delivery], Awaitable[None]]
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
 
 
 class Consumer(Protocol):
@@ -258,7 +258,9 @@ class Bus(Protocol):
         """Publish several messages, confirmed together; return their ids in order."""
         ...
 
-    async def consume(self, queue: str, handler: Handler, prefetch: int | None = None) -> Consumer:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, prefetch: int | None = None
+    ) -> Consumer:
         """Deliver messages of ``queue`` to ``handler``; at most ``prefetch`` unacked.
 
         ``prefetch=None`` uses the bus default (``settings.prefetch``).

@@ -17,7 +17,7 @@ from execflow.backends.bus import (
     H_ATTEMPT,
     H_MESSAGE_ID,
     Delivery,
-    Handler,
+    DeliveryHandler,
     Message,
     OutgoingMessage,
     QueueNames,
@@ -124,7 +124,9 @@ class _MemoryDelivery:
 class _MemoryConsumer:
     """A subscription: the bus hands it messages while it has prefetch room."""
 
-    def __init__(self, bus: InMemoryBus, queue: _Queue, handler: Handler, prefetch: int) -> None:
+    def __init__(
+        self, bus: InMemoryBus, queue: _Queue, handler: DeliveryHandler, prefetch: int
+    ) -> None:
         self._bus = bus
         self.queue = queue
         self.handler = handler
@@ -264,7 +266,7 @@ class InMemoryBus:
         return [await self.publish(queue, m.body, m.headers, m.message_id) for m in messages]
 
     async def consume(
-        self, queue: str, handler: Handler, prefetch: int | None = None
+        self, queue: str, handler: DeliveryHandler, prefetch: int | None = None
     ) -> _MemoryConsumer:
         """Start delivering ``queue`` to ``handler``."""
         self._check_open()

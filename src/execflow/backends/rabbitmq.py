@@ -35,7 +35,7 @@ from execflow.backends.bus import (
     H_ATTEMPT,
     H_MESSAGE_ID,
     Delivery,
-    Handler,
+    DeliveryHandler,
     Message,
     OutgoingMessage,
     QueueNames,
@@ -181,7 +181,11 @@ class _RabbitConsumer:
     """One consumer on its own channel; closing the channel requeues its unacked messages."""
 
     def __init__(
-        self, bus: RabbitMQBus, queue_name: str, handler: Handler, channel: AbstractRobustChannel
+        self,
+        bus: RabbitMQBus,
+        queue_name: str,
+        handler: DeliveryHandler,
+        channel: AbstractRobustChannel,
     ) -> None:
         self._bus = bus
         self.queue_name = queue_name
@@ -362,7 +366,7 @@ class RabbitMQBus:
         return [str(m.message_id) for m in built]
 
     async def consume(
-        self, queue: str, handler: Handler, prefetch: int | None = None
+        self, queue: str, handler: DeliveryHandler, prefetch: int | None = None
     ) -> _RabbitConsumer:
         """Start a consumer on its own channel with ``basic_qos(prefetch)``."""
         connection = self._require_connection()

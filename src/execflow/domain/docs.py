@@ -6,7 +6,7 @@ Regenerate with ``python -m execflow.domain.docs > docs/domain.md``.
 from __future__ import annotations
 
 from execflow.domain.enums import OrderStatus, ReportStatus, RequestKind
-from execflow.domain.routing import DeadLetter, Decision, Ignore, Route, route
+from execflow.domain.routing import DeadLetterDecision, Decision, Ignore, Route, route
 from execflow.domain.statemachine import LEG_EDGES, ORDER_EDGES
 
 __all__ = ["render_markdown"]
@@ -26,7 +26,7 @@ def _cell(decision: Decision) -> str:
         return decision.worker.value
     if isinstance(decision, Ignore):
         return f"ignore ({decision.reason})"
-    if isinstance(decision, DeadLetter):
+    if isinstance(decision, DeadLetterDecision):
         return f"DLQ `{decision.reason.value}`"
     raise TypeError(decision)
 

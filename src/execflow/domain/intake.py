@@ -39,7 +39,7 @@ from execflow.domain.transitions._common import cancel_leg, event_payload, move,
 
 __all__ = [
     "Accepted",
-    "IntakeResult",
+    "IntakeDecision",
     "NewOrder",
     "Refused",
     "cancel_pending",
@@ -89,7 +89,7 @@ class Refused:
     detail: str = ""
 
 
-IntakeResult = Accepted | Refused
+IntakeDecision = Accepted | Refused
 
 
 def _market(instrument: InstrumentConfig, prices: Prices) -> tuple[Decimal, Decimal] | None:
@@ -199,7 +199,7 @@ def submit_order(
     order_id: str,
     lifecycle_id: str,
     now: datetime,
-) -> IntakeResult:
+) -> IntakeDecision:
     """Validate, reserve margin, and build the QUEUED / PENDING_QUEUED order and request."""
     if new.account_id != account.account_id:
         return Refused("wrong_account")
@@ -276,7 +276,9 @@ def _lp_type(order_type: OrderType) -> LpOrderType:
     return LpOrderType.STOP if order_type in _STOPS else LpOrderType.LIMIT
 
 
-def request_close(order: Order, account: Account, lifecycle_id: str, now: datetime) -> IntakeResult:
+def request_close(
+    order: Order, account: Account, lifecycle_id: str, now: datetime
+) -> IntakeDecision:
     """OPEN -> CLOSING and the CLOSE request (market, opposite side, whole position)."""
     if order.status is not OrderStatus.OPEN or order.close_cum_qty > 0:
         return Refused("not_open", order.status.value)
@@ -304,7 +306,7 @@ def modify_pending(
     new_price: Decimal,
     lifecycle_id: str,
     now: datetime,
-) -> IntakeResult:
+) -> IntakeDecision:
     """PENDING -> MODIFYING with the new price checked against the market.
 
     The reservation is kept as it is; the position's margin is booked at its fill.
@@ -341,7 +343,7 @@ def modify_pending(
 
 def cancel_pending(
     order: Order, account: Account, lifecycle_id: str, now: datetime
-) -> IntakeResult:
+) -> IntakeDecision:
     """PENDING -> CANCELLING and the CANCEL_PENDING request."""
     if order.status is not OrderStatus.PENDING:
         return Refused("not_pending", order.status.value)
@@ -370,7 +372,7 @@ def set_protection(
     price: Decimal,
     lifecycle_id: str,
     now: datetime,
-) -> IntakeResult:
+) -> IntakeDecision:
     """Place an SL or TP on an open position (the leg must not be live already)."""
     if order.status is not OrderStatus.OPEN:
         return Refused("not_open", order.status.value)
@@ -390,7 +392,7 @@ def set_protection(
 
 def cancel_protection(
     order: Order, account: Account, leg: LegKind, lifecycle_id: str, now: datetime
-) -> IntakeResult:
+) -> IntakeDecision:
     """Cancel a live SL or TP leg of an open position."""
     if order.status is not OrderStatus.OPEN:
         return Refused("not_open", order.status.value)

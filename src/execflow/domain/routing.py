@@ -13,7 +13,7 @@ from execflow.errors import ReportError
 
 __all__ = [
     "ROUTING_TABLE",
-    "DeadLetter",
+    "DeadLetterDecision",
     "Decision",
     "DlqReason",
     "Ignore",
@@ -69,17 +69,17 @@ class Ignore:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetterDecision:
     """Send to the DLQ with this reason."""
 
     reason: DlqReason
     detail: str = ""
 
 
-Decision = Route | Ignore | DeadLetter
+Decision = Route | Ignore | DeadLetterDecision
 
 _ACK = Ignore("ack")
-_DLQ = DeadLetter(DlqReason.UNMAPPED_ROUTE)
+_DLQ = DeadLetterDecision(DlqReason.UNMAPPED_ROUTE)
 _S = ReportStatus
 _W = Worker
 
@@ -138,11 +138,11 @@ def decide(
     id is absent or unknown).
     """
     if isinstance(message, ReportError):
-        return DeadLetter(DlqReason.MALFORMED_REPORT, f"{message.field}: {message.reason}")
+        return DeadLetterDecision(DlqReason.MALFORMED_REPORT, f"{message.field}: {message.reason}")
     if isinstance(message, NonExecutionMessage):
         return Ignore(message.msg_type)
     if message.lifecycle_id is None:
-        return DeadLetter(DlqReason.MISSING_LIFECYCLE_ID)
+        return DeadLetterDecision(DlqReason.MISSING_LIFECYCLE_ID)
     if lifecycle is None or lifecycle.lifecycle_id != message.lifecycle_id:
-        return DeadLetter(DlqReason.UNKNOWN_LIFECYCLE_ID, message.lifecycle_id)
+        return DeadLetterDecision(DlqReason.UNKNOWN_LIFECYCLE_ID, message.lifecycle_id)
     return route(lifecycle.kind, message.ord_status)

@@ -7,14 +7,14 @@ text or JSON lines, per docs/log-format.md), streaming them in blocks.
 from execflow.logtools.errors import ErrorGroup, collect_errors, error_records
 from execflow.logtools.files import LogFile, discover, iter_blocks, iter_lines
 from execflow.logtools.record import LogRecord, parse_line
-from execflow.logtools.stats import ComponentStats, StatsReport, collect_stats
+from execflow.logtools.stats import PeriodStats, StatsReport, collect_stats
 from execflow.logtools.trace import TraceResult, trace_order
 
 __all__ = [
-    "ComponentStats",
     "ErrorGroup",
     "LogFile",
     "LogRecord",
+    "PeriodStats",
     "StatsReport",
     "TraceResult",
     "collect_errors",

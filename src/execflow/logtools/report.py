@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from execflow.logtools.errors import ErrorGroup, collect_errors
-from execflow.logtools.stats import ComponentStats, StatsReport, collect_stats
+from execflow.logtools.stats import PeriodStats, StatsReport, collect_stats
 from execflow.logtools.svg import PALETTE, bar_chart, line_chart
 from execflow.logtools.timeutil import parse_ts
 from execflow.safetext import html_text
@@ -46,7 +46,7 @@ else if(e.textContent===''){document.title='ok';}
 """
 
 
-def _minutes(stats: dict[str, ComponentStats]) -> list[str]:
+def _minutes(stats: dict[str, PeriodStats]) -> list[str]:
     keys = [m for s in stats.values() for m in (*s.per_minute, *s.errors_per_minute)]
     if not keys:
         return []
@@ -69,7 +69,7 @@ def _bucketed(counts: Counter[str], minutes: list[str]) -> list[float]:
     return values
 
 
-def _latency_bars(stats: ComponentStats) -> list[tuple[str, float]]:
+def _latency_bars(stats: PeriodStats) -> list[tuple[str, float]]:
     """Processing times in log-spaced buckets (ms)."""
     edges = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, math.inf]
     counts = [0] * len(edges)

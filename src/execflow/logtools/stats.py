@@ -26,7 +26,7 @@ from execflow.logtools.record import component_of, parse_line
 from execflow.logtools.scan import map_files
 from execflow.logtools.timeutil import parse_ts
 
-__all__ = ["ComponentStats", "StatsReport", "collect_stats", "percentile"]
+__all__ = ["PeriodStats", "StatsReport", "collect_stats", "percentile"]
 
 _OUTCOMES = rb"SUCCESS|ERROR|SKIP:DUPLICATE|SKIP:STALE|PARKED|DLQ|RETRY|ROUTED|IGNORED"
 _TEXT = re.compile(
@@ -70,7 +70,7 @@ _SKIPPED = {b"SKIP:DUPLICATE", b"SKIP:STALE", b"IGNORED"}
 
 
 @dataclass
-class ComponentStats:
+class PeriodStats:
     """Counters of one component (all its instances) over the chosen period."""
 
     processed: int = 0
@@ -88,7 +88,7 @@ class ComponentStats:
     first_ts: str | None = None
     last_ts: str | None = None
 
-    def merge(self, other: ComponentStats) -> None:
+    def merge(self, other: PeriodStats) -> None:
         """Add ``other``'s counts into this one."""
         for name in ("processed", "success", "failure", "skipped", "parked", "retried"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -163,7 +163,7 @@ def percentile(counts: Counter[float], pct: float) -> float | None:
 class StatsReport:
     """Per-component statistics and the files they were read from."""
 
-    components: dict[str, ComponentStats]
+    components: dict[str, PeriodStats]
     files: list[str]
     since: str | None = None
     until: str | None = None
@@ -226,13 +226,13 @@ class _Tally:
     def __init__(self, since: bytes | None, until: bytes | None) -> None:
         self.since = since
         self.until = until
-        self.stats: dict[bytes, ComponentStats] = {}
+        self.stats: dict[bytes, PeriodStats] = {}
         self.times: dict[bytes, dict[bytes, int]] = {}
 
-    def _stats(self, logger: bytes) -> ComponentStats:
+    def _stats(self, logger: bytes) -> PeriodStats:
         stats = self.stats.get(logger)
         if stats is None:
-            stats = self.stats[logger] = ComponentStats()
+            stats = self.stats[logger] = PeriodStats()
             self.times[logger] = {}
         return stats
 
@@ -322,8 +322,8 @@ class _Tally:
             orjson.dumps({k: v for k, v in data.items() if k in ("processing_time_ms", "reason")}),
         )
 
-    def result(self) -> dict[str, ComponentStats]:
-        out: dict[str, ComponentStats] = {}
+    def result(self) -> dict[str, PeriodStats]:
+        out: dict[str, PeriodStats] = {}
         for logger, stats in self.stats.items():
             if not (stats.processed or stats.parked or stats.retried):
                 continue
@@ -412,7 +412,7 @@ def _count_times(
 
 def _scan_file(
     bounds: tuple[bytes | None, bytes | None], log_file: LogFile
-) -> dict[str, ComponentStats]:
+) -> dict[str, PeriodStats]:
     """Counts of one file (runs in a worker process for big scans)."""
     tally = _Tally(*bounds)
     add = tally.add
@@ -455,7 +455,7 @@ def collect_stats(
     if components is not None:
         files = [f for f in files if f.stem in components]
     bounds = (since.encode() if since else None, until.encode() if until else None)
-    merged: dict[str, ComponentStats] = {}
+    merged: dict[str, PeriodStats] = {}
     for partial_stats in map_files(partial(_scan_file, bounds), files, jobs):
         for name, stats in partial_stats.items():
             if components is not None and name not in components:

@@ -20,8 +20,7 @@ from execflow.domain.codec import lifecycle_from_dict, lifecycle_to_dict, report
 from execflow.domain.messages import ExecutionReport, NonExecutionMessage
 from execflow.domain.models import LifecycleRecord
 from execflow.domain.reports import parse_message
-from execflow.domain.routing import DeadLetter as DeadLetterDecision
-from execflow.domain.routing import DlqReason, Ignore, Worker, decide
+from execflow.domain.routing import DeadLetterDecision, DlqReason, Ignore, Worker, decide
 from execflow.errors import ReportError
 from execflow.logs.context import log_context
 from execflow.logs.events import DEBUG

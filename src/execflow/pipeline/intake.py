@@ -142,7 +142,7 @@ class _Loaded:
     order_version: int = 0
 
 
-_Rule = Callable[[_Loaded, str, datetime], rules.IntakeResult]
+_Rule = Callable[[_Loaded, str, datetime], rules.IntakeDecision]
 
 
 @dataclass(slots=True)
@@ -223,7 +223,7 @@ class OrderIntake:
         """Move a resting pending order to a new price."""
         new_price = Decimal(price)
 
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             assert x.order is not None
             return rules.modify_pending(
                 x.order, x.account, _need(x.instrument), x.prices, new_price, lifecycle_id, now
@@ -234,7 +234,7 @@ class OrderIntake:
     async def cancel_pending(self, order_id: str) -> IntakeResult:
         """Cancel a resting pending order."""
 
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             assert x.order is not None
             return rules.cancel_pending(x.order, x.account, lifecycle_id, now)
 
@@ -243,7 +243,7 @@ class OrderIntake:
     async def close(self, order_id: str) -> IntakeResult:
         """Close an open position at market."""
 
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             assert x.order is not None
             return rules.request_close(x.order, x.account, lifecycle_id, now)
 
@@ -266,7 +266,7 @@ class OrderIntake:
         return await self._unprotect(order_id, LegKind.TP)
 
     async def _protect(self, order_id: str, leg: LegKind, price: Decimal) -> IntakeResult:
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             assert x.order is not None
             return rules.set_protection(
                 x.order, x.account, _need(x.instrument), x.prices, leg, price, lifecycle_id, now
@@ -275,7 +275,7 @@ class OrderIntake:
         return await self._change(f"set_{leg.value.lower()}", order_id, rule, needs_market=True)
 
     async def _unprotect(self, order_id: str, leg: LegKind) -> IntakeResult:
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             assert x.order is not None
             return rules.cancel_protection(x.order, x.account, leg, lifecycle_id, now)
 
@@ -297,7 +297,7 @@ class OrderIntake:
             instrument = await self._refdata.instrument(account.group, new.symbol)
             return _Loaded(account, version, instrument, await self._fresh_prices())
 
-        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeResult:
+        def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             return rules.submit_order(
                 new, x.account, x.instrument, x.prices, order_id, lifecycle_id, now
             )
