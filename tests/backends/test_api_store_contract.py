@@ -106,8 +106,12 @@ async def test_claims_and_answers_queued_together_are_one_group_and_stay_apart(
     ]
     duplicate = store.claim(IdempotencyRecord("k1", "idem-0", "p", T0), T0 - timedelta(days=1))
     again = store.claim(IdempotencyRecord("k1", "done-before", "p", T0), T0 - timedelta(days=1))
-    *claims, lost, replay = await asyncio.gather(answer, *burst, duplicate, again)
-    assert [c.won for c in claims[1:]] == [True] * 5
+    # the answer's task first, then the claims', as one gather over all of them would
+    answered = asyncio.ensure_future(answer)
+    claimed = asyncio.gather(*burst, duplicate, again)
+    await answered
+    *claims, lost, replay = await claimed
+    assert [c.won for c in claims] == [True] * 5
     assert not lost.won and lost.existing is not None and lost.existing.status_code is None
     assert not replay.won and replay.existing is not None
     assert (replay.existing.status_code, replay.existing.headers) == (
@@ -125,7 +129,7 @@ async def test_a_failing_write_fails_alone(db: SqlDatabase) -> None:
             store.claim(IdempotencyRecord("k1", f"ok-{n}", "p", T0), T0 - timedelta(days=1))
             for n in range(3)
         ),
-        store.complete("k1", "bad", 201, b"{}", unstorable, T0),  # type: ignore[dict-item]
+        store.complete("k1", "bad", 201, b"{}", unstorable, T0),  # type: ignore[arg-type]
         return_exceptions=True,
     )
     assert [getattr(o, "won", None) for o in outcomes[:3]] == [True, True, True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -95,7 +96,7 @@ def test_the_reference_is_the_quote_for_market_orders_and_the_level_otherwise() 
     buy = new_execution(request("a"), "lp1", T0, quote, EURUSD, None)
     sell = new_execution(request("b", side=Side.SELL), "lp1", T0, quote, EURUSD, None)
     stop = request("c", RequestKind.PLACE_SL, Side.SELL, order_type=LpOrderType.STOP)
-    stop = ProviderRequest(**{**_fields(stop), "stop_px": D("1.08")})
+    stop = replace(stop, stop_px=D("1.08"))
     limit = request("d", RequestKind.PLACE_PENDING, order_type=LpOrderType.LIMIT, price="1.07")
     cancel = request("e", RequestKind.CANCEL_PENDING, order_type=LpOrderType.LIMIT)
     assert buy.reference_px == D("1.08502") and sell.reference_px == D("1.08500")
@@ -104,10 +105,6 @@ def test_the_reference_is_the_quote_for_market_orders_and_the_level_otherwise() 
     assert new_execution(cancel, "lp1", T0, quote, EURUSD, None).reference_px is None
     assert buy.pip == D("0.0001") and buy.contract_size == D(100000)
     assert new_execution(request("f"), "lp1", T0, (None, None), None, None).reference_px is None
-
-
-def _fields(value: ProviderRequest) -> dict[str, object]:
-    return {name: getattr(value, name) for name in value.__dataclass_fields__}
 
 
 def test_reports_fold_in_whatever_their_order_and_copies() -> None:
