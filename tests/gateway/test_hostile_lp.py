@@ -88,10 +88,13 @@ class HostileLp:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         parser = simplefix.FixParser()
-        while data := await reader.read(65536):
-            parser.append_buffer(data)
-            while (message := parser.get_message()) is not None:
-                await self.answer(message)
+        try:
+            while data := await reader.read(65536):
+                parser.append_buffer(data)
+                while (message := parser.get_message()) is not None:
+                    await self.answer(message)
+        finally:
+            writer.close()  # the gateway hung up: our end of the socket goes too
 
     async def answer(self, message: simplefix.FixMessage) -> None:
         kind = message.get(35)
