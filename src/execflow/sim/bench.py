@@ -44,7 +44,7 @@ from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.intake import OrderIntake
 from execflow.pipeline.seed import apply_seed
 from execflow.pipeline.services import Services, open_services
-from execflow.settings import Settings
+from execflow.settings import Settings, environment_with
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
 from execflow.sim.refdata import demo_seed
 
@@ -427,7 +427,7 @@ async def _distributed_pass(
     tag: str,
 ) -> RunFigures:
     await asyncio.to_thread(run_dir.mkdir, parents=True)
-    env = {**os.environ, **{f"EXECFLOW_{k.upper()}": v for k, v in values.items()}}
+    env = environment_with(**{f"EXECFLOW_{k.upper()}": v for k, v in values.items()})
     settings = Settings(**values)  # type: ignore[arg-type]
     children = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", _ENTRY, *args, env=env)
