@@ -188,6 +188,7 @@ async def test_sqlite_checkpoints_run_beside_the_writes_not_in_them(
     monkeypatch.setattr(sql_api_drivers._Checkpointer, "_checkpoint", checkpoint)
     store = SqlApiStore(db)
     path = db.engine.url.database
+    assert path is not None  # the SQLite database file
 
     def in_the_file() -> int:
         """Claims in the database file itself, not counting the write-ahead log."""
