@@ -35,7 +35,7 @@ from execflow.settings import require_services
 from tests.faults.harness import PipelineRun, RunConfig, Verdict
 from tests.faults.sentinels import Sentinels, plant, remove
 from tests.faults.services import FaultServers, ServerUnavailable, port_answers
-from tests.faults.stress import cpu_load, stress_requested
+from tests.faults.stress import DEADLINE_SCALE, cpu_load, stress_requested
 
 RECORD_ENV = "EXECFLOW_FAULT_RECORD"
 SENTINEL_TEST = "test_default_servers_keep_their_sentinels"
@@ -51,6 +51,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     disruptive = [item for item in items if item.get_closest_marker("faults") is not None]
     last = [item for item in disruptive if item.name == SENTINEL_TEST]
     items[:] = calm + [item for item in disruptive if item not in last] + last
+    if stress_requested():
+        _scale_timeouts(config, disruptive)
+
+
+def _scale_timeouts(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under stress-ng the whole test may take ``DEADLINE_SCALE`` times longer, as each
+    of its deadlines does (``stress.deadline_s``): pytest-timeout's limit too."""
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker is not None and marker.args else default
+        if limit > 0:
+            item.add_marker(pytest.mark.timeout(limit * DEADLINE_SCALE), append=False)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
