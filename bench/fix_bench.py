@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from execflow.apps.bench import percentiles, success_times
 from execflow.domain.enums import Side
 from execflow.logs.setup import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
@@ -34,7 +35,6 @@ from execflow.pipeline.intake import OrderIntake
 from execflow.pipeline.seed import apply_seed
 from execflow.pipeline.services import open_services
 from execflow.settings import Settings
-from execflow.sim.bench import percentiles, success_times
 from execflow.sim.config import LatencyModel, LpConfig
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator

@@ -28,11 +28,11 @@ _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 async def _workload(reports: int, fill: bool, workdir: Path) -> None:
+    from execflow.apps.bench import place_orders, publish_fills, wait_for
     from execflow.logs import setup_logging
     from execflow.pipeline.embedded import EmbeddedPipeline
     from execflow.pipeline.services import open_services
     from execflow.settings import Settings
-    from execflow.sim.bench import place_orders, publish_fills, wait_for
 
     settings = Settings(
         log_dir=workdir / "logs",

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import pytest
 
+from execflow.apps.scenario import ScenarioConfig
+from execflow.apps.standalone import SimulateOptions, SimulateOutcome, simulate
 from execflow.backends.bus import QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
@@ -23,8 +25,6 @@ from execflow.pipeline.embedded import EmbeddedPipeline
 from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
-from execflow.sim.scenario import ScenarioConfig
-from execflow.sim.standalone import SimulateOptions, SimulateOutcome, simulate
 
 
 class OutageState(InMemoryStateStore):

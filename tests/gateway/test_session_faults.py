@@ -23,6 +23,7 @@ import orjson
 import pytest
 import quickfix as fix
 
+from execflow.apps.scenario import ScenarioConfig, ScenarioDriver
 from execflow.backends.bus import Delivery
 from execflow.clock import UuidIds
 from execflow.domain.codec import request_to_dict
@@ -38,7 +39,6 @@ from execflow.settings import Settings
 from execflow.sim.config import LatencyModel, LpConfig
 from execflow.sim.fixlp import FixLpSession, FixSimulator
 from execflow.sim.refdata import demo_seed
-from execflow.sim.scenario import ScenarioConfig, ScenarioDriver
 from execflow.sim.viafix import ViaFix, free_port
 from tests.gateway.conftest import wait_for
 from tests.gateway.test_processes import records

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from execflow.apps.demo import DemoOptions, run_demo
+from execflow.apps.scenario import ScenarioConfig
 from execflow.logtools.record import LogRecord, parse_line
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
-from execflow.sim.demo import DemoOptions, run_demo
-from execflow.sim.scenario import ScenarioConfig
 
 pytest.importorskip("quickfix")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from execflow.sim.bench import SuccessTail, success_times
+from execflow.apps.bench import SuccessTail, success_times
 
 LINE = "2024-05-01T10:00:0{n}.000000Z INFO provider.worker.open [OPEN:SUCCESS] order_id=o{n} x=1\n"
 

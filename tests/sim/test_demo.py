@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from execflow.apps.demo import MARKER, prepare_run_dir
 from execflow.cli.app import app
 from execflow.errors import ConfigError
-from execflow.sim.demo import MARKER, prepare_run_dir
 
 TEN = (
     "dispatcher",

@@ -8,8 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from execflow.safetext import markup
-from execflow.sim.bench import (
+from execflow.apps.bench import (
     DEFAULT_AMQP_URL,
     DEFAULT_POSTGRES_ADMIN_URL,
     DEFAULT_REDIS_URL,
@@ -19,6 +18,7 @@ from execflow.sim.bench import (
     machine,
     run_bench,
 )
+from execflow.safetext import markup
 
 __all__ = ["bench_command", "render_bench"]
 

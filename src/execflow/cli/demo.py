@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from execflow.apps.demo import DemoOptions, DemoOutcome, run_demo
+from execflow.apps.scenario import ScenarioConfig
 from execflow.cli.context import settings_from
 from execflow.errors import ConfigError
 from execflow.logs.catalog import CATALOG
 from execflow.pipeline.reconcile import ReconcileReport
 from execflow.safetext import cell, markup
 from execflow.sim.config import LpConfig
-from execflow.sim.demo import DemoOptions, DemoOutcome, run_demo
-from execflow.sim.scenario import ScenarioConfig
 
 __all__ = ["demo_command", "render_reconciliation"]
 

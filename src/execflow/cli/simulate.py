@@ -18,6 +18,8 @@ import signal
 import typer
 from rich.console import Console
 
+from execflow.apps.scenario import ScenarioConfig
+from execflow.apps.standalone import SimulateOptions, SimulateOutcome, simulate
 from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
 from execflow.cli.failures import process_logging
@@ -25,8 +27,6 @@ from execflow.pipeline.services import open_services
 from execflow.safetext import markup
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
-from execflow.sim.scenario import ScenarioConfig
-from execflow.sim.standalone import SimulateOptions, SimulateOutcome, simulate
 
 __all__ = ["simulate_command"]
 

@@ -1,1 +1,2 @@
-"""The LP simulator (price feed, simulated venue), the scenario driver and the demo."""
+"""The LP twin: a seeded price feed, a simulated venue (book, wire formats, the bus and FIX
+shells) and its reference data; the applications that drive it live in ``execflow.apps``."""

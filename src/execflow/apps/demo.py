@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from execflow.apps.scenario import Progress, ScenarioConfig, ScenarioDriver, ScenarioResult
 from execflow.errors import ConfigError
 from execflow.logs.setup import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
@@ -26,7 +27,6 @@ from execflow.settings import Settings
 from execflow.sim.config import LpConfig
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
-from execflow.sim.scenario import Progress, ScenarioConfig, ScenarioDriver, ScenarioResult
 
 if TYPE_CHECKING:
     from execflow.sim.viafix import ViaFix

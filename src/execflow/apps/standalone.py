@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from execflow.apps.scenario import ScenarioConfig, ScenarioDriver, ScenarioResult
 from execflow.backends.bus import Bus
 from execflow.backends.database import Database
 from execflow.pipeline.intake import OrderIntake
@@ -22,7 +23,6 @@ from execflow.sim.config import LpConfig
 from execflow.sim.feed import PriceFeed
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
-from execflow.sim.scenario import ScenarioConfig, ScenarioDriver, ScenarioResult
 
 __all__ = ["SimulateOptions", "SimulateOutcome", "simulate", "wait_quiet"]
 
