@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import execflow.cli.logs_read  # noqa: F401 - imported for the reading commands it adds to logs_app
 from execflow import __version__
 from execflow.cli.api import api_key_app, run_api, serve_command
 from execflow.cli.audit import audit_app

@@ -1,13 +1,11 @@
 """``execflow logs``: check the log files against the catalog, clean up old backups.
 
-The reading commands (trace, stats, tail, errors, report) live in ``cli/logs_read.py``
-and register themselves on ``logs_app``.
+The reading commands (trace, stats, tail, errors, report) live in ``cli/logs_read.py``,
+which adds them to ``logs_app`` (it imports this module; this one never imports it).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import re
 import tempfile
@@ -188,8 +186,3 @@ def cleanup_command(
         f"{verb}: {len(plan.doomed)} file(s); directory {_size(plan.total_before)} -> "
         f"{_size(plan.total_after)} (cap {_size(settings.log_max_total_bytes)})"
     )
-
-
-# The reading commands register themselves on logs_app when their module is present.
-if importlib.util.find_spec("execflow.cli.logs_read") is not None:
-    importlib.import_module("execflow.cli.logs_read")
