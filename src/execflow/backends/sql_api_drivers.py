@@ -219,11 +219,11 @@ class _Checkpointer:
 
     SQLite checkpoints on the connection whose commit took the write-ahead log past 1000
     pages: every few hundred groups, that commit also copied the log into the database
-    and synced the file (10-16 ms measured here), and every call waiting on that group or
-    queued behind it waited as long. The writer's connection does not checkpoint; this
-    one does, every ``_CHECKPOINT_EVERY`` groups, beside the writes (a PASSIVE checkpoint
-    takes no lock that a writer waits for). Other connections to the file keep SQLite's
-    automatic checkpoints.
+    and synced the file (groups of up to 16 ms there, measured on a loaded machine), and
+    every call waiting on that group or queued behind it waited as long. The writer's
+    connection does not checkpoint; this one does, every ``_CHECKPOINT_EVERY`` groups,
+    beside the writes (a PASSIVE checkpoint takes no lock that a writer waits for).
+    Other connections to the file keep SQLite's automatic checkpoints.
     """
 
     def __init__(self, path: str) -> None:
