@@ -59,7 +59,7 @@ async def test_duplicate_deliveries_are_skipped_never_applied_twice(make_run: Ma
             await bus.publish(queue, message.body, message.headers, message.message_id)
             # (a report that was stale or a duplicate already leaves no event of its own)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
+                async with asyncio.timeout(deadline_s(5)):
                     while not any(  # noqa: ASYNC110 - another process writes it
                         e.exec_id == exec_id
                         for e in await database.events_for_order(message.headers["order_id"])
@@ -71,7 +71,10 @@ async def test_duplicate_deliveries_are_skipped_never_applied_twice(make_run: Ma
             if len(handed_back) >= REQUEUED:
                 enough.set()
 
-        consumer = await bus.consume(queue, tap, prefetch=1)
+        # Up to REQUEUED deliveries held at once, each tap waiting on its own: taken one
+        # at a time, each wait for the copy's event (seconds when every core is busy)
+        # let the opens run out before REQUEUED were handed back (stressed runs failed so).
+        consumer = await bus.consume(queue, tap, prefetch=REQUEUED)
         try:
             async with asyncio.timeout(deadline_s(120)):
                 await enough.wait()
