@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import quickfix as fix
 
-from execflow.gateway.fixmap import Fields, parse_fields
+from execflow.gateway.fixmap import Fields, msg_type_of, parse_fields
 
 __all__ = [
     "EngineApplication",
@@ -56,11 +56,11 @@ class SessionHandler(Protocol):
     def on_admin_out(self, msg_type: str, fields: Fields) -> None:
         """An admin message we send (Logon, Logout, Reject, ResendRequest...)."""
 
-    def on_sent(self, msg_type: str, seq_num: int, fields: Fields) -> None:
+    def on_sent(self, msg_type: str, seq_num: int, clordid: str | None) -> None:
         """An application message the engine stored and is sending (``toApp``)."""
 
-    def on_received(self, msg_type: str, fields: Fields, raw: str) -> None:
-        """An LP message (application, or a session Reject / Logout).
+    def on_received(self, msg_type: str, raw: str) -> None:
+        """An LP message (application or admin), as its raw FIX text.
 
         The engine counts it as received only once this returns: a process that dies
         inside this call gets the message again by resend on the next logon.
@@ -202,9 +202,10 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
 
     def toApp(self, message: Any, session_id: Any) -> None:
         def run() -> None:
-            seq = int(message.getHeader().getField(34))
-            msg_type, fields = parse_fields(message.toString())
-            self._handler.on_sent(msg_type, seq, fields)
+            # a few field reads, not the whole message (this runs for every request sent)
+            header = message.getHeader()
+            clordid = str(message.getField(11)) if message.isSetField(11) else None
+            self._handler.on_sent(str(header.getField(35)), int(header.getField(34)), clordid)
 
         self._guard("toApp", run)
 
@@ -217,8 +218,7 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
     def _received(self, message: Any) -> None:
         try:
             raw = message.toString()
-            msg_type, fields = parse_fields(raw)
-            self._handler.on_received(msg_type, fields, raw)
+            self._handler.on_received(msg_type_of(raw), raw)
         except BaseException as exc:  # noqa: BLE001 - must never reach the engine
             self._handler.on_callback_error("fromApp", exc)
 

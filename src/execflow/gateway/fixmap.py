@@ -41,8 +41,10 @@ __all__ = [
     "cancel_reject_fields",
     "first",
     "market_data_request",
+    "msg_type_of",
     "parse_fields",
     "quote_updates",
+    "raw_field",
     "report_document",
     "report_fields",
     "request_fields",
@@ -253,6 +255,22 @@ def parse_fields(raw: str) -> tuple[str, Fields]:
         elif number not in _HEADER_TRAILER:
             body.append((number, value))
     return msg_type, body
+
+
+def raw_field(raw: str, tag: int) -> str | None:
+    """The first value of ``tag`` in a raw FIX message, without parsing the rest."""
+    key = f"\x01{tag}="
+    start = raw.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = raw.find("\x01", start)
+    return raw[start : end if end >= 0 else None]
+
+
+def msg_type_of(raw: str) -> str:
+    """MsgType (35) of a raw FIX message ("" when absent)."""
+    return raw_field(raw, 35) or ""
 
 
 # MsgSeqNum (34), PossDupFlag (43) and PossResend (97) stay: the gateway logs them

@@ -1,14 +1,16 @@
 """One LP's FIX session on the bus: provider requests out, reports and quotes in (DESIGN §10).
 
-Threads: QuickFIX calls back on its own threads. A report the LP sends is handed to the
-event loop with ``run_coroutine_threadsafe`` and the engine's callback blocks until the
-report is published to ``reports`` with confirms. QuickFIX increments the expected
-incoming sequence number (and persists it in the file store) only after the callback
-returns, so a gateway that dies between receiving and publishing has not counted the
-message: on the next logon the LP's higher sequence number opens a gap, the engine asks
-for a resend, and the LP sends it again (PossDup). The dispatcher's exec_id ledger
-applies the copy once. If publishing cannot succeed and the gateway must stop, it ends
-the process rather than return from the callback (a return would count the message as
+Threads: QuickFIX calls back on its own threads. A report the LP sends is appended to
+the gateway's report journal (flushed) inside the engine's callback and handed to the
+event loop, which publishes the waiting reports to ``reports`` in batches with confirms
+(``execflow.gateway.publisher``). QuickFIX increments the expected incoming sequence
+number (and persists it in the file store) only after the callback returns, so every
+message the engine counted is on disk: a gateway that dies before publishing it
+publishes it from the journal at its next start, and one that dies before journaling it
+has not counted it (on the next logon the LP's higher sequence number opens a gap, the
+engine asks for a resend, and the LP sends it again, PossDup). The dispatcher's exec_id
+ledger applies a copy once. If the journal cannot take a message, the gateway ends the
+process rather than return from the callback (a return would count the message as
 processed): ``LPGW:ABANDONED`` is the one CRITICAL line it writes first.
 
 Requests: a provider request is sent with ``Session.sendToTarget`` (which stores it in
@@ -26,13 +28,12 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
 import quickfix as fix
 
-from execflow.backends.bus import H_MESSAGE_ID, Consumer, Delivery
+from execflow.backends.bus import Consumer, Delivery
 from execflow.backends.lp_store import LpExecutionStore
 from execflow.backends.sql import SqlDatabase
 from execflow.backends.sql_lp import SqlLpExecutionStore
@@ -41,7 +42,7 @@ from execflow.domain.lpquality import new_execution
 from execflow.domain.messages import ProviderRequest
 from execflow.domain.models import InstrumentConfig, Prices, Quote
 from execflow.domain.money import USD
-from execflow.errors import BusError, ConfigError, ExecflowError
+from execflow.errors import ConfigError, ExecflowError
 from execflow.gateway import engine
 from execflow.gateway.executions import ExecutionWriter
 from execflow.gateway.fixmap import (
@@ -51,11 +52,14 @@ from execflow.gateway.fixmap import (
     SentRef,
     first,
     market_data_request,
+    parse_fields,
     quote_updates,
-    report_document,
     request_fields,
 )
+from execflow.gateway.handover import Handover
+from execflow.gateway.journal import ReportJournal
 from execflow.gateway.ledger import SentLedger
+from execflow.gateway.publisher import ReportPublisher
 from execflow.gateway.quality import QualityRecorder
 from execflow.gateway.quotes import QuoteWriter
 from execflow.logs.events import EventLogger
@@ -67,11 +71,10 @@ from execflow.settings import LpSession
 __all__ = ["EXIT_ABANDONED", "LpGateway"]
 
 EXIT_ABANDONED = 70
-"""Exit status when a received report could not be published before stopping."""
+"""Exit status when a received report could not be kept in the journal."""
 
 _SENT_KEPT = 50_000
 _PRICES_MAX_AGE_S = 5.0
-_PUBLISH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _WARN_EVENTS = ("reject", "invalid", "fail", "too low", "too high", "disconnect", "timed out")
 
 
@@ -106,16 +109,9 @@ class LpGateway:
         )
         self._consumer: Consumer | None = None
         self.logged_on = asyncio.Event()
-        # messages for the engine, handed over in batches by one sender task (in order)
-        self._outbox: list[tuple[str, Fields, bool, asyncio.Future[bool]]] = []
-        self._sender: asyncio.Task[None] | None = None
-        self._sending: dict[str, asyncio.Future[bool]] = {}
         self._stopping = False
-        self._stop_deadline = float("inf")
-        self._publishing = 0
-        self.reports_seen = 0  # LP reports handled (published, or logged as not routable)
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self._handover: Handover | None = None
+        self._refused_reports = 0  # reports our engine refused at session level
         self._sent: OrderedDict[int, SentRef] = OrderedDict()
         store = executions
         if store is None and isinstance(services.database, SqlDatabase):
@@ -132,6 +128,10 @@ class LpGateway:
         self._failures = 0
         self._resume_at: asyncio.TimerHandle | None = None
         self.quotes = QuoteWriter(services.state, self.log, services.clock, provider=name)
+        journal = ReportJournal(session.store_dir / name / "reports-journal.jsonl")
+        self.reports = ReportPublisher(
+            services, name, self.log, self.quality, journal, self._sent.get
+        )
         self._app = engine.EngineApplication(self)
         self._log_factory = engine.EngineLogFactory(self.on_engine_event)
 
@@ -139,6 +139,7 @@ class LpGateway:
     async def start(self) -> None:
         """Start the session (the engine connects and logs on), then consume requests."""
         self._loop = asyncio.get_running_loop()
+        self._handover = Handover(self._loop)
         self._stopping = False
         if fix.Session.lookupSession(self._session_id) is not None:
             # the engine keys its sessions by CompIDs, process-wide
@@ -153,6 +154,8 @@ class LpGateway:
         await asyncio.to_thread(store_dir.mkdir, parents=True, exist_ok=True)
         self._ledger = SentLedger(store_dir / "sent-clordids.txt")
         known = await asyncio.to_thread(self._ledger.open)
+        # reports a previous process journaled and did not publish go first
+        replayed = await self.reports.open(self._handover)
         dictionary_path = engine.data_dictionary()
         ini = engine.session_ini(
             connection="initiator",
@@ -181,6 +184,7 @@ class LpGateway:
             target_comp_id=self.session.target_comp_id,
             store_dir=str(store_dir),
             clordids_sent=known,
+            reports_replayed=replayed,
             password=MASK if self.session.password is not None else None,
         )
         await asyncio.to_thread(self._initiator.start)
@@ -191,7 +195,7 @@ class LpGateway:
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop taking requests, log out (reports in flight are published first)."""
         self._stopping = True
-        self._stop_deadline = time.monotonic() + drain_timeout_s
+        deadline = time.monotonic() + drain_timeout_s
         if self._resume_at is not None:
             self._resume_at.cancel()
             self._resume_at = None
@@ -199,10 +203,11 @@ class LpGateway:
             await self._consumer.stop(drain_timeout_s)
             self._consumer = None
         if self._initiator is not None:
-            # the loop keeps running meanwhile: a callback blocked on a publish finishes
             await asyncio.to_thread(self._initiator.stop)
             self._initiator = None
         self.logged_on.clear()
+        # no callback comes any more: publish what was received (what is not stays journaled)
+        await self.reports.stop(max(0.0, deadline - time.monotonic()))
         if self._ledger is not None:
             await asyncio.to_thread(self._ledger.close)
         await self.quality.idle()
@@ -215,9 +220,14 @@ class LpGateway:
             reports_published=self.log.stats.count("reports_published"),
         )
 
+    @property
+    def reports_seen(self) -> int:
+        """LP reports handled: published, not routable, or refused by our engine."""
+        return self.reports.seen + self._refused_reports
+
     async def idle(self) -> None:
-        """Wait until no report is being published."""
-        await self._quiet.wait()
+        """Wait until every report received is published."""
+        await self.reports.idle()
 
     # -- requests out -------------------------------------------------------------------
     async def _handle_request(self, delivery: Delivery) -> None:
@@ -235,13 +245,11 @@ class LpGateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.logged_on.wait(), timeout=0.5)
         started = time.perf_counter()
-        msg_type, fields = request_fields(request, self.services.clock.now())
+        instrument = await self._instrument(request)
+        usd_quote = await self._usd_quote(instrument)
+        # from here on nothing awaits until the engine has it: a second delivery of the
+        # same request cannot slip in between the ledger's check and the send
         lifecycle_id = request.lifecycle_id
-        earlier = self._sending.get(lifecycle_id)
-        if earlier is not None:
-            # the same request delivered twice at once: the second waits for the first
-            with contextlib.suppress(Exception):
-                await asyncio.shield(earlier)
         if self._ledger is not None and lifecycle_id in self._ledger:
             # sent before: a second D with this ClOrdID would be refused as a duplicate
             await delivery.ack()
@@ -253,93 +261,43 @@ class LpGateway:
                 kind=request.kind.value,
             )
             return
-        instrument = await self._instrument(request)
-        usd_quote = await self._usd_quote(instrument)
-        # opened before the engine has it: its first report may come before this resumes
+        now = self.services.clock.now()
+        msg_type, fields = request_fields(request, now)
+        # opened before the engine has it: its first report may come before the send returns
         self.quality.sending(
             new_execution(
-                request,
-                self.name,
-                self.services.clock.now(),
-                self.quotes.latest(request.symbol),
-                instrument,
-                usd_quote,
+                request, self.name, now, self.quotes.latest(request.symbol), instrument, usd_quote
             )
         )
-        future = self._enqueue(msg_type, fields, record=True)
-        self._sending[lifecycle_id] = future
         try:
-            sent = await future
-        except BaseException:
+            sent = self._send(msg_type, fields)
+        except Exception:
             self.quality.unsent(lifecycle_id)
             raise
-        finally:
-            if self._sending.get(lifecycle_id) is future:
-                del self._sending[lifecycle_id]
         if not sent:
             self.quality.unsent(lifecycle_id)
             self.log.retried("LPGW:NOT_SENT", lp=self.name, lifecycle_id=request.lifecycle_id)
             await asyncio.sleep(0.2)
             await delivery.nack(requeue=True)
             return
+        if self._ledger is not None:
+            self._ledger.add(lifecycle_id)
         self.quality.sent(lifecycle_id)
         await delivery.ack()
         self._log_sent(request, msg_type, started)
 
-    def _enqueue(self, msg_type: str, fields: Fields, *, record: bool) -> asyncio.Future[bool]:
-        """Queue a message for the engine; the future says whether it was stored and sent."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._outbox.append((msg_type, fields, record, future))
-        if self._sender is None or self._sender.done():
-            self._sender = loop.create_task(self._drain_outbox(), name=f"lpgw-{self.name}-send")
-        return future
-
-    async def _drain_outbox(self) -> None:
-        """Hand queued messages to the engine in batches: one thread hop per batch, in order.
-
-        Sending one message per hop cost a trip through the event loop each, the whole of
-        the gateway's throughput on a busy pipeline.
-        """
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            items = [(msg_type, fields, record) for msg_type, fields, record, _ in batch]
-            try:
-                results = await asyncio.to_thread(self._send_batch, items)
-            except BaseException as exc:
-                for *_message, future in batch:
-                    if not future.done():
-                        future.set_exception(ExecflowError("gateway send interrupted"))
-                if isinstance(exc, Exception):
-                    continue
-                raise
-            for (*_message, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    def _send_batch(self, items: list[tuple[str, Fields, bool]]) -> list[bool | Exception]:
-        out: list[bool | Exception] = []
-        for msg_type, fields, record in items:
-            try:
-                out.append(
-                    self._send_request(msg_type, fields) if record else self._send(msg_type, fields)
-                )
-            except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
-                out.append(exc)
-        return out
-
-    def _send_request(self, msg_type: str, fields: Fields) -> bool:
-        sent = self._send(msg_type, fields)
-        clordid = first(fields, 11)
-        if sent and clordid is not None and self._ledger is not None:
-            self._ledger.add(clordid)
-        return sent
-
     def _send(self, msg_type: str, fields: Fields) -> bool:
+        """Hand one message to the engine, on the loop's thread; True once stored and sent.
+
+        ``sendToTarget`` writes the message to the engine's file store (buffered write and
+        flush, no fsync), then to the socket, which never blocks: what the kernel does
+        not take at once the engine's own thread sends later. That is tens of
+        microseconds; handing it to a worker thread cost far more, because every call of
+        the binding lets go of the GIL and a worker waits up to the switch interval to
+        get it back from a busy loop, several times per message (measured in
+        docs/lp-gateway.md). The binding releases the GIL inside the call, so waiting for
+        the session's lock (held while the engine's thread is in a callback) is safe.
+        """
         session = fix.Session.lookupSession(self._session_id)
         if session is None or not session.isLoggedOn():
             # logged out since the request was taken (a drop, the session's end): sent
@@ -390,7 +348,7 @@ class LpGateway:
         """Log what our engine says at session level (never the Logon's password)."""
         if msg_type == SESSION_REJECT:
             if first(fields, 372) in REPORT_TYPES:
-                self.reports_seen += 1  # seen, and refused: it will not be published
+                self._call_soon(self._refused_report)  # seen, and refused: never published
             self.log.error(
                 "LPGW:LP_MESSAGE_REFUSED",
                 lp=self.name,
@@ -404,29 +362,22 @@ class LpGateway:
             # connected (a new session day): nothing went out, nothing to say
             self.log.info("LPGW:LOGOUT_SENT", lp=self.name, text=first(fields, 58))
 
-    def on_sent(self, msg_type: str, seq_num: int, fields: Fields) -> None:
+    def on_sent(self, msg_type: str, seq_num: int, clordid: str | None) -> None:
         """Remember which lifecycle id each of our sequence numbers carried."""
-        clordid = first(fields, 11)
         if clordid is None:
             return
         self._sent[seq_num] = SentRef(msg_type, clordid)
         if len(self._sent) > _SENT_KEPT:
             self._sent.popitem(last=False)
 
-    def on_received(self, msg_type: str, fields: Fields, raw: str) -> None:
-        """A message from the LP; reports block here until published (see module doc)."""
+    def on_received(self, msg_type: str, raw: str) -> None:
+        """A message from the LP; a report is journaled before this returns (module doc)."""
         if msg_type in REPORT_TYPES or msg_type == SESSION_REJECT:
-            loop = self._loop
-            if loop is None:
-                raise RuntimeError("gateway not started")
-            received_at = self.services.clock.now()
-            future = asyncio.run_coroutine_threadsafe(
-                self._publish(msg_type, fields, received_at), loop
-            )
-            future.result()
+            self.reports.received(msg_type, raw, self.services.clock.now())
         elif msg_type in ("W", "X"):
-            self._call_soon(self._on_quotes, msg_type, fields)
+            self._call_soon(self._on_quotes, msg_type, raw)
         elif msg_type == engine.LOGOUT:
+            fields = parse_fields(raw)[1]
             if self._session_up:
                 self.log.warning("LPGW:LOGOUT_RECEIVED", lp=self.name, text=first(fields, 58))
                 return
@@ -462,7 +413,7 @@ class LpGateway:
             "LPGW:ABANDONED",
             exc=exc,
             lp=self.name,
-            detail="a received LP message could not be published; exiting unprocessed so "
+            detail="a received LP message could not be journaled; exiting unprocessed so "
             "that the LP re-sends it on the next logon",
         )
         self.services.logs.flush(2.0)
@@ -470,9 +421,11 @@ class LpGateway:
 
     # -- on the loop ----------------------------------------------------------------------
     def _call_soon(self, callback: Callable[..., object], *args: object) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(callback, *args)
+        if self._handover is not None:
+            self._handover.call(callback, *args)
+
+    def _refused_report(self) -> None:
+        self._refused_reports += 1
 
     def _attempt_failed(self) -> None:
         """A connect or logon failed: after the first, wait longer each time (backoff).
@@ -507,95 +460,13 @@ class LpGateway:
             self._md_requests += 1
             request_id = f"{self.name}-md-{self._md_requests}"
             body = market_data_request(request_id, self.session.symbols)
-            task = asyncio.get_running_loop().create_task(self._send_admin_free("V", body))
-            self.quotes.track(task)
-
-    async def _send_admin_free(self, msg_type: str, fields: Fields) -> None:
-        sent = await self._enqueue(msg_type, fields, record=False)
-        self.log.info("LPGW:MARKET_DATA_REQUESTED", lp=self.name, sent=sent, symbols=len(fields))
-
-    async def _publish(self, msg_type: str, fields: Fields, received_at: datetime) -> None:
-        self._publishing += 1
-        self._quiet.clear()
-        try:
-            await self._publish_one(msg_type, fields, received_at)
-            self.reports_seen += 1
-        finally:
-            self._publishing -= 1
-            if not self._publishing:
-                self._quiet.set()
-
-    async def _publish_one(self, msg_type: str, fields: Fields, received_at: datetime) -> None:
-        sent = None
-        if msg_type in (SESSION_REJECT, "j"):
-            ref = first(fields, 45)
-            sent = self._sent.get(int(ref)) if ref and ref.isdigit() else None
-        doc = report_document(msg_type, fields, self.name, sent)
-        seq = first(fields, 34)
-        poss_dup = first(fields, 43) == "Y"
-        if doc is None:
-            self.log.stats.incr("not_routed")
-            self.log.warning(
-                "LPGW:NOT_ROUTED",
+            sent = self._send("V", body)
+            self.log.info(
+                "LPGW:MARKET_DATA_REQUESTED",
                 lp=self.name,
-                msg_type=msg_type,
-                seq_num=seq,
-                text=first(fields, 58),
+                sent=sent,
+                symbols=len(self.session.symbols),
             )
-            return
-        body = orjson.dumps(doc)
-        exec_id = str(doc.get("17") or "")
-        headers = {"provider": self.name}
-        message_id = f"{self.name}:{exec_id}" if exec_id else None
-        if message_id is not None:
-            headers[H_MESSAGE_ID] = message_id
-        await self._publish_confirmed(body, headers, message_id)
-        self.log.stats.incr("reports_published")
-        # the engine's thread waits for this coroutine, one report at a time: what is not
-        # the publish (quality figures, the log line) runs after it has let the engine go
-        asyncio.get_running_loop().call_soon(
-            self._report_received, msg_type, seq, poss_dup, doc, received_at
-        )
-
-    def _report_received(
-        self,
-        msg_type: str,
-        seq: str | None,
-        poss_dup: bool,
-        doc: dict[str, Any],
-        received_at: datetime,
-    ) -> None:
-        figures = self.quality.report(doc, received_at)
-        self.log.info(
-            "LPGW:REPORT_RECEIVED",
-            lp=self.name,
-            msg_type=msg_type,
-            seq_num=seq,
-            poss_dup=poss_dup,
-            lifecycle_id=doc.get("11"),
-            exec_id=doc.get("17") or None,
-            status=doc.get("39"),
-            **figures,
-        )
-
-    async def _publish_confirmed(
-        self, body: bytes, headers: dict[str, str], message_id: str | None
-    ) -> None:
-        queue = self.services.queues.reports
-        attempt = 0
-        while True:
-            try:
-                await self.services.bus.publish(queue, body, headers, message_id)
-                return
-            except (BusError, ExecflowError) as exc:
-                attempt += 1
-                if self._stopping and time.monotonic() > self._stop_deadline:
-                    raise
-                delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S)) - 1]
-                self.log.retried(
-                    "LPGW:PUBLISH_RETRY", lp=self.name, attempt=attempt, error=str(exc)
-                )
-                await asyncio.sleep(delay)
 
     async def _instrument(self, request: ProviderRequest) -> InstrumentConfig | None:
         """The request's instrument (pip size, contract size, profit currency), read once."""
@@ -637,9 +508,9 @@ class LpGateway:
                 return quote
         return None
 
-    def _on_quotes(self, msg_type: str, fields: Fields) -> None:
+    def _on_quotes(self, msg_type: str, raw: str) -> None:
         try:
-            updates = quote_updates(msg_type, fields)
+            updates = quote_updates(msg_type, parse_fields(raw)[1])
         except ValueError as exc:
             self.log.stats.incr("bad_quotes")
             self.log.warning("LPGW:BAD_QUOTE", lp=self.name, error=str(exc))

@@ -5,9 +5,11 @@ knobs (latency, rejects, partial fills, duplicates, reordering, malformed messag
 served on 127.0.0.1 through QuickFIX, plus market data: a MarketDataRequest (V) gets a
 snapshot (W) per symbol, then an incremental refresh (X) after every price step.
 
-Requests arrive on the engine's thread and are handed to the event loop, where the book
-answers them; reports are sent back through ``Session.sendToTarget`` off the loop, one
-at a time so that the wire keeps the book's order (except where reordering is asked for).
+Requests arrive on the engine's thread and are handed to the event loop (in batches,
+``execflow.gateway.handover``), where the book answers them; reports are sent back
+through ``Session.sendToTarget`` on the loop's thread (as the gateway sends, see
+``LpGateway._send``), in the order the book made them (except where reordering is asked
+for).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from execflow.gateway.fixmap import (
     report_fields,
     request_from_fields,
 )
+from execflow.gateway.handover import Handover
 from execflow.logs.events import EventLogger
 from execflow.sim.book import Answer, LpBook, Outgoing
 from execflow.sim.config import LpConfig
@@ -85,7 +88,7 @@ class FixLpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acceptor: Any = None
         self._dictionary: Any = None
-        self._send_lock = asyncio.Lock()
+        self._handover: Handover | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribed: dict[str, str] = {}  # symbol -> MDReqID
         self._md_seq = 0
@@ -100,6 +103,7 @@ class FixLpServer:
     async def start(self) -> None:
         """Listen on 127.0.0.1:port."""
         self._loop = asyncio.get_running_loop()
+        self._handover = Handover(self._loop)
         dictionary_path = engine.data_dictionary()
         ini = engine.session_ini(
             connection="acceptor",
@@ -168,9 +172,8 @@ class FixLpServer:
         self._log.debug("SIM:FIX_EVENT", text=text)
 
     def _call_soon(self, callback: Any, *args: object) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(callback, *args)
+        if self._handover is not None:
+            self._handover.call(callback, *args)
 
     # -- on the loop --------------------------------------------------------------------
     def _logged_off(self) -> None:
@@ -245,7 +248,7 @@ class FixLpServer:
                     self._log.stats.incr("reordered")
                     wires[index], wires[index + 1] = wires[index + 1], wires[index]
         for note, out, msg_type, body in wires:
-            await self._send(msg_type, body)
+            self._send(msg_type, body)
             self.reports_sent += 1
             self._log_sent(note, out)
 
@@ -274,7 +277,7 @@ class FixLpServer:
             body: Fields = [(262, request_id), (55, quote.symbol), (268, "2")]
             body += [(269, "0"), (270, format(quote.bid, "f"))]
             body += [(269, "1"), (270, format(quote.ask, "f"))]
-            await self._send("W", body)
+            self._send("W", body)
 
     async def _send_incremental(self, quotes: list[Quote]) -> None:
         chosen = [q for q in quotes if q.symbol in self._subscribed]
@@ -285,13 +288,12 @@ class FixLpServer:
             for entry_type, price in (("0", quote.bid), ("1", quote.ask)):
                 body += [(279, "1"), (269, entry_type), (55, quote.symbol)]
                 body.append((270, format(price, "f")))
-        await self._send("X", body)
+        self._send("X", body)
 
-    async def _send(self, msg_type: str, body: Fields) -> bool:
+    def _send(self, msg_type: str, body: Fields) -> bool:
+        """Hand one message to the engine on the loop's thread (as the gateway does)."""
         message = engine.fields_message(msg_type, body, self._dictionary)
-        async with self._send_lock:
-            sent = await asyncio.to_thread(fix.Session.sendToTarget, message, self._session_id)
-        return bool(sent)
+        return bool(fix.Session.sendToTarget(message, self._session_id))
 
     def _log_sent(self, note: str, out: Outgoing) -> None:
         report = out.report
