@@ -11,7 +11,9 @@ answers every market order with one immediate fill (no latency, acks, partials, 
 or slippage). ``bus``: the simulator consumes ``provider_requests`` and publishes the
 report on the bus, in the pipeline's process. ``fix``: the same book behind a QuickFIX
 acceptor in a process of its own (``--serve-lp``, as ``execflow simulate --fix-port``
-serves it: a real LP is another host), and the LP gateway in the pipeline's process
+serves it: a real LP is another host; under ``chrt`` it runs one real-time priority above
+the pipeline, so that it is not kept waiting for a CPU by it), and the LP gateway in the
+pipeline's process
 (D out over 127.0.0.1, 8 back, journaled and published with confirms, market data in).
 
 Throughput is orders per second with the intake placing as fast as it can (8 at a time),
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import signal
 import subprocess
@@ -205,6 +208,11 @@ class LpProcess:
 
     def __enter__(self) -> LpProcess:
         command = [sys.executable, __file__, "--serve-lp", str(self.port)]
+        policy = os.sched_getscheduler(0)
+        if policy in (os.SCHED_FIFO, os.SCHED_RR):
+            # under chrt: one step above the pipeline's process, as if on a host of its own
+            above = os.sched_getparam(0).sched_priority + 1
+            command = ["chrt", "-f", str(above), *command]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import quickfix as fix
 
-from execflow.gateway.fixmap import Fields, msg_type_of, parse_fields
+from execflow.gateway.fixmap import Fields, msg_type_of, parse_fields, raw_field
 
 __all__ = [
     "EngineApplication",
@@ -202,10 +202,10 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
 
     def toApp(self, message: Any, session_id: Any) -> None:
         def run() -> None:
-            # a few field reads, not the whole message (this runs for every request sent)
-            header = message.getHeader()
-            clordid = str(message.getField(11)) if message.isSetField(11) else None
-            self._handler.on_sent(str(header.getField(35)), int(header.getField(34)), clordid)
+            # one call into the binding (each lets go of the GIL), three string searches
+            raw = message.toString()
+            seq = raw_field(raw, 34) or "0"
+            self._handler.on_sent(msg_type_of(raw), int(seq), raw_field(raw, 11))
 
         self._guard("toApp", run)
 
