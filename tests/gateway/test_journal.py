@@ -19,7 +19,7 @@ from execflow.backends.bus import Bus, OutgoingMessage
 from execflow.errors import BusError
 from execflow.gateway.fixmap import SentRef
 from execflow.gateway.handover import Handover
-from execflow.gateway.journal import ReportJournal
+from execflow.gateway.journal import JournalEntry, ReportJournal
 from execflow.gateway.publisher import ReportPublisher
 from execflow.gateway.quality import QualityRecorder
 from execflow.pipeline.services import Services
@@ -31,6 +31,15 @@ T0 = datetime(2025, 3, 3, 12, 0, 0, tzinfo=UTC)
 def fill(exec_id: str, clordid: str = "L1", seq: int = 7) -> str:
     body = f"35=8\x0134={seq}\x0137=LP1\x0111={clordid}\x0117={exec_id}\x01150=F\x0139=2\x01"
     return f"8=FIX.4.4\x019={len(body)}\x01{body}10=000\x01"
+
+
+def _reopened(path: Path) -> list[JournalEntry]:
+    """What a new journal on ``path`` finds unmarked (closed again)."""
+    journal = ReportJournal(path)
+    try:
+        return journal.open()
+    finally:
+        journal.close()
 
 
 def test_unmarked_entries_survive_a_reopen_in_order(tmp_path: Path) -> None:
@@ -54,7 +63,7 @@ def test_unmarked_entries_survive_a_reopen_in_order(tmp_path: Path) -> None:
     assert again.append(T0, fill("e4")) == third + 1
     again.mark(third + 1)
     again.close()
-    assert ReportJournal(path).open() == []
+    assert _reopened(path) == []
 
 
 def test_a_last_line_cut_short_by_a_crash_is_ignored(tmp_path: Path) -> None:
@@ -89,7 +98,7 @@ def test_the_file_is_emptied_once_all_is_marked_and_rewritten_when_it_keeps_entr
     assert len(lines) == 30 and not [line for line in lines if b'"ok"' in line]
     journal.append(T0, fill("g"))
     journal.close()
-    left = ReportJournal(path).open()
+    left = _reopened(path)
     assert [e.raw for e in left] == [fill(f"f{n}") for n in range(30, 60)] + [fill("g")]
 
 
@@ -186,4 +195,4 @@ async def test_reports_the_broker_did_not_take_are_published_by_the_next_start(
         ("L3", "sessrej-L3", "8"),  # the request the reject named was kept with it
     ]
     await second.stop(drain_timeout_s=1)
-    assert ReportJournal(path).open() == []
+    assert _reopened(path) == []
