@@ -155,6 +155,19 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(30.0, gt=0)
     retry_jitter: float = Field(0.2, ge=0, le=1)
     park_max_attempts: int = Field(8, ge=1, le=100)
+    intake_max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="an intake action whose commit conflicts this many times in a row is "
+        "refused `busy`",
+    )
+    intake_commit_answer_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="how long the intake waits for the state store to answer before a "
+        "commit whose answer was lost is logged INTAKE:COMMIT_UNKNOWN",
+    )
 
     # -- input limits and the report guard ---------------------------------------------
     max_message_bytes: int = Field(

@@ -20,13 +20,12 @@ again: nothing is read from a database that may still be behind (docs/state-rebu
 
 Once step 1 committed, the order exists and its margin is reserved: the commit cannot be
 taken back, so its effects must go out. When steps 2-3 fail (the broker or the state
-store away), the action still answers *accepted* with ``send_deferred=True``, the send is
-logged ``INTAKE:SEND_DEFERRED`` and retried in the background with the error-retry
-backoff until it goes through (``INTAKE:RESENT``). Re-publishing is harmless: message ids
-are deterministic, the lifecycle registration is idempotent, and the LP answers a re-sent
-ClOrdID once. ``shutdown()`` (or ``flush()``) waits for the deferred sends; what is still
-unsent when it gives up is logged CRITICAL with its order ids, for an operator to
-reconcile (the deferred sends live in this process's memory, not in a durable outbox).
+store away), the action still answers *accepted* with ``send_deferred=True`` and the
+send goes on in the background (``pipeline.intake_sends``). A commit that raised may
+have landed all the same (a timed-out answer): ``pipeline.intake_commit`` reads it back
+before the action is retried or refused. The attempts of a conflicting commit
+(``intake_max_attempts``) and the wait for a lost commit answer
+(``intake_commit_answer_timeout_s``) are settings.
 
 Lifecycle ids (FIX ClOrdIDs): the first request of an order uses the order id itself, so
 an order id always resolves to its account through the lifecycle index; later requests
@@ -36,18 +35,12 @@ only one request per order version through.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from time import perf_counter
-from typing import Any
-
-import orjson
 
 from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
@@ -58,16 +51,15 @@ from execflow.domain.codec import (
     order_from_dict,
     order_to_dict,
 )
-from execflow.domain.effects import Effect, LpRequest
 from execflow.domain.enums import LegKind, OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.stuck import change_lifecycle_id
-from execflow.errors import ExecflowError, StoreError, VersionConflict
+from execflow.errors import StoreError, VersionConflict
 from execflow.logs.context import log_context
-from execflow.logs.events import error_fields
 from execflow.pipeline.completeness import StoreIncomplete, require_complete
 from execflow.pipeline.dbfence import wait_for_db_writer
-from execflow.pipeline.effects import publish_effects
+from execflow.pipeline.intake_commit import LostCommitAnswers
+from execflow.pipeline.intake_sends import IntakeSends
 from execflow.pipeline.rebuild import rebuild_after_outage
 from execflow.pipeline.refdata import account_of, remember_account
 from execflow.pipeline.retry import retry_policy
@@ -77,8 +69,6 @@ from execflow.pipeline.services import Services
 __all__ = ["COMPONENT", "IntakeResult", "OrderIntake", "TimeOrderIds"]
 
 COMPONENT = "intake"
-_MAX_ATTEMPTS = 5
-_RESOLVE_TIMEOUT_S = 60.0
 """How long an action whose commit failed waits for the state store to tell its outcome."""
 _EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -145,16 +135,6 @@ class _Loaded:
 _Rule = Callable[[_Loaded, str, datetime], rules.IntakeDecision]
 
 
-@dataclass(slots=True)
-class _Deferred:
-    """A committed action whose effects are still to be published."""
-
-    accepted: rules.Accepted
-    trace_id: str
-    since: float
-    attempts: int = 1
-
-
 class _Refusal(Exception):
     """Internal: stop an action with a refusal reason (never escapes this module)."""
 
@@ -177,10 +157,13 @@ class OrderIntake:
         self._refdata = ReferenceData(
             services.state, services.database, services.settings.seed_file, self._log, "INTAKE"
         )
-        self._retry = retry_policy(services.settings)
-        self._rng = random.Random()
-        self._deferred: dict[str, _Deferred] = {}  # by lifecycle id, oldest first
-        self._resender: asyncio.Task[None] | None = None
+        settings = services.settings
+        retry = retry_policy(settings)
+        self._max_attempts = settings.intake_max_attempts
+        self._sends = IntakeSends(services, self._log, retry)
+        self._commits = LostCommitAnswers(
+            services.state, self._log, retry, settings.intake_commit_answer_timeout_s
+        )
 
     # -- new orders ---------------------------------------------------------------------------
 
@@ -356,7 +339,7 @@ class OrderIntake:
         with log_context(trace_id=trace_id, order_id=order_id):
             self._log.info("INTAKE:RECEIVED", action=action, **shown)
             try:
-                for _attempt in range(_MAX_ATTEMPTS):
+                for _attempt in range(self._max_attempts):
                     try:
                         loaded = await load()
                     except StoreIncomplete:
@@ -371,15 +354,15 @@ class OrderIntake:
                     try:
                         await self._commit(loaded, decided)
                     except StoreError as exc:
-                        if not await self._landed_anyway(loaded, decided, exc):
+                        if not await self._commits.landed(loaded.order_version, decided, exc):
                             if not isinstance(exc, VersionConflict):
                                 raise
                             key = exc.fields.get("key")
                             self._log.info("INTAKE:CONFLICT", action=action, key=key)
                             continue
-                    deferred = not await self._try_send(decided, trace_id)
+                    deferred = not await self._sends.try_send(decided, trace_id)
                     return self._sent(action, decided, trace_id, started, deferred)
-                raise _Refusal("busy", f"state changed {_MAX_ATTEMPTS} times meanwhile")
+                raise _Refusal("busy", f"state changed {self._max_attempts} times meanwhile")
             except _Refusal as refusal:
                 return self._refused(action, order_id, trace_id, refusal, shown)
             except Exception as exc:
@@ -411,149 +394,20 @@ class OrderIntake:
             # the worker answering this request reads this very document: decode it never
             remember_account(account_data, account)
 
-    async def _landed_anyway(
-        self, loaded: _Loaded, accepted: rules.Accepted, exc: StoreError
-    ) -> bool:
-        """Whether a commit that raised was applied all the same.
-
-        A commit that timed out may still run: Redis executes what was already in its
-        socket once it answers again (a frozen server), and a retried call then conflicts
-        with its own first attempt. So after a ``StoreError`` (a ``VersionConflict``
-        included) the order is read back once the store answers: it holds exactly what
-        this commit wrote -> applied; it still has the version read -> not applied (a
-        conflict retries, an outage is raised to the caller); else -> unknown, raised
-        after a CRITICAL line naming the order, for an operator to reconcile.
-        """
-        order = accepted.order
-        lifecycle_id = accepted.request.lifecycle_id
-        outage = not isinstance(exc, VersionConflict)
-        if outage and not await self._store_answers():
-            hint = "the state store did not come back: this order may hold a reservation"
-            self._log.critical(
-                "INTAKE:COMMIT_UNKNOWN", exc=exc, lifecycle_id=lifecycle_id, hint=hint
-            )
-            return False
-        found = await self._state.get_order(order.account_id, order.order_id)
-        if found is None or found.version == loaded.order_version:
-            return False
-        written = _as_stored(order_to_dict(order))
-        if found.version == loaded.order_version + 1 and found.data == written:
-            kind = type(exc).__name__
-            self._log.info("INTAKE:COMMIT_LANDED", lifecycle_id=lifecycle_id, error_type=kind)
-            return True
-        if outage:
-            hint = "the order changed since: check whether this request was applied"
-            self._log.critical(
-                "INTAKE:COMMIT_UNKNOWN",
-                exc=exc,
-                lifecycle_id=lifecycle_id,
-                found_version=found.version,
-                hint=hint,
-            )
-        return False
-
-    async def _store_answers(self) -> bool:
-        """Wait (with backoff, at most ``_RESOLVE_TIMEOUT_S``) until the store answers.
-
-        A successful round trip also means every command the store had already received
-        (the timed-out commit's included) has run: a read after it sees their effect.
-        """
-        deadline = perf_counter() + _RESOLVE_TIMEOUT_S
-        attempt = 0
-        while True:
-            try:
-                await self._state.ping()
-            except StoreError:
-                attempt += 1
-                if perf_counter() >= deadline:
-                    return False
-                await asyncio.sleep(self._retry.delay_s(attempt, self._rng.random()))
-                continue
-            return True
-
-    async def _send(self, accepted: rules.Accepted, trace_id: str) -> None:
-        effects: tuple[Effect, ...] = (*accepted.events, LpRequest(accepted.request))
-        await publish_effects(self._services, effects, trace_id)
-
-    # -- deferred sends -------------------------------------------------------------------------
+    # -- deferred sends (pipeline.intake_sends) ---------------------------------------------
 
     @property
     def deferred(self) -> int:
         """Committed actions whose request is still waiting to be sent."""
-        return len(self._deferred)
-
-    async def _try_send(self, accepted: rules.Accepted, trace_id: str) -> bool:
-        """Send now; on failure keep it for the background resender. True when sent."""
-        try:
-            await self._send(accepted, trace_id)
-        except Exception as exc:  # noqa: BLE001 - the commit stands whatever failed: send later
-            lid = accepted.request.lifecycle_id
-            self._deferred[lid] = _Deferred(accepted, trace_id, perf_counter())
-            self._log.retried(
-                "INTAKE:SEND_DEFERRED",
-                lifecycle_id=lid,
-                kind=accepted.request.kind.value,
-                deferred=len(self._deferred),
-                outage=isinstance(exc, ExecflowError),
-                **error_fields(exc, with_traceback=not isinstance(exc, ExecflowError)),
-            )
-            if self._resender is None or self._resender.done():
-                self._resender = asyncio.create_task(self._resend_loop(), name="intake-resend")
-            return False
-        return True
-
-    async def _resend_loop(self) -> None:
-        """Re-send deferred effects, oldest first, backing off while the outage lasts."""
-        while self._deferred:
-            head = next(iter(self._deferred.values()))
-            await asyncio.sleep(self._retry.delay_s(head.attempts, self._rng.random()))
-            for lid, item in list(self._deferred.items()):
-                order = item.accepted.order
-                with log_context(trace_id=item.trace_id, order_id=order.order_id):
-                    try:
-                        await self._send(item.accepted, item.trace_id)
-                    except Exception as exc:  # noqa: BLE001 - logged; retried after backoff
-                        item.attempts += 1
-                        self._log.retried(
-                            "INTAKE:RESEND_FAILED",
-                            lifecycle_id=lid,
-                            attempts=item.attempts,
-                            deferred=len(self._deferred),
-                            **error_fields(exc, with_traceback=False),
-                        )
-                        break  # still away: back off before trying the others
-                    del self._deferred[lid]
-                    self._log.success(
-                        "INTAKE:RESENT",
-                        processing_time_ms=round((perf_counter() - item.since) * 1000, 3),
-                        lifecycle_id=lid,
-                        kind=item.accepted.request.kind.value,
-                        attempts=item.attempts + 1,
-                        user=order.account_id,
-                    )
+        return self._sends.deferred
 
     async def flush(self, timeout_s: float | None = None) -> int:
         """Wait until every deferred send went out (at most ``timeout_s``); how many remain."""
-        task = self._resender
-        if task is not None and not task.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        return len(self._deferred)
+        return await self._sends.flush(timeout_s)
 
     async def shutdown(self, timeout_s: float = 30.0) -> None:
         """Give deferred sends ``timeout_s`` to go out; log CRITICAL what never went."""
-        remaining = await self.flush(timeout_s)
-        if self._resender is not None and not self._resender.done():
-            self._resender.cancel()
-            await asyncio.gather(self._resender, return_exceptions=True)
-        if remaining:
-            orders = sorted({d.accepted.order.order_id for d in self._deferred.values()})
-            self._log.critical(
-                "INTAKE:UNSENT",
-                unsent=remaining,
-                order_ids=",".join(orders),
-                hint="committed to the state store but never sent: reconcile these orders",
-            )
+        await self._sends.shutdown(timeout_s)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -635,12 +489,6 @@ class OrderIntake:
             reason=refusal.reason,
             detail=refusal.detail,
         )
-
-
-def _as_stored(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` as the state store gives it back (JSON types: lists, not tuples)."""
-    stored: dict[str, Any] = orjson.loads(orjson.dumps(data))
-    return stored
 
 
 def _d(value: Decimal | str | None) -> Decimal | None:

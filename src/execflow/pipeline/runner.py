@@ -13,10 +13,13 @@ from what the handler returned (``results``):
                     error (``DLQ`` at WARNING + ``FAILED`` at ERROR with the traceback).
 * an outage      -> (the state store unreachable: ``RetryPolicy.outages``) ``retry_later``
                     with the backoff for as long as it lasts, never the DLQ. Before it
-                    handles the next message, the runner rebuilds the state from the
-                    database if the store came back empty (a Redis restart without
+                    handles the next message, the state check hook rebuilds the state from
+                    the database if the store came back empty (a Redis restart without
                     persistence; ``STATE:FALLBACK`` / ``STATE:REBUILT``), once the db
                     writer has written every event published before (``dbfence``).
+
+What else runs around each message is a hook (``hooks``): the state-store check before
+the handler, the Prometheus counters after the settle.
 
 Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
 and the ack. The handler has committed its state and had its publishes confirmed before
@@ -33,11 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
-from execflow.errors import StoreError, VersionConflict
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
-from execflow.pipeline.dbfence import wait_for_db_writer
-from execflow.pipeline.rebuild import rebuild_after_outage
+from execflow.pipeline.hooks import Outcome, RunnerHook, default_hooks
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
 from execflow.pipeline.retry import H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
 from execflow.pipeline.services import Services
@@ -122,20 +123,23 @@ class Runner:
         spec: ConsumerSpec,
         *,
         rand: Callable[[], float] | None = None,
+        hooks: Sequence[RunnerHook] | None = None,
     ) -> None:
         self.services = services
         self.spec = spec
         self.log: EventLogger = services.logger(spec.component)
         self._rand = rand or random.Random().random
+        self._hooks = tuple(
+            default_hooks(services, self.log, spec.component, spec.metrics_worker)
+            if hooks is None
+            else hooks
+        )
         self._clock = services.clock
         self._slots = asyncio.Semaphore(spec.concurrency)
         self._consumer: Consumer | None = None
         self._settles: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._interrupted = 0
-        # set by a state-store error: check (and rebuild) the store before the next message
-        self._store_suspect = False
-        self._store_check = asyncio.Lock()
 
     @property
     def running(self) -> bool:
@@ -208,13 +212,12 @@ class Runner:
                     started = self._clock.monotonic()
                     result: HandlerResult | _Failed
                     try:
-                        if self._store_suspect:
-                            await self._recover_state()
+                        for hook in self._hooks:
+                            await hook.before()
                         result = await self.spec.handler(message)
                     except Exception as exc:  # noqa: BLE001 - retried or dead-lettered, logged
-                        # an outage, or an order/account missing: did the store lose its state?
-                        if isinstance(exc, StoreError) and not isinstance(exc, VersionConflict):
-                            self._store_suspect = True
+                        for hook in self._hooks:
+                            hook.raised(exc)
                         result = _Failed(exc)
                     await self._settle_shielded(delivery, result, started)
         except asyncio.CancelledError:
@@ -223,21 +226,6 @@ class Runner:
             raise
         finally:
             self._in_flight -= 1
-
-    async def _recover_state(self) -> None:
-        """After a state-store error: rebuild from the database if the store lost its state."""
-        async with self._store_check:
-            if not self._store_suspect:
-                return
-            services = self.services
-            await rebuild_after_outage(
-                services.state,
-                services.database,
-                services.settings.seed_file,
-                self.log,
-                fence=lambda: wait_for_db_writer(services, self.log),
-            )
-            self._store_suspect = False
 
     def _context(self, message: Message) -> dict[str, Any]:
         headers = message.headers
@@ -305,12 +293,12 @@ class Runner:
             delay_s=delay_s,
             processing_time_ms=elapsed_ms,
         )
-        self._metric_outcome("parked", elapsed_ms)
+        self._settled("parked", elapsed_ms)
 
     async def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         policy = self.spec.retry
         if policy.is_outage(exc):
-            await self._outage(delivery, exc)
+            await self._outage(delivery, exc, started)
             return
         attempt = _count(delivery.message.headers, H_RETRIES) + 1
         reason = policy.non_retryable_reason(exc)
@@ -338,10 +326,9 @@ class Runner:
             error_type=type(exc).__name__,
             error=error_text(exc),
         )
-        if self.services.metrics is not None:
-            self.services.metrics.retried(self.spec.component)
+        self._settled("retried", self._elapsed_ms(started))
 
-    async def _outage(self, delivery: Delivery, exc: Exception) -> None:
+    async def _outage(self, delivery: Delivery, exc: Exception, started: float) -> None:
         """Back off without using an attempt: the message is fine, a backend is away."""
         policy = self.spec.retry
         outages = _count(delivery.message.headers, H_OUTAGES) + 1
@@ -355,8 +342,7 @@ class Runner:
             error_type=type(exc).__name__,
             error=error_text(exc),
         )
-        if self.services.metrics is not None:
-            self.services.metrics.retried(self.spec.component)
+        self._settled("retried", self._elapsed_ms(started))
 
     # -- outcome lines and counters --------------------------------------------------------
     def _elapsed_ms(self, started: float) -> float:
@@ -375,7 +361,7 @@ class Runner:
                 log.event(result.level, result.tag, **result.fields, processing_time_ms=elapsed_ms)
             if due:
                 log.emit_stats()
-        self._metric_outcome(result.outcome, elapsed_ms)
+        self._settled(result.outcome, elapsed_ms)
 
     def _dead_lettered(
         self, reason: str, elapsed_ms: float, level: int | None, fields: Mapping[str, Any]
@@ -392,20 +378,11 @@ class Runner:
             self.log.event(level, tag, reason=reason, **line)
             if due:
                 self.log.emit_stats()
-        metrics = self.services.metrics
-        if metrics is not None:
-            metrics.dead_lettered(reason)
-        self._metric_outcome("dead_lettered", elapsed_ms)
+        self._settled("dead_lettered", elapsed_ms, reason)
 
-    def _metric_outcome(self, outcome: str, elapsed_ms: float) -> None:
-        metrics = self.services.metrics
-        if metrics is None:
-            return
-        seconds = elapsed_ms / 1000.0
-        if self.spec.metrics_worker is not None:
-            metrics.worker_outcome(self.spec.metrics_worker, outcome, seconds)
-        elif outcome != "parked":
-            metrics.observe_processing(self.spec.component, seconds)
+    def _settled(self, outcome: Outcome, elapsed_ms: float, reason: str | None = None) -> None:
+        for hook in self._hooks:
+            hook.settled(outcome, elapsed_ms, reason)
 
 
 async def run_consumers(
