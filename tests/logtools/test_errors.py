@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from execflow.logtools.errors import collect_errors, error_records
+from execflow.logtools.error_groups import collect_errors, error_records
 from tests.logtools.pipeline_logs import Written
 
 

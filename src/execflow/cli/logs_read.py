@@ -15,7 +15,7 @@ from rich.table import Table
 
 from execflow.cli.context import settings_from
 from execflow.cli.logs import logs_app
-from execflow.logtools.errors import collect_errors
+from execflow.logtools.error_groups import collect_errors
 from execflow.logtools.record import LogRecord
 from execflow.logtools.render import record_line, record_text
 from execflow.logtools.report import build_report, write_report

@@ -4,7 +4,7 @@ Works on the files only (current, rotated ``name.log.N`` and gzipped ``name.log.
 text or JSON lines, per docs/log-format.md), streaming them in blocks.
 """
 
-from execflow.logtools.errors import ErrorGroup, collect_errors, error_records
+from execflow.logtools.error_groups import ErrorGroup, collect_errors, error_records
 from execflow.logtools.files import LogFile, discover, iter_blocks, iter_lines
 from execflow.logtools.record import LogRecord, parse_line
 from execflow.logtools.stats import PeriodStats, StatsReport, collect_stats

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from execflow.logtools.errors import ErrorGroup, collect_errors
+from execflow.logtools.error_groups import ErrorGroup, collect_errors
 from execflow.logtools.stats import PeriodStats, StatsReport, collect_stats
 from execflow.logtools.svg import PALETTE, bar_chart, line_chart
 from execflow.logtools.timeutil import parse_ts
