@@ -35,7 +35,7 @@ from execflow.settings import require_services
 from tests.faults.harness import PipelineRun, RunConfig, Verdict
 from tests.faults.sentinels import Sentinels, plant, remove
 from tests.faults.services import FaultServers, ServerUnavailable, port_answers
-from tests.faults.stress import DEADLINE_SCALE, cpu_load, stress_requested
+from tests.faults.stress import DEADLINE_SCALE, cpu_load, deadline_s, stress_requested
 
 RECORD_ENV = "EXECFLOW_FAULT_RECORD"
 SENTINEL_TEST = "test_default_servers_keep_their_sentinels"
@@ -233,4 +233,5 @@ def _assert_clean(verdict: Verdict, *, recovery: bool, outage: bool, logs_intact
         # The recovery criterion: >= 80 % of the pre-fault event rate within 10 s
         # of the fault clearing (first 2 s window; samples every 0.25 s). Generous on
         # purpose: the shared 2-core CI box runs ~11 processes here.
-        assert verdict.recovery_s is not None and verdict.recovery_s <= 10.0, context
+        # 10 s on a machine of its own; DEADLINE_SCALE times that with every core hogged
+        assert verdict.recovery_s is not None and verdict.recovery_s <= deadline_s(10.0), context
