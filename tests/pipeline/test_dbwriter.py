@@ -12,6 +12,7 @@ import pytest
 from execflow.backends.database import EventRecord
 from execflow.backends.feed import InMemoryFeed
 from execflow.backends.memory_bus import InMemoryBus
+from execflow.clock import FakeClock
 from execflow.domain.codec import effect_to_dict
 from execflow.domain.effects import DbEvent, EventKind
 from execflow.errors import BusError, DatabaseError, StoreError
@@ -180,3 +181,20 @@ async def test_written_accounts_are_announced_and_a_lost_announcement_costs_noth
     assert await services.database.count_events() == 2  # written all the same
     [failed] = read_logs.find("db_writer", "DBWRITER:ANNOUNCE_FAILED")
     assert failed.get("accounts") == "1"
+
+
+async def test_the_batch_write_time_is_read_from_the_injected_clock(
+    services: Services, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, read_logs: LogReader
+) -> None:
+    database = services.database
+    real_insert = database.insert_events
+
+    async def slow_insert(records: Sequence[EventRecord]) -> int:
+        clock.advance(0.25)  # the write takes 250 ms of fake time
+        return await real_insert(records)
+
+    monkeypatch.setattr(database, "insert_events", slow_insert)
+    await _publish(services, [_event("o1", 1, 1)])
+    await _run(services)
+    [batch] = read_logs.find("db_writer", "DBWRITER:BATCH")
+    assert batch.get("write_ms") == "250.0"

@@ -297,3 +297,76 @@ async def test_a_commit_that_did_not_run_is_retried_or_raised(
         await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
     assert await seeded.state.get_order("live:6", "4000000000000") is None
     assert len(await drain(bus, seeded.queues.provider_requests)) == 1  # the first one only
+
+
+# -- the intake reads time from the injected clock ---------------------------------------------
+
+
+class _SlowBus(_FlakyBus):
+    """A flaky bus on which every publish takes ``step_s`` on the fake clock."""
+
+    def __init__(self, inner: InMemoryBus, failures: int, clock: FakeClock, step_s: float) -> None:
+        super().__init__(inner, failures)
+        self.clock = clock
+        self.step_s = step_s
+
+    async def publish(self, *args: object, **kwargs: object) -> str:
+        self.clock.advance(self.step_s)
+        return await super().publish(*args, **kwargs)
+
+
+async def test_processing_times_follow_the_injected_clock(
+    seeded: Services, bus: InMemoryBus, clock: FakeClock, read_logs: LogReader
+) -> None:
+    # each publish takes 1 s of fake time; the event and the request go out together
+    # (the request after its registration), the first event publish fails
+    slow = _SlowBus(bus, failures=1, clock=clock, step_s=1.0)
+    intake = OrderIntake(replace(seeded, bus=slow), NumericIds())  # type: ignore[arg-type]
+    result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    assert result.accepted and result.send_deferred
+    assert await intake.flush(timeout_s=10) == 0
+    await intake.shutdown()
+    assert slow.attempts == 4
+    # received at 0 s, answered at 2 s; deferred at 2 s, resent by 4 s
+    accepted = read_logs.one("intake", "INTAKE:ACCEPTED")
+    assert accepted.get("processing_time_ms") == "2000.0"
+    assert read_logs.one("intake", "INTAKE:RESENT").get("processing_time_ms") == "2000.0"
+
+
+class _DownState:
+    """Wraps a state store: commits time out without running, and it never answers a ping.
+
+    Each ping takes ``step_s`` on the fake clock (a real one would wait for its timeout).
+    """
+
+    def __init__(self, inner: object, clock: FakeClock, step_s: float) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.step_s = step_s
+        self.pings = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def commit(self, account_id: str, writes: list[Write]) -> None:
+        raise StoreError("Redis unreachable: commit timed out")
+
+    async def ping(self) -> None:
+        self.pings += 1
+        self.clock.advance(self.step_s)
+        raise StoreError("Redis unreachable")
+
+
+async def test_the_wait_for_a_lost_commit_answer_ends_on_the_injected_clock(
+    seeded: Services, clock: FakeClock, read_logs: LogReader
+) -> None:
+    settings = seeded.settings.model_copy(update={"intake_commit_answer_timeout_s": 25.0})
+    down = _DownState(seeded.state, clock, step_s=10.0)
+    services = replace(seeded, state=down, settings=settings)  # type: ignore[arg-type]
+    intake = OrderIntake(services, NumericIds())
+    with pytest.raises(StoreError):
+        await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
+    # pings at 10, 20 and 30 s of fake time: the third is past the 25 s timeout
+    assert down.pings == 3
+    unknown = read_logs.one("intake", "INTAKE:COMMIT_UNKNOWN")
+    assert unknown.level == "CRITICAL" and "did not come back" in (unknown.get("hint") or "")

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
 import orjson
@@ -319,7 +318,7 @@ class DbWriter:
         return Ack(f"{TAG}:FENCE_PASSED", {"fence_id": fence_id})
 
     async def _write(self, batch: list[_Waiting]) -> BatchResult:
-        started = perf_counter()
+        started = self._services.clock.monotonic()
         result = await write_batch(
             self._services,
             [item.event for item in batch],
@@ -340,7 +339,7 @@ class DbWriter:
             duplicates=result.duplicates,
             orders_upserted=result.orders_upserted,
             accounts_upserted=result.accounts_upserted,
-            write_ms=round((perf_counter() - started) * 1000, 3),
+            write_ms=round((self._services.clock.monotonic() - started) * 1000, 3),
         )
         return result
 

@@ -40,7 +40,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from time import perf_counter
 
 from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
@@ -69,7 +68,6 @@ from execflow.pipeline.services import Services
 __all__ = ["COMPONENT", "IntakeResult", "OrderIntake", "TimeOrderIds"]
 
 COMPONENT = "intake"
-"""How long an action whose commit failed waits for the state store to tell its outcome."""
 _EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 
@@ -162,7 +160,11 @@ class OrderIntake:
         self._max_attempts = settings.intake_max_attempts
         self._sends = IntakeSends(services, self._log, retry)
         self._commits = LostCommitAnswers(
-            services.state, self._log, retry, settings.intake_commit_answer_timeout_s
+            services.state,
+            self._log,
+            retry,
+            settings.intake_commit_answer_timeout_s,
+            services.clock,
         )
 
     # -- new orders ---------------------------------------------------------------------------
@@ -334,7 +336,7 @@ class OrderIntake:
         fields: dict[str, object],
     ) -> IntakeResult:
         trace_id = self._services.ids.new_id()
-        started = perf_counter()
+        started = self._clock.monotonic()
         shown = {k: v for k, v in fields.items() if v is not None}
         with log_context(trace_id=trace_id, order_id=order_id):
             self._log.info("INTAKE:RECEIVED", action=action, **shown)
@@ -445,7 +447,7 @@ class OrderIntake:
             self._log.calculation(name, **data)
         self._log.success(
             "INTAKE:ACCEPTED" if deferred else "INTAKE:SENT",
-            processing_time_ms=round((perf_counter() - started) * 1000, 3),
+            processing_time_ms=round((self._clock.monotonic() - started) * 1000, 3),
             action=action,
             user=order.account_id,
             symbol=order.symbol,

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from time import perf_counter
 from typing import Any
 
 import orjson
 
 from execflow.backends.state import StateStore
+from execflow.clock import Clock
 from execflow.domain import intake as rules
 from execflow.domain.codec import order_to_dict
 from execflow.errors import StoreError, VersionConflict
@@ -32,9 +32,15 @@ class LostCommitAnswers:
     """Resolves a commit that raised: applied, not applied, or unknown (logged)."""
 
     def __init__(
-        self, state: StateStore, log: EventLogger, retry: RetryPolicy, timeout_s: float
+        self,
+        state: StateStore,
+        log: EventLogger,
+        retry: RetryPolicy,
+        timeout_s: float,
+        clock: Clock,
     ) -> None:
         self._state = state
+        self._clock = clock
         self._log = log
         self._retry = retry
         self._timeout_s = timeout_s
@@ -71,19 +77,19 @@ class LostCommitAnswers:
         return False
 
     async def _store_answers(self) -> bool:
-        """Wait (with backoff, at most the timeout) until the store answers.
+        """Wait (with backoff, at most the timeout on the injected clock) until the store answers.
 
         A successful round trip also means every command the store had already received
         (the timed-out commit's included) has run: a read after it sees their effect.
         """
-        deadline = perf_counter() + self._timeout_s
+        deadline = self._clock.monotonic() + self._timeout_s
         attempt = 0
         while True:
             try:
                 await self._state.ping()
             except StoreError:
                 attempt += 1
-                if perf_counter() >= deadline:
+                if self._clock.monotonic() >= deadline:
                     return False
                 await asyncio.sleep(self._retry.delay_s(attempt, self._rng.random()))
                 continue

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import random
 from dataclasses import dataclass
-from time import perf_counter
 
 from execflow.domain import intake as rules
 from execflow.domain.effects import Effect, LpRequest
@@ -38,6 +37,7 @@ class _Deferred:
     accepted: rules.Accepted
     trace_id: str
     since: float
+    """When the send was deferred (``Clock.monotonic``)."""
     attempts: int = 1
 
 
@@ -46,6 +46,7 @@ class IntakeSends:
 
     def __init__(self, services: Services, log: EventLogger, retry: RetryPolicy) -> None:
         self._services = services
+        self._clock = services.clock
         self._log = log
         self._retry = retry
         self._rng = random.Random()
@@ -63,7 +64,7 @@ class IntakeSends:
             await self._send(accepted, trace_id)
         except Exception as exc:  # noqa: BLE001 - the commit stands whatever failed: send later
             lid = accepted.request.lifecycle_id
-            self._deferred[lid] = _Deferred(accepted, trace_id, perf_counter())
+            self._deferred[lid] = _Deferred(accepted, trace_id, self._clock.monotonic())
             self._log.retried(
                 "INTAKE:SEND_DEFERRED",
                 lifecycle_id=lid,
@@ -104,7 +105,7 @@ class IntakeSends:
                     del self._deferred[lid]
                     self._log.success(
                         "INTAKE:RESENT",
-                        processing_time_ms=round((perf_counter() - item.since) * 1000, 3),
+                        processing_time_ms=round((self._clock.monotonic() - item.since) * 1000, 3),
                         lifecycle_id=lid,
                         kind=item.accepted.request.kind.value,
                         attempts=item.attempts + 1,
