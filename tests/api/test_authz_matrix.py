@@ -124,6 +124,33 @@ ENDPOINTS = (
         account_bound=False,
     ),
     Endpoint(
+        "ops_health",
+        "admin",
+        200,
+        lambda t, s: ("GET", "/v1/admin/health", None),
+        account_bound=False,
+    ),
+    Endpoint(
+        "list_queues",
+        "admin",
+        200,
+        lambda t, s: ("GET", "/v1/admin/queues", None),
+        account_bound=False,
+    ),
+    Endpoint(
+        "lp_quality",
+        "admin",
+        200,
+        lambda t, s: ("GET", "/v1/admin/lp-quality", None),
+        account_bound=False,
+    ),
+    Endpoint(
+        "order_trace",
+        "admin",
+        200,
+        lambda t, s: ("GET", f"/v1/admin/orders/{t[f'{s}:read']}/trace", None),
+    ),
+    Endpoint(
         "revoke_api_key",
         "admin",
         200,
@@ -210,4 +237,4 @@ async def test_authorization_matrix(services: Services, api: Api) -> None:
                     elif want >= 400:
                         assert response.headers["content-type"] == "application/problem+json"
         assert not mismatches, "\n".join(mismatches)
-        assert cases == 13 * 2 * 7 + 7 * 7 == 231
+        assert cases == 14 * 2 * 7 + 10 * 7 == 266

@@ -18,8 +18,10 @@ from execflow import __version__
 from execflow.api import (
     routes_accounts,
     routes_admin,
+    routes_console,
     routes_health,
     routes_operator,
+    routes_ops,
     routes_orders,
     routes_stream,
 )
@@ -41,6 +43,7 @@ read orders, their events, accounts and quotes.
 * Errors are RFC 9457 problem details (`application/problem+json`); `code` is stable
   (`insufficient_margin`, `unknown_symbol`, `validation_error`, ...).
 * Amounts, prices and quantities are decimal strings.
+* The ops console (`/console/`, not in this document) is a page over the admin routes.
 """
 
 
@@ -59,8 +62,15 @@ def create_app(context: ApiContext) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.context = context
-    routers = (routes_orders, routes_accounts, routes_stream, routes_admin, routes_operator)
-    for module in (*routers, routes_health):
+    routers = (
+        routes_orders,
+        routes_accounts,
+        routes_stream,
+        routes_admin,
+        routes_operator,
+        routes_ops,
+    )
+    for module in (*routers, routes_health, routes_console):
         app.include_router(module.router)
     _handlers(app, context)
     if settings.api_cors_origins:

@@ -8,13 +8,12 @@ to localhost or keep them behind the reverse proxy.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from execflow.api.auth import context
+from execflow.api.ops import readiness_checks
 
 __all__ = ["router"]
 
@@ -34,20 +33,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     """200 when every check passes, else 503 with the failing ones."""
-    ctx = context(request)
-    services = ctx.services
-    checks: dict[str, Any] = {"state_rebuilt": ctx.readiness.state_rebuilt}
-    for name, probe in (
-        ("state_store", services.state.ping),
-        ("database", services.database.schema_version),
-        ("broker", lambda: services.bus.queue_depth(services.queues.provider_requests)),
-    ):
-        try:
-            await probe()
-        except Exception as exc:  # noqa: BLE001 - any failure is "not ready", named below
-            checks[name] = type(exc).__name__  # no message: it may name a server
-        else:
-            checks[name] = True
+    checks = await readiness_checks(context(request))
     ready = all(value is True for value in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
