@@ -15,7 +15,7 @@ from typing import Any
 
 from execflow.logtools.files import LogFile, discover, iter_blocks
 from execflow.logtools.record import LogRecord, parse_line
-from execflow.logtools.scan import map_files
+from execflow.logtools.scan import ScanProgress, map_files
 
 __all__ = ["ErrorGroup", "collect_errors", "error_records"]
 
@@ -78,10 +78,11 @@ def error_records(
     until: str | None = None,
     components: set[str] | None = None,
     jobs: int | None = None,
+    progress: ScanProgress | None = None,
 ) -> list[LogRecord]:
     """Every distinct ERROR / CRITICAL record, in time order."""
     files = [f for f in discover(directory) if f.stem != "orders_calculated"]
-    per_file = map_files(partial(_error_lines, (since, until)), files, jobs)
+    per_file = map_files(partial(_error_lines, (since, until)), files, jobs, progress)
     best: dict[tuple[str, str, str, str | None, str | None], LogRecord] = {}
     for log_file, lines in zip(files, per_file, strict=True):
         for line in lines:
@@ -112,11 +113,12 @@ def collect_errors(
     until: str | None = None,
     components: set[str] | None = None,
     jobs: int | None = None,
+    progress: ScanProgress | None = None,
 ) -> list[ErrorGroup]:
     """Errors grouped by ``(error_type, component)``, most frequent first."""
     groups: dict[tuple[str, str], ErrorGroup] = {}
     for record in error_records(
-        directory, since=since, until=until, components=components, jobs=jobs
+        directory, since=since, until=until, components=components, jobs=jobs, progress=progress
     ):
         key = (record.get("error_type") or record.tag or "unknown", record.component)
         group = groups.get(key)

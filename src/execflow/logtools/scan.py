@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from execflow.logtools.files import LogFile
 
-__all__ = ["PARALLEL_MIN_BYTES", "lines_containing", "map_files"]
+__all__ = ["PARALLEL_MIN_BYTES", "ScanProgress", "lines_containing", "map_files"]
 
 # Below this much data, a process pool costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 T = TypeVar("T")
+
+
+class ScanProgress(Protocol):
+    """Told how many bytes a scan will read, then how many it has read (a progress bar)."""
+
+    def planned(self, total_bytes: int) -> None:
+        """The scan will read ``total_bytes`` more."""
+
+    def advanced(self, done_bytes: int) -> None:
+        """The scan has read ``done_bytes`` more."""
 
 
 def lines_containing(
@@ -53,22 +63,40 @@ def default_jobs() -> int:
 
 
 def map_files(
-    func: Callable[[LogFile], T], files: Iterable[LogFile], jobs: int | None = None
+    func: Callable[[LogFile], T],
+    files: Iterable[LogFile],
+    jobs: int | None = None,
+    progress: ScanProgress | None = None,
 ) -> list[T]:
     """``func`` over each file, in worker processes when the files are big enough.
 
     Results come back in the order of ``files``. The files with the most lines (gzip
     backups by their uncompressed size) are submitted first so the workers finish together.
+    ``progress`` hears the bytes planned (content sizes, ``LogFile.content_size``) and
+    each file's bytes as that file is done, in this process.
     """
     files = list(files)
     jobs = default_jobs() if jobs is None else jobs
     sizes = {f.path: f.content_size for f in files}
+    done = progress.advanced if progress is not None else _ignore
+    if progress is not None:
+        progress.planned(sum(sizes.values()))
     if jobs <= 1 or len(files) <= 1 or sum(sizes.values()) < PARALLEL_MIN_BYTES:
-        return [func(f) for f in files]
+        results = []
+        for f in files:
+            results.append(func(f))
+            done(sizes[f.path])
+        return results
     order = sorted(range(len(files)), key=lambda i: -sizes[files[i].path])
-    results: dict[int, T] = {}
+    by_index: dict[int, T] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-        futures = {i: pool.submit(func, files[i]) for i in order}
-        for i, future in futures.items():
-            results[i] = future.result()
-    return [results[i] for i in range(len(files))]
+        futures = {pool.submit(func, files[i]): i for i in order}
+        for future in as_completed(futures):
+            i = futures[future]
+            by_index[i] = future.result()
+            done(sizes[files[i].path])
+    return [by_index[i] for i in range(len(files))]
+
+
+def _ignore(_size: int) -> None:
+    return None

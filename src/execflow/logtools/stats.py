@@ -23,7 +23,7 @@ import orjson
 
 from execflow.logtools.files import LogFile, discover, iter_blocks
 from execflow.logtools.record import component_of, parse_line
-from execflow.logtools.scan import map_files
+from execflow.logtools.scan import ScanProgress, map_files
 from execflow.logtools.timeutil import parse_ts
 
 __all__ = ["PeriodStats", "StatsReport", "collect_stats", "percentile"]
@@ -40,15 +40,15 @@ _JSON = re.compile(
 )
 _JSON_CANONICAL = b'\n{"@timestamp":"'
 _OUTCOME_SUFFIXES = tuple(":" + o for o in _OUTCOMES.decode().split("|"))
-# The fast path counts in C: (minute, logger, outcome) per outcome line, and
+# The fast path counts in C: (second, logger, outcome) per outcome line, and
 # processing_time_ms values of success lines, each with ``Counter(regex.findall(...))``.
 # Character-class repeats and possessive quantifiers: sre runs them as tight loops with
 # no backtracking, about twice as fast per line as the digit-by-digit timestamp.
 _TEXT_COUNT = re.compile(
-    rb"\n([-0-9:T]{16}):[0-9.]++Z [A-Z]++ provider\.([\w.]++) \[[A-Z_]++:(" + _OUTCOMES + rb")\]"
+    rb"\n([-0-9:T]{19})\.[0-9]++Z [A-Z]++ provider\.([\w.]++) \[[A-Z_]++:(" + _OUTCOMES + rb")\]"
 )
 _JSON_COUNT = re.compile(
-    rb'\n\{"@timestamp":"([-0-9:T]{16}):[^"]*+","log\.level":"[A-Z]++",'
+    rb'\n\{"@timestamp":"([-0-9:T]{19})[^"]*+","log\.level":"[A-Z]++",'
     rb'"log\.logger":"provider\.([^"]++)","event\.action":"[A-Z_]++:(' + _OUTCOMES + rb')"'
 )
 # When one logger wrote every success line of a block (the usual case: one file, one
@@ -82,9 +82,9 @@ class PeriodStats:
     dead_lettered: int = 0
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     times_ms: Counter[float] = field(default_factory=Counter)
-    per_minute: Counter[str] = field(default_factory=Counter)
-    errors_per_minute: Counter[str] = field(default_factory=Counter)
-    dlq_per_minute: Counter[str] = field(default_factory=Counter)
+    per_second: Counter[str] = field(default_factory=Counter)
+    errors_per_second: Counter[str] = field(default_factory=Counter)
+    dlq_per_second: Counter[str] = field(default_factory=Counter)
     first_ts: str | None = None
     last_ts: str | None = None
 
@@ -96,9 +96,9 @@ class PeriodStats:
         for mine, theirs in (
             (self.dlq_reasons, other.dlq_reasons),
             (self.times_ms, other.times_ms),
-            (self.per_minute, other.per_minute),
-            (self.errors_per_minute, other.errors_per_minute),
-            (self.dlq_per_minute, other.dlq_per_minute),
+            (self.per_second, other.per_second),
+            (self.errors_per_second, other.errors_per_second),
+            (self.dlq_per_second, other.dlq_per_second),
         ):
             mine.update(theirs)  # type: ignore[arg-type]
         firsts = [t for t in (self.first_ts, other.first_ts) if t]
@@ -245,8 +245,8 @@ class _Tally:
         if stats.last_ts is None or last_text > stats.last_ts:
             stats.last_ts = last_text
 
-    def count(self, minute: str, logger: bytes, outcome: bytes, ms: bytes, n: int) -> None:
-        """``n`` outcome lines of one kind in one minute (``ms``: processing time or empty)."""
+    def count(self, second: str, logger: bytes, outcome: bytes, ms: bytes, n: int) -> None:
+        """``n`` outcome lines of one kind in one second (``ms``: processing time or empty)."""
         stats = self._stats(logger)
         if outcome == b"PARKED":
             stats.parked += n
@@ -255,7 +255,7 @@ class _Tally:
             stats.retried += n
             return
         stats.processed += n
-        stats.per_minute[minute] += n
+        stats.per_second[second] += n
         if outcome in _SUCCESS:
             stats.success += n
             if ms:
@@ -264,10 +264,10 @@ class _Tally:
             stats.skipped += n
         elif outcome == b"ERROR":
             stats.failure += n
-            stats.errors_per_minute[minute] += n
+            stats.errors_per_second[second] += n
         else:  # DLQ
             stats.dead_lettered += n
-            stats.dlq_per_minute[minute] += n
+            stats.dlq_per_second[second] += n
 
     def timed(self, logger: bytes, ms: bytes, n: int) -> None:
         """``n`` success lines of ``logger`` that took ``ms`` (raw written value)."""
@@ -298,7 +298,7 @@ class _Tally:
         ms = b""
         if outcome in _SUCCESS:
             ms = _field_value(rest, b"processing_time_ms=", b'"processing_time_ms":') or b""
-        self.count(ts[:16].decode(), logger, outcome, ms, 1)
+        self.count(ts[:19].decode(), logger, outcome, ms, 1)
         if outcome == b"DLQ":
             self.dlq_reason(logger, rest)
 
@@ -380,8 +380,8 @@ def _count_fast(tally: _Tally, data: bytes, first: bytes, last: bytes, json_line
         formats.append((_JSON_COUNT, _JSON_MS, _JSON_MS_BY_LOGGER))
     for count_re, ms_re, ms_by_logger_re in formats:
         succeeded: dict[bytes, int] = {}
-        for (minute, logger, outcome), n in Counter(count_re.findall(data)).items():
-            tally.count(minute.decode(), logger, outcome, b"", n)
+        for (second, logger, outcome), n in Counter(count_re.findall(data)).items():
+            tally.count(second.decode(), logger, outcome, b"", n)
             tally.seen(logger, first, last)
             if outcome in _SUCCESS:
                 succeeded[logger] = succeeded.get(logger, 0) + n
@@ -445,6 +445,7 @@ def collect_stats(
     until: str | None = None,
     components: set[str] | None = None,
     jobs: int | None = None,
+    progress: ScanProgress | None = None,
 ) -> StatsReport:
     """Statistics per component from every file under ``directory``.
 
@@ -456,7 +457,7 @@ def collect_stats(
         files = [f for f in files if f.stem in components]
     bounds = (since.encode() if since else None, until.encode() if until else None)
     merged: dict[str, PeriodStats] = {}
-    for partial_stats in map_files(partial(_scan_file, bounds), files, jobs):
+    for partial_stats in map_files(partial(_scan_file, bounds), files, jobs, progress):
         for name, stats in partial_stats.items():
             if components is not None and name not in components:
                 continue
