@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -359,8 +361,27 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             env = f"EXECFLOW_{str(err['loc'][0]).upper()}" if err["loc"] else "EXECFLOW_*"
             problems.append(f"{name} ({env}): {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems), setting=problems) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}", setting="config"
+        ) from None
+    except SettingsError as exc:
+        # a value that must be JSON (a mapping, a list) and is not: name the variable
+        raise ConfigError(_unparsable(exc), setting="environment") from None
     finally:
         _CONFIG_FILE["path"] = None
+
+
+_FIELD_IN_MESSAGE = re.compile(r'field "([^"]+)"')
+
+
+def _unparsable(exc: SettingsError) -> str:
+    """One sentence for a setting pydantic-settings could not decode (bad JSON)."""
+    found = _FIELD_IN_MESSAGE.search(str(exc))
+    name = found.group(1) if found else "a setting"
+    cause = exc.__cause__ or exc.__context__
+    why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+    return f"{name} (EXECFLOW_{name.upper()}) is not valid JSON{why}"
 
 
 def require_services() -> bool:

@@ -1,4 +1,5 @@
-"""``execflow demo`` end to end (small): exit 0, clean reconciliation, the ten files filled."""
+"""``execflow demo`` end to end (small): exit 0, clean reconciliation, the ten files filled,
+a summary that lists every file written and says which dead letters were injected."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from execflow.apps.demo import MARKER, prepare_run_dir
 from execflow.cli.app import app
+from execflow.cli.demo import injected_note, render_files
 from execflow.errors import ConfigError
+from execflow.sim.config import LpConfig
 
 TEN = (
     "dispatcher",
@@ -66,6 +70,14 @@ def test_demo_200_orders_reconciles_and_fills_the_ten_log_files(tmp_path: Path) 
     ]
     assert sorted(errors) == sorted(written)
     assert all(first_timestamp(line) >= started for line in errors)
+    # the summary lists every file the run left, read from the directory (14 logs and more)
+    output = result.output
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len([p for p in files if p.name.endswith(".log")]) >= 13
+    assert f"files written: {len(files)} under" in output
+    for path in files:
+        assert str(path.relative_to(run_dir)) in output, path
+    assert "injected on purpose" in output
 
 
 def test_the_run_dir_is_emptied_only_when_the_demo_made_it(tmp_path: Path) -> None:
@@ -78,3 +90,31 @@ def test_the_run_dir_is_emptied_only_when_the_demo_made_it(tmp_path: Path) -> No
     with pytest.raises(ConfigError):
         prepare_run_dir(tmp_path / "b")
     assert (tmp_path / "b" / "precious.txt").read_text() == "keep"
+
+
+def test_summary_lists_every_file_of_the_run_dir(tmp_path: Path) -> None:
+    logs = tmp_path / "logs" / "provider"
+    logs.mkdir(parents=True)
+    names = [f"{name}.log" for name in (*TEN, "intake", "simulator", "db_writer", "supervisor")]
+    for name in names:
+        (logs / name).write_text("x" * 10)
+    (logs / "worker_open.log.1.gz").write_bytes(b"z")
+    (tmp_path / "execflow.db").write_bytes(b"d" * 2048)
+    console = Console(record=True, width=200)
+    render_files(console, tmp_path, logs, tmp_path / "execflow.db")
+    text = console.export_text()
+    assert "files written: 16 under" in text
+    for name in [*names, "worker_open.log.1.gz"]:
+        assert f"logs/provider/{name}" in text
+    assert "2,048 bytes" in text
+
+
+def test_injected_faults_are_named_with_their_dead_letter_reasons() -> None:
+    note = injected_note(LpConfig(malformed_rate=0.02, double_fill_rate=0.05))
+    assert "injected on purpose" in note
+    assert "--malformed-rate 2%" in note and "malformed_report" in note
+    assert "--double-fill-rate 5%" in note and "needs_review" in note
+    assert "another reason is a finding" in note
+    only = injected_note(LpConfig(malformed_rate=0.1))
+    assert "double" not in only
+    assert "any dead letter above is a finding" in injected_note(LpConfig())

@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from execflow.apps.scenario import ScenarioConfig, ScenarioDriver, ScenarioResult
+from execflow.apps.scenario import Progress, ScenarioConfig, ScenarioDriver, ScenarioResult
 from execflow.backends.bus import Bus
 from execflow.backends.database import Database
 from execflow.pipeline.intake import OrderIntake
@@ -89,11 +89,17 @@ def pipeline_queues(bus: Bus) -> list[str]:
 
 
 async def simulate(
-    services: Services, options: SimulateOptions, stop: asyncio.Event
+    services: Services,
+    options: SimulateOptions,
+    stop: asyncio.Event,
+    progress: Progress | None = None,
 ) -> SimulateOutcome | None:
-    """Play the LP until ``stop`` (no scenario), or drive the scenario and reconcile."""
+    """Play the LP until ``stop`` (no scenario), or drive the scenario and reconcile.
+
+    ``progress`` hears the scenario's phases (``orders``, ``settle``) as it advances.
+    """
     if options.fix_port is not None:
-        return await _simulate_fix(services, options, stop)
+        return await _simulate_fix(services, options, stop, progress)
     sim = Simulator(
         services.bus,
         services.state,
@@ -108,13 +114,16 @@ async def simulate(
         if options.scenario.orders <= 0:
             await stop.wait()
             return None
-        return await _scenario(services, sim.feed, sim.lp.idle, options)
+        return await _scenario(services, sim.feed, sim.lp.idle, options, progress)
     finally:
         await sim.stop(services.settings.shutdown_timeout_s)
 
 
 async def _simulate_fix(
-    services: Services, options: SimulateOptions, stop: asyncio.Event
+    services: Services,
+    options: SimulateOptions,
+    stop: asyncio.Event,
+    progress: Progress | None = None,
 ) -> SimulateOutcome | None:
     """The LP as a FIX acceptor; a scenario (if any) reaches it through a running gateway."""
     from execflow.sim.fixlp import FixLpSession, FixSimulator  # loads the FIX engine
@@ -139,7 +148,7 @@ async def _simulate_fix(
         if options.scenario.orders <= 0:
             await stop.wait()
             return None
-        return await _scenario(services, sim.feed, sim.lp.idle, options)
+        return await _scenario(services, sim.feed, sim.lp.idle, options, progress)
     finally:
         await sim.stop(services.settings.shutdown_timeout_s)
 
@@ -149,6 +158,7 @@ async def _scenario(
     feed: PriceFeed,
     lp_idle: Callable[[], Awaitable[None]],
     options: SimulateOptions,
+    progress: Progress | None = None,
 ) -> SimulateOutcome:
     rng = random.Random(options.seed + 2)
     seed = demo_seed(options.accounts, rng, feed)
@@ -171,6 +181,7 @@ async def _scenario(
         options.scenario,
         rng,
         drain,
+        progress=progress,
         backlog=backlog,
     )
     try:

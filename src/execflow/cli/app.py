@@ -66,6 +66,13 @@ app.command("serve")(serve_command)
 app.add_typer(api_key_app, name="api-key")
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print the version and stop before any sub-command runs."""
+    if value:
+        Console().print(__version__, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -75,16 +82,26 @@ def root(
     debug: bool = typer.Option(
         False, "--debug", help="On a failure, print the traceback before the one-line error."
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars on stderr (none are drawn off a terminal)."
+    ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the execflow version and exit.",
+    ),
 ) -> None:
     """Options shared by every command."""
-    ctx.obj = CliState(config_file=config, debug=debug)
+    ctx.obj = CliState(config_file=config, debug=debug, quiet=quiet)
     ctx.with_resource(library_stderr(debug))
 
 
 @app.command()
 def version() -> None:
     """Print the execflow version."""
-    Console().print(__version__)
+    Console().print(__version__, highlight=False)
 
 
 @app.command("config")

@@ -18,12 +18,14 @@ from execflow.apps.bench import (
     machine,
     run_bench,
 )
+from execflow.cli.progress import step_progress
 from execflow.safetext import markup
 
 __all__ = ["bench_command", "render_bench"]
 
 
 def bench_command(
+    ctx: typer.Context,
     embedded_reports: int = typer.Option(1500, min=10, help="Reports per embedded pass."),
     distributed_reports: int = typer.Option(1500, min=10, help="Reports per distributed pass."),
     relay_messages: int = typer.Option(5000, min=10, help="Messages of the RabbitMQ relay."),
@@ -47,9 +49,14 @@ def bench_command(
         postgres_admin_url=postgres_admin_url,
         timeout_s=timeout,
     )
-    result = asyncio.run(
-        run_bench(config, lambda line: console.print(f"[dim]... {markup(line)}[/]"))
-    )
+    with step_progress(ctx) as step:
+
+        def progress(line: str) -> None:
+            console.print(f"[dim]... {markup(line)}[/]")
+            if step is not None:
+                step(line)
+
+        result = asyncio.run(run_bench(config, progress))
     render_bench(console, result)
 
 

@@ -1,4 +1,4 @@
-"""What the root command hands to every sub-command: the settings, built once, and ``--debug``."""
+"""What the root command hands down: the settings (built once), ``--debug`` and ``--quiet``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class CliState:
 
     config_file: Path | None
     debug: bool = False
+    quiet: bool = False
+    """No progress bars (they are drawn on stderr, and only at a terminal anyway)."""
     _settings: Settings | None = None
 
     def settings(self) -> Settings:

@@ -1,4 +1,9 @@
-"""``execflow demo``: the whole pipeline, embedded, against the LP simulator, then a summary."""
+"""``execflow demo``: the whole pipeline, embedded, against the LP simulator, then a summary.
+
+The summary says which dead letters the simulated LP caused on purpose (its malformed
+messages and double fills) and lists every file the run left in its directory, read
+from the directory itself.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,11 @@ from execflow.apps.demo import DemoOptions, DemoOutcome, run_demo
 from execflow.apps.scenario import ScenarioConfig
 from execflow.cli.context import settings_from
 from execflow.errors import ConfigError
-from execflow.logs.catalog import CATALOG
 from execflow.pipeline.reconcile import ReconcileReport
 from execflow.safetext import cell, markup
 from execflow.sim.config import LpConfig
 
-__all__ = ["demo_command", "render_reconciliation"]
+__all__ = ["demo_command", "injected_note", "render_files", "render_reconciliation"]
 
 _COMPONENTS = (
     "intake",
@@ -35,10 +39,10 @@ _COMPONENTS = (
     "worker_takeprofit",
     "db_writer",
 )
-_TEN_FILES = (
-    *(name for name in CATALOG if name.startswith(("dispatcher", "worker_"))),
-    "orders_calculated",
-    "provider_errors",
+# What the simulated LP is told to get wrong, and the dead letters each fault ends in.
+_INJECTED = (
+    ("malformed_rate", "malformed messages", "malformed_report"),
+    ("double_fill_rate", "fills of both legs of one position", "needs_review"),
 )
 
 
@@ -120,13 +124,13 @@ def demo_command(
         except ConfigError as exc:
             console.print(f"[bold red]error:[/] {markup(exc.message)}")
             raise typer.Exit(2) from None
-    render(console, outcome)
+    render(console, outcome, options.lp)
     if not outcome.ok:
         raise typer.Exit(1)
 
 
-def render(console: Console, outcome: DemoOutcome) -> None:
-    """Scenario figures, per-component table, DLQ reasons, verdict, where things are."""
+def render(console: Console, outcome: DemoOutcome, lp: LpConfig | None = None) -> None:
+    """Scenario figures, per-component table, DLQ reasons, verdict, every file written."""
     scenario = outcome.scenario
     accepted = ", ".join(f"{markup(k)} {v}" for k, v in sorted(scenario.accepted.items()))
     refused = ", ".join(f"{markup(k)} {v}" for k, v in scenario.refused.most_common()) or "none"
@@ -164,13 +168,45 @@ def render(console: Console, outcome: DemoOutcome) -> None:
         console.print(reasons)
     else:
         console.print("dead letters: none")
+    if lp is not None:
+        console.print(injected_note(lp), highlight=False)
     render_reconciliation(console, outcome.reconciliation)
-    console.print(f"\nlogs:     {markup(outcome.log_dir)}/")
-    for name in _TEN_FILES:
-        path = outcome.log_dir / f"{name}.log"
-        size = path.stat().st_size if path.exists() else 0
-        console.print(f"          {markup(path.name):<24} {size:>10,} bytes")
-    console.print(f"database: {markup(outcome.database)}")
+    render_files(console, outcome.run_dir, outcome.log_dir, outcome.database)
+
+
+def injected_note(lp: LpConfig) -> str:
+    """The sentence saying which dead letters the demo caused on purpose, and which not."""
+    faults = [
+        f"{what} (--{name.replace('_', '-')} {getattr(lp, name):.0%}, dead-lettered as {reasons})"
+        for name, what, reasons in _INJECTED
+        if getattr(lp, name) > 0
+    ]
+    if not faults:
+        return "no fault was injected: any dead letter above is a finding"
+    return (
+        "[bold]the dead letters above were injected on purpose[/]: the simulated LP was told "
+        f"to send {markup('; '.join(faults))}; the pipeline must refuse exactly those. "
+        "A dead letter with another reason is a finding."
+    )
+
+
+def render_files(console: Console, run_dir: Path, log_dir: Path, database: Path) -> None:
+    """Every file under the run directory, as found there (logs, database, ...), with sizes."""
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    console.print(
+        f"\nfiles written: {len(files)} under {markup(run_dir)}/ ({total:,} bytes)",
+        highlight=False,
+    )
+    width = max((len(str(p.relative_to(run_dir))) for p in files), default=0)
+    for path in files:
+        name = str(path.relative_to(run_dir))
+        console.print(
+            f"  {markup(name)}{' ' * (width - len(name))} {path.stat().st_size:>12,} bytes",
+            highlight=False,
+        )
+    console.print(f"logs:     {markup(log_dir)}/", highlight=False)
+    console.print(f"database: {markup(database)}", highlight=False)
 
 
 def render_reconciliation(console: Console, report: ReconcileReport, limit: int = 50) -> None:

@@ -7,7 +7,9 @@ Two pieces, each in one place:
   exception that ends the command is written as ``PROCESS:FAILED`` (reason, server,
   masked URL, error) to the component's log and, being CRITICAL, to provider_errors.log.
 - ``FailureBoundary`` is the root command's class: an exception that escapes any command
-  becomes one line on stderr and an exit code; the traceback only with ``--debug``.
+  becomes one line on stderr and an exit code; the traceback only with ``--debug``. A
+  usage error (a bad option value, an unknown name, a file that cannot be written) is one
+  line too, ``execflow: COMMAND: what is wrong (see --help)``, exit code 2.
 
 Exit codes (README, "Exit codes"):
 
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import typer
+from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from execflow.errors import (
@@ -216,6 +219,14 @@ class FailureBoundary(TyperGroup):
         """Run the command; turn a failure into its line and exit code (``--debug``: traceback)."""
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            # click would print the usage, a hint and a boxed message: one line instead
+            where = exc.ctx.command_path if exc.ctx is not None else "execflow"
+            sys.stderr.write(
+                safe_text(f"execflow: {where}: {exc.format_message()} (see --help)") + "\n"
+            )
+            sys.stderr.flush()
+            raise typer.Exit(EXIT_USAGE) from None
         except Exception as exc:
             if not _is_failure(exc):
                 raise

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from execflow.cli.context import settings_from
 from execflow.cli.logs import logs_app
+from execflow.cli.progress import scan_progress
+from execflow.logs.catalog import CATALOG
 from execflow.logtools.error_groups import collect_errors
 from execflow.logtools.record import LogRecord
 from execflow.logtools.render import record_line, record_text
@@ -34,17 +36,30 @@ _COMPONENT_HELP = "Only this component (worker_open, dispatcher, ...; repeatable
 def _log_dir(ctx: typer.Context, directory: Path | None) -> Path:
     path = directory if directory is not None else settings_from(ctx).log_dir
     if not path.is_dir():
-        Console(stderr=True).print(f"[bold red]no log directory:[/] {markup(path)}")
-        raise typer.Exit(code=2)
+        raise typer.BadParameter(f"no log directory {path}", param_hint="--dir")
     return path
 
 
+# The components that write their own log file (the shared files are no component's).
+_KNOWN_COMPONENTS = tuple(name for name, spec in CATALOG.items() if not spec.shared)
+
+
 def _components(values: list[str] | None) -> set[str] | None:
-    """Accept ``worker_open``, ``open`` (a worker) or ``dispatcher``."""
+    """Accept ``worker_open``, ``open`` (a worker) or ``dispatcher``; refuse unknown names."""
     if not values:
         return None
-    workers = {"open", "close", "pending", "cancel", "reject", "stoploss", "takeprofit"}
-    return {f"worker_{v}" if v in workers else v for v in values}
+
+    def full(value: str) -> str:
+        return value if value in _KNOWN_COMPONENTS else f"worker_{value}"
+
+    unknown = sorted(v for v in values if full(v) not in _KNOWN_COMPONENTS)
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown component {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(_KNOWN_COMPONENTS)} (a worker also by its kind: open, close, ...)",
+            param_hint="--component",
+        )
+    return {full(v) for v in values}
 
 
 def _bounds(since: str | None, until: str | None) -> tuple[str | None, str | None]:
@@ -106,9 +121,9 @@ def stats(
 ) -> None:
     """Per component: processed, success / error rate, skipped, parked, DLQ, latency, rate."""
     lo, hi = _bounds(since, until)
-    report = collect_stats(
-        _log_dir(ctx, directory), since=lo, until=hi, components=_components(component)
-    )
+    path, wanted = _log_dir(ctx, directory), _components(component)
+    with scan_progress(ctx, "reading logs") as bar:
+        report = collect_stats(path, since=lo, until=hi, components=wanted, progress=bar)
     if as_json:
         _print_json(report.to_json())
         return
@@ -189,9 +204,9 @@ def errors(
 ) -> None:
     """Errors grouped by type and component: count, first / last time, one example traceback."""
     lo, hi = _bounds(since, until)
-    groups = collect_errors(
-        _log_dir(ctx, directory), since=lo, until=hi, components=_components(component)
-    )
+    path, wanted = _log_dir(ctx, directory), _components(component)
+    with scan_progress(ctx, "reading logs") as bar:
+        groups = collect_errors(path, since=lo, until=hi, components=wanted, progress=bar)
     if as_json:
         _print_json({"groups": [g.to_json() for g in groups]})
         return
@@ -227,10 +242,15 @@ def report(
     component: list[str] | None = typer.Option(None, "--component", help=_COMPONENT_HELP),
     directory: Path | None = typer.Option(None, "--dir", help=_DIR_HELP),
 ) -> None:
-    """One self-contained HTML file: throughput, latency, errors and DLQ charts."""
+    """One self-contained HTML file: throughput, latency, errors, DLQ, symbols, LPs, rejects."""
     lo, hi = _bounds(since, until)
-    html = build_report(
-        _log_dir(ctx, directory), since=lo, until=hi, components=_components(component)
-    )
-    write_report(out, html)
+    path, wanted = _log_dir(ctx, directory), _components(component)
+    with scan_progress(ctx, "reading logs") as bar:
+        html = build_report(path, since=lo, until=hi, components=wanted, progress=bar)
+    try:
+        write_report(out, html)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {out}: {exc.strerror or exc}", param_hint="--out"
+        ) from None
     Console(stderr=True).print(f"wrote {markup(out)} ({len(html)} bytes)")

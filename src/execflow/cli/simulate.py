@@ -23,6 +23,7 @@ from execflow.apps.standalone import SimulateOptions, SimulateOutcome, simulate
 from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
 from execflow.cli.failures import process_logging
+from execflow.cli.progress import PhaseProgress, phase_progress
 from execflow.pipeline.services import open_services
 from execflow.safetext import markup
 from execflow.settings import Settings
@@ -71,7 +72,9 @@ def simulate_command(
         fix_password=fix_password,
     )
     settings = settings_from(ctx)
-    outcome = _run(settings, options)
+    phases = {"orders": "placing orders", "settle": "closing out"}
+    with phase_progress(ctx, phases if orders > 0 else {}) as progress:
+        outcome = _run(settings, options, progress)
     if outcome is None:
         return
     console = Console()
@@ -86,7 +89,9 @@ def simulate_command(
         raise typer.Exit(1)
 
 
-def _run(settings: Settings, options: SimulateOptions) -> SimulateOutcome | None:
+def _run(
+    settings: Settings, options: SimulateOptions, progress: PhaseProgress | None
+) -> SimulateOutcome | None:
     with process_logging(settings, "simulator") as logs:
         log = logs.logger("simulator")
 
@@ -103,7 +108,7 @@ def _run(settings: Settings, options: SimulateOptions) -> SimulateOutcome | None
             log.info("PROCESS:START", component="simulator", orders=options.scenario.orders)
             try:
                 async with open_services(settings, logs) as services:
-                    outcome = await simulate(services, options, stop)
+                    outcome = await simulate(services, options, stop, progress)
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

@@ -30,9 +30,17 @@ from execflow.cli.context import CliState, settings_from
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import setup_logging
 from execflow.metrics import Metrics, MetricsServer
-from execflow.settings import environment_with
+from execflow.settings import Settings, environment_with
 
-__all__ = ["ChildSpec", "Supervisor", "child_environment", "child_specs", "run_all"]
+__all__ = [
+    "ChildSpec",
+    "Supervisor",
+    "child_environment",
+    "child_specs",
+    "in_memory_backends",
+    "refuse_in_memory_backends",
+    "run_all",
+]
 
 _ENTRY = "from execflow.cli.app import main; main()"
 _STABLE_S = 60.0
@@ -155,6 +163,32 @@ def child_environment(metrics_dir: Path | None) -> dict[str, str] | None:
     return environment_with(EXECFLOW_METRICS_MULTIPROC_DIR=str(metrics_dir))
 
 
+def in_memory_backends(settings: Settings) -> list[str]:
+    """The settings among ``broker_url`` / ``state_url`` that name a ``memory://`` backend."""
+    urls = {"broker_url": settings.broker_url, "state_url": settings.state_url}
+    return [name for name, url in urls.items() if url.startswith("memory://")]
+
+
+def refuse_in_memory_backends(settings: Settings) -> None:
+    """Stop ``run all`` with one line (exit 2) when a backend lives in one process's memory.
+
+    Each child is its own process: with a ``memory://`` broker or state store every one
+    of them would get a private, empty copy, and none could hand a message to another.
+    """
+    names = in_memory_backends(settings)
+    if not names:
+        return
+    env = " and ".join(f"EXECFLOW_{name.upper()}" for name in names)
+    sys.stderr.write(
+        f"execflow: run all refused: {' and '.join(names)} = memory://, an in-memory backend "
+        "that lives inside one process, so the separate processes run all starts could not "
+        f"pass a message to each other; set {env} to RabbitMQ (amqp://) / Redis (redis://), "
+        "or run everything in one process with `execflow demo`\n"
+    )
+    sys.stderr.flush()
+    raise typer.Exit(2)
+
+
 def run_all(
     ctx: typer.Context,
     instances: int = typer.Option(1, "--instances", "-n", min=1, help="Instances per worker."),
@@ -164,6 +198,7 @@ def run_all(
 ) -> None:
     """Run and supervise every pipeline process of this host until SIGINT / SIGTERM."""
     settings = settings_from(ctx)
+    refuse_in_memory_backends(settings)
     root = ctx.find_root().obj
     config_file = root.config_file if isinstance(root, CliState) else None
     specs = child_specs(instances, simulator, ("--reject-rate", str(sim_reject_rate)))
