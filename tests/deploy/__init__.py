@@ -1,0 +1,1 @@
+"""The deployment's files: the dependency lock, the image, the compose stack."""
