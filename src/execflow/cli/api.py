@@ -57,7 +57,7 @@ def _with(settings: Settings, host: str | None, port: int | None) -> Settings:
 def _listening(settings: Settings) -> None:
     Console(stderr=True).print(
         f"execflow API on http://{settings.api_host}:{settings.api_port} "
-        "(OpenAPI: /openapi.json, docs: /docs); Ctrl-C stops"
+        "(OpenAPI: /openapi.json, docs: /docs, ops console: /console/); Ctrl-C stops"
     )
 
 
