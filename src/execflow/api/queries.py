@@ -16,7 +16,7 @@ from execflow.domain.codec import account_from_dict, instrument_from_dict, order
 from execflow.domain.enums import OrderStatus
 from execflow.domain.models import Account, Order, Quote
 from execflow.domain.valuation import AccountValue, account_value, position_value
-from execflow.pipeline.refdata import prices_of, quote_of
+from execflow.pipeline.decoded import quote_of
 from execflow.pipeline.services import Services
 
 __all__ = [
@@ -98,7 +98,7 @@ async def read_account(services: Services, account_id: str) -> AccountView | Non
         account = account_from_dict(stored.data)
     else:
         account = account_from_dict(found.data)
-    prices = prices_of(await services.state.get_prices())
+    prices = services.decoded.prices(await services.state.get_prices())
     docs = await services.state.list_orders(account_id)
     open_orders = sorted(
         (order_from_dict(doc.data) for doc in docs.values()),

@@ -64,7 +64,6 @@ from execflow.gateway.quality import QualityRecorder
 from execflow.gateway.quotes import QuoteWriter
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import MASK
-from execflow.pipeline.refdata import prices_of
 from execflow.pipeline.services import Services
 from execflow.settings import LpSession
 
@@ -498,7 +497,10 @@ class LpGateway:
         now = time.monotonic()
         if self._prices is None or now - self._prices[0] > _PRICES_MAX_AGE_S:
             try:
-                self._prices = (now, prices_of(await self.services.state.get_prices()))
+                self._prices = (
+                    now,
+                    self.services.decoded.prices(await self.services.state.get_prices()),
+                )
             except ExecflowError:
                 return None
         prices = self._prices[1]

@@ -58,7 +58,14 @@ _MAX_CACHE = 4096
 # "000" ... "999": the milliseconds and the last three digits of the microseconds.
 _DIGITS3: tuple[str, ...] = tuple(f"{n:03d}" for n in range(1000))
 
-# key -> (" key=", is_secret); bounded so free-form keys cannot grow memory forever.
+# The four module-level memos below (_KEYS, _NAMES, _STRINGS, _TEMPLATES) are pure
+# memoisation of pure functions: each maps an immutable key (a str, a tuple of str) to what
+# a deterministic function of that key alone computes (a str, a bool, a compiled template
+# whose type guards fall back to the general path), and an entry never changes once
+# stored. So there is no aliasing rule and no state to own: sharing them across every
+# LogSystem and thread of the process is only faster (a race computes an entry twice, the
+# same). Each is bounded so free-form keys cannot grow memory forever.
+# key -> (" key=", is_secret)
 _KEYS: dict[str, tuple[str, bool]] = {}
 _NAMES: dict[str, str] = {}
 _STRINGS: dict[str, str] = {}

@@ -60,7 +60,6 @@ from execflow.pipeline.dbfence import wait_for_db_writer
 from execflow.pipeline.intake_commit import LostCommitAnswers
 from execflow.pipeline.intake_sends import IntakeSends
 from execflow.pipeline.rebuild import rebuild_after_outage
-from execflow.pipeline.refdata import account_of, remember_account
 from execflow.pipeline.retry import retry_policy
 from execflow.pipeline.seed import ReferenceData
 from execflow.pipeline.services import Services
@@ -394,7 +393,7 @@ class OrderIntake:
         await self._state.commit(account.account_id, writes)
         if account_data is not None:
             # the worker answering this request reads this very document: decode it never
-            remember_account(account_data, account)
+            self._services.decoded.remember_account(account_data, account)
 
     # -- deferred sends (pipeline.intake_sends) ---------------------------------------------
 
@@ -417,7 +416,7 @@ class OrderIntake:
         found: Versioned | None = await self._refdata.account(account_id)
         if found is None:
             raise _Refusal("unknown_account", account_id)
-        return account_of(account_id, found.data), found.version
+        return self._services.decoded.account(account_id, found.data), found.version
 
     async def _account_of(self, order_id: str) -> str:
         """The account of an order: its first lifecycle record, else its DB snapshot."""

@@ -13,6 +13,7 @@ here is global but the garbage collector's thresholds (``settings.gc_thresholds`
 ``open_services`` sets for the process: with Python's defaults (700, 10, 10) the full
 collections a busy pipeline triggers stalled the event loop for tens of ms, the whole of
 the p99 at half rate in ``execflow bench`` (docs/pipeline.md, "Garbage collection").
+The memo of decoded reference data is a field of ``Services`` (``services.decoded``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from execflow.backends.bus import Bus, QueueNames
 from execflow.backends.database import Database
@@ -31,6 +32,7 @@ from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import LogSystem
 from execflow.metrics import Metrics
+from execflow.pipeline.decoded import DecodedRefdata
 from execflow.settings import Settings
 
 __all__ = ["Services", "open_services"]
@@ -51,6 +53,10 @@ class Services:
     metrics: Metrics | None = None
     feed: EventFeed | None = None
     """Where the db writer announces the accounts it wrote events for (live streams)."""
+    decoded: DecodedRefdata = field(default_factory=DecodedRefdata)
+    """The decoded reference data of this process (``pipeline.decoded``): built with the
+    services, shared by every component they are passed to (``dataclasses.replace`` keeps
+    it), never by two ``Services``."""
 
     @property
     def instance(self) -> int:

@@ -25,13 +25,7 @@ from execflow.domain.routing import Worker
 from execflow.domain.transitions import apply
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
-from execflow.pipeline.refdata import (
-    account_of,
-    load_account,
-    load_instrument,
-    prices_of,
-    remember_account,
-)
+from execflow.pipeline.refdata import load_account, load_instrument
 from execflow.pipeline.services import Services
 
 __all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "applied_account_doc", "transact"]
@@ -74,7 +68,7 @@ async def transact(
     while True:
         order_doc, account_doc, prices = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
-        account = account_of(lifecycle.account_id, account_doc.data)
+        account = services.decoded.account(lifecycle.account_id, account_doc.data)
         instrument = await load_instrument(services, order.group, order.symbol)
         now = services.clock.now()
         outcome = apply(
@@ -104,7 +98,7 @@ async def transact(
                 raise
             continue
         if account_data is not None:
-            remember_account(account_data, outcome.account)
+            services.decoded.remember_account(account_data, outcome.account)
         return Transacted(outcome, order, account, conflicts)
 
 
@@ -145,4 +139,4 @@ async def _load_docs(
     account_doc = reads.account
     if account_doc is None:  # the store lost it: from the database, cached back, logged
         account_doc = await load_account(services, lifecycle.account_id, log, tag)
-    return reads.order, account_doc, prices_of(reads.prices)
+    return reads.order, account_doc, services.decoded.prices(reads.prices)

@@ -1,0 +1,111 @@
+"""Decoded reference data, memoised per process and owned by its ``Services``.
+
+Reference data (accounts, instrument configs, prices) changes rarely and is read by
+every transition: ``DecodedRefdata`` decodes each stored document once per change, not
+once per message. ``Services`` builds one in its constructor, so two ``Services`` (two
+processes, or two tests) never share an entry; callers reach it as ``services.decoded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
+
+from execflow.domain.codec import account_from_dict, instrument_from_dict
+from execflow.domain.models import Account, InstrumentConfig, Prices, Quote
+from execflow.errors import StoreError
+
+__all__ = ["DecodedMemo", "DecodedRefdata", "quote_of"]
+
+T = TypeVar("T")
+
+
+class DecodedMemo(Generic[T]):
+    """The decoded form of the last stored value seen per key.
+
+    Keyed by content: a lookup compares the stored value with the one remembered for its
+    key and decodes again when they differ, so it is right for any store, any process and
+    any writer in between; an unchanged entry costs one comparison. At ``max_keys`` entries
+    it starts over.
+
+    Aliasing invariant (the one rule of every memo here): the memo keeps a reference to
+    each stored value it is given, not a copy, and hands every caller the same decoded
+    object. So a stored value passed to ``get`` or ``put`` must stay unmodified
+    afterwards, and a decoded value must never be modified (the domain models are
+    immutable; the stored documents are the dicts a store returned or a commit wrote).
+    """
+
+    __slots__ = ("_max_keys", "_seen")
+
+    def __init__(self, max_keys: int = 4096) -> None:
+        self._seen: dict[Hashable, tuple[Any, T]] = {}
+        self._max_keys = max_keys
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def get(self, key: Hashable, stored: Any, decode: Callable[[Any], T]) -> T:
+        """The decoded form of ``stored``: the remembered one while ``stored`` is unchanged."""
+        found = self._seen.get(key)
+        if found is not None and found[0] == stored:
+            return found[1]
+        value = decode(stored)
+        self.put(key, stored, value)
+        return value
+
+    def put(self, key: Hashable, stored: Any, value: T) -> None:
+        """Remember ``value`` as the decoded form of ``stored`` (known without decoding)."""
+        if len(self._seen) >= self._max_keys:
+            self._seen.clear()
+        self._seen[key] = (stored, value)
+
+
+class DecodedRefdata:
+    """The decoded accounts, instrument configs and prices of one ``Services``.
+
+    Each is a ``DecodedMemo`` and follows its aliasing invariant.
+    """
+
+    __slots__ = ("_accounts", "_instruments", "_prices")
+
+    def __init__(self) -> None:
+        self._instruments: DecodedMemo[InstrumentConfig] = DecodedMemo()
+        self._prices: DecodedMemo[Prices] = DecodedMemo(max_keys=1)
+        # An account document grows with its positions (tens of KB with its decoded
+        # form): the accounts traded right now are enough, and this bounds the memo to a
+        # few MB.
+        self._accounts: DecodedMemo[Account] = DecodedMemo(max_keys=256)
+
+    def account(self, account_id: str, data: Mapping[str, Any]) -> Account:
+        """The decoded account document, reused while the stored document is unchanged.
+
+        An account document carries every open position and reservation, so decoding it
+        is a transition's biggest read cost; a worker usually wrote the very document it
+        reads next (``remember_account``).
+        """
+        return self._accounts.get(account_id, data, account_from_dict)
+
+    def remember_account(self, data: Mapping[str, Any], account: Account) -> None:
+        """Record a committed account document (``account_to_dict(account)``) and its account."""
+        self._accounts.put(account.account_id, data, account)
+
+    def instrument(self, group: str, symbol: str, data: Mapping[str, Any]) -> InstrumentConfig:
+        """The decoded instrument config of ``group``/``symbol``."""
+        return self._instruments.get((group, symbol), data, instrument_from_dict)
+
+    def prices(self, stored: Mapping[str, Mapping[str, Any]]) -> Prices:
+        """``Prices`` of the stored quotes (decoded once per change)."""
+        return self._prices.get(None, stored, _prices_of)
+
+
+def _prices_of(stored: Mapping[str, Mapping[str, Any]]) -> Prices:
+    return Prices({symbol: quote_of(symbol, data) for symbol, data in stored.items()})
+
+
+def quote_of(symbol: str, data: Mapping[str, Any]) -> Quote:
+    """A stored quote (``{"bid": "1.085", "ask": "1.0852"}``) as a ``Quote``."""
+    try:
+        return Quote(symbol, Decimal(str(data["bid"])), Decimal(str(data["ask"])))
+    except (KeyError, InvalidOperation) as exc:
+        raise StoreError("stored quote is malformed", symbol=symbol, error=repr(exc)) from exc
