@@ -135,7 +135,10 @@ class Settings(BaseSettings):
 
     # -- backends -------------------------------------------------------------------
     broker_url: str = Field("memory://", description="memory:// or amqp://user:pass@host/vhost")
-    state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
+    state_url: str = Field(
+        "memory://",
+        description="memory://, redis://host:port/db or redis+cluster://h1:p1,h2:p2/",
+    )
     database_url: str = Field(
         "sqlite+aiosqlite:///execflow.db",
         description="sqlite+aiosqlite:///file.db or postgresql+asyncpg://...",
@@ -311,8 +314,12 @@ class Settings(BaseSettings):
     @field_validator("state_url")
     @classmethod
     def _state_scheme(cls, value: str) -> str:
-        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
-            raise ValueError("scheme must be memory://, redis://, rediss:// or unix://")
+        if not value.startswith(
+            ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
+        ):
+            raise ValueError(
+                "scheme must be memory://, redis://, rediss://, unix:// or redis+cluster://"
+            )
         return value
 
     @field_validator("database_url")

@@ -22,8 +22,11 @@ from execflow.backends.bus import QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.backends.rabbitmq import RabbitMQBus
+from execflow.backends.redis_cluster_url import make_cluster_store
 from execflow.backends.redis_state import RedisStateStore
 from execflow.backends.sql import SqlDatabase
+from execflow.settings import Settings
+from tests.clusters import RedisClusterServers
 from tests.services import AMQP_URL, POSTGRES_URL, REDIS_URL, need_service
 
 
@@ -109,17 +112,30 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[InMemoryBus | Rab
 
 
 @pytest.fixture(
-    params=["memory", pytest.param("redis", marks=pytest.mark.integration)],
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis_cluster", marks=pytest.mark.integration),
+    ],
 )
 async def store(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[InMemoryStateStore | RedisStateStore]:
-    """A connected state store under a unique key prefix."""
+    """A connected state store under a unique key prefix (one server, or the test cluster)."""
     if request.param == "memory":
         yield InMemoryStateStore()
         return
-    need_service("redis")
-    redis_store = RedisStateStore(REDIS_URL, pool_size=64, timeout_s=5.0, key_prefix=unique("eft"))
+    redis_store: RedisStateStore
+    if request.param == "redis_cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        redis_store = make_cluster_store(
+            Settings(state_url=f"{cluster.url}/?key_prefix={unique('eft')}", redis_pool_size=64)
+        )
+    else:
+        need_service("redis")
+        redis_store = RedisStateStore(
+            REDIS_URL, pool_size=64, timeout_s=5.0, key_prefix=unique("eft")
+        )
     await redis_store.connect()
     try:
         yield redis_store

@@ -55,7 +55,8 @@ def make_feed(settings: Settings) -> EventFeed:
 
 
 def make_state_store(settings: Settings) -> StateStore:
-    """``memory://`` → in-memory; ``redis://``, ``rediss://``, ``unix://`` → Redis.
+    """``memory://`` → in-memory; ``redis://``, ``rediss://``, ``unix://`` → Redis;
+    ``redis+cluster://h1:p1,h2:p2/`` → Redis Cluster (``redis_cluster_url.py``).
 
     A ``key_prefix`` query parameter on the Redis URL changes the key prefix (default ``ef``).
     """
@@ -74,9 +75,13 @@ def make_state_store(settings: Settings) -> StateStore:
             timeout_s=settings.redis_timeout_s,
             key_prefix=key_prefix,
         )
+    if scheme == "redis+cluster":
+        from execflow.backends.redis_cluster_url import make_cluster_store
+
+        return make_cluster_store(settings)
     raise ConfigError(
         f"state_url (EXECFLOW_STATE_URL): unsupported scheme in {mask_url(settings.state_url)!r};"
-        " expected memory:// or redis://",
+        " expected memory://, redis:// or redis+cluster://",
         setting="state_url",
     )
 

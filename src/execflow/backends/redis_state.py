@@ -79,6 +79,21 @@ def _load(raw: bytes | str) -> dict[str, Any]:
     return value
 
 
+def _raise_conflict(writes: Sequence[Write], result: Any) -> None:
+    """Nothing when the script answered 0, else ``VersionConflict`` for its mismatch."""
+    if result == 0:
+        return
+    index, actual = int(result[0]), int(result[1])
+    write = writes[index - 1]
+    raise VersionConflict(
+        f"{write.kind} changed meanwhile",
+        kind=write.kind,
+        key=write.key,
+        expected_version=write.expected_version,
+        actual_version=actual,
+    )
+
+
 def _versioned(reply: list[Any]) -> Versioned | None:
     """A document from its ``HMGET v d`` reply (``None`` when absent)."""
     version, raw = reply
@@ -106,9 +121,17 @@ class RedisStateStore:
     ) -> None:
         self._url = url
         self._prefix = key_prefix
+        self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
-        # Retries are ours (below), so redis-py's own are switched off.
+        self._pool: aioredis.BlockingConnectionPool | None = None
+        # A ``redis.asyncio.Redis`` here, a ``RedisCluster`` in the cluster subclass: every
+        # command this class sends exists on both with the same reply.
+        self._redis: Any = self._make_client(url, pool_size, timeout_s)
+        self._cas = self._redis.register_script(_CAS_SCRIPT)
+
+    def _make_client(self, url: str, pool_size: int, timeout_s: float) -> Any:
+        """One blocking pool to one server; retries are ours (``_call``), redis-py's are off."""
         self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -118,8 +141,7 @@ class RedisStateStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
-        self._redis = aioredis.Redis(connection_pool=self._pool)
-        self._cas = self._redis.register_script(_CAS_SCRIPT)
+        return aioredis.Redis(connection_pool=self._pool)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -185,7 +207,8 @@ class RedisStateStore:
     async def close(self) -> None:
         """Close the pool."""
         await self._redis.aclose()
-        await self._pool.disconnect()
+        if self._pool is not None:
+            await self._pool.disconnect()
 
     async def ping(self) -> None:
         """Raise ``StoreError`` when Redis does not answer."""
@@ -259,6 +282,15 @@ class RedisStateStore:
 
     async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
         """Compare every version and write every document in one Lua call."""
+        keys, args = self._cas_call(account_id, writes)
+
+        async def do() -> Any:
+            return await self._cas(keys=keys, args=args)
+
+        _raise_conflict(writes, await self._call("commit", do))
+
+    def _cas_call(self, account_id: str, writes: Sequence[Write]) -> tuple[list[str], list[Any]]:
+        """The compare-and-set script's KEYS (all in the account's slot) and ARGV."""
         check_writes(account_id, writes)
         keys = [
             self.account_key(account_id)
@@ -271,22 +303,7 @@ class RedisStateStore:
         for write in writes:
             args.extend([write.expected_version, _dump(write.data)])
         args.extend(w.key for w in writes if w.kind == "order" and w.expected_version == 0)
-
-        async def do() -> Any:
-            return await self._cas(keys=keys, args=args)
-
-        result = await self._call("commit", do)
-        if result == 0:
-            return
-        index, actual = int(result[0]), int(result[1])
-        write = writes[index - 1]
-        raise VersionConflict(
-            f"{write.kind} changed meanwhile",
-            kind=write.kind,
-            key=write.key,
-            expected_version=write.expected_version,
-            actual_version=actual,
-        )
+        return keys, args
 
     async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
         """Record if absent (SET NX)."""
@@ -370,5 +387,5 @@ class RedisStateStore:
         # One UNLINK per key: keys of different hash slots cannot share a command in a cluster.
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
-            pipe.unlink(key)
+            pipe.execute_command("UNLINK", key)
         return sum(int(n) for n in await pipe.execute())

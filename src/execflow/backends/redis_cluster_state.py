@@ -1,0 +1,274 @@
+"""Redis Cluster state store: the Redis store's keys and script, one hash slot per command.
+
+The account's keys share the ``{<account_id>}`` hash tag, so the compare-and-set script
+and every read of one account stay in one slot (docs/cluster.md lists every command).
+What differs from one server:
+
+* Quotes and instrument configs are read by every transition. Kept in one key each they
+  would put a share of all traffic on one master, so each is written to ``copies``
+  keys of their own hash tags (``ef:px:{~<n>}``, ``ef:instr:{<group>~<n>}:<symbol>``),
+  spread over the masters, and a read takes one copy (the account's, or the next in
+  turn). A write reaches every copy before it returns; copies can differ only while
+  a write is in flight or after one failed half-way (``StoreError``; the next quote
+  replaces it).
+* A commit and a lifecycle record are followed by ``WAIT <replicas>`` on the same
+  connection: the write reached that many replicas before the store answers, so a
+  master killed after the answer does not take the write with it. When fewer replicas
+  acknowledge in time, the write stands and a warning says so.
+* MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
+  ``MASTERDOWN``, ``TRYAGAIN``, ``READONLY`` from a demoted master) is retried with
+  backoff until ``retry_window_s`` has passed, then raised as ``StoreError``. A commit
+  retried after its reply was lost answers ``VersionConflict``; the caller reloads and
+  finds its exec_id, as on one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from execflow.backends.redis_state import (
+    _CAS_SCRIPT,
+    RedisStateStore,
+    _dump,
+    _load,
+    _quotes,
+    _raise_conflict,
+    _versioned,
+)
+from execflow.backends.state import TransitionReads, Write
+from execflow.errors import StoreError
+from execflow.logs.masking import mask_url
+
+__all__ = ["RedisClusterStateStore"]
+
+log = logging.getLogger("execflow.backends.redis_cluster_state")
+
+T = TypeVar("T")
+
+# What a failover or a resharding answers for a while; anything else is not retried.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    RedisClusterException,
+    OSError,
+)
+
+
+class RedisClusterStateStore(RedisStateStore):
+    """The ``StateStore`` port on a Redis Cluster (redis-py's ``RedisCluster``)."""
+
+    def __init__(
+        self,
+        nodes: Sequence[tuple[str, int]],
+        *,
+        url: str,
+        pool_size: int = 32,
+        timeout_s: float = 5.0,
+        key_prefix: str = "ef",
+        retry_window_s: float | None = None,
+        backoff_s: float = 0.05,
+        copies: int = 16,
+        wait_replicas: int = 1,
+        wait_timeout_ms: int = 500,
+        password: str | None = None,
+    ) -> None:
+        if not nodes:
+            raise ValueError("a cluster needs at least one startup node")
+        if copies < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        self._nodes = list(nodes)
+        self._password = password
+        self._copies = copies
+        self._wait_replicas = max(0, wait_replicas)
+        self._wait_timeout_ms = max(1, wait_timeout_ms)
+        self._retry_window_s = 3 * timeout_s if retry_window_s is None else retry_window_s
+        self._turn = itertools.count()
+        super().__init__(
+            url, pool_size=pool_size, timeout_s=timeout_s, key_prefix=key_prefix,
+            backoff_s=backoff_s,
+        )  # fmt: skip
+
+    def _make_client(self, url: str, pool_size: int, timeout_s: float) -> Any:
+        """A ``RedisCluster`` on the startup nodes; it follows MOVED / ASK itself."""
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self._nodes],
+            password=self._password,
+            max_connections=pool_size,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # a few quick tries inside redis-py (they refresh the slot map); the window
+            # that outlasts a failover is ``_call``'s
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            require_full_coverage=False,
+        )
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def price_key(self, copy: int) -> str:
+        """Key of one copy of the prices hash."""
+        return f"{self._prefix}:px:{{~{copy}}}"
+
+    def instrument_copy_key(self, group: str, symbol: str, copy: int) -> str:
+        """Key of one copy of an instrument config."""
+        return f"{self._prefix}:instr:{{{group}~{copy}}}:{symbol}"
+
+    def _copy_of(self, account_id: str) -> int:
+        return zlib.crc32(account_id.encode()) % self._copies
+
+    def _next_copy(self) -> int:
+        return next(self._turn) % self._copies
+
+    # -- retries ----------------------------------------------------------------------------
+
+    async def _call(self, operation: str, do: Callable[[], Awaitable[T]]) -> T:
+        """Run ``do``; retry a failover's errors until ``retry_window_s``; else ``StoreError``."""
+        deadline = time.monotonic() + self._retry_window_s
+        delay_s = self._backoff_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await do()
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay_s > deadline:
+                    raise StoreError(
+                        f"Redis Cluster unavailable: {operation} failed after {attempt} "
+                        f"attempts in {self._retry_window_s:g} s",
+                        url=mask_url(self._url),
+                        error=repr(exc),
+                    ) from exc
+                log.warning(
+                    "redis cluster call failed; retrying",
+                    extra={"operation": operation, "attempt": attempt, "error": repr(exc)},
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 1.0)
+            except RedisError as exc:
+                raise StoreError(
+                    f"Redis error during {operation}", url=mask_url(self._url), error=repr(exc)
+                ) from exc
+
+    # -- writes that wait for a replica -------------------------------------------------------
+
+    async def _acked(self, key: str, command: tuple[Any, ...]) -> Any:
+        """``command`` (on ``key``'s slot) then ``WAIT`` on the same node and connection."""
+        if self._wait_replicas == 0:
+            return await self._redis.execute_command(*command)
+        node = self._redis.get_node_from_key(key)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms, target_nodes=node)
+        result, acked = await pipe.execute()
+        if int(acked) < self._wait_replicas:
+            log.warning(
+                "write not yet on enough replicas",
+                extra={"key": key, "replicas": int(acked), "wanted": self._wait_replicas},
+            )
+        return result
+
+    async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
+        """The compare-and-set script on the account's slot, then ``WAIT`` for a replica."""
+        keys, args = self._cas_call(account_id, writes)
+        # EVAL, not EVALSHA: a promoted replica has an empty script cache
+        command = ("EVAL", _CAS_SCRIPT, len(keys), *keys, *args)
+
+        async def do() -> Any:
+            return await self._acked(keys[0], command)
+
+        _raise_conflict(writes, await self._call("commit", do))
+
+    async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
+        """Record if absent (SET NX), then ``WAIT`` for a replica."""
+        key = self.lifecycle_key(lifecycle_id)
+        raw = _dump(data)
+
+        async def do() -> bool:
+            return bool(await self._acked(key, ("SET", key, raw, "NX")))
+
+        return await self._call("put_lifecycle", do)
+
+    # -- reference data, one copy per read --------------------------------------------------
+
+    async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
+        """Order and account (one slot) and the account's copy of the quotes, pipelined."""
+
+        async def do() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
+            pipe.hmget(self.account_key(account_id), ["v", "d"])
+            pipe.hgetall(self.price_key(self._copy_of(account_id)))
+            result: list[Any] = await pipe.execute()
+            return result
+
+        order, account, prices = await self._call("read_for_transition", do)
+        return TransitionReads(_versioned(order), _versioned(account), _quotes(prices))
+
+    async def _write_copies(self, operation: str, commands: list[tuple[Any, ...]]) -> None:
+        async def do() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute()
+
+        await self._call(operation, do)
+
+    async def put_price(self, symbol: str, data: dict[str, Any]) -> None:
+        """Store the latest quote in every copy."""
+        raw = _dump(data)
+        commands = [("HSET", self.price_key(n), symbol, raw) for n in range(self._copies)]
+        await self._write_copies("put_price", commands)
+
+    async def get_price(self, symbol: str) -> dict[str, Any] | None:
+        """The latest quote (from one copy), or ``None``."""
+        key = self.price_key(self._next_copy())
+
+        async def do() -> Any:
+            return await self._redis.hget(key, symbol)
+
+        raw = await self._call("get_price", do)
+        return None if raw is None else _load(raw)
+
+    async def get_prices(self) -> dict[str, dict[str, Any]]:
+        """Every latest quote (from one copy)."""
+        key = self.price_key(self._next_copy())
+
+        async def do() -> dict[Any, Any]:
+            result: dict[Any, Any] = await self._redis.hgetall(key)
+            return result
+
+        return _quotes(await self._call("get_prices", do))
+
+    async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
+        """Store an instrument config in every copy."""
+        raw = _dump(data)
+        commands = [
+            ("SET", self.instrument_copy_key(group, symbol, n), raw) for n in range(self._copies)
+        ]
+        await self._write_copies("put_instrument", commands)
+
+    async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
+        """An instrument config (from one copy), or ``None``."""
+        key = self.instrument_copy_key(group, symbol, self._next_copy())
+        return await self._get_json("get_instrument", key)

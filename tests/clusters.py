@@ -1,0 +1,194 @@
+"""A throwaway 3-master Redis Cluster with one replica each, started by the tests.
+
+Six ``redis-server`` processes on free ports of their own (client port and cluster-bus
+port both picked here, never 6379), each with its own data directory under one temporary
+directory, no persistence, ``cluster-node-timeout`` 2000 ms so a replica takes over a
+killed master in a few seconds. ``redis-cli --cluster create ... --cluster-replicas 1``
+joins them. Every signal goes to a pid started here and no other; ``close`` kills them
+all and removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.faults.services import ServerUnavailable, free_port, port_answers
+
+__all__ = ["ClusterNodeProcess", "RedisClusterServers"]
+
+NODE_TIMEOUT_MS = 2000
+_WAIT_S = 60.0
+
+
+@dataclass
+class ClusterNodeProcess:
+    """One ``redis-server`` of the cluster (its ports, directory and process)."""
+
+    port: int
+    bus_port: int
+    dir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        """True while the process started here lives."""
+        return self.process is not None and self.process.poll() is None
+
+
+class RedisClusterServers:
+    """Start, inspect, break and stop the six nodes (see the module doc)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.server = shutil.which("redis-server")
+        self.cli = shutil.which("redis-cli")
+        if self.server is None or self.cli is None:
+            raise ServerUnavailable("redis-server and redis-cli are needed for a Redis Cluster")
+        used: set[int] = set()
+        self.nodes: list[ClusterNodeProcess] = []
+        for index in range(6):
+            port, bus_port = self._two_ports(used)
+            directory = root / f"node{index}"
+            directory.mkdir()
+            self.nodes.append(ClusterNodeProcess(port, bus_port, directory))
+
+    @staticmethod
+    def _two_ports(used: set[int]) -> tuple[int, int]:
+        ports: list[int] = []
+        while len(ports) < 2:
+            port = free_port()
+            if port not in used:
+                used.add(port)
+                ports.append(port)
+        return ports[0], ports[1]
+
+    @classmethod
+    def start(cls) -> RedisClusterServers:
+        """Six nodes, joined, every slot served and every replica in sync."""
+        root = Path(tempfile.mkdtemp(prefix="execflow-rcluster-"))
+        cluster: RedisClusterServers | None = None
+        try:
+            cluster = cls(root)
+            for node in cluster.nodes:
+                cluster.start_node(node)
+            cluster._create()
+            cluster.wait_healthy()
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cluster
+
+    @property
+    def url(self) -> str:
+        """The state URL of the cluster (every node a startup node)."""
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes)
+
+    def start_node(self, node: ClusterNodeProcess) -> None:
+        """Start (or restart, keeping its ``nodes.conf``) one node and wait until it answers."""
+        assert self.server is not None
+        with (node.dir / "server.out").open("ab") as out:
+            node.process = subprocess.Popen(
+                [self.server, "--port", str(node.port), "--cluster-port", str(node.bus_port),
+                 "--bind", "127.0.0.1", "--dir", str(node.dir), "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                 "--cluster-replica-validity-factor", "0"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + _WAIT_S
+        while not port_answers(node.port):
+            if not node.running() or time.monotonic() > deadline:
+                tail = (node.dir / "server.out").read_text(errors="replace")[-2000:]
+                raise ServerUnavailable(f"cluster node {node.address} did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def _create(self) -> None:
+        assert self.cli is not None
+        done = subprocess.run(
+            [self.cli, "--cluster", "create", *(n.address for n in self.nodes),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ServerUnavailable(f"redis-cli --cluster create failed: {done.stdout[-2000:]}")
+
+    def redis_cli(self, node: ClusterNodeProcess, *args: str) -> str:
+        """``redis-cli -p <node's port> args...`` (empty text when the node does not answer)."""
+        assert self.cli is not None
+        done = subprocess.run(
+            [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *args],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        return done.stdout if done.returncode == 0 else ""
+
+    def info(self, node: ClusterNodeProcess, *args: str) -> dict[str, str]:
+        """``key:value`` lines of ``CLUSTER INFO`` / ``INFO <section>`` as a dict."""
+        text = self.redis_cli(node, *args)
+        pairs = (line.strip().split(":", 1) for line in text.splitlines() if ":" in line)
+        return {key: value for key, value in pairs}
+
+    def role(self, node: ClusterNodeProcess) -> str:
+        """``master`` or ``slave`` (empty when the node does not answer)."""
+        return self.info(node, "INFO", "replication").get("role", "")
+
+    def masters(self) -> list[ClusterNodeProcess]:
+        """The running nodes that are masters now."""
+        return [n for n in self.nodes if n.running() and self.role(n) == "master"]
+
+    def healthy(self) -> bool:
+        """Every running node says ``cluster_state:ok``, 3 masters, every replica in sync."""
+        running = [n for n in self.nodes if n.running()]
+        if not running:
+            return False
+        for node in running:
+            if self.info(node, "CLUSTER", "INFO").get("cluster_state") != "ok":
+                return False
+            replication = self.info(node, "INFO", "replication")
+            role = replication.get("role")
+            if role == "slave" and replication.get("master_link_status") != "up":
+                return False
+        return len(self.masters()) == 3
+
+    def wait_healthy(self, timeout_s: float = _WAIT_S) -> float:
+        """Wait until ``healthy()``; the seconds it took (``TimeoutError`` past ``timeout_s``)."""
+        started = time.monotonic()
+        while not self.healthy():
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"the Redis Cluster is not healthy after {timeout_s} s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def kill(self, node: ClusterNodeProcess) -> None:
+        """``kill -9`` one node started here."""
+        if node.running() and node.process is not None:
+            node.process.send_signal(signal.SIGKILL)
+            node.process.wait(30)
+
+    def restore(self) -> None:
+        """Restart every killed node (it rejoins as a replica) and wait until healthy."""
+        for node in self.nodes:
+            if not node.running():
+                self.start_node(node)
+        self.wait_healthy()
+
+    def close(self) -> None:
+        """Kill the six processes started here and remove their directory."""
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                self.kill(node)
+        shutil.rmtree(self.root, ignore_errors=True)
