@@ -245,6 +245,12 @@ class Settings(BaseSettings):
     stuck_check_interval_s: float = Field(
         60.0, gt=0, description="how often the dispatcher counts stuck orders for the metric"
     )
+    queue_sample_interval_s: float = Field(
+        15.0,
+        gt=0,
+        description="how often the dispatcher reads each queue's depth and consumers from "
+        "the broker (execflow_queue_depth, execflow_queue_consumers)",
+    )
 
     # -- platform API (execflow run api / serve) ------------------------------------------
     api_host: str = Field("127.0.0.1", description="TLS is left to a reverse proxy")

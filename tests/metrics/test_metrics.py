@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from execflow.metrics import LogSnapshot, Metrics, MetricsServer
+from execflow.metrics import OUTCOMES, LogSnapshot, Metrics, MetricsServer
+from execflow.metrics.processes import component_of
 
 
 class _Clock:
@@ -57,10 +61,13 @@ def test_scrape_names_labels_values(served: tuple[Metrics, MetricsServer, _Clock
     metrics.report_received()
     metrics.report_routed("worker_open")
     metrics.dead_lettered("unknown_lifecycle_id")
-    metrics.worker_outcome("open", "success", seconds=0.003)
-    metrics.worker_outcome("open", "parked")
+    metrics.worker_outcome("worker_open", "success", seconds=0.003)
+    metrics.worker_outcome("worker_open", "parked")
     metrics.observe_processing("dispatcher", 0.0004)
-    metrics.retried("close")
+    metrics.retried("worker_close")
+    metrics.set_intake_unsent(2)
+    metrics.reconciled(3)
+    metrics.reconcile_failed()
     metrics.set_queue_depth("worker_open", 7, consumers=2)
     metrics.observe_lp_latency(0.04)
     metrics.log_write_failed()
@@ -72,13 +79,21 @@ def test_scrape_names_labels_values(served: tuple[Metrics, MetricsServer, _Clock
     assert s[("execflow_reports_received_total", ())] == 2
     assert s[("execflow_reports_routed_total", (("queue", "worker_open"),))] == 1
     assert s[("execflow_dlq_total", (("reason", "unknown_lifecycle_id"),))] == 1
-    key = ("execflow_worker_outcomes_total", (("outcome", "success"), ("worker", "open")))
+    key = ("execflow_worker_outcomes_total", (("component", "worker_open"), ("outcome", "success")))
     assert s[key] == 1
-    assert s[("execflow_parked_total", (("worker", "open"),))] == 1
-    assert s[("execflow_processing_seconds_count", (("component", "open"),))] == 1
-    assert s[("execflow_processing_seconds_bucket", (("component", "open"), ("le", "0.005")))] == 1
+    assert s[("execflow_parked_total", (("component", "worker_open"),))] == 1
+    assert s[("execflow_processing_seconds_count", (("component", "worker_open"),))] == 1
+    bucket = (("component", "worker_open"), ("le", "0.005"))
+    assert s[("execflow_processing_seconds_bucket", bucket)] == 1
     assert s[("execflow_processing_seconds_count", (("component", "dispatcher"),))] == 1
-    assert s[("execflow_retries_total", (("component", "close"),))] == 1
+    assert s[("execflow_retries_total", (("component", "worker_close"),))] == 1
+    assert s[("execflow_intake_unsent", ())] == 2
+    assert s[("execflow_reconcile_mismatches", ())] == 3
+    assert s[("execflow_reconcile_last_success_timestamp_seconds", ())] == 1000.0
+    assert s[("execflow_reconcile_failures_total", ())] == 1
+    # one process, one endpoint: its own process_* figures
+    assert s[("process_resident_memory_bytes", ())] > 0
+    assert s[("process_cpu_seconds_total", ())] >= 0
     assert s[("execflow_queue_depth", (("queue", "worker_open"),))] == 7
     assert s[("execflow_queue_consumers", (("queue", "worker_open"),))] == 2
     assert s[("execflow_lp_latency_seconds_count", ())] == 1
@@ -99,14 +114,19 @@ def test_scrape_names_labels_values(served: tuple[Metrics, MetricsServer, _Clock
 
 def test_no_id_like_labels(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
     metrics, server, _ = served
-    metrics.worker_outcome("close", "failure")
+    metrics.worker_outcome("worker_close", "failure")
     labels = {name for (_, pairs) in _samples(_get(server, "/metrics")[1]) for name, _ in pairs}
-    assert labels <= {"queue", "reason", "worker", "outcome", "component", "file", "le"}
+    assert labels <= {"queue", "reason", "outcome", "component", "file", "le", "version"} | {
+        "implementation",
+        "major",
+        "minor",
+        "patchlevel",  # python_info
+    }
 
 
 def test_unknown_outcome_is_refused() -> None:
     with pytest.raises(ValueError, match="outcome"):
-        Metrics("worker_open").worker_outcome("open", "exploded")
+        Metrics("worker_open").worker_outcome("worker_open", "exploded")
 
 
 def test_health_200_then_503(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
@@ -142,7 +162,7 @@ def test_binds_loopback_by_default() -> None:
 
 def _child(directory: str, worker: str) -> None:
     metrics = Metrics(f"worker_{worker}", multiprocess_dir=Path(directory))
-    metrics.worker_outcome(worker, "success", seconds=0.01)
+    metrics.worker_outcome(f"worker_{worker}", "success", seconds=0.01)
     metrics.report_received()
 
 
@@ -166,5 +186,44 @@ def test_multiprocess_mode_aggregates_processes(tmp_path: Path) -> None:
     proc.join(60)
     s = _samples(body)
     assert s[("execflow_reports_received_total", ())] == 3
-    assert s[("execflow_worker_outcomes_total", (("outcome", "success"), ("worker", "open")))] == 2
-    assert s[("execflow_processing_seconds_count", (("component", "close"),))] == 1
+    key = ("execflow_worker_outcomes_total", (("component", "worker_open"), ("outcome", "success")))
+    assert s[key] == 2
+    assert s[("execflow_processing_seconds_count", (("component", "worker_close"),))] == 1
+
+
+def test_declared_components_exist_at_zero_before_any_traffic() -> None:
+    metrics = Metrics("worker_close")
+    metrics.declare_component("worker_close", worker=True)
+    metrics.declare_component("dispatcher", worker=False)
+    s = _samples(metrics.exposition())
+    for outcome in OUTCOMES:
+        key = (("component", "worker_close"), ("outcome", outcome))
+        assert s[("execflow_worker_outcomes_total", key)] == 0
+    assert s[("execflow_parked_total", (("component", "worker_close"),))] == 0
+    assert s[("execflow_processing_seconds_count", (("component", "dispatcher"),))] == 0
+    assert ("execflow_parked_total", (("component", "dispatcher"),)) not in s
+
+
+def test_process_metrics_of_each_named_process() -> None:
+    metrics = Metrics("supervisor")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        metrics.watch_processes(lambda: {"supervisor": os.getpid(), "worker_open-2": child.pid})
+        s = _samples(metrics.exposition())
+        mine = (("component", "supervisor"), ("process", "supervisor"))
+        theirs = (("component", "worker_open"), ("process", "worker_open-2"))
+        assert s[("process_resident_memory_bytes", mine)] > 0
+        assert s[("process_resident_memory_bytes", theirs)] > 0
+        assert s[("process_start_time_seconds", theirs)] >= s[("process_start_time_seconds", mine)]
+    finally:
+        child.kill()
+        child.wait()
+    # a process gone is left out, not an error
+    s = _samples(metrics.exposition())
+    assert ("process_resident_memory_bytes", theirs) not in s
+
+
+def test_component_of_a_process_name() -> None:
+    assert component_of("worker_open-2") == "worker_open"
+    assert component_of("worker_open") == "worker_open"
+    assert component_of("lp_gateway-lmax") == "lp_gateway-lmax"

@@ -17,6 +17,7 @@ from execflow.backends.state import Write
 from execflow.clock import FakeClock
 from execflow.domain.codec import account_to_dict
 from execflow.errors import BusError, StoreError, VersionConflict
+from execflow.metrics import Metrics
 from execflow.pipeline.completeness import mark_complete
 from execflow.pipeline.intake import NumericIds, OrderIntake, TimeOrderIds
 from execflow.pipeline.seed import SeedError, apply_seed, load_seed, parse_seed, read_seed
@@ -201,13 +202,21 @@ async def test_a_send_that_fails_after_the_commit_is_deferred_and_resent(
     seeded: Services, bus: InMemoryBus, read_logs: LogReader
 ) -> None:
     flaky = _FlakyBus(bus, failures=5)
-    intake = OrderIntake(replace(seeded, bus=flaky), NumericIds())  # type: ignore[arg-type]
+    metrics = Metrics("api")
+    intake = OrderIntake(replace(seeded, bus=flaky, metrics=metrics), NumericIds())  # type: ignore[arg-type]
+
+    def unsent() -> float | None:
+        return metrics.registry.get_sample_value("execflow_intake_unsent")
+
+    assert unsent() == 0
     result = await intake.open_market("live:6", "EURUSD", "BUY", "1.00")
     # committed (margin reserved), so accepted; the send follows in the background
     assert result.accepted and result.send_deferred and intake.deferred == 1
+    assert unsent() == 1
     account = await seeded.state.get_account("live:6")
     assert account is not None and Decimal(account.data["used_margin_all"]) > 0
     assert await intake.flush(timeout_s=10) == 0
+    assert unsent() == 0
     assert flaky.failures == 0 and flaky.attempts >= 7  # 5 failed, then event + request
     # a publish that went through before a later one failed goes again: same message id
     events = await drain(bus, seeded.queues.db_updates)

@@ -517,5 +517,7 @@ async def test_worker_outcomes_and_retries_reach_the_metrics(
     await runner.stop()
     text = metrics.exposition().decode()
     assert 'execflow_retries_total{component="worker_open"} 1.0' in text
-    assert 'execflow_worker_outcomes_total{outcome="success",worker="open"} 2.0' in text
-    assert 'execflow_worker_outcomes_total{outcome="parked",worker="open"} 1.0' in text
+    assert 'execflow_worker_outcomes_total{component="worker_open",outcome="success"} 2.0' in text
+    assert 'execflow_worker_outcomes_total{component="worker_open",outcome="parked"} 1.0' in text
+    # declared at zero by the runner, before any failure
+    assert 'execflow_worker_outcomes_total{component="worker_open",outcome="failure"} 0.0' in text

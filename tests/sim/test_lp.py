@@ -192,3 +192,24 @@ async def test_a_request_that_does_not_decode_is_dead_lettered(
     assert dead is not None and dead.message.headers["x-reason"] == "bad_request"
     await dead.ack()
     await lp.stop()
+
+
+async def test_each_answered_request_is_one_lp_latency_sample(
+    bus: InMemoryBus, feed: PriceFeed, sim_log: EventLogger, clock: FakeClock
+) -> None:
+    seconds: list[float] = []
+    lp = LpSimulator(
+        bus,
+        feed,
+        sim_log,
+        quiet_config(),
+        random.Random(5),
+        clock,
+        SequentialIds("t"),
+        on_answered=seconds.append,
+    )
+    await lp.start()
+    await send(bus, request("o1"), request("o2"))
+    await send(bus, request("o1"))  # a re-sent request: answered again, not measured again
+    await lp.stop()
+    assert len(seconds) == 2 and all(0 <= s < 5 for s in seconds)

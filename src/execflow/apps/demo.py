@@ -144,6 +144,7 @@ async def run_demo(
                     seed=options.seed,
                     tick_interval_s=options.tick_interval_s,
                     clock=services.clock,
+                    metrics=services.metrics,
                 )
             rng = random.Random(options.seed + 2)
             seed = demo_seed(options.accounts, rng, sim.feed)

@@ -108,6 +108,7 @@ async def simulate(
         seed=options.seed,
         tick_interval_s=options.tick_interval_s,
         clock=services.clock,
+        metrics=services.metrics,
     )
     await sim.start()
     try:

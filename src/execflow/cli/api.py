@@ -100,6 +100,7 @@ def serve_command(
             LpConfig(),
             seed=seed,
             clock=services.clock,
+            metrics=services.metrics,
         )
         pipeline = EmbeddedPipeline(services, lp=sim)
         await pipeline.start()

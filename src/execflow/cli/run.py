@@ -33,6 +33,7 @@ from execflow.logs.setup import LogSystem
 from execflow.metrics import Metrics, MetricsServer
 from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
 from execflow.pipeline.dispatcher import dispatcher_consumer
+from execflow.pipeline.queue_sampler import QueueSampler, sampled_queues
 from execflow.pipeline.rebuild import rebuild_if_needed
 from execflow.pipeline.runner import ConsumerSpec, run_consumers
 from execflow.pipeline.services import Services, open_services
@@ -166,7 +167,23 @@ def run_dispatcher(ctx: typer.Context, instance: int | None = _INSTANCE) -> None
             metrics=services.metrics,
         )
         watch.start()
-        return [dispatcher_consumer(services)], watch.stop
+        if services.metrics is None:
+            return [dispatcher_consumer(services)], watch.stop
+        # ... and samples the broker's queues: one sampler per deployment is enough
+        sampler = QueueSampler(
+            services.bus,
+            services.metrics,
+            services.logger("dispatcher"),
+            sampled_queues(services.bus, list(services.settings.lps)),
+            interval_s=services.settings.queue_sample_interval_s,
+        )
+        sampler.start()
+
+        async def stop() -> None:
+            await sampler.stop()
+            await watch.stop()
+
+        return [dispatcher_consumer(services)], stop
 
     serve(_settings(ctx, instance), "dispatcher", build)
 

@@ -24,6 +24,7 @@ from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
 from execflow.cli.failures import process_logging
 from execflow.cli.progress import PhaseProgress, phase_progress
+from execflow.metrics import Metrics
 from execflow.pipeline.services import open_services
 from execflow.safetext import markup
 from execflow.settings import Settings
@@ -92,6 +93,11 @@ def simulate_command(
 def _run(
     settings: Settings, options: SimulateOptions, progress: PhaseProgress | None
 ) -> SimulateOutcome | None:
+    # Under `run all` the simulator's LP latency joins the supervisor's endpoint; alone it
+    # serves none (its port would be the pipeline's, which `run all` already holds).
+    metrics = None
+    if settings.metrics_multiproc_dir is not None:
+        metrics = Metrics("simulator", multiprocess_dir=settings.metrics_multiproc_dir)
     with process_logging(settings, "simulator") as logs:
         log = logs.logger("simulator")
 
@@ -107,7 +113,7 @@ def _run(
                 loop.add_signal_handler(sig, on_signal, sig)
             log.info("PROCESS:START", component="simulator", orders=options.scenario.orders)
             try:
-                async with open_services(settings, logs) as services:
+                async with open_services(settings, logs, metrics=metrics) as services:
                     outcome = await simulate(services, options, stop, progress)
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """``execflow run all``: every pipeline process on one host, supervised.
 
-Starts the dispatcher, the seven workers (``--instances`` each), the db writer and,
-with ``--simulator``, the LP simulator, each as its own ``execflow`` process on the
+Starts the dispatcher, the seven workers (``--instances`` each), the db writer, the
+periodic reconciler (``--reconcile-every``, 0 to leave it out) and, with
+``--simulator``, the LP simulator, each as its own ``execflow`` process on the
 configured broker, state store and database (children inherit the environment and the
 ``--config`` file, so they read the same settings). A child that exits is restarted
 after a backoff that doubles up to ``--max-backoff`` (and resets once a child has run
@@ -19,11 +20,12 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from prometheus_client.multiprocess import mark_process_dead
 
 from execflow.backends.bus import WORKER_KINDS
 from execflow.cli.context import CliState, settings_from
@@ -54,8 +56,14 @@ class ChildSpec:
     args: tuple[str, ...]
 
 
-def child_specs(instances: int, simulator: bool, sim_args: Sequence[str] = ()) -> list[ChildSpec]:
-    """Dispatcher, db writer, ``instances`` of every worker, and the simulator if asked."""
+def child_specs(
+    instances: int,
+    simulator: bool,
+    sim_args: Sequence[str] = (),
+    reconcile_every_s: float = 0.0,
+) -> list[ChildSpec]:
+    """Dispatcher, db writer, ``instances`` of every worker, the simulator and the
+    periodic reconciler if asked."""
     specs = [ChildSpec("db_writer", ("run", "db-writer"))]
     for kind in WORKER_KINDS:
         for number in range(1, instances + 1):
@@ -64,6 +72,8 @@ def child_specs(instances: int, simulator: bool, sim_args: Sequence[str] = ()) -
     specs.append(ChildSpec("dispatcher", ("run", "dispatcher")))
     if simulator:
         specs.append(ChildSpec("simulator", ("simulate", *sim_args)))
+    if reconcile_every_s > 0:
+        specs.append(ChildSpec("reconciler", ("reconcile", "--every", str(reconcile_every_s))))
     return specs
 
 
@@ -80,8 +90,10 @@ class Supervisor:
         max_backoff_s: float = 30.0,
         stop_timeout_s: float = 15.0,
         env: Mapping[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self._specs = list(specs)
+        self._on_exit = on_exit
         self._env = dict(env) if env is not None else None
         self._log = log
         self._config_file = config_file
@@ -91,6 +103,10 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self.restarts: dict[str, int] = {s.name: 0 for s in specs}
+
+    def pids(self) -> dict[str, int]:
+        """The running children by name (for their ``process_*`` metrics)."""
+        return {name: process.pid for name, process in self._children.items()}
 
     def argv(self, spec: ChildSpec) -> list[str]:
         """The command line of a child (same interpreter, same config file)."""
@@ -117,6 +133,8 @@ class Supervisor:
             self._log.info("SUPERVISOR:CHILD_STARTED", child=spec.name, pid=process.pid)
             code = await process.wait()
             self._children.pop(spec.name, None)
+            if self._on_exit is not None:
+                self._on_exit(process.pid)
             ran_s = time.monotonic() - started
             if self._stopping.is_set():
                 self._log.info("SUPERVISOR:CHILD_STOPPED", child=spec.name, exit_code=code)
@@ -195,24 +213,29 @@ def run_all(
     simulator: bool = typer.Option(False, "--simulator", help="Also run the LP simulator."),
     sim_reject_rate: float = typer.Option(0.02, min=0, max=1, help="Simulator reject share."),
     max_backoff: float = typer.Option(30.0, min=0.1, help="Longest wait before a restart (s)."),
+    reconcile_every: float = typer.Option(
+        60.0,
+        min=0,
+        help="Also run `execflow reconcile --every S` (its result is a metric); 0: do not.",
+    ),
 ) -> None:
     """Run and supervise every pipeline process of this host until SIGINT / SIGTERM."""
     settings = settings_from(ctx)
     refuse_in_memory_backends(settings)
     root = ctx.find_root().obj
     config_file = root.config_file if isinstance(root, CliState) else None
-    specs = child_specs(instances, simulator, ("--reject-rate", str(sim_reject_rate)))
+    specs = child_specs(
+        instances, simulator, ("--reject-rate", str(sim_reject_rate)), reconcile_every
+    )
     metrics_dir: Path | None = None
+    metrics: Metrics | None = None
     server: MetricsServer | None = None
     if settings.metrics_port is not None:
         # Children write their values into one fresh directory; the supervisor serves
         # the aggregate on the configured port (prometheus_client's multiprocess mode).
         metrics_dir = Path(tempfile.mkdtemp(prefix="execflow-metrics-"))
-        server = MetricsServer(
-            Metrics("supervisor", multiprocess_dir=metrics_dir),
-            settings.metrics_host,
-            settings.metrics_port,
-        ).start()
+        metrics = Metrics("supervisor", multiprocess_dir=metrics_dir)
+        server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
     with setup_logging(settings, "supervisor", bridge=False) as logs:
         log = logs.logger("supervisor")
         if server is not None:
@@ -224,7 +247,11 @@ def run_all(
             max_backoff_s=max_backoff,
             stop_timeout_s=settings.shutdown_timeout_s + 5.0,
             env=child_environment(metrics_dir),
+            on_exit=None if metrics_dir is None else _forget_values_of(metrics_dir),
         )
+        if metrics is not None:
+            own = os.getpid()
+            metrics.watch_processes(lambda: {"supervisor": own, **supervisor.pids()})
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -249,3 +276,12 @@ def run_all(
                 server.stop()
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _forget_values_of(metrics_dir: Path) -> Callable[[int], None]:
+    """A child's live gauges (up, queue depth...) leave the aggregate when it exits."""
+
+    def forget(pid: int) -> None:
+        mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
+
+    return forget

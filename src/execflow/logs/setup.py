@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from execflow.clock import Clock, SystemClock
 from execflow.logs.bridge import BridgeHandler, install_bridge, remove_bridge
-from execflow.logs.catalog import CALCULATIONS, ERRORS, component_spec, resolve
+from execflow.logs.catalog import CALCULATIONS, ERRORS, component_spec, file_name, resolve
 from execflow.logs.events import EventLogger
 from execflow.logs.failures import FailureReporter, WriterCounters
 from execflow.logs.files import RotatingFile, ensure_dir
@@ -44,6 +44,8 @@ class LogSystem:
         self.instance = instance
         self.qualifier = qualifier
         self.directory = Path(settings.log_dir)
+        self.file = file_name(component_spec(component).file, instance, qualifier)
+        """This process's own log file (its component's), e.g. ``worker_open-2.log``."""
         self.counters = WriterCounters()
         self.failures = FailureReporter(self.counters, stream=stderr)
         self.writer = BackgroundWriter(

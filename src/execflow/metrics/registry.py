@@ -13,10 +13,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from execflow.metrics.processes import ProcessesCollector
 
 __all__ = [
     "LATENCY_BUCKETS_S",
@@ -87,6 +91,7 @@ class Metrics:
         self._log_snapshot: Callable[[], LogSnapshot] | None = None
         self._log_seen = LogSnapshot()
         self._last_report_at: float | None = None
+        self._own_process: ProcessCollector | None = None
         own = self._own = CollectorRegistry(auto_describe=True)
         if multiprocess_dir is not None:
             multiprocess_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,10 @@ class Metrics:
             MultiProcessCollector(self.registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
         else:
             self.registry = own
+            # one process, one endpoint: its own process_* and python_info; in multiprocess
+            # mode the supervisor exports its children's instead (``watch_processes``)
+            self._own_process = ProcessCollector(registry=own)
+            PlatformCollector(registry=own)
         r = own
         self.reports_received = Counter(
             "execflow_reports_received",
@@ -115,8 +124,8 @@ class Metrics:
         )
         self.worker_outcomes = Counter(
             "execflow_worker_outcomes",
-            "Reports handled by a worker, by outcome.",
-            ["worker", "outcome"],
+            "Reports handled by a worker (component worker_open...), by outcome.",
+            ["component", "outcome"],
             registry=r,
         )
         self.processing_seconds = Histogram(
@@ -189,23 +198,25 @@ class Metrics:
             registry=r,
         )
         self.parked_total = Counter(
-            "execflow_parked", "Reports parked (arrived too early).", ["worker"], registry=r
+            "execflow_parked", "Reports parked (arrived too early).", ["component"], registry=r
         )
         self.retries = Counter(
             "execflow_retries", "Failed attempts retried.", ["component"], registry=r
         )
+        # sampled from the broker by one process (the dispatcher's QueueSampler); a dead
+        # sampler's last values must not linger, hence the live modes
         self.queue_depth = Gauge(
             "execflow_queue_depth",
-            "Messages waiting in a queue.",
+            "Messages ready in a queue, as the broker counts them.",
             ["queue"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.queue_consumers = Gauge(
             "execflow_queue_consumers",
-            "Consumers attached to a queue.",
+            "Consumers attached to a queue, as the broker counts them.",
             ["queue"],
-            multiprocess_mode="livesum",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.component_up = Gauge(
@@ -228,8 +239,36 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.intake_unsent = Gauge(
+            "execflow_intake_unsent",
+            "Committed intake actions whose LP request is not sent yet (kept in the intake "
+            "process's memory and re-sent with backoff).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.reconcile_last_success = Gauge(
+            "execflow_reconcile_last_success_timestamp_seconds",
+            "Unix time the last reconciliation ran to the end (clean or not).",
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.reconcile_mismatches = Gauge(
+            "execflow_reconcile_mismatches",
+            "Differences between the state store and the database's events found by the "
+            "last reconciliation.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.reconcile_failures = Counter(
+            "execflow_reconcile_failures",
+            "Reconciliations that could not run to the end (a server unreachable...).",
+            registry=r,
+        )
         self.log_lines = Counter(
-            "execflow_log_lines", "Log lines written, per file.", ["file"], registry=r
+            "execflow_log_lines",
+            "Log lines a process wrote (all its files), by its own log file's name.",
+            ["file"],
+            registry=r,
         )
         self.log_write_failures = Counter(
             "execflow_log_write_failures", "Log writes that failed (disk full...).", registry=r
@@ -277,15 +316,27 @@ class Metrics:
         """A message went to the DLQ with ``reason`` (e.g. ``unknown_lifecycle_id``)."""
         self.dlq.labels(reason).inc()
 
-    def worker_outcome(self, worker: str, outcome: str, seconds: float | None = None) -> None:
-        """A worker finished a report; ``outcome`` is one of ``OUTCOMES``."""
+    def declare_component(self, component: str, *, worker: bool) -> None:
+        """Create ``component``'s series at zero, so panels and ratios exist before traffic.
+
+        A worker (``worker_open``...) gets every outcome and its parked count too.
+        """
+        self.processing_seconds.labels(component)
+        self.retries.labels(component)
+        if worker:
+            for outcome in OUTCOMES:
+                self.worker_outcomes.labels(component, outcome)
+            self.parked_total.labels(component)
+
+    def worker_outcome(self, component: str, outcome: str, seconds: float | None = None) -> None:
+        """Worker ``component`` (``worker_open``...) finished a report with ``outcome``."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
-        self.worker_outcomes.labels(worker, outcome).inc()
+        self.worker_outcomes.labels(component, outcome).inc()
         if outcome == "parked":
-            self.parked_total.labels(worker).inc()
+            self.parked_total.labels(component).inc()
         if seconds is not None:
-            self.processing_seconds.labels(worker).observe(seconds)
+            self.processing_seconds.labels(component).observe(seconds)
 
     def observe_processing(self, component: str, seconds: float) -> None:
         """Time one message took in ``component`` (dispatcher, db_writer...)."""
@@ -308,6 +359,31 @@ class Metrics:
     def set_stuck_orders(self, count: int) -> None:
         """How many orders are stuck now (``execflow.pipeline.stuck``)."""
         self.stuck_orders.set(count)
+
+    def set_intake_unsent(self, count: int) -> None:
+        """How many committed intake actions wait to be sent (``IntakeSends.deferred``)."""
+        self.intake_unsent.set(count)
+
+    def reconciled(self, mismatches: int) -> None:
+        """A reconciliation ran to the end and found ``mismatches`` differences."""
+        self.reconcile_mismatches.set(mismatches)
+        self.reconcile_last_success.set(self.clock())
+
+    def reconcile_failed(self) -> None:
+        """A reconciliation could not run to the end."""
+        self.reconcile_failures.inc()
+
+    def watch_processes(self, processes: Callable[[], Mapping[str, int]]) -> None:
+        """Export ``process_*`` of each named process (``run all``: the supervisor's children).
+
+        ``processes`` returns ``{name: pid}``; the series carry ``component`` (the name
+        without its ``-N`` instance suffix) and ``process`` (the name). They replace this
+        process's own unlabelled ``process_*`` (list it among ``processes`` to keep it).
+        """
+        if self._own_process is not None:
+            self.registry.unregister(self._own_process)
+            self._own_process = None
+        self.registry.register(ProcessesCollector(processes))
 
     def api_call(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP call answered (route template, never the ids in the path)."""

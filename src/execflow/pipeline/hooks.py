@@ -47,6 +47,7 @@ class MetricsHook:
         self._metrics = metrics
         self._component = component
         self._worker = worker
+        metrics.declare_component(component, worker=worker is not None)
 
     async def before(self) -> None:
         """Nothing before the handler."""
@@ -55,7 +56,7 @@ class MetricsHook:
         """Nothing: the outcome is counted once settled."""
 
     def settled(self, outcome: Outcome, elapsed_ms: float, reason: str | None) -> None:
-        """Count the outcome (workers by worker label, the others by component)."""
+        """Count the outcome: a worker's by outcome, every component's processing time."""
         metrics = self._metrics
         if outcome == "retried":
             metrics.retried(self._component)
@@ -64,7 +65,7 @@ class MetricsHook:
             metrics.dead_lettered(reason)
         seconds = elapsed_ms / 1000.0
         if self._worker is not None:
-            metrics.worker_outcome(self._worker, outcome, seconds)
+            metrics.worker_outcome(self._component, outcome, seconds)
         elif outcome != "parked":
             metrics.observe_processing(self._component, seconds)
 

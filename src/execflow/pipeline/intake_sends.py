@@ -8,7 +8,7 @@ and re-sent with the error-retry backoff, oldest first, until it goes through
 lifecycle registration is idempotent, and the LP answers a re-sent ClOrdID once.
 ``shutdown()`` (or ``flush()``) waits for them; what is still unsent when it gives up is
 logged CRITICAL with its order ids (they live in this process's memory, not in a durable
-outbox).
+outbox). How many wait is the ``execflow_intake_unsent`` gauge.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class IntakeSends:
         self._rng = random.Random()
         self._deferred: dict[str, _Deferred] = {}  # by lifecycle id, oldest first
         self._resender: asyncio.Task[None] | None = None
+        self._count_unsent()
+
+    def _count_unsent(self) -> None:
+        """Keep ``execflow_intake_unsent`` equal to what waits here."""
+        if self._services.metrics is not None:
+            self._services.metrics.set_intake_unsent(len(self._deferred))
 
     @property
     def deferred(self) -> int:
@@ -65,6 +71,7 @@ class IntakeSends:
         except Exception as exc:  # noqa: BLE001 - the commit stands whatever failed: send later
             lid = accepted.request.lifecycle_id
             self._deferred[lid] = _Deferred(accepted, trace_id, self._clock.monotonic())
+            self._count_unsent()
             self._log.retried(
                 "INTAKE:SEND_DEFERRED",
                 lifecycle_id=lid,
@@ -103,6 +110,7 @@ class IntakeSends:
                         )
                         break  # still away: back off before trying the others
                     del self._deferred[lid]
+                    self._count_unsent()
                     self._log.success(
                         "INTAKE:RESENT",
                         processing_time_ms=round((self._clock.monotonic() - item.since) * 1000, 3),

@@ -75,8 +75,8 @@ class ConsumerSpec:
     """A consumer declared as data: what it reads, how wide, how it retries.
 
     ``component`` names its log file and stats (``worker_open``); ``tag`` prefixes the
-    runner's event tags (``OPEN:RETRY``); ``metrics_worker`` (workers only) labels
-    ``Metrics.worker_outcome``.
+    runner's event tags (``OPEN:RETRY``); ``metrics_worker`` (workers only) makes the
+    runner count outcomes (``Metrics.worker_outcome``, labelled by ``component`` too).
     """
 
     component: str

@@ -18,6 +18,8 @@ The memo of decoded reference data is a field of ``Services`` (``services.decode
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,7 +33,7 @@ from execflow.backends.state import StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import LogSystem
-from execflow.metrics import Metrics
+from execflow.metrics import LogSnapshot, Metrics
 from execflow.pipeline.decoded import DecodedRefdata
 from execflow.settings import Settings
 
@@ -100,6 +102,8 @@ async def open_services(
         stack.push_async_callback(bus.close)
         await feed.connect()
         stack.push_async_callback(feed.close)
+        if metrics is not None:
+            await stack.enter_async_context(_logs_in_metrics(metrics, logs))
         yield Services(
             settings=settings,
             bus=bus,
@@ -112,3 +116,38 @@ async def open_services(
             metrics=metrics,
             feed=feed,
         )
+
+
+_METRICS_REFRESH_S = 5.0
+
+
+@asynccontextmanager
+async def _logs_in_metrics(metrics: Metrics, logs: LogSystem) -> AsyncIterator[None]:
+    """The logging layer's counters in the process's metrics while the services run.
+
+    A process serving its own endpoint refreshes them at each scrape; under ``run all``
+    (multiprocess mode) nobody scrapes this process, so they are refreshed on a timer.
+    """
+    counters = logs.counters
+
+    def snapshot() -> LogSnapshot:
+        return LogSnapshot({logs.file: counters.lines}, counters.write_failures, counters.dropped)
+
+    metrics.watch_logs(snapshot)
+    if not metrics.multiprocess:
+        yield
+        return
+
+    async def refresh() -> None:
+        while True:
+            metrics.refresh()
+            await asyncio.sleep(_METRICS_REFRESH_S)
+
+    task = asyncio.get_running_loop().create_task(refresh(), name="metrics-refresh")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.refresh()

@@ -49,7 +49,11 @@ class _Wire:
 
 
 class LpSimulator:
-    """Plays the LP: one consumer on ``provider_requests``, reports to ``reports``."""
+    """Plays the LP: one consumer on ``provider_requests``, reports to ``reports``.
+
+    ``on_answered`` gets the seconds from a request taken to its reports published
+    (the simulated latency included), once per request answered.
+    """
 
     def __init__(
         self,
@@ -61,8 +65,10 @@ class LpSimulator:
         clock: Clock,
         ids: IdGenerator,
         sleep: Sleep = asyncio.sleep,
+        on_answered: Callable[[float], None] | None = None,
     ) -> None:
         self._bus = bus
+        self._on_answered = on_answered
         self._feed = feed
         self._log = log
         self.config = config
@@ -152,6 +158,9 @@ class LpSimulator:
             await delivery.nack(requeue=True)
             return
         await delivery.ack()
+        if self._on_answered is not None and answer.reports and not answer.resent:
+            # the LP latency as this LP's gateway would see it: request taken to report out
+            self._on_answered(time.perf_counter() - started)
         self._log.success(
             f"SIM:{answer.event}",
             processing_time_ms=round((time.perf_counter() - started) * 1000, 3),

@@ -12,6 +12,7 @@ from execflow.backends.state import StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.errors import StoreError
 from execflow.logs.events import EventLogger
+from execflow.metrics import Metrics
 from execflow.sim.config import LpConfig
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed, SymbolSpec
 from execflow.sim.lp import LpSimulator
@@ -20,7 +21,10 @@ __all__ = ["Simulator"]
 
 
 class Simulator:
-    """Feed + LP with ``start`` / ``stop``; quotes go to the state store (conversion rates)."""
+    """Feed + LP with ``start`` / ``stop``; quotes go to the state store (conversion rates).
+
+    With ``metrics`` the LP's answer times are ``execflow_lp_latency_seconds``.
+    """
 
     def __init__(
         self,
@@ -34,13 +38,21 @@ class Simulator:
         tick_interval_s: float = 0.02,
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
         # one stream for prices, one for the venue: changing a rate keeps the price path
         self._state = state
         self.feed = PriceFeed(symbols, self._put_price, random.Random(seed), self._clock)
         self.lp = LpSimulator(
-            bus, self.feed, log, config, random.Random(seed + 1), self._clock, ids or UuidIds()
+            bus,
+            self.feed,
+            log,
+            config,
+            random.Random(seed + 1),
+            self._clock,
+            ids or UuidIds(),
+            on_answered=None if metrics is None else metrics.observe_lp_latency,
         )
         self._log = log
         self._interval_s = tick_interval_s
