@@ -101,3 +101,22 @@ def test_stuck_after_from_the_environment_and_positive(monkeypatch: pytest.Monke
         monkeypatch.setenv("EXECFLOW_STUCK_AFTER_S", bad)
         with pytest.raises(ConfigError, match="EXECFLOW_STUCK_AFTER_S"):
             load_settings()
+
+
+def test_queue_type_defaults_to_quorum_and_a_bad_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().queue_type == "quorum"
+    monkeypatch.setenv("EXECFLOW_QUEUE_TYPE", "classic")
+    assert load_settings().queue_type == "classic"
+    monkeypatch.setenv("EXECFLOW_QUEUE_TYPE", "stream")
+    with pytest.raises(ConfigError, match="EXECFLOW_QUEUE_TYPE") as info:
+        load_settings()
+    assert "'quorum' or 'classic'" in str(info.value)
+
+
+def test_broker_url_lists_hosts_but_none_empty() -> None:
+    url = "amqp://u:p@h1:5672,h2:5673/vh"
+    assert load_settings(broker_url=url).broker_url == url
+    with pytest.raises(ConfigError, match="empty host"):
+        load_settings(broker_url="amqp://u:p@h1:5672,,h2/vh")

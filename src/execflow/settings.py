@@ -134,7 +134,11 @@ class Settings(BaseSettings):
     )
 
     # -- backends -------------------------------------------------------------------
-    broker_url: str = Field("memory://", description="memory:// or amqp://user:pass@host/vhost")
+    broker_url: str = Field(
+        "memory://",
+        description="memory:// or amqp://user:pass@host/vhost; several nodes of one cluster "
+        "as amqp://user:pass@h1:5672,h2:5672/vhost (the client fails over between them)",
+    )
     state_url: str = Field(
         "memory://",
         description="memory://, redis://host:port/db or redis+cluster://h1:p1,h2:p2/",
@@ -150,6 +154,19 @@ class Settings(BaseSettings):
 
     # -- queues -----------------------------------------------------------------------
     queue_prefix: str = Field("execflow", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    queue_type: Literal["quorum", "classic"] = Field(
+        "quorum",
+        description="RabbitMQ queue type: quorum (replicated, the default) or classic (a "
+        "deployment's existing classic queues; docs/running.md, migrating from classic)",
+    )
+    queue_delivery_limit: int = Field(
+        20,
+        ge=2,
+        le=1000,
+        description="quorum queues: deliveries of one message returned unsettled (crashed "
+        "handler, lost connection) before the broker moves it to the DLQ; a backstop above "
+        "the runner's own retries, which re-publish and do not count here",
+    )
     prefetch: int = Field(64, ge=1, le=10_000)
     concurrency: int = Field(16, ge=1, le=10_000)
     shutdown_timeout_s: float = Field(10.0, gt=0)
@@ -315,6 +332,10 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "amqp://", "amqps://")):
             raise ValueError("scheme must be memory://, amqp:// or amqps://")
+        found = re.match(r"^[a-z]+://(?:[^@/?#]*@)?([^/?#]*)", value)
+        hosts = found.group(1).split(",") if found is not None else []
+        if len(hosts) > 1 and any(not host.strip() for host in hosts):
+            raise ValueError("a comma-separated host list must not have an empty host")
         return value
 
     @field_validator("state_url")

@@ -90,10 +90,15 @@ async def close_connection_by_name(connection_name: str) -> int:
 
 
 @pytest.fixture(
-    params=["memory", pytest.param("rabbitmq", marks=pytest.mark.integration)],
+    params=[
+        "memory",
+        pytest.param("quorum", marks=pytest.mark.integration),
+        pytest.param("classic", marks=pytest.mark.integration),
+    ],
 )
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[InMemoryBus | RabbitMQBus]:
-    """A connected bus with a unique queue prefix."""
+    """A connected bus with a unique queue prefix: in memory, or RabbitMQ with quorum
+    queues (the default) or classic ones."""
     names = QueueNames(unique("eftest."))
     if request.param == "memory":
         memory = InMemoryBus(names, prefetch=16, crash_requeue_delay_s=0.01)
@@ -102,7 +107,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[InMemoryBus | Rab
         await memory.close()
         return
     need_service("rabbitmq")
-    rabbit = await make_rabbit_bus(names, prefetch=16)
+    rabbit = await make_rabbit_bus(names, prefetch=16, queue_type=request.param)
     try:
         yield rabbit
     finally:

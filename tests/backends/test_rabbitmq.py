@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,9 +13,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from execflow.backends.bus import Delivery, Message, QueueNames
+from execflow.backends.bus import H_ORIGINAL_QUEUE, H_REASON, Delivery, Message, QueueNames
 from execflow.backends.rabbitmq import DELAY_BUCKETS_MS, RabbitMQBus, delay_bucket_ms
-from execflow.errors import BusError
+from execflow.errors import BusError, ConfigError
 from tests.backends.conftest import close_connection_by_name, delete_queues, make_rabbit_bus, unique
 from tests.services import AMQP_URL, need_service
 
@@ -159,3 +161,73 @@ async def test_consumption_resumes_after_the_connection_is_killed(rabbit: Rabbit
     await consumer.stop()
     assert await rabbit.queue_depth(queue) == 0
     assert await rabbit.consumer_count(queue) == 0
+
+
+async def test_queues_are_quorum_and_a_classic_bus_on_them_fails_at_connect(
+    rabbit: RabbitMQBus,
+) -> None:
+    await rabbit.declare(rabbit.queues.reports)
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "-q", "--no-table-headers", "list_queues", "name", "type"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    types = dict(
+        line.split("\t", 1)
+        for line in listed.stdout.splitlines()
+        if line.startswith(rabbit.queues.prefix + ".")
+    )
+    assert types == {rabbit.dlq_name: "quorum", rabbit.queues.reports: "quorum"}
+    classic = RabbitMQBus(AMQP_URL, rabbit.queues, queue_type="classic")
+    try:
+        with pytest.raises(ConfigError) as info:
+            await classic.connect()
+    finally:
+        await classic.close()
+    text = str(info.value)
+    assert f"{rabbit.dlq_name!r} exists on the broker as a quorum queue" in text
+    assert "EXECFLOW_QUEUE_TYPE=quorum" in text
+
+
+async def test_a_message_returned_past_the_delivery_limit_lands_in_the_dlq() -> None:
+    need_service("rabbitmq")
+    bus = await make_rabbit_bus(QueueNames(unique("eftest.")), delivery_limit=2)
+    queue = bus.queues.worker("open")
+    try:
+        await bus.publish(queue, b"crasher", message_id="c1")
+        for _ in range(3):  # delivered, given back; the third return is past the limit
+            delivery = await bus.get(queue)
+            assert delivery is not None and delivery.message.message_id == "c1"
+            await delivery.nack(requeue=True)
+        letter = None
+        async with asyncio.timeout(GUARD_S):
+            while letter is None:
+                letter = await bus.get(bus.dlq_name)
+        assert letter.message.message_id == "c1"
+        assert letter.message.headers[H_REASON] == "broker_delivery_limit"
+        assert letter.message.headers[H_ORIGINAL_QUEUE] == queue
+        await letter.ack()
+        assert await bus.queue_depth(queue) == 0
+    finally:
+        declared = set(bus.declared_queues)
+        await bus.close()
+        await delete_queues(declared)
+
+
+async def test_a_host_list_connects_to_the_first_host_that_answers() -> None:
+    need_service("rabbitmq")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    url = AMQP_URL.replace("127.0.0.1:5672", f"127.0.0.1:{closed},127.0.0.1:5672")
+    bus = RabbitMQBus(url, QueueNames(unique("eftest.")), connection_name=unique("eftest-"))
+    await bus.connect()
+    try:
+        message_id = await bus.publish(bus.queues.reports, b"x")
+        delivery = await bus.get(bus.queues.reports)
+        assert delivery is not None and delivery.message.message_id == message_id
+        await delivery.ack()
+    finally:
+        declared = set(bus.declared_queues)
+        await bus.close()
+        await delete_queues(declared)

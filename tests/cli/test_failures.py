@@ -8,9 +8,11 @@ fails ``test_every_command_is_classified`` until it is listed here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from typer.testing import CliRunner
 
 from execflow.cli.app import app
 from execflow.domain.routing import Worker
+from tests.backends.conftest import delete_queues, unique
 from tests.cli.commands import leaf_commands
+from tests.faults.services import port_answers
 from tests.services import AMQP_URL, REDIS_URL, need_service
 
 PASSWORD = "s3cr3t-pw"
@@ -139,6 +143,24 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return logs
 
 
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A queue and key prefix of this test's own on the shared servers; its queues (if any
+    were declared) are deleted after: a fixed prefix would meet queues of another type
+    (classic, quorum) left there by older runs."""
+    name = unique("failtest")
+    try:
+        yield name
+    finally:
+        if port_answers(5672):
+            listed = subprocess.run(
+                ["rabbitmqctl", "-q", "--no-table-headers", "list_queues", "name"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            queues = {q.strip() for q in listed.stdout.splitlines() if q.startswith(name + ".")}
+            asyncio.run(delete_queues(queues))
+
+
 def _log_text(logs: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted(logs.glob("*.log")))
 
@@ -174,14 +196,14 @@ def _invoke(argv: list[str]) -> tuple[int, str, str]:
     ids=lambda v: v.argv[0] + "-" + "-".join(v.argv[1:2]) if isinstance(v, Case) else v,
 )
 def test_server_at_a_closed_port(
-    env: Path, monkeypatch: pytest.MonkeyPatch, case: Case, server: str
+    env: Path, monkeypatch: pytest.MonkeyPatch, case: Case, server: str, prefix: str
 ) -> None:
     if case.real_servers:
         need_service("rabbitmq")
         need_service("redis")
         monkeypatch.setenv("EXECFLOW_BROKER_URL", AMQP_URL)
-        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
-        monkeypatch.setenv("EXECFLOW_QUEUE_PREFIX", "failtest")
+        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix={prefix}")
+        monkeypatch.setenv("EXECFLOW_QUEUE_PREFIX", prefix)
     for name, value in case.extra_env:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(_ENV[server], CLOSED_PORT[server])
@@ -195,11 +217,13 @@ def test_server_at_a_closed_port(
     [case for case in SERVER_CASES if BROKER in case.servers],
     ids=lambda c: "-".join(c.argv[:3]),
 )
-def test_wrong_rabbitmq_password(env: Path, monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+def test_wrong_rabbitmq_password(
+    env: Path, monkeypatch: pytest.MonkeyPatch, case: Case, prefix: str
+) -> None:
     need_service("rabbitmq")
     if case.real_servers:
         need_service("redis")
-        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix=failtest")
+        monkeypatch.setenv("EXECFLOW_STATE_URL", f"{REDIS_URL}?key_prefix={prefix}")
     for name, value in case.extra_env:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("EXECFLOW_BROKER_URL", WRONG_PASSWORD)

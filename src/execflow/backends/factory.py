@@ -35,6 +35,8 @@ def make_bus(settings: Settings) -> Bus:
             names,
             prefetch=settings.prefetch,
             heartbeat_s=settings.amqp_heartbeat_s,
+            queue_type=settings.queue_type,
+            delivery_limit=settings.queue_delivery_limit,
         )
     raise ConfigError(
         "broker_url (EXECFLOW_BROKER_URL): unsupported scheme in "

@@ -1,18 +1,24 @@
 """RabbitMQ bus (aio-pika): durable queues, persistent messages, publisher confirms.
 
-* One robust connection (``connect_robust``); aio-pika reopens channels, re-declares
-  the queues and resumes consumers after the connection is lost. A publish interrupted
-  by a lost connection is retried once the connection is back (until
-  ``publish_timeout_s``), so a publish that returned is durable; a retried publish may
-  duplicate a message (at-least-once).
+* One robust connection (aio-pika's, to the first answering host of a URL that may list
+  several: ``rabbitmq_failover``); aio-pika reopens channels, re-declares the queues and
+  resumes consumers after the connection is lost, on the next host when its own is gone.
+  A publish interrupted by a lost connection is retried once the connection is back
+  (until ``publish_timeout_s``), so a publish that returned is durable; a retried
+  publish may duplicate a message (at-least-once).
 * One confirmed channel for publishing; one channel per consumer, with its own
   ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
   its unacked messages to the queue.
+* Queues are quorum queues (replicated; the default) or classic ones
+  (``queue_type``); their arguments, the same on every declaration, are in
+  ``rabbitmq_queues``. A queue the broker already holds with another type or other
+  arguments is a ``ConfigError`` naming the queue, its type and what to do.
 * Delayed retry uses per-delay TTL queues ``{queue}.delay.{ms}`` that dead-letter back
   to ``{queue}`` through the default exchange. Delays are rounded up to one of
   ``DELAY_BUCKETS_MS`` so the number of queues stays bounded.
-* The DLQ is an ordinary durable queue; ``Delivery.dead_letter`` publishes into it
-  (confirmed) with ``x-*`` headers, then acks.
+* The DLQ is a durable queue of the same type; ``Delivery.dead_letter`` publishes into
+  it (confirmed) with ``x-*`` headers, then acks. A message the broker dead-lettered
+  itself (a quorum queue's delivery limit) is read with ``x-reason: broker_<reason>``.
 """
 
 from __future__ import annotations
@@ -36,12 +42,18 @@ from execflow.backends.bus import (
     H_MESSAGE_ID,
     Delivery,
     DeliveryHandler,
-    Message,
     OutgoingMessage,
     QueueNames,
-    attempt_of,
-    dead_letter_headers,
-    retry_headers,
+)
+from execflow.backends.rabbitmq_delivery import RabbitDelivery
+from execflow.backends.rabbitmq_failover import connect_failover
+from execflow.backends.rabbitmq_queues import (
+    DEFAULT_DELIVERY_LIMIT,
+    DELAY_BUCKETS_MS,
+    QueueArguments,
+    QueueType,
+    declaration_refused,
+    delay_bucket_ms,
 )
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.errors import BusError
@@ -51,20 +63,6 @@ __all__ = ["DELAY_BUCKETS_MS", "RabbitMQBus", "delay_bucket_ms"]
 
 log = logging.getLogger("execflow.backends.rabbitmq")
 
-DELAY_BUCKETS_MS: tuple[int, ...] = (
-    50,
-    100,
-    200,
-    500,
-    1_000,
-    2_000,
-    5_000,
-    10_000,
-    30_000,
-    60_000,
-    300_000,
-    900_000,
-)
 
 # Errors after which a publish is retried on the restored connection.
 _RETRYABLE = (
@@ -73,108 +71,6 @@ _RETRYABLE = (
     ConnectionError,
     asyncio.TimeoutError,
 )
-
-
-def delay_bucket_ms(delay_s: float) -> int:
-    """The smallest bucket >= ``delay_s`` (the largest bucket for longer delays)."""
-    wanted = max(0.0, delay_s) * 1000.0
-    for bucket in DELAY_BUCKETS_MS:
-        if bucket >= wanted:
-            return bucket
-    return DELAY_BUCKETS_MS[-1]
-
-
-def _header_text(value: Any) -> str | None:
-    """AMQP header values as text; nested tables and arrays (e.g. ``x-death``) are dropped."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, bool | int | float):
-        return str(value)
-    return None
-
-
-class _RabbitDelivery:
-    """An ``IncomingMessage`` behind the ``Delivery`` port."""
-
-    def __init__(self, bus: RabbitMQBus, queue: str, incoming: AbstractIncomingMessage) -> None:
-        self._bus = bus
-        self._incoming = incoming
-        self.settled = False
-        headers: dict[str, str] = {}
-        for key, value in (incoming.headers or {}).items():
-            text = _header_text(value)
-            if text is not None:
-                headers[key] = text
-        message_id = incoming.message_id or headers.get(H_MESSAGE_ID) or ""
-        headers.setdefault(H_MESSAGE_ID, message_id)
-        self.message = Message(
-            body=incoming.body,
-            headers=headers,
-            message_id=message_id,
-            queue=queue,
-            attempt=attempt_of(headers),
-            redelivered=bool(incoming.redelivered),
-        )
-
-    def _claim(self) -> None:
-        if self.settled:
-            raise BusError("delivery already settled", message_id=self.message.message_id)
-        self.settled = True
-
-    async def ack(self) -> None:
-        """Acknowledge on the channel the message came from."""
-        self._claim()
-        try:
-            await self._incoming.ack()
-        except Exception as exc:
-            raise BusError(
-                "ack failed; the broker will deliver the message again",
-                queue=self.message.queue,
-                message_id=self.message.message_id,
-            ) from exc
-
-    async def nack(self, requeue: bool = True) -> None:
-        """Reject, requeued or dropped."""
-        self._claim()
-        try:
-            await self._incoming.nack(requeue=requeue)
-        except Exception as exc:
-            raise BusError(
-                "nack failed; the broker will deliver the message again",
-                queue=self.message.queue,
-                message_id=self.message.message_id,
-            ) from exc
-
-    async def retry_later(self, delay_s: float, headers: Mapping[str, str] | None = None) -> None:
-        """Publish a copy (attempt + 1) through the delay queue, confirmed; then ack."""
-        if self.settled:
-            raise BusError("delivery already settled", message_id=self.message.message_id)
-        new_headers = retry_headers(self.message.headers, self.message.attempt, headers)
-        delay_queue = await self._bus._declare_delay_queue(self.message.queue, delay_s)
-        await self._bus.publish(
-            delay_queue, self.message.body, new_headers, self.message.message_id
-        )
-        await self.ack()
-
-    async def dead_letter(
-        self, reason: str, error: str | None = None, body: bytes | None = None
-    ) -> None:
-        """Publish to the DLQ with ``x-*`` headers, confirmed; then ack."""
-        if self.settled:
-            raise BusError("delivery already settled", message_id=self.message.message_id)
-        headers = dead_letter_headers(
-            self.message.headers,
-            reason=reason,
-            error=error,
-            original_queue=self.message.queue,
-            attempt=self.message.attempt,
-            now=self._bus.clock.now(),
-        )
-        kept = self.message.body if body is None else body
-        await self._bus.publish(self._bus.dlq_name, kept, headers, self.message.message_id)
-        await self.ack()
 
 
 class _RabbitConsumer:
@@ -197,14 +93,16 @@ class _RabbitConsumer:
         self.stopped = False
 
     async def start(self) -> None:
-        self._queue = await self._channel.declare_queue(self.queue_name, durable=True)
+        self._queue = await self._channel.declare_queue(
+            self.queue_name, durable=True, arguments=self._bus.queue_arguments(self.queue_name)
+        )
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        delivery = _RabbitDelivery(self._bus, self.queue_name, incoming)
+        delivery = RabbitDelivery(self._bus, self.queue_name, incoming)
         try:
             await self._handler(delivery)
             if delivery.settled:
@@ -272,6 +170,9 @@ class RabbitMQBus:
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
         crash_requeue_delay_s: float = 1.0,
+        queue_type: QueueType = "quorum",
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+        connect_timeout_s: float = 10.0,
     ) -> None:
         self._url = url
         self._names = names or QueueNames()
@@ -280,12 +181,14 @@ class RabbitMQBus:
         self.connection_name = connection_name
         self._publish_timeout_s = publish_timeout_s
         self._reconnect_interval_s = reconnect_interval_s
+        self._connect_timeout_s = connect_timeout_s
         self.clock: Clock = clock or SystemClock()
         self._ids: IdGenerator = ids or UuidIds()
         self.crash_requeue_delay_s = crash_requeue_delay_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._declared: set[str] = set()
+        self._arguments = QueueArguments(queue_type, self._names.dlq, delivery_limit)
+        self._declared: dict[str, dict[str, Any]] = {}
         self._declare_lock = asyncio.Lock()
         self._consumers: set[_RabbitConsumer] = set()
 
@@ -315,8 +218,9 @@ class RabbitMQBus:
             extra={"url": mask_url(self._url), "connection_name": self.connection_name},
         )
         try:
-            self._connection = await aio_pika.connect_robust(
+            self._connection = await connect_failover(
                 self._url,
+                timeout_s=self._connect_timeout_s,
                 heartbeat=self._heartbeat_s,
                 reconnect_interval=self._reconnect_interval_s,
                 client_properties={"connection_name": self.connection_name},
@@ -342,8 +246,12 @@ class RabbitMQBus:
         self._declared.clear()
 
     async def declare(self, queue: str) -> None:
-        """Declare a durable queue (remembered for re-declaration after a reconnect)."""
-        await self._declare(queue, None)
+        """Declare a durable queue of the bus's type (remembered, with its arguments)."""
+        await self._declare(queue, self._arguments.for_queue(queue))
+
+    def queue_arguments(self, queue: str) -> dict[str, Any]:
+        """The arguments ``queue`` is declared with (every declaration must repeat them)."""
+        return self._declared.get(queue) or self._arguments.for_queue(queue)
 
     async def publish(
         self,
@@ -354,14 +262,14 @@ class RabbitMQBus:
     ) -> str:
         """Publish persistently; return once the broker confirmed it."""
         message = self._build(body, headers, message_id)
-        await self._declare(queue, None)
+        await self.declare(queue)
         await self._confirmed(queue, [message])
         return str(message.message_id)
 
     async def publish_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
         """Publish several messages and wait for all their confirms."""
         built = [self._build(m.body, m.headers, m.message_id) for m in messages]
-        await self._declare(queue, None)
+        await self.declare(queue)
         await self._confirmed(queue, built)
         return [str(m.message_id) for m in built]
 
@@ -389,11 +297,13 @@ class RabbitMQBus:
         channel = self._require_channel()
         await self.declare(queue)
         try:
-            q = await channel.declare_queue(queue, durable=True, robust=False)
+            q = await channel.declare_queue(
+                queue, durable=True, robust=False, arguments=self.queue_arguments(queue)
+            )
             incoming = await q.get(no_ack=False, fail=False)
         except Exception as exc:
             raise BusError("basic.get failed", queue=queue) from exc
-        return None if incoming is None else _RabbitDelivery(self, queue, incoming)
+        return None if incoming is None else RabbitDelivery(self, queue, incoming)
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages, as the broker counts them."""
@@ -470,7 +380,7 @@ class RabbitMQBus:
                 unconfirmed=len(todo),
             ) from exc
 
-    async def _declare(self, queue: str, arguments: dict[str, Any] | None) -> None:
+    async def _declare(self, queue: str, arguments: dict[str, Any]) -> None:
         if queue in self._declared:
             return
         channel = self._require_channel()
@@ -479,28 +389,26 @@ class RabbitMQBus:
                 return
             try:
                 await channel.declare_queue(queue, durable=True, arguments=arguments)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                raise declaration_refused(queue, self._arguments.queue_type, str(exc)) from exc
             except Exception as exc:
                 raise BusError("queue declaration failed", queue=queue, error=repr(exc)) from exc
-            self._declared.add(queue)
+            self._declared[queue] = arguments
 
-    async def _declare_delay_queue(self, queue: str, delay_s: float) -> str:
+    async def declare_delay_queue(self, queue: str, delay_s: float) -> str:
+        """The delay queue of ``queue`` for ``delay_s`` (rounded up to a bucket), declared."""
         bucket = delay_bucket_ms(delay_s)
         name = f"{queue}.delay.{bucket}"
-        await self._declare(
-            name,
-            {
-                "x-message-ttl": bucket,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": queue,
-            },
-        )
+        await self._declare(name, self._arguments.for_delay(queue, bucket))
         return name
 
     async def _counts(self, queue: str) -> tuple[int, int]:
         channel = self._require_channel()
         await self.declare(queue)
         try:
-            declared = await channel.declare_queue(queue, durable=True, robust=False)
+            declared = await channel.declare_queue(
+                queue, durable=True, robust=False, arguments=self.queue_arguments(queue)
+            )
         except Exception as exc:
             raise BusError("queue inspection failed", queue=queue) from exc
         result = declared.declaration_result

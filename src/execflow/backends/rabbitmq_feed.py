@@ -31,6 +31,7 @@ from aio_pika.abc import (
 )
 
 from execflow.backends.feed import FeedHandler, Listening, decode_hint, encode_hint
+from execflow.backends.rabbitmq_failover import connect_failover
 from execflow.errors import BusError
 from execflow.logs.masking import mask_url
 
@@ -83,8 +84,9 @@ class RabbitMQFeed:
 
     async def _connect(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(
+            self._connection = await connect_failover(
                 self._url,
+                timeout_s=10.0,
                 heartbeat=self._heartbeat_s,
                 client_properties={"connection_name": "execflow-feed"},
             )

@@ -1,0 +1,121 @@
+"""Several RabbitMQ hosts behind one robust connection, failing over between them.
+
+``EXECFLOW_BROKER_URL`` may name several nodes of one cluster:
+``amqp://user:pass@h1:5672,h2:5673,h3/vhost?params`` (one set of credentials, one virtual
+host and one query for all of them). aio-pika's ``connect_robust`` takes one URL and, once
+connected, reconnects to that host only: with that host gone for good, a process would
+retry it forever while the rest of the cluster serves. So ``FailoverConnection`` is
+aio-pika's ``RobustConnection`` with one change: the URL of its next connection attempt.
+
+* ``connect_failover`` tries each host in turn (fail fast on each) and keeps the first
+  that answers.
+* When the connection is lost, the first reconnection attempt goes to the same host (a
+  restarted node, a dropped socket); each attempt that fails moves on to the next host.
+  Everything else is aio-pika's own recovery: the channels are reopened, queues
+  re-declared and consumers re-subscribed on the new connection, and the bus's
+  publishes interrupted meanwhile are retried by their own path (``RabbitMQBus``).
+
+aio-pika calls ``_on_connection_close`` both when an open connection is lost and when a
+connection attempt fails: that one hook is where the host changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from aio_pika import RobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from yarl import URL
+
+from execflow.logs.masking import mask_url
+
+__all__ = ["FailoverConnection", "broker_urls", "connect_failover"]
+
+log = logging.getLogger("execflow.backends.rabbitmq_failover")
+
+_URL = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:(?P<userinfo>[^@/?#]*)@)?"
+    r"(?P<hosts>[^/?#]*)(?P<rest>.*)$"
+)
+
+
+def broker_urls(url: str) -> list[str]:
+    """One URL per host of ``scheme://user:pass@h1:p1,h2:p2/vhost?query``.
+
+    A URL with one host is returned as it is. An empty host in the list is a
+    ``ValueError``.
+    """
+    found = _URL.match(url)
+    if found is None:
+        raise ValueError(f"not a broker URL: {mask_url(url)!r}")
+    hosts = found["hosts"].split(",")
+    if len(hosts) == 1:
+        return [url]
+    if any(not host.strip() for host in hosts):
+        raise ValueError(f"empty host in the broker URL {mask_url(url)!r}")
+    userinfo = f"{found['userinfo']}@" if found["userinfo"] is not None else ""
+    return [f"{found['scheme']}://{userinfo}{host.strip()}{found['rest']}" for host in hosts]
+
+
+class FailoverConnection(RobustConnection):
+    """A robust connection whose failed connection attempts move on to the next host."""
+
+    def __init__(self, urls: Sequence[str], start: int = 0, **kwargs: Any) -> None:
+        if not urls:
+            raise ValueError("no broker URL")
+        self._urls = [URL(u) for u in urls]
+        self._current = start % len(self._urls)
+        super().__init__(self._urls[self._current], **kwargs)
+        self.failovers = 0
+
+    @property
+    def current_url(self) -> str:
+        """The host the connection uses (or tries next), password masked."""
+        return mask_url(str(self._urls[self._current]))
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        # connected is still set when an open connection was lost (retry the same host
+        # once), clear when a connection attempt failed (try the next host)
+        attempt_failed = not self.connected.is_set()
+        if attempt_failed and len(self._urls) > 1 and not self._close_called:
+            failed = self.current_url
+            self._current = (self._current + 1) % len(self._urls)
+            self.url = self._urls[self._current]
+            self.failovers += 1
+            log.warning(
+                "RabbitMQ host unreachable; the next attempt goes to the next host",
+                extra={"failed": failed, "next": self.current_url},
+            )
+        await super()._on_connection_close(closing)
+
+
+async def connect_failover(
+    url: str, *, timeout_s: float | None = None, **kwargs: Any
+) -> FailoverConnection:
+    """Open a ``FailoverConnection`` to the first host of ``url`` that answers.
+
+    ``kwargs`` go to ``RobustConnection`` (``heartbeat``, ``reconnect_interval``,
+    ``client_properties``...). Every host refusing raises the last host's error.
+    """
+    urls = broker_urls(url)
+    error: BaseException | None = None
+    for start in range(len(urls)):
+        connection = FailoverConnection(urls, start=start, **kwargs)
+        try:
+            await connection.connect(timeout=timeout_s)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+            error = exc
+            await connection.close()
+            if len(urls) > 1:
+                log.warning(
+                    "RabbitMQ host unreachable at start; trying the next",
+                    extra={"url": mask_url(urls[start]), "error": repr(exc)},
+                )
+            continue
+        return connection
+    assert error is not None
+    raise error
