@@ -170,6 +170,9 @@ async def _frozen(pid: int) -> AsyncIterator[None]:
 
 
 @pytest.mark.integration
+# the test's own bound (280 s, asyncio.timeout below) ends it first, so that the cleanup
+# (run all stopped, Prometheus stopped, queues, keys and database removed) always runs
+@pytest.mark.timeout(420)
 async def test_alerts_fire_and_every_panel_has_data_in_a_real_prometheus(
     tmp_path: Path,
 ) -> None:
