@@ -2,7 +2,8 @@
 
 Sources, highest priority first: keyword arguments, ``EXECFLOW_*`` environment
 variables, an optional TOML file (``--config`` or ``EXECFLOW_CONFIG``), defaults.
-This is the only module that reads ``os.environ``.
+This is the only module that reads ``os.environ``, and no module writes it
+(``tests/test_house.py`` scans the package for both).
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from pydantic_settings import (
 from execflow.errors import ConfigError
 
 __all__ = [
+    "PROMETHEUS_MULTIPROC_DIR",
     "LpRouting",
     "LpSession",
     "Settings",
     "environment_with",
     "load_settings",
+    "prometheus_multiproc_dir",
     "require_services",
 ]
 
@@ -48,6 +51,8 @@ LogFormat = Literal["text", "json"]
 _MIB = 1024 * 1024
 _TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
 LP_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable prometheus_client's multiprocess mode writes its files under."""
 
 
 class LpSession(BaseModel):
@@ -426,3 +431,16 @@ def require_services() -> bool:
 def environment_with(**extra: str) -> dict[str, str]:
     """This process's environment plus ``extra``: what a supervised child inherits."""
     return {**os.environ, **extra}
+
+
+def prometheus_multiproc_dir() -> Path | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` of this process's environment, if set.
+
+    prometheus_client reads it (itself) when it creates each value file in multiprocess
+    mode, and has no other way to be told: so it is never written by execflow, but set in
+    the environment of the processes ``run all`` spawns, next to
+    ``EXECFLOW_METRICS_MULTIPROC_DIR`` (``metrics_multiproc_dir``). Read here, the one
+    environment reader, so ``Metrics`` can check the two agree.
+    """
+    value = os.environ.get(PROMETHEUS_MULTIPROC_DIR)
+    return Path(value) if value else None

@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 
+from execflow.cli.supervisor import child_environment
+from execflow.errors import ConfigError
 from execflow.metrics import OUTCOMES, LogSnapshot, Metrics, MetricsServer
 from execflow.metrics.processes import component_of
+from execflow.settings import PROMETHEUS_MULTIPROC_DIR
 
 
 class _Clock:
@@ -167,18 +171,26 @@ def _child(directory: str, worker: str) -> None:
 
 
 def _aggregate(directory: str, queue: multiprocessing.Queue[bytes]) -> None:
-    metrics = Metrics("supervisor", multiprocess_dir=Path(directory))
+    metrics = Metrics("supervisor", aggregate_dir=Path(directory))
     queue.put(metrics.exposition())
 
 
-def test_multiprocess_mode_aggregates_processes(tmp_path: Path) -> None:
-    # Multi-process mode changes prometheus_client globals: run it in fresh processes.
+def test_multiprocess_mode_aggregates_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Multi-process mode changes prometheus_client globals: run it in fresh processes,
+    # each child with the environment `run all` gives its children.
     ctx = multiprocessing.get_context("spawn")
+    env = child_environment(tmp_path)
+    assert env is not None
+    monkeypatch.setenv(PROMETHEUS_MULTIPROC_DIR, env[PROMETHEUS_MULTIPROC_DIR])
     for worker in ("open", "close", "open"):
         proc = ctx.Process(target=_child, args=(str(tmp_path), worker))
         proc.start()
         proc.join(60)
         assert proc.exitcode == 0
+    # the supervisor's own environment names no directory: it only aggregates
+    monkeypatch.delenv(PROMETHEUS_MULTIPROC_DIR)
     queue: multiprocessing.Queue[bytes] = ctx.Queue()
     proc = ctx.Process(target=_aggregate, args=(str(tmp_path), queue))
     proc.start()
@@ -189,6 +201,7 @@ def test_multiprocess_mode_aggregates_processes(tmp_path: Path) -> None:
     key = ("execflow_worker_outcomes_total", (("component", "worker_open"), ("outcome", "success")))
     assert s[key] == 2
     assert s[("execflow_processing_seconds_count", (("component", "worker_close"),))] == 1
+    assert s[("execflow_component_up", (("component", "worker_open"),))] == 2
 
 
 def test_declared_components_exist_at_zero_before_any_traffic() -> None:
@@ -227,3 +240,29 @@ def test_component_of_a_process_name() -> None:
     assert component_of("worker_open-2") == "worker_open"
     assert component_of("worker_open") == "worker_open"
     assert component_of("lp_gateway-lmax") == "lp_gateway-lmax"
+
+
+def test_run_all_names_the_metrics_directory_in_its_childrens_environment(
+    tmp_path: Path,
+) -> None:
+    assert child_environment(None) is None
+    env = child_environment(tmp_path)
+    assert env is not None
+    assert env["EXECFLOW_METRICS_MULTIPROC_DIR"] == env[PROMETHEUS_MULTIPROC_DIR] == str(tmp_path)
+
+
+@pytest.mark.parametrize("found", [None, "elsewhere"])
+def test_multiprocess_metrics_refuse_an_environment_naming_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found: str | None
+) -> None:
+    if found is None:
+        monkeypatch.delenv(PROMETHEUS_MULTIPROC_DIR, raising=False)
+    else:
+        monkeypatch.setenv(PROMETHEUS_MULTIPROC_DIR, str(tmp_path / found))
+    # refused before prometheus_client's globals change, so safe in this process
+    with pytest.raises(ConfigError, match=PROMETHEUS_MULTIPROC_DIR) as raised:
+        Metrics("worker_open", multiprocess_dir=tmp_path / "metrics")
+    assert raised.value.fields["setting"] == PROMETHEUS_MULTIPROC_DIR
+    assert not getattr(values.ValueClass, "_multiprocess", False)
+    with pytest.raises(ValueError, match="not both"):
+        Metrics("x", multiprocess_dir=tmp_path, aggregate_dir=tmp_path)

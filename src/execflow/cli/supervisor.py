@@ -32,7 +32,7 @@ from execflow.cli.context import CliState, settings_from
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import setup_logging
 from execflow.metrics import Metrics, MetricsServer
-from execflow.settings import Settings, environment_with
+from execflow.settings import PROMETHEUS_MULTIPROC_DIR, Settings, environment_with
 
 __all__ = [
     "ChildSpec",
@@ -175,10 +175,18 @@ class Supervisor:
 
 
 def child_environment(metrics_dir: Path | None) -> dict[str, str] | None:
-    """The children's environment: inherited, plus the shared metrics directory if any."""
+    """The children's environment: inherited, plus the shared metrics directory if any.
+
+    The directory goes twice: as ``EXECFLOW_METRICS_MULTIPROC_DIR`` (the setting that
+    makes a child record its metrics there) and as ``PROMETHEUS_MULTIPROC_DIR`` (where
+    prometheus_client, which reads only the environment, writes them).
+    """
     if metrics_dir is None:
         return None
-    return environment_with(EXECFLOW_METRICS_MULTIPROC_DIR=str(metrics_dir))
+    directory = str(metrics_dir)
+    return environment_with(
+        EXECFLOW_METRICS_MULTIPROC_DIR=directory, **{PROMETHEUS_MULTIPROC_DIR: directory}
+    )
 
 
 def in_memory_backends(settings: Settings) -> list[str]:
@@ -231,10 +239,11 @@ def run_all(
     metrics: Metrics | None = None
     server: MetricsServer | None = None
     if settings.metrics_port is not None:
-        # Children write their values into one fresh directory; the supervisor serves
-        # the aggregate on the configured port (prometheus_client's multiprocess mode).
+        # Children write their values into one fresh directory (named in their
+        # environment); the supervisor serves the aggregate on the configured port
+        # (prometheus_client's multiprocess mode).
         metrics_dir = Path(tempfile.mkdtemp(prefix="execflow-metrics-"))
-        metrics = Metrics("supervisor", multiprocess_dir=metrics_dir)
+        metrics = Metrics("supervisor", aggregate_dir=metrics_dir)
         server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
     with setup_logging(settings, "supervisor", bridge=False) as logs:
         log = logs.logger("supervisor")

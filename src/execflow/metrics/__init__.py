@@ -5,7 +5,8 @@ API (what the pipeline calls)::
     from execflow.metrics import Metrics, MetricsServer, LogSnapshot
 
     metrics = Metrics("dispatcher")                  # own registry per process
-    metrics = Metrics("all", multiprocess_dir=path)  # `run all`: every process, one endpoint
+    metrics = Metrics("worker_open", multiprocess_dir=path)  # a `run all` child (records)
+    metrics = Metrics("supervisor", aggregate_dir=path)  # `run all`: every child, one endpoint
     server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
 
     metrics.report_received()                        # dispatcher took a report

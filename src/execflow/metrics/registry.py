@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from execflow.errors import ConfigError
 from execflow.metrics.processes import ProcessesCollector
+from execflow.settings import PROMETHEUS_MULTIPROC_DIR, prometheus_multiproc_dir
 
 __all__ = [
     "LATENCY_BUCKETS_S",
@@ -72,8 +73,15 @@ class LogSnapshot:
 class Metrics:
     """Counters, histograms and gauges of one process, in their own registry.
 
-    With ``multiprocess_dir`` (``run all``: several processes, one scrape endpoint) the
-    values go to files in that directory and ``registry`` aggregates every process.
+    ``run all`` (several processes, one scrape endpoint) uses prometheus_client's
+    multiprocess mode. Each child, with ``multiprocess_dir``, writes its values to files
+    in that directory and ``registry`` aggregates every process. prometheus_client finds
+    the directory only in the environment (``PROMETHEUS_MULTIPROC_DIR``), which execflow
+    never writes: the supervisor sets it for its children (``child_environment``), and a
+    process whose environment names another directory, or none, is refused with a
+    ``ConfigError``. The supervisor, with ``aggregate_dir``, serves the aggregate of the
+    directory and the ``process_*`` it watches (``watch_processes``); its own counters
+    and gauges (its process has no such environment) are not in it.
     """
 
     def __init__(
@@ -81,26 +89,33 @@ class Metrics:
         component: str,
         *,
         multiprocess_dir: Path | None = None,
+        aggregate_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.component = component
         self.clock = clock
         self.started_at = clock()
-        self.multiprocess = multiprocess_dir is not None
+        self.multiprocess = multiprocess_dir is not None or aggregate_dir is not None
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_snapshot: Callable[[], LogSnapshot] | None = None
         self._log_seen = LogSnapshot()
         self._last_report_at: float | None = None
         self._own_process: ProcessCollector | None = None
         own = self._own = CollectorRegistry(auto_describe=True)
+        if multiprocess_dir is not None and aggregate_dir is not None:
+            raise ValueError("a process records its metrics or aggregates them, not both")
         if multiprocess_dir is not None:
-            multiprocess_dir.mkdir(parents=True, exist_ok=True)
-            # prometheus_client reads the directory from the environment when it
-            # creates each value file; it has no other way to be told.
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiprocess_dir)
-            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            _require_multiprocess_environment(multiprocess_dir)
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                # prometheus_client chose its value class at import, from the same
+                # environment variable: only an import before the variable was set
+                # (a test) gets here.
+                values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        directory = multiprocess_dir or aggregate_dir
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
             self.registry = CollectorRegistry()
-            MultiProcessCollector(self.registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+            MultiProcessCollector(self.registry, path=str(directory))  # type: ignore[no-untyped-call]
         else:
             self.registry = own
             # one process, one endpoint: its own process_* and python_info; in multiprocess
@@ -459,3 +474,20 @@ class Metrics:
             for family in self._own.collect()
             for suffix in suffixes.get(family.type, ("",))
         }
+
+
+def _require_multiprocess_environment(directory: Path) -> None:
+    """Raise ``ConfigError`` unless this process's environment names ``directory``.
+
+    prometheus_client writes the value files under ``PROMETHEUS_MULTIPROC_DIR`` (read
+    from the environment only); a process recording for ``directory`` under another one
+    would be missing from the aggregate without a word.
+    """
+    found = prometheus_multiproc_dir()
+    if found is None or found.resolve() != directory.resolve():
+        raise ConfigError(
+            f"multiprocess metrics for {directory} need {PROMETHEUS_MULTIPROC_DIR}={directory}"
+            f" in the environment (found: {found or 'unset'}); `run all` sets it for the"
+            " processes it starts, next to EXECFLOW_METRICS_MULTIPROC_DIR",
+            setting=PROMETHEUS_MULTIPROC_DIR,
+        )
