@@ -11,7 +11,13 @@ import orjson
 import pytest
 
 from execflow.logs import log_context
-from execflow.logs.formatting import Timestamper, json_line, text_fields, text_value
+from execflow.logs.formatting import (
+    ECS_VERSION,
+    Timestamper,
+    json_line,
+    text_fields,
+    text_value,
+)
 
 from .conftest import SystemFactory, split_lines
 
@@ -73,7 +79,13 @@ def test_json_line_uses_ecs_names_and_decimal_strings(
     first, second = (
         orjson.loads(x) for x in split_lines((log_dir / "worker_open.log").read_bytes())
     )
-    assert list(first)[:5] == ["@timestamp", "log.level", "log.logger", "event.action", "trace.id"]
+    assert list(first)[:8] == [
+        "@timestamp", "log.level", "log.logger", "event.action",
+        "message", "ecs.version", "service.name", "trace.id",
+    ]  # fmt: skip
+    assert first["message"] == "OPEN:RECEIVED"
+    assert first["ecs.version"] == ECS_VERSION and first["service.name"] == "execflow"
+    assert second["message"] == "OPEN:ERROR: boom"
     assert first["log.level"] == "INFO"
     assert first["log.logger"] == "provider.worker.open"
     assert first["event.action"] == "OPEN:RECEIVED"
@@ -205,3 +217,30 @@ def test_bidi_controls_are_escaped_so_a_line_reads_in_the_order_it_was_written(
     [line] = split_lines(data)
     value = orjson.loads(line)["note"] if fmt == "json" else parse_fields(line)["note"]
     assert value == f"rtl{bidi}end"
+
+
+def test_json_user_is_ecs_user_id_and_fixed_keys_are_never_overwritten() -> None:
+    line = json_line(
+        "2026-01-01T00:00:00.000000Z", "INFO", "provider.worker.open", "OPEN:SUCCESS",
+        {"order_id": "1", "user": "demo:3", "message": "mine", "service.name": "x"},
+        {"trace_id": "t"},
+    )  # fmt: skip
+    obj = orjson.loads(line)
+    assert "user" not in obj and obj["user.id"] == "demo:3"
+    assert obj["message"] == "OPEN:SUCCESS" and obj["service.name"] == "execflow"
+    assert obj["labels.message"] == "mine" and obj["labels.service.name"] == "x"
+    bridged = orjson.loads(
+        json_line(
+            "2026-01-01T00:00:00.000000Z",
+            "WARNING",
+            "aio_pika",
+            "LOG",
+            {"msg": "connection lost"},
+            {},
+        )  # fmt: skip
+    )
+    assert bridged["message"] == "LOG: connection lost"
+
+
+def test_text_lines_keep_user() -> None:
+    assert text_fields({"user": "demo:3"}, {}) == " user=demo:3"

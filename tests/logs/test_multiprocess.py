@@ -21,7 +21,9 @@ WRITER = textwrap.dedent(
     settings = Settings(
         log_dir=directory,
         log_max_bytes={"orders_calculated": 20 * 1024, "provider_errors": 20 * 1024},
-        log_backups={"orders_calculated": 50, "provider_errors": 50},
+        # room for every line (4 x 1000 JSON lines of ~280 bytes with the ECS header
+        # fields): a line lost to retention would hide one lost to a race
+        log_backups={"orders_calculated": 80, "provider_errors": 80},
         log_flush_interval_s=0.01,
     )
     system = setup_logging(settings, "worker_open", instance=writer + 1, bridge=False)

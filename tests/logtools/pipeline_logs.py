@@ -71,7 +71,8 @@ def write_pipeline_logs(
         log_dir=directory,
         log_format=fmt,
         log_max_bytes=SMALL,
-        log_backups=dict.fromkeys(SMALL, 20),
+        # enough backups that retention drops no line (JSON lines carry the ECS header)
+        log_backups=dict.fromkeys(SMALL, 60),
         log_gzip=True,
         stats_every_n=25,
         instance=instance,

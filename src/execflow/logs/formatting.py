@@ -21,8 +21,11 @@ import orjson
 from execflow.logs.masking import MASK, is_secret_key, mask_url
 
 __all__ = [
+    "ECS_VERSION",
     "LEVEL_NAMES",
+    "SERVICE_NAME",
     "Timestamper",
+    "ecs_message",
     "json_line",
     "quote",
     "safe_name",
@@ -363,6 +366,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# Elastic Common Schema: every JSON line says which ECS version its names follow and which
+# service wrote it, and carries a ``message`` (what Kibana, Loki and a shipper's default
+# pipeline show for a line). ECS's ``user`` is an object, so the account goes to ``user.id``;
+# a field whose name is one of these fixed keys goes under ``labels.`` instead of
+# overwriting it.
+ECS_VERSION = "8.11.0"
+SERVICE_NAME = "execflow"
+_ECS_NAMES: Mapping[str, str] = {"user": "user.id"}
+_ECS_FIXED = frozenset({"message", "ecs.version", "service.name"})
+
+
+def ecs_message(tag: str, fields: Mapping[str, Any]) -> str:
+    """The line's ``message``: its tag, and the error or the stdlib message when it has one."""
+    text = fields.get("error", fields.get("msg"))
+    if text is None:
+        return tag
+    return f"{tag}: {text if type(text) is str else _stringify(text)}"
+
+
 def json_line(
     timestamp: str,
     level: str,
@@ -377,6 +399,9 @@ def json_line(
         "log.level": level,
         "log.logger": logger,
         "event.action": tag,
+        "message": _json_value(ecs_message(tag, fields)),
+        "ecs.version": ECS_VERSION,
+        "service.name": SERVICE_NAME,
     }
     trace_id = fields.get("trace_id", context.get("trace_id"))
     if trace_id is not None:
@@ -386,7 +411,9 @@ def json_line(
             if key == "trace_id" or (source is context and key in fields):
                 continue
             prefix, secret = _KEYS.get(key) or _key_entry(key)
-            name = _JSON_RENAME.get(key) or prefix[1:-1]
+            name = _JSON_RENAME.get(key) or _ECS_NAMES.get(key) or prefix[1:-1]
+            if name in _ECS_FIXED:
+                name = f"labels.{name}"
             obj[name] = MASK if secret else _json_value(value)
     try:
         line = orjson.dumps(obj, default=_json_default)

@@ -20,8 +20,18 @@ _JSON_RENAMES = {
     "error.type": "error_type",
     "error.message": "error",
     "error.stack_trace": "traceback",
+    "user.id": "user",
 }
-_JSON_FIXED = ("@timestamp", "log.level", "log.logger", "event.action")
+# Keys every JSON line has (the ECS header); not fields of the event.
+_JSON_FIXED = (
+    "@timestamp",
+    "log.level",
+    "log.logger",
+    "event.action",
+    "message",
+    "ecs.version",
+    "service.name",
+)
 
 
 @dataclass(frozen=True, slots=True)
