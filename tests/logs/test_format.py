@@ -237,7 +237,7 @@ def test_json_user_is_ecs_user_id_and_fixed_keys_are_never_overwritten() -> None
             "LOG",
             {"msg": "connection lost"},
             {},
-        )  # fmt: skip
+        )
     )
     assert bridged["message"] == "LOG: connection lost"
 

@@ -115,7 +115,7 @@ def test_log_shippers_read_current_json_files_only() -> None:
 
     config = tomllib.loads(vector)
     source = config["sources"]["execflow_logs"]
-    assert source["include"] == ["/var/lib/execflow/logs/provider/*.log"]
+    assert source["include"] == ["/var/log/execflow/provider/*.log"]
     assert "parse_json" in config["transforms"]["execflow_parsed"]["source"]
     assert set(config["sinks"]) == {"loki", "elasticsearch"}
     assert "ndjson" in filebeat and "@timestamp" in filebeat
