@@ -127,7 +127,7 @@ def test_big_numbers_are_readable_and_no_label_is_clipped(
     assert "<title>ok</title>" in dom, re.search(r'<pre id="errors"[^>]*>([^<]*)', dom)
 
 
-def test_the_clipping_check_catches_a_clipped_label(tmp_path: Path) -> None:
+def test_the_page_check_catches_a_clipped_label_and_overlapping_labels(tmp_path: Path) -> None:
     binary = _chromium()
     html = render_report(_big_report(), [], "clipped on purpose")
     # the old axis: the label's right edge at x=50, anchored at the end, far too long
@@ -139,3 +139,14 @@ def test_the_clipping_check_catches_a_clipped_label(tmp_path: Path) -> None:
     dom = _dom(binary, tmp_path, clipped, "clipped")
     assert "<title>error</title>" in dom
     assert "label outside its chart: 1.524e+04" in dom
+    # and two bucket labels written over each other (the old histogram's 1000-2000)
+    crowded = html.replace(
+        "</svg>",
+        '<text class="x-label" x="100" y="230" text-anchor="middle" font-size="10">1000-2000</text>'
+        '<text class="x-label" x="120" y="230" text-anchor="middle" font-size="10">2000-5000</text>'
+        "</svg>",
+        1,
+    )
+    dom = _dom(binary, tmp_path, crowded, "crowded")
+    assert "<title>error</title>" in dom
+    assert "labels overlap: 1000-2000 / 2000-5000" in dom

@@ -115,7 +115,7 @@ def test_report_histogram_labels_and_fitting_buckets() -> None:
     assert "processed per 5 s" in html
     assert "5 s buckets" in html
     labels = _x_labels(html)
-    assert "≤0.5" in labels and "5-10" in labels and "&gt;5000" in labels
+    assert "≤0.5" in labels and "5-10" in labels and "500-1k" in labels and "&gt;5k" in labels
     assert "processing time (ms)" in html
 
 
@@ -193,3 +193,9 @@ def test_empty_views_say_so(tmp_path: Path) -> None:
     html = build_report(tmp_path)
     assert "no worker line names a symbol" in html
     assert "no outcome line" in html
+
+
+def test_a_dead_letter_example_says_why() -> None:
+    html = render_report(_stats_with_times(), [_group(detail="second close of one position")], "t")
+    assert "second close of one position" in html
+    assert "no message" not in html

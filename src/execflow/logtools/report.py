@@ -20,14 +20,14 @@ from execflow.logtools.error_groups import ErrorGroup, collect_errors
 from execflow.logtools.report_views import errors_view, lp_view, ms, rejects_view, symbol_view
 from execflow.logtools.scan import ScanProgress
 from execflow.logtools.stats import PeriodStats, StatsReport, collect_stats
-from execflow.logtools.svg import PALETTE, bar_chart, line_chart
+from execflow.logtools.svg import PALETTE, bar_chart, human_number, line_chart
 from execflow.safetext import html_text
 
 __all__ = ["build_report", "render_report", "write_report"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}h3{font-size:14px}
 table{border-collapse:collapse;font-size:13px;margin-bottom:10px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
@@ -35,8 +35,9 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}#errors:empty{display:none}
 """
 
-# What the Python side cannot check: every chart has a size, and no text of a chart lies
-# outside it (a clipped axis value). A problem is written into #errors.
+# What the Python side cannot check: every chart has a size, no text of a chart lies
+# outside it (a clipped axis value) and no two x labels overlap. A problem is written
+# into #errors.
 _JS = """
 window.onerror=function(m){var e=document.getElementById('errors');
 e.textContent+=String(m)+'\\n';document.title='error';};
@@ -49,6 +50,10 @@ var w=c.width.baseVal.value,h=c.height.baseVal.value;
 c.querySelectorAll('text').forEach(function(t){var b=t.getBBox();
 if(b.x<-0.5||b.y<-0.5||b.x+b.width>w+0.5||b.y+b.height>h+0.5){
 e.textContent+='label outside its chart: '+t.textContent+'\\n';}});
+var xs=c.querySelectorAll('text.x-label');
+for(var i=1;i<xs.length;i++){var a=xs[i-1].getBBox(),b=xs[i].getBBox();
+if(a.x+a.width>b.x+0.5){e.textContent+='labels overlap: '+xs[i-1].textContent+
+' / '+xs[i].textContent+'\\n';}}
 });
 if(charts.length===0||bad>0){e.textContent+='charts not rendered: '+bad+'\\n';}
 document.title=e.textContent===''?'ok':'error';
@@ -65,9 +70,10 @@ def _latency_bars(stats: PeriodStats) -> list[tuple[str, float]]:
     counts = [0] * (len(edges) + 1)
     for value, count in stats.times_ms.items():
         counts[next((i for i, edge in enumerate(edges) if value <= edge), len(edges))] += count
-    labels = [f"≤{edges[0]:g}"]
-    labels += [f"{lo:g}-{hi:g}" for lo, hi in pairwise(edges)]
-    labels.append(f">{edges[-1]:g}")
+    # short enough for a bar's width: 500-1k, 2k-5k
+    labels = [f"≤{human_number(edges[0])}"]
+    labels += [f"{human_number(lo)}-{human_number(hi)}" for lo, hi in pairwise(edges)]
+    labels.append(f">{human_number(edges[-1])}")
     return list(zip(labels, map(float, counts), strict=True))
 
 

@@ -91,7 +91,7 @@ def errors_view(errors: list[ErrorGroup]) -> str:
     """Top error types as a chart, then the five biggest with an example each.
 
     The example's traceback is shown when the line has one; otherwise its error message
-    in a sentence, and no empty box.
+    (or a dead letter's detail or reason) in a sentence, and no empty box.
     """
     section = "<h2>Top error types</h2>"
     if not errors:
@@ -112,7 +112,8 @@ def errors_view(errors: list[ErrorGroup]) -> str:
             f"({html_text(group.first_ts)} .. {html_text(group.last_ts)})</h3>"
         )
         example = group.example
-        message = example.get("error")
+        # an exception's message; a dead letter logged at ERROR says why in detail / reason
+        message = example.get("error") or example.get("detail") or example.get("reason")
         where = f"{example.file}, {example.ts}, [{example.tag}]"
         if message:
             parts.append(f'<p class="small">example ({html_text(where)}): {html_text(message)}</p>')

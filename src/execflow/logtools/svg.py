@@ -22,6 +22,7 @@ PALETTE = (
 
 _W, _H, _PAD_L, _PAD_R, _PAD_T, _PAD_B = 760, 260, 64, 150, 16, 44
 _TICKS = 4
+_BAR_PAD_R = 16
 # Average advance of a character at font-size 11 (system-ui), used to make room for labels.
 _CHAR_PX = 7.4
 _SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
@@ -51,10 +52,9 @@ def nice_max(value: float, ticks: int = _TICKS) -> float:
     return 10.0 * power * ticks
 
 
-def _axis(y_max: float, left: float) -> list[str]:
+def _axis(y_max: float, left: float, right: float = _W - _PAD_R) -> list[str]:
     parts = [
-        f'<line x1="{left}" y1="{_H - _PAD_B}" x2="{_W - _PAD_R}" y2="{_H - _PAD_B}" '
-        'stroke="#444"/>',
+        f'<line x1="{left}" y1="{_H - _PAD_B}" x2="{right}" y2="{_H - _PAD_B}" stroke="#444"/>',
         f'<line x1="{left}" y1="{_PAD_T}" x2="{left}" y2="{_H - _PAD_B}" stroke="#444"/>',
     ]
     for i in range(_TICKS + 1):
@@ -64,9 +64,7 @@ def _axis(y_max: float, left: float) -> list[str]:
             f'<text class="y-label" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
             f'font-size="11">{human_number(value)}</text>'
         )
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{_W - _PAD_R}" y2="{y:.1f}" stroke="#eee"/>'
-        )
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#eee"/>')
     return parts
 
 
@@ -123,9 +121,9 @@ def _svg(title: str, body: list[str], height: int = _H) -> str:
     )
 
 
-def _axis_title(text: str, left: float) -> str:
+def _axis_title(text: str, left: float, right: float = _W - _PAD_R) -> str:
     return (
-        f'<text class="axis-title" x="{(left + _W - _PAD_R) / 2:.1f}" y="{_H - 6}" '
+        f'<text class="axis-title" x="{(left + right) / 2:.1f}" y="{_H - 6}" '
         f'text-anchor="middle" font-size="11" fill="#555">{html_text(text)}</text>'
     )
 
@@ -165,11 +163,12 @@ def bar_chart(
     """Vertical bars, one per ``(label, value)``; every bar's label is written under it."""
     y_max = nice_max(max((v for _, v in bars), default=0.0))
     left = _left(y_max)
-    body = _axis(y_max, left)
+    right = _W - _BAR_PAD_R  # no legend: the bars take the width, each label its slot
+    body = _axis(y_max, left, right)
     if x_title:
-        body.append(_axis_title(x_title, left))
+        body.append(_axis_title(x_title, left, right))
     n = max(len(bars), 1)
-    slot = (_W - left - _PAD_R) / n
+    slot = (right - left) / n
     for i, (label, value) in enumerate(bars):
         y = _y(value, y_max)
         centre = left + i * slot + slot / 2
