@@ -5,6 +5,9 @@ Schema versioning: Alembic. The revision scripts ship inside the package
 programmatically, recording the revision in ``alembic_version``. The scripts are
 loaded in a worker thread (file reads), then applied on the async connection with
 ``run_sync``; on PostgreSQL an advisory lock serialises processes starting together.
+When ``alembic_version`` already holds the shipped head (``migrations.shipped_head``,
+read from the scripts' text) there is nothing to apply and Alembic is not imported:
+a pipeline process then carries neither Alembic nor Mako and Pygments (about 9 MB).
 
 Inserts are idempotent: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on both
 dialects, one statement built once and executed over the list of rows (SQLAlchemy sends
@@ -20,14 +23,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +40,7 @@ from execflow.backends.database import (
     StoredDeadLetter,
     StoredEvent,
 )
+from execflow.backends.migrations import MIGRATIONS_DIR, shipped_head
 from execflow.backends.sql_chain import AlreadyStored, append_chained, prepare_events
 from execflow.backends.sql_tables import (
     JsonText,
@@ -57,9 +57,12 @@ from execflow.logs.masking import mask_url
 
 __all__ = ["MIGRATIONS_DIR", "SqlDatabase", "sqlite_pragmas"]
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 log = logging.getLogger("execflow.backends.sql")
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x65786563  # "exec"
 # SQLite allows 32766 bound parameters per statement; 10 columns x 2000 rows stays below.
 _SQLITE_MAX_ROWS = 2000
@@ -77,6 +80,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def _load_scripts() -> tuple[Config, ScriptDirectory]:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     script = ScriptDirectory.from_config(config)
@@ -87,6 +93,8 @@ def _load_scripts() -> tuple[Config, ScriptDirectory]:
 def _upgrade(
     connection: Connection, config: Config, script: ScriptDirectory, target: str = "head"
 ) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
 
@@ -100,7 +108,17 @@ def _upgrade(
 
 
 def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision recorded in ``alembic_version`` (as Alembic reads it), without Alembic."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    rows = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(rows) > 1:
+        raise DatabaseError("the schema records several revisions", revisions=list(rows))
+    return str(rows[0]) if rows else None
+
+
+def _at_revision(connection: Connection, head: str | None) -> bool:
+    return head is not None and _current_revision(connection) == head
 
 
 class SqlDatabase:
@@ -149,9 +167,13 @@ class SqlDatabase:
         if self._dialect == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         try:
-            config, script = await asyncio.to_thread(_load_scripts)
-            async with engine.begin() as conn:
-                await conn.run_sync(_upgrade, config, script)
+            head = await asyncio.to_thread(shipped_head)
+            async with engine.connect() as conn:
+                current = await conn.run_sync(_at_revision, head)
+            if not current:
+                config, script = await asyncio.to_thread(_load_scripts)
+                async with engine.begin() as conn:
+                    await conn.run_sync(_upgrade, config, script)
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
             raise DatabaseError(
