@@ -18,6 +18,10 @@ reorder what is read. Every command that prints outside data renders it through 
 maintained with Python's Unicode database (new format characters are covered when Python
 updates), runs in C, and errs on the safe side (unassigned and private-use code points,
 which a terminal may draw as anything, are escaped too).
+
+Rich is imported by ``cell`` and ``markup`` only, when a terminal table or markup is
+drawn: a pipeline process escapes text for its logs without loading Rich (docs/benchmarks.md,
+"Memory").
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.markup import escape as _markup_escape
-from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["cell", "html_text", "json_text", "markup", "safe_text"]
 
@@ -112,9 +117,13 @@ def html_text(value: object, *, keep_newlines: bool = False) -> str:
 
 def cell(value: object) -> Text:
     """A Rich ``Text`` of ``safe_text(value)``: a table cell Rich never parses as markup."""
+    from rich.text import Text
+
     return Text(safe_text(value))
 
 
 def markup(value: object) -> str:
     """``safe_text(value)`` with Rich markup escaped, to splice into a markup string."""
-    return _markup_escape(safe_text(value))
+    from rich.markup import escape
+
+    return escape(safe_text(value))

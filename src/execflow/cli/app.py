@@ -3,35 +3,72 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-import execflow.cli.logs_read  # noqa: F401 - imported for the reading commands it adds to logs_app
 from execflow import __version__
-from execflow.cli.api import api_key_app, run_api, serve_command
-from execflow.cli.audit import audit_app
-from execflow.cli.bench import bench_command
 from execflow.cli.context import CliState, settings_from
-from execflow.cli.demo import demo_command
-from execflow.cli.dlq import dlq_app
 from execflow.cli.failures import FailureBoundary, library_stderr
-from execflow.cli.logs import logs_app
-from execflow.cli.lp import lp_app
-from execflow.cli.orders import orders_app
-from execflow.cli.reads import account_app, list_orders, show_order
-from execflow.cli.reconcile import reconcile_command
-from execflow.cli.resolve import resolve_command
-from execflow.cli.run import run_app
-from execflow.cli.simulate import simulate_command
-from execflow.cli.state import seed_app, state_app
-from execflow.cli.stuck import list_app
-from execflow.cli.supervisor import run_all
-from execflow.logs.masking import mask_url
-from execflow.safetext import cell
+from execflow.cli.lazy import LazyCommands, Loader, command, group
 
 __all__ = ["app", "main"]
+
+_CLI = "execflow.cli"
+# Every sub-command and where it lives, in the order ``--help`` lists them; a module is
+# imported only when one of its commands runs (cli.lazy). ``version`` and ``config`` are
+# defined below and slot in after ``serve``.
+_BEFORE_OWN: dict[str, Loader] = {
+    "bench": command("bench", f"{_CLI}.bench:bench_command"),
+    "demo": command("demo", f"{_CLI}.demo:demo_command"),
+    "reconcile": command("reconcile", f"{_CLI}.reconcile:reconcile_command"),
+    "simulate": command("simulate", f"{_CLI}.simulate:simulate_command"),
+    "serve": command("serve", f"{_CLI}.api:serve_command"),
+}
+_AFTER_OWN: dict[str, Loader] = {
+    "logs": group("logs", f"{_CLI}.logs:logs_app", also=f"{_CLI}.logs_read"),
+    "run": group(
+        "run",
+        f"{_CLI}.run:run_app",
+        {
+            "all": command("all", f"{_CLI}.supervisor:run_all"),
+            "api": command("api", f"{_CLI}.api:run_api"),
+        },
+    ),
+    "order": group(
+        "order",
+        f"{_CLI}.orders:orders_app",
+        {
+            "resolve": command("resolve", f"{_CLI}.resolve:resolve_command"),
+            "show": command("show", f"{_CLI}.reads:show_order"),
+        },
+    ),
+    "orders": group(
+        "orders", f"{_CLI}.stuck:list_app", {"list": command("list", f"{_CLI}.reads:list_orders")}
+    ),
+    "account": group("account", f"{_CLI}.reads:account_app"),
+    "dlq": group("dlq", f"{_CLI}.dlq:dlq_app"),
+    "audit": group("audit", f"{_CLI}.audit:audit_app"),
+    "lp": group("lp", f"{_CLI}.lp:lp_app"),
+    "state": group("state", f"{_CLI}.state:state_app"),
+    "seed": group("seed", f"{_CLI}.state:seed_app"),
+    "api-key": group("api-key", f"{_CLI}.api:api_key_app"),
+}
+
+
+class _Root(FailureBoundary):
+    """The root group: its own commands built, every other one loaded when resolved."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        own = dict(self.commands)
+        loaders: dict[str, Loader] = {**_BEFORE_OWN, **{n: _built(c) for n, c in own.items()}}
+        self.commands = LazyCommands({}, {**loaders, **_AFTER_OWN})
+
+
+def _built(found: Any) -> Loader:
+    return lambda: found
+
 
 app = typer.Typer(
     name="execflow",
@@ -39,37 +76,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=FailureBoundary,
+    cls=_Root,
 )
-
-
-app.add_typer(logs_app, name="logs")
-app.add_typer(run_app, name="run")
-run_app.command("all")(run_all)
-run_app.command("api")(run_api)
-app.add_typer(orders_app, name="order")
-orders_app.command("resolve")(resolve_command)
-orders_app.command("show")(show_order)
-app.add_typer(list_app, name="orders")
-list_app.command("list")(list_orders)
-app.add_typer(account_app, name="account")
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(audit_app, name="audit")
-app.add_typer(lp_app, name="lp")
-app.add_typer(state_app, name="state")
-app.add_typer(seed_app, name="seed")
-app.command("bench")(bench_command)
-app.command("demo")(demo_command)
-app.command("reconcile")(reconcile_command)
-app.command("simulate")(simulate_command)
-app.command("serve")(serve_command)
-app.add_typer(api_key_app, name="api-key")
 
 
 def _print_version(value: bool) -> None:
     """``--version``: print the version and stop before any sub-command runs."""
     if value:
-        Console().print(__version__, highlight=False)
+        typer.echo(__version__)
         raise typer.Exit()
 
 
@@ -101,12 +115,18 @@ def root(
 @app.command()
 def version() -> None:
     """Print the execflow version."""
-    Console().print(__version__, highlight=False)
+    typer.echo(__version__)
 
 
 @app.command("config")
 def show_config(ctx: typer.Context) -> None:
     """Validate the settings and print them, secrets masked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from execflow.logs.masking import mask_url
+    from execflow.safetext import cell
+
     settings = settings_from(ctx)
     table = Table("setting", "value", title="execflow settings")
     for name, value in settings.model_dump().items():

@@ -1,0 +1,86 @@
+"""A pipeline process loads only what it uses (issue 14, "Memory").
+
+Each ``execflow run`` process is started for real on RabbitMQ, Redis and PostgreSQL
+(unique queue and key prefixes), through the console script's own entry point. Once it
+has logged that it is consuming it is stopped with SIGTERM, and the top-level packages
+it had imported are written out at exit: the API stack (FastAPI, Starlette, Uvicorn),
+the migration tool (Alembic, Mako) and the terminal renderers (Rich, Pygments) must not
+be among them. Each of those costs RSS in every one of ``run all``'s processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from execflow.pipeline.services import Services
+from execflow.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+HEAVY = {"fastapi", "starlette", "uvicorn", "sse_starlette", "alembic", "mako", "pygments", "rich"}
+
+# Runs the CLI as the console script does; at exit (SIGTERM ends the command normally)
+# writes the imported top-level packages to argv[1]. A thread sends the SIGTERM once the
+# component's log shows it consuming.
+_PROBE = """
+import atexit, json, os, signal, sys, threading, time
+from pathlib import Path
+
+out, log, tag = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+atexit.register(lambda: out.write_text(json.dumps(sorted({m.split(".")[0] for m in sys.modules}))))
+
+def stop_once_started():
+    while tag not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop_once_started, daemon=True).start()
+sys.argv = ["execflow", "run", *sys.argv[4:]]
+from execflow.cli.app import main
+main()
+"""
+
+PROCESSES = {
+    "dispatcher": ("dispatcher.log", "[DISPATCH:STARTED]", ("dispatcher",)),
+    "worker open": ("worker_open.log", "[OPEN:STARTED]", ("worker", "open")),
+    "db writer": ("db_writer.log", "[DBWRITER:STARTED]", ("db-writer",)),
+}
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        EXECFLOW_BROKER_URL=settings.broker_url,
+        EXECFLOW_STATE_URL=settings.state_url,
+        EXECFLOW_DATABASE_URL=settings.database_url,
+        EXECFLOW_QUEUE_PREFIX=settings.queue_prefix,
+        EXECFLOW_LOG_DIR=str(settings.log_dir),
+        EXECFLOW_SHUTDOWN_TIMEOUT_S="2",
+    )
+    return env
+
+
+@pytest.mark.parametrize("kind", list(PROCESSES))
+async def test_a_pipeline_process_imports_no_api_migration_or_terminal_stack(
+    kind: str, real_services: Services, real_settings: Settings, tmp_path: Path
+) -> None:
+    # real_services has migrated the fresh database, as the first process of a deployment
+    # does; the process under test then finds the schema at head
+    log_name, tag, args = PROCESSES[kind]
+    out = tmp_path / "modules.json"
+    log = Path(real_settings.log_dir) / log_name
+    command = [sys.executable, "-c", _PROBE, str(out), str(log), tag, *args]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=_env(real_settings), capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    imported = set(json.loads(out.read_text()))
+    assert "execflow" in imported and "aio_pika" in imported  # it did run, on the broker
+    assert imported & HEAVY == set()
