@@ -231,3 +231,19 @@ async def test_a_host_list_connects_to_the_first_host_that_answers() -> None:
         declared = set(bus.declared_queues)
         await bus.close()
         await delete_queues(declared)
+
+
+async def test_the_heartbeat_setting_reaches_the_connection() -> None:
+    # a frozen process must lose its connection (and its consumers) within seconds of
+    # amqp_heartbeat_s, which aiormq reads from the URL only
+    need_service("rabbitmq")
+    bus = await make_rabbit_bus(QueueNames(unique("eftest.")), heartbeat_s=3)
+    try:
+        connection = bus._connection
+        assert connection is not None and connection.transport is not None
+        negotiated = getattr(connection.transport.connection, "heartbeat_timeout", None)
+        assert negotiated == 3
+    finally:
+        declared = set(bus.declared_queues)
+        await bus.close()
+        await delete_queues(declared)

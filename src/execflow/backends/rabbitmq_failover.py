@@ -67,7 +67,13 @@ class FailoverConnection(RobustConnection):
     def __init__(self, urls: Sequence[str], start: int = 0, **kwargs: Any) -> None:
         if not urls:
             raise ValueError("no broker URL")
-        self._urls = [URL(u) for u in urls]
+        # aiormq reads the heartbeat from the URL only (aio_pika.connect() moves it there;
+        # a keyword to the connection class is silently ignored: 60 s instead)
+        heartbeat = kwargs.pop("heartbeat", None)
+        self._urls = [
+            URL(u) if heartbeat is None else URL(u).update_query(heartbeat=int(heartbeat))
+            for u in urls
+        ]
         self._current = start % len(self._urls)
         super().__init__(self._urls[self._current], **kwargs)
         self.failovers = 0
