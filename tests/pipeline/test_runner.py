@@ -63,6 +63,14 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     assert [policy.delay_s(n, 0.5) for n in range(1, 6)] == [0.1, 0.2, 0.4, 0.8, 1.0]
 
 
+def test_backoff_stays_at_the_cap_past_the_float_range() -> None:
+    # a retry-forever consumer (the db writer) reaches attempt 1,025 after ~8.5 h at a
+    # 30 s cap; 2.0**1024 overflows a float
+    policy = RetryPolicy(base_delay_s=0.1, max_delay_s=30.0, multiplier=2.0, jitter=0.2)
+    assert policy.delay_s(1_025, 0.5) == 30.0
+    assert policy.delay_s(1_000_000, 0.0) == 30.0
+
+
 def test_jitter_spreads_around_the_nominal_delay() -> None:
     policy = RetryPolicy(base_delay_s=1.0, max_delay_s=100.0, jitter=0.2)
     assert policy.delay_s(1, 0.0) == pytest.approx(0.8)

@@ -86,7 +86,11 @@ class RetryPolicy:
     def delay_s(self, attempt: int, rand: float) -> float:
         """Seconds before attempt ``attempt + 1``; ``rand`` is uniform in [0, 1)."""
         exponent = max(0, attempt - 1)
-        raw = self.base_delay_s * self.multiplier**exponent
+        try:
+            raw = self.base_delay_s * self.multiplier**exponent
+        except OverflowError:
+            # a consumer that retries forever reaches attempt ~1,000 after hours at the cap
+            return self.max_delay_s
         jittered = raw * (1.0 + self.jitter * (2.0 * rand - 1.0))
         return max(0.0, min(self.max_delay_s, jittered))
 
