@@ -152,3 +152,10 @@ def test_known_components_cover_the_catalog() -> None:
     line = _one_line(done)
     for name, spec in CATALOG.items():
         assert (name in line) is (not spec.shared)
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep")
+    line = _one_line(_execflow("demo", "--orders", "1", "--dir", str(tmp_path)))
+    assert "configuration error" in line and "was not made by execflow demo" in line
+    assert (tmp_path / "precious.txt").read_text() == "keep"

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from execflow.apps.demo import DemoOptions, DemoOutcome, run_demo
 from execflow.apps.scenario import ScenarioConfig
 from execflow.cli.context import settings_from
-from execflow.errors import ConfigError
+from execflow.cli.progress import phase_progress
 from execflow.pipeline.reconcile import ReconcileReport
 from execflow.safetext import cell, markup
 from execflow.sim.config import LpConfig
@@ -103,27 +102,10 @@ def demo_command(
         f"reorders {reorder_rate:.0%}, malformed {malformed_rate:.0%}, partials {partial_rate:.0%}"
         + (", via FIX 4.4" if via_fix else "")
     )
-    with Progress(
-        TextColumn("{task.description:<16}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        tasks = {
-            "orders": bar.add_task("placing orders", total=orders),
-            "settle": bar.add_task("closing out", total=None),
-        }
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(tasks[phase], completed=done, total=total)
-
-        try:
-            outcome = asyncio.run(run_demo(base, options, progress))
-        except ConfigError as exc:
-            console.print(f"[bold red]error:[/] {markup(exc.message)}")
-            raise typer.Exit(2) from None
+    # the bars go to stderr at a terminal only (``--quiet``: none); a refused run
+    # directory is a ConfigError: one line on stderr, exit 2 (the root command's boundary)
+    with phase_progress(ctx, {"orders": "placing orders", "settle": "closing out"}) as bars:
+        outcome = asyncio.run(run_demo(base, options, bars))
     render(console, outcome, options.lp)
     if not outcome.ok:
         raise typer.Exit(1)
