@@ -7,8 +7,9 @@
 # The builder installs the locked dependencies (requirements/runtime.txt, every file
 # checked against its hash) and execflow into a venv; the runtime stage copies that venv
 # alone: no compiler, no pip, nothing downloaded when a container starts. It runs as the
-# unprivileged user `execflow` (uid 10001). PYTHON_IMAGE must give python3 at the same
-# path in both stages (the venv's interpreter is a link to it).
+# unprivileged user `execflow` (uid 10001). PYTHON_IMAGE must give python3 (3.11+) with
+# its C headers (quickfix's build needs Python.h) and apt-get, at the same path in both
+# stages (the venv's interpreter is a link to it): the official python images do.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
