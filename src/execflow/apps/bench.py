@@ -14,7 +14,9 @@ Also measured in the same run:
   the distributed pipeline's rate as a share of it (the pipeline's path to a committed
   state is the same two hops: reports -> dispatcher -> worker queue -> worker);
 * the CPU share of logging: the embedded run repeated with ``log_level=CRITICAL`` (no
-  line formatted or written), comparing CPU seconds per report.
+  line formatted or written), comparing CPU seconds per report;
+* the RSS of each distributed process (dispatcher, worker open, db writer) at the end of
+  each distributed pass, beside a bare interpreter's (``apps.memory``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 
+from execflow.apps.memory import MemoryFigures, bare_interpreter_rss, process_rss
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
 from execflow.domain.enums import Side
 from execflow.errors import ExecflowError, StoreError
@@ -63,6 +66,12 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _ENTRY = "from execflow.cli.app import main; main()"
+# the distributed pass's processes: the name each logs under, its ``execflow`` arguments
+PIPELINE_PROCESSES = {
+    "db_writer": ("run", "db-writer"),
+    "worker_open": ("run", "worker", "open"),
+    "dispatcher": ("run", "dispatcher"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,8 @@ class BenchConfig:
     redis_url: str = DEFAULT_REDIS_URL
     postgres_admin_url: str = DEFAULT_POSTGRES_ADMIN_URL
     timeout_s: float = 300.0
+    child_env: tuple[tuple[str, str], ...] = ()
+    """Extra environment of the pipeline processes (``bench/memory.py --child-pythonpath``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,8 @@ class RunFigures:
     p95_ms: float
     p99_ms: float
     cpu_s: float = 0.0
+    memory: MemoryFigures | None = None
+    """The distributed processes' RSS once every report of the pass was applied."""
 
     @property
     def rate(self) -> float:
@@ -395,6 +408,9 @@ async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFig
     prefix = f"efbench{token}"
     results: list[RunFigures] = []
     try:
+        # migrated once here, as a deployment's first start leaves it: the processes then
+        # find the schema at head and do not load Alembic (one behind it would, +8 MB RSS)
+        await _migrate(f"{base_pg}/{db_name}")
         for label, paced in (("max", False), ("paced", True)):
             run_dir = workdir / f"distributed-{label}"
             env_settings = {
@@ -419,6 +435,14 @@ async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFig
     return results[0], results[1]
 
 
+async def _migrate(url: str) -> None:
+    from execflow.backends.sql import SqlDatabase
+
+    database = SqlDatabase(url)
+    await database.connect()
+    await database.close()
+
+
 async def _distributed_pass(
     config: BenchConfig,
     values: dict[str, str],
@@ -427,12 +451,14 @@ async def _distributed_pass(
     tag: str,
 ) -> RunFigures:
     await asyncio.to_thread(run_dir.mkdir, parents=True)
-    env = environment_with(**{f"EXECFLOW_{k.upper()}": v for k, v in values.items()})
+    env = environment_with(
+        **{f"EXECFLOW_{k.upper()}": v for k, v in values.items()}, **dict(config.child_env)
+    )
     settings = Settings(**values)  # type: ignore[arg-type]
-    children = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", _ENTRY, *args, env=env)
-        for args in (("run", "db-writer"), ("run", "worker", "open"), ("run", "dispatcher"))
-    ]
+    children = {
+        name: await asyncio.create_subprocess_exec(sys.executable, "-c", _ENTRY, *args, env=env)
+        for name, args in PIPELINE_PROCESSES.items()
+    }
     own = settings.model_copy(update={"log_dir": run_dir / "bench"})
     logs = await asyncio.to_thread(setup_logging, own, "simulator")
     try:
@@ -457,12 +483,16 @@ async def _distributed_pass(
                 return len(found) >= len(orders)
 
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
+            # warmed up: every report of the pass applied
+            rss = process_rss({name: child.pid for name, child in children.items()})
+            memory = MemoryFigures(rss, await asyncio.to_thread(bare_interpreter_rss))
             result = figures(published, await asyncio.to_thread(success_times, log_file))
+            result = replace(result, memory=memory)
     finally:
-        for child in children:
+        for child in children.values():
             if child.returncode is None:
                 child.terminate()
-        await asyncio.gather(*(c.wait() for c in children))
+        await asyncio.gather(*(c.wait() for c in children.values()))
         await _cleanup(config.amqp_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
     return result

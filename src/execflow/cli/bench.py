@@ -98,6 +98,14 @@ def render_bench(console: Console, result: BenchResult) -> None:
             f"logging CPU share (embedded): {share:.1%} "
             f"({per_report[0]:.2f} ms CPU per report with logging, {per_report[1]:.2f} ms without)"
         )
+    for name, figures in (
+        ("max rate", result.distributed_max),
+        ("half rate", result.distributed_half),
+    ):
+        if figures is not None and figures.memory is not None:
+            console.print(f"RSS per process at the end of the distributed {name} pass:")
+            for line in figures.memory.lines():
+                console.print(f"  {markup(line)}")
     for note in result.notes:
         console.print(f"[bold red]note:[/] {markup(note)}")
     console.print(f"machine: {machine()}")
