@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -145,3 +148,32 @@ async def test_a_commit_is_on_the_replica_when_it_returns(
         finally:
             await replica.aclose()
     assert seen == 20
+
+
+@pytest.mark.integration
+async def test_a_master_without_replica_is_not_waited_on_every_commit(
+    cluster_store: RedisClusterStateStore,
+    redis_cluster: RedisClusterServers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    account = "live:6"
+    master = _node_of(cluster_store, cluster_store.account_key(account))
+    owner = next(n for n in redis_cluster.nodes if n.address == master)
+    replication = redis_cluster.info(owner, "INFO", "replication")
+    replica_port = int(replication["slave0"].split("port=")[1].split(",")[0])
+    replica = next(n for n in redis_cluster.nodes if n.port == replica_port)
+    caplog.set_level(logging.WARNING, logger="execflow.backends.redis_cluster_state")
+    redis_cluster.kill(replica)
+    try:
+        started = time.monotonic()
+        await cluster_store.commit(account, [Write("account", account, 0, {"n": 1})])
+        warned = [r for r in caplog.records if "not yet on enough replicas" in r.getMessage()]
+        assert len(warned) == 1 and master in warned[0].getMessage()
+        assert time.monotonic() - started >= 0.4  # the WAIT timed out (500 ms)
+        started = time.monotonic()
+        for version in range(1, 6):
+            await cluster_store.commit(account, [Write("account", account, version, {"n": 2})])
+        assert time.monotonic() - started < 2.0  # five commits, no 500 ms wait each
+        assert len([r for r in caplog.records if "enough replicas" in r.getMessage()]) == 1
+    finally:
+        await asyncio.to_thread(redis_cluster.restore)

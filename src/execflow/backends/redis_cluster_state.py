@@ -14,7 +14,8 @@ What differs from one server:
 * A commit and a lifecycle record are followed by ``WAIT <replicas>`` on the same
   connection: the write reached that many replicas before the store answers, so a
   master killed after the answer does not take the write with it. When fewer replicas
-  acknowledge in time, the write stands and a warning says so.
+  acknowledge in time, the write stands, a warning says so, and that master is not
+  waited on for a few seconds (after a failover it has no replica until one rejoins).
 * MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
   ``MASTERDOWN``, ``TRYAGAIN``, ``READONLY`` from a demoted master) is retried with
   backoff until ``retry_window_s`` has passed, then raised as ``StoreError``. A commit
@@ -75,6 +76,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# How long a master that did not get a write onto a replica in time is not waited on.
+_UNREPLICATED_PAUSE_S = 5.0
+
 
 class RedisClusterStateStore(RedisStateStore):
     """The ``StateStore`` port on a Redis Cluster (redis-py's ``RedisCluster``)."""
@@ -105,6 +109,7 @@ class RedisClusterStateStore(RedisStateStore):
         self._wait_timeout_ms = max(1, wait_timeout_ms)
         self._retry_window_s = 3 * timeout_s if retry_window_s is None else retry_window_s
         self._turn = itertools.count()
+        self._unreplicated_until: dict[str, float] = {}
         super().__init__(
             url, pool_size=pool_size, timeout_s=timeout_s, key_prefix=key_prefix,
             backoff_s=backoff_s,
@@ -160,7 +165,10 @@ class RedisClusterStateStore(RedisStateStore):
                         error=repr(exc),
                     ) from exc
                 log.warning(
-                    "redis cluster call failed; retrying",
+                    "redis cluster call failed; retrying: operation=%s attempt=%d error=%r",
+                    operation,
+                    attempt,
+                    exc,
                     extra={"operation": operation, "attempt": attempt, "error": repr(exc)},
                 )
                 await asyncio.sleep(delay_s)
@@ -173,18 +181,33 @@ class RedisClusterStateStore(RedisStateStore):
     # -- writes that wait for a replica -------------------------------------------------------
 
     async def _acked(self, key: str, command: tuple[Any, ...]) -> Any:
-        """``command`` (on ``key``'s slot) then ``WAIT`` on the same node and connection."""
-        if self._wait_replicas == 0:
-            return await self._redis.execute_command(*command)
+        """``command`` (on ``key``'s slot) then ``WAIT`` on the same node and connection.
+
+        A master whose replica did not acknowledge in time (it has none since a failover,
+        or it lags) is written without ``WAIT`` for ``_UNREPLICATED_PAUSE_S``: with no
+        replica there is nothing to wait for, and every write would pay the timeout.
+        """
         node = self._redis.get_node_from_key(key)
+        if (
+            self._wait_replicas == 0
+            or node is None
+            or time.monotonic() < self._unreplicated_until.get(node.name, 0.0)
+        ):
+            return await self._redis.execute_command(*command)
         pipe = self._redis.pipeline(transaction=False)
         pipe.execute_command(*command)
         pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms, target_nodes=node)
         result, acked = await pipe.execute()
         if int(acked) < self._wait_replicas:
+            self._unreplicated_until[node.name] = time.monotonic() + _UNREPLICATED_PAUSE_S
             log.warning(
-                "write not yet on enough replicas",
-                extra={"key": key, "replicas": int(acked), "wanted": self._wait_replicas},
+                "write not yet on enough replicas: node=%s replicas=%d wanted=%d; "
+                "not waiting on it for %g s",
+                node.name,
+                int(acked),
+                self._wait_replicas,
+                _UNREPLICATED_PAUSE_S,
+                extra={"node": node.name, "replicas": int(acked), "wanted": self._wait_replicas},
             )
         return result
 

@@ -6,7 +6,7 @@ its account, computes the new state in pure Python, and writes both back with
 only if every version still matches. The exec_id ledger and the effects outbox live
 inside the documents' ``data``, so they are written atomically with the state.
 
-Implementations: ``InMemoryStateStore`` and ``RedisStateStore``.
+Implementations: ``InMemoryStateStore``, ``RedisStateStore`` and ``RedisClusterStateStore``.
 """
 
 from __future__ import annotations
