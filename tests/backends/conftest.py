@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aio_pika
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
@@ -22,6 +21,7 @@ from execflow.backends.bus import QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.backends.rabbitmq import RabbitMQBus
+from execflow.backends.rabbitmq_failover import connect_failover
 from execflow.backends.redis_cluster_url import make_cluster_store
 from execflow.backends.redis_state import RedisStateStore
 from execflow.backends.sql import SqlDatabase
@@ -52,7 +52,7 @@ async def delete_queues(names: set[str], amqp_url: str = AMQP_URL) -> None:
     """Remove the queues a test declared (the broker is shared)."""
     if not names:
         return
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_failover(amqp_url)  # a cluster's URL lists its nodes
     try:
         for name in names:
             channel = await connection.channel()

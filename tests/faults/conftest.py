@@ -34,7 +34,12 @@ import pytest
 from execflow.settings import require_services
 from tests.faults.harness import PipelineRun, RunConfig, Verdict
 from tests.faults.sentinels import Sentinels, plant, remove
-from tests.faults.services import FaultServers, ServerUnavailable, port_answers
+from tests.faults.services import (
+    FaultServers,
+    ServerUnavailable,
+    ThrowawayRabbitCluster,
+    port_answers,
+)
 from tests.faults.stress import DEADLINE_SCALE, cpu_load, deadline_s, stress_requested
 
 RECORD_ENV = "EXECFLOW_FAULT_RECORD"
@@ -101,6 +106,24 @@ def fault_servers(default_sentinels: Sentinels) -> Iterator[FaultServers]:
         yield servers
     finally:
         servers.close()
+
+
+@pytest.fixture
+def rabbit_cluster() -> Iterator[ThrowawayRabbitCluster]:
+    """A 3-node RabbitMQ cluster of the test's own (``services.ThrowawayRabbitCluster``);
+    killed and removed at the end. Skips (fails under ``EXECFLOW_REQUIRE_SERVICES=1``)
+    when it cannot start."""
+    try:
+        cluster = ThrowawayRabbitCluster.start()
+    except (ServerUnavailable, OSError) as error:
+        message = f"the throwaway RabbitMQ cluster cannot start: {error}"
+        if require_services():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -265,8 +265,9 @@ class PipelineRun:
         self.letters: list[StoredDeadLetter] = []
 
     # -- processes ------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the supervised pipeline, wait until every child consumes, start the driver."""
+    async def start(self, start_timeout_s: float = 60.0) -> None:
+        """Start the supervised pipeline, wait until every child consumes (at most
+        ``start_timeout_s``), start the driver."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.sim_log_dir.mkdir(parents=True, exist_ok=True)
         # the child keeps its own copy of the descriptor: ours is closed once it runs
@@ -275,7 +276,7 @@ class PipelineRun:
                 *EXECFLOW, "run", "all", "--max-backoff", "1",
                 env=self.env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        async with asyncio.timeout(deadline_s(60)):
+        async with asyncio.timeout(deadline_s(start_timeout_s)):
             while not await asyncio.to_thread(self.all_started):  # noqa: ASYNC110 - other processes
                 await asyncio.sleep(0.2)
         self._sampler = asyncio.create_task(self._sample(), name="fault-sampler")

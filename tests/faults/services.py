@@ -13,11 +13,14 @@ Binaries: ``redis-server``; PostgreSQL's ``initdb`` and ``postgres`` (the newest
 ``postgres`` user when we are root (PostgreSQL refuses root); RabbitMQ's own scripts in
 ``/usr/lib/rabbitmq/bin`` (the ``/usr/sbin`` wrappers switch to the ``rabbitmq`` user and
 the default node's home and cookie), as node ``ef-fault-<port>@localhost`` with no plugins.
+``ThrowawayRabbitCluster`` joins three such nodes (one cookie, one temporary directory)
+into a cluster for the failover test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -35,6 +38,7 @@ __all__ = [
     "ServerUnavailable",
     "ThrowawayPostgres",
     "ThrowawayRabbit",
+    "ThrowawayRabbitCluster",
     "ThrowawayRedis",
     "free_port",
     "port_answers",
@@ -43,6 +47,7 @@ __all__ = [
 _WAIT_S = 120.0
 _STOP_S = 60.0
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+_LEAN_ERL_ARGS = " +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
 
 
 class ServerUnavailable(RuntimeError):
@@ -273,21 +278,32 @@ def _pg_config_bindir() -> Path | None:
 
 
 class ThrowawayRabbit(_Server):
-    """A RabbitMQ node of its own: name, ports, cookie, data, logs, no plugins."""
+    """A RabbitMQ node of its own: name, ports, cookie, data, logs, no plugins.
+
+    ``name`` (its directory under ``root``) and ``cookie`` let several nodes share a
+    root and an Erlang cookie: the nodes of one ``ThrowawayRabbitCluster``.
+    """
 
     kind = "rabbit"
 
-    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        disruptions: Counter[str],
+        name: str = "rabbit",
+        cookie: str | None = None,
+    ) -> None:
         super().__init__(root, disruptions)
+        self.log = root / f"{name}.out"
         self.server = _binary("rabbitmq-server", RABBIT_BIN / "rabbitmq-server")
         self.ctl_binary = _binary("rabbitmqctl", RABBIT_BIN / "rabbitmqctl")
         self.node = f"ef-fault-{self.port}@localhost"
-        base = root / "rabbit"
+        base = root / name
         home = base / "home"
         home.mkdir(parents=True)
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(20).upper())
-        cookie.chmod(0o400)
+        cookie_file = home / ".erlang.cookie"
+        cookie_file.write_text(cookie or secrets.token_hex(20).upper())
+        cookie_file.chmod(0o400)
         config = base / "rabbitmq.conf"
         config.write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         plugins = base / "enabled_plugins"
@@ -327,7 +343,15 @@ class ThrowawayRabbit(_Server):
 
     def start(self) -> None:
         """Boot the node (its data kept from a previous start) and wait until it serves."""
+        self.spawn()
+        self.wait_started()
+
+    def spawn(self) -> None:
+        """Start booting the node (``wait_started`` waits for it: several boot at once)."""
         self._spawn([self.server], env=self.env, cwd=self.root)
+
+    def wait_started(self) -> None:
+        """Wait until the node booting serves AMQP and its broker is up."""
         self._wait_up()
         self.ctl("await_startup")
 
@@ -361,6 +385,116 @@ class ThrowawayRabbit(_Server):
         if self.running() and not port_answers(self.port):
             self.start_app()
         super().ensure()
+
+
+class ThrowawayRabbitCluster:
+    """``size`` throwaway RabbitMQ nodes on 127.0.0.1 joined into one cluster.
+
+    Each node is a ``ThrowawayRabbit`` (its own node name, AMQP and distribution ports,
+    data and log directories, no plugins) under one temporary directory, all with one
+    Erlang cookie; the others join the first with ``rabbitmqctl -n NODE join_cluster``.
+    Never the default node. ``close`` stops them all and removes the directory.
+    """
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        self.root = root
+        self.disruptions: Counter[str] = Counter()
+        cookie = secrets.token_hex(20).upper()
+        self.nodes = [
+            ThrowawayRabbit(root, self.disruptions, name=f"rabbit{i + 1}", cookie=cookie)
+            for i in range(size)
+        ]
+        for node in self.nodes:
+            # lean on a shared 2-core box: one scheduler each, no busy-waiting schedulers
+            node.env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] += _LEAN_ERL_ARGS
+
+    @classmethod
+    def start(cls, size: int = 3) -> ThrowawayRabbitCluster:
+        """Boot the nodes (at once: each takes seconds on a busy box), join them, wait
+        until every node runs in the cluster; everything removed again on failure."""
+        root = Path(tempfile.mkdtemp(prefix="execflow-rabbit-cluster-"))
+        cluster: ThrowawayRabbitCluster | None = None
+        try:
+            cluster = cls(root, size)
+            for node in cluster.nodes:
+                node.spawn()
+            for node in cluster.nodes:
+                node.wait_started()
+            for node in cluster.nodes[1:]:
+                cluster._join(node)
+            cluster.wait_running(size)
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cluster
+
+    def _join(self, node: ThrowawayRabbit) -> None:
+        first = self.nodes[0].node
+        for args in (("stop_app",), ("join_cluster", first), ("start_app",), ("await_startup",)):
+            done = node.ctl(*args)
+            if done.returncode != 0:
+                raise ServerUnavailable(
+                    f"{node.node}: rabbitmqctl {' '.join(args)} failed: {done.stderr[-1500:]}"
+                )
+        _wait_port(node.port, up=True)
+
+    @property
+    def amqp_url(self) -> str:
+        """Every node, in order, in one URL (the client fails over between them)."""
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return f"amqp://guest:guest@{hosts}/"
+
+    def living(self) -> list[ThrowawayRabbit]:
+        """The nodes whose process runs and whose AMQP port answers."""
+        return [node for node in self.nodes if node.running() and port_answers(node.port)]
+
+    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl`` against the first living node."""
+        living = self.living()
+        if not living:
+            raise ServerUnavailable("no node of the throwaway cluster is running")
+        return living[0].ctl(*args)
+
+    def running_nodes(self) -> set[str]:
+        """The node names the cluster reports running."""
+        done = self.rabbitmqctl("cluster_status", "--formatter", "json")
+        if done.returncode != 0:
+            return set()
+        return set(json.loads(done.stdout).get("running_nodes", []))
+
+    def wait_running(self, count: int, timeout_s: float = _WAIT_S) -> None:
+        """Wait until ``count`` nodes run in the cluster."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.running_nodes()) < count:
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"the cluster did not reach {count} running nodes")
+            time.sleep(0.5)
+
+    def leaders(self, prefix: str) -> dict[str, str]:
+        """Queue name -> node name of its leader, for the queues named ``{prefix}.*``."""
+        done = self.rabbitmqctl("-q", "--no-table-headers", "list_queues", "name", "leader")
+        out = {}
+        for line in done.stdout.splitlines():
+            name, _, leader = line.strip().partition("\t")
+            if name.startswith(prefix + "."):
+                out[name] = leader.strip()
+        return out
+
+    def node_named(self, name: str) -> ThrowawayRabbit:
+        """The node called ``name`` (``ef-fault-PORT@localhost``)."""
+        return next(node for node in self.nodes if node.node == name)
+
+    def close(self) -> None:
+        """Kill every node (their data is thrown away with them) and remove the directory."""
+        for node in self.nodes:
+            node.resume()
+            if node.running() and node.process is not None:
+                node.process.kill()
+                node.process.wait(30)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class FaultServers:
