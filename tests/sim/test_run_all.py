@@ -92,8 +92,10 @@ async def test_run_all_processes_a_simulator_run_with_a_clean_reconciliation(
         )
         try:
             await wait_for_consumers(names, timeout_s=90)
+            # the scenario's simulator serves no metrics here: the port is run all's
+            alone = {k: v for k, v in env.items() if k != "EXECFLOW_METRICS_PORT"}
             code, out = await execflow(
-                env,
+                alone,
                 "simulate",
                 "--orders",
                 "60",

@@ -7,7 +7,9 @@
 
 With RabbitMQ (``EXECFLOW_BROKER_URL=amqp://...``) it serves the distributed pipeline
 started by ``execflow run all``; exactly one simulator should consume a deployment's
-``provider_requests`` queue (the LP's book lives in its memory).
+``provider_requests`` queue (the LP's book lives in its memory). Its metrics (the LP
+latency) go to ``run all``'s endpoint when it is a child, else to its own
+``EXECFLOW_METRICS_PORT`` when set.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from execflow.cli.context import settings_from
 from execflow.cli.demo import render_reconciliation
 from execflow.cli.failures import process_logging
 from execflow.cli.progress import PhaseProgress, phase_progress
-from execflow.metrics import Metrics
+from execflow.metrics import Metrics, MetricsServer
 from execflow.pipeline.services import open_services
 from execflow.safetext import markup
 from execflow.settings import Settings
@@ -93,11 +95,28 @@ def simulate_command(
 def _run(
     settings: Settings, options: SimulateOptions, progress: PhaseProgress | None
 ) -> SimulateOutcome | None:
-    # Under `run all` the simulator's LP latency joins the supervisor's endpoint; alone it
-    # serves none (its port would be the pipeline's, which `run all` already holds).
+    # The LP latency: under `run all` on the supervisor's endpoint, alone on its own
+    # EXECFLOW_METRICS_PORT like every `execflow run` process
     metrics = None
+    server: MetricsServer | None = None
     if settings.metrics_multiproc_dir is not None:
         metrics = Metrics("simulator", multiprocess_dir=settings.metrics_multiproc_dir)
+    elif settings.metrics_port is not None:
+        metrics = Metrics("simulator")
+        server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+    try:
+        return _simulate_logged(settings, options, progress, metrics)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _simulate_logged(
+    settings: Settings,
+    options: SimulateOptions,
+    progress: PhaseProgress | None,
+    metrics: Metrics | None,
+) -> SimulateOutcome | None:
     with process_logging(settings, "simulator") as logs:
         log = logs.logger("simulator")
 
