@@ -77,7 +77,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 # How long a master that did not get a write onto a replica in time is not waited on.
-_UNREPLICATED_PAUSE_S = 5.0
+_UNREPLICATED_PAUSE_S = 30.0
 
 
 class RedisClusterStateStore(RedisStateStore):
