@@ -122,7 +122,20 @@ class Metrics:
             # mode the supervisor exports its children's instead (``watch_processes``)
             self._own_process = ProcessCollector(registry=own)
             PlatformCollector(registry=own)
-        r = own
+        self._declare_pipeline(own)
+        self._declare_lp(own)
+        self._declare_operations(own)
+        self._declare_logs_and_api(own)
+        if not self.multiprocess:
+            Gauge(
+                "execflow_last_report_age_seconds",
+                "Seconds since the last execution report (-1 before the first).",
+                registry=own,
+            ).set_function(self.last_report_age_s)
+        self.component_up.labels(component).set(1)
+
+    def _declare_pipeline(self, r: CollectorRegistry) -> None:
+        """What the dispatcher and the workers count: reports, outcomes, times, DLQ."""
         self.reports_received = Counter(
             "execflow_reports_received",
             "Execution reports taken from the reports queue.",
@@ -150,6 +163,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.parked_total = Counter(
+            "execflow_parked", "Reports parked (arrived too early).", ["component"], registry=r
+        )
+        self.retries = Counter(
+            "execflow_retries", "Failed attempts retried.", ["component"], registry=r
+        )
+
+    def _declare_lp(self, r: CollectorRegistry) -> None:
+        """The LP side: latency, session, execution quality (label ``lp`` only, never an id)."""
         self.lp_latency_seconds = Histogram(
             "execflow_lp_latency_seconds",
             "From a request sent to the LP to its execution report received.",
@@ -212,12 +234,9 @@ class Metrics:
             ["lp"],
             registry=r,
         )
-        self.parked_total = Counter(
-            "execflow_parked", "Reports parked (arrived too early).", ["component"], registry=r
-        )
-        self.retries = Counter(
-            "execflow_retries", "Failed attempts retried.", ["component"], registry=r
-        )
+
+    def _declare_operations(self, r: CollectorRegistry) -> None:
+        """What ops watch: queues, components up, stuck orders, unsent actions, reconciliation."""
         # sampled from the broker by one process (the dispatcher's QueueSampler); a dead
         # sampler's last values must not linger, hence the live modes
         self.queue_depth = Gauge(
@@ -279,6 +298,9 @@ class Metrics:
             "Reconciliations that could not run to the end (a server unreachable...).",
             registry=r,
         )
+
+    def _declare_logs_and_api(self, r: CollectorRegistry) -> None:
+        """The log writers and the platform API."""
         self.log_lines = Counter(
             "execflow_log_lines",
             "Log lines a process wrote (all its files), by its own log file's name.",
@@ -304,13 +326,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        if not self.multiprocess:
-            Gauge(
-                "execflow_last_report_age_seconds",
-                "Seconds since the last execution report (-1 before the first).",
-                registry=r,
-            ).set_function(self.last_report_age_s)
-        self.component_up.labels(component).set(1)
 
     # -- what the pipeline calls ---------------------------------------------------------
     def report_received(self) -> None:
