@@ -92,9 +92,11 @@ class FailoverConnection(RobustConnection):
             self._current = (self._current + 1) % len(self._urls)
             self.url = self._urls[self._current]
             self.failovers += 1
+            # the hosts in the message itself: the log bridge keeps only the message
             log.warning(
-                "RabbitMQ host unreachable; the next attempt goes to the next host",
-                extra={"failed": failed, "next": self.current_url},
+                "RabbitMQ host %s unreachable; the next attempt goes to %s",
+                failed,
+                self.current_url,
             )
         await super()._on_connection_close(closing)
 
@@ -118,8 +120,9 @@ async def connect_failover(
             await connection.close()
             if len(urls) > 1:
                 log.warning(
-                    "RabbitMQ host unreachable at start; trying the next",
-                    extra={"url": mask_url(urls[start]), "error": repr(exc)},
+                    "RabbitMQ host %s unreachable at start (%r); trying the next",
+                    mask_url(urls[start]),
+                    exc,
                 )
             continue
         return connection
