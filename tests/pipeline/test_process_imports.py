@@ -5,7 +5,8 @@ Each ``execflow run`` process is started for real on RabbitMQ, Redis and Postgre
 has logged that it is consuming it is stopped with SIGTERM, and the top-level packages
 it had imported are written out at exit: the API stack (FastAPI, Starlette, Uvicorn),
 the migration tool (Alembic, Mako) and the terminal renderers (Rich, Pygments) must not
-be among them. Each of those costs RSS in every one of ``run all``'s processes.
+be among them, nor SQLAlchemy in the dispatcher and the workers. Each of those costs
+RSS in every one of ``run all``'s processes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from execflow.pipeline.seed import apply_seed, read_seed
 from execflow.pipeline.services import Services
 from execflow.settings import Settings
+from tests.pipeline.flow import SEED_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,9 @@ PROCESSES = {
     "worker open": ("worker_open.log", "[OPEN:STARTED]", ("worker", "open")),
     "db writer": ("db_writer.log", "[DBWRITER:STARTED]", ("db-writer",)),
 }
+# the dispatcher and the workers connect the database on first use (backends.deferred):
+# with the state store seeded, they never load SQLAlchemy
+NO_DATABASE = {"dispatcher", "worker open"}
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -72,7 +78,9 @@ async def test_a_pipeline_process_imports_no_api_migration_or_terminal_stack(
     kind: str, real_services: Services, real_settings: Settings, tmp_path: Path
 ) -> None:
     # real_services has migrated the fresh database, as the first process of a deployment
-    # does; the process under test then finds the schema at head
+    # does; the process under test then finds the schema at head. With an account in the
+    # store, a starting process has nothing to rebuild from the database.
+    await apply_seed(await read_seed(SEED_FILE), real_services.state, real_services.database)
     log_name, tag, args = PROCESSES[kind]
     out = tmp_path / "modules.json"
     log = Path(real_settings.log_dir) / log_name
@@ -84,3 +92,7 @@ async def test_a_pipeline_process_imports_no_api_migration_or_terminal_stack(
     imported = set(json.loads(out.read_text()))
     assert "execflow" in imported and "aio_pika" in imported  # it did run, on the broker
     assert imported & HEAVY == set()
+    if kind in NO_DATABASE:
+        assert "sqlalchemy" not in imported
+    else:
+        assert "sqlalchemy" in imported

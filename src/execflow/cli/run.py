@@ -24,6 +24,9 @@ from typing import TypeVar
 
 import typer
 
+from execflow.backends.database import Database
+from execflow.backends.deferred import DeferredDatabase
+from execflow.backends.factory import make_database
 from execflow.cli.context import settings_from
 from execflow.cli.failures import process_logging
 from execflow.domain.routing import Worker
@@ -80,8 +83,15 @@ def serve(
     settings: Settings,
     component: str,
     build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
+    *,
+    defer_database: bool = False,
 ) -> None:
-    """Run consumers until SIGINT/SIGTERM: the body of every ``execflow run`` command."""
+    """Run consumers until SIGINT/SIGTERM: the body of every ``execflow run`` command.
+
+    ``defer_database``: a component that reads the database only on a fallback path
+    (dispatcher, workers) connects it on first use (``backends.deferred``), so it does
+    not carry SQLAlchemy while the state store has what it needs.
+    """
     with ExitStack() as stack:
         logs: LogSystem = stack.enter_context(process_logging(settings, component))
         log = logs.logger(component)
@@ -95,7 +105,10 @@ def serve(
             stack.callback(server.stop)
         # every setting as a field (``instance`` among them), secrets masked
         log.info("PROCESS:START", component=component, **masked_settings(settings))
-        stopped_by = asyncio.run(_serve(settings, logs, log, build, metrics))
+        database = None
+        if defer_database:
+            database = DeferredDatabase(settings.database_url, lambda: make_database(settings))
+        stopped_by = asyncio.run(_serve(settings, logs, log, build, metrics, database))
         log.info("PROCESS:STOP", component=component, instance=settings.instance, signal=stopped_by)
 
 
@@ -126,9 +139,10 @@ async def _serve(
     log: EventLogger,
     build: Callable[[Services], tuple[list[ConsumerSpec], Callable[[], Awaitable[None]] | None]],
     metrics: Metrics | None,
+    database: Database | None,
 ) -> str:
     with _stop_on_signals(log) as (stop, received):
-        async with open_services(settings, logs, metrics=metrics) as services:
+        async with open_services(settings, logs, metrics=metrics, database=database) as services:
             await rebuild_if_needed(services.state, services.database, settings.seed_file, log)
             specs, close = build(services)
             try:
@@ -185,7 +199,7 @@ def run_dispatcher(ctx: typer.Context, instance: int | None = _INSTANCE) -> None
 
         return [dispatcher_consumer(services)], stop
 
-    serve(_settings(ctx, instance), "dispatcher", build)
+    serve(_settings(ctx, instance), "dispatcher", build, defer_database=True)
 
 
 @run_app.command("worker")
@@ -206,7 +220,7 @@ def run_worker(
     def build(services: Services) -> tuple[list[ConsumerSpec], None]:
         return [worker_consumer(services, worker)], None
 
-    serve(_settings(ctx, instance), f"worker_{worker.value}", build)
+    serve(_settings(ctx, instance), f"worker_{worker.value}", build, defer_database=True)
 
 
 @run_app.command("lp-gateway")
