@@ -223,15 +223,22 @@ class SuccessTail:
 # -- workload -----------------------------------------------------------------------------
 
 
-async def place_orders(services: Services, count: int) -> list[tuple[str, str]]:
-    """Seed reference data and place ``count`` EURUSD market orders: [(order_id, price)]."""
+async def seed_reference_data(services: Services) -> tuple[list[str], str]:
+    """Seed 20 demo accounts with instruments and prices: (account ids, EURUSD ask)."""
     feed = PriceFeed(DEFAULT_SYMBOLS, services.state.put_price, random.Random(1), services.clock)
     seed = demo_seed(20, random.Random(2), feed)
     await apply_seed(seed, services.state, services.database)
-    intake = OrderIntake(services)
     ask = str(feed.quote("EURUSD").ask)  # type: ignore[union-attr]
+    return [a.account_id for a in seed.accounts], ask
+
+
+async def place_orders(
+    services: Services, count: int, seeded: tuple[list[str], str] | None = None
+) -> list[tuple[str, str]]:
+    """Place ``count`` EURUSD market orders (seeding first unless ``seeded``): [(id, price)]."""
+    accounts, ask = seeded if seeded is not None else await seed_reference_data(services)
+    intake = OrderIntake(services)
     placed: list[tuple[str, str]] = []
-    accounts = [a.account_id for a in seed.accounts]
     for index in range(count):
         result = await intake.open_market(
             accounts[index % len(accounts)], "EURUSD", Side.BUY, "0.01"
@@ -455,14 +462,19 @@ async def _distributed_pass(
         **{f"EXECFLOW_{k.upper()}": v for k, v in values.items()}, **dict(config.child_env)
     )
     settings = Settings(**values)  # type: ignore[arg-type]
-    children = {
-        name: await asyncio.create_subprocess_exec(sys.executable, "-c", _ENTRY, *args, env=env)
-        for name, args in PIPELINE_PROCESSES.items()
-    }
     own = settings.model_copy(update={"log_dir": run_dir / "bench"})
     logs = await asyncio.to_thread(setup_logging, own, "simulator")
+    children: dict[str, asyncio.subprocess.Process] = {}
     try:
         async with open_services(settings, logs) as services:
+            # seeded before the processes start, as a running deployment's store is: a
+            # process that starts on an empty store asks the database whether to rebuild
+            # and keeps SQLAlchemy loaded from then on (docs/benchmarks.md, "Memory")
+            seeded = await seed_reference_data(services)
+            for name, args in PIPELINE_PROCESSES.items():
+                children[name] = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", _ENTRY, *args, env=env
+                )
             bus = services.bus
             queues = [bus.queues.reports, bus.queues.worker("open"), bus.queues.db_updates]
 
@@ -471,7 +483,7 @@ async def _distributed_pass(
                 return min(counts) >= 1
 
             await wait_for(consuming, 60, poll_s=0.1)
-            orders = await place_orders(services, config.distributed_reports)
+            orders = await place_orders(services, config.distributed_reports, seeded)
             published = await publish_fills(bus, orders, rate_per_s, tag)
             log_file = run_dir / "logs" / "worker_open.log"
             tail = SuccessTail(log_file)
