@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
+from execflow.clock import FakeClock
 from execflow.domain.enums import LegKind, OrderStatus, RequestKind
+from execflow.pipeline.completeness import REBUILD_CLAIM
 from execflow.pipeline.embedded import EmbeddedPipeline
-from execflow.pipeline.rebuild import needs_rebuild
+from execflow.pipeline.rebuild import needs_rebuild, rebuild_after_outage
 from execflow.pipeline.services import Services
 from tests.pipeline.conftest import LogReader
 from tests.pipeline.flow import ASK, BID, QTY, SEED_FILE, USER, Flow
@@ -70,3 +73,28 @@ async def test_flush_then_rebuild_restores_everything_and_the_pipeline_goes_on(
     assert rebuilt.get("orders") == "2" and rebuilt.get("lifecycles") is not None
     assert read_logs.one("supervisor", "STATE:FALLBACK").get("reason") == "state_store_empty"
     assert read_logs.find("worker_open", "OPEN:SKIP:DUPLICATE")
+
+
+async def test_a_peers_rebuild_is_waited_for_on_the_injected_clock(
+    services: Services, clock: FakeClock, read_logs: LogReader
+) -> None:
+    """A claim whose owner died: the others rebuild after ``peer_wait_s`` of *their* clock."""
+    async with Flow.running(services) as flow:
+        await flow.opened()
+    state = services.state
+    await state.flush_all()
+    assert await state.put_lifecycle(REBUILD_CLAIM, {"marker": REBUILD_CLAIM})  # and it died
+    log = services.logger("worker_open")
+    waiting = asyncio.create_task(
+        rebuild_after_outage(
+            state, services.database, SEED_FILE, log, peer_wait_s=60.0, clock=clock
+        )
+    )
+    await asyncio.sleep(0.3)  # several polls: the fake clock has not moved, so it waits on
+    assert not waiting.done()
+    clock.advance(61.0)
+    report = await asyncio.wait_for(waiting, 5.0)
+    assert report is not None and report.orders == 1
+    services.logs.flush()
+    lines = read_logs.path("worker_open").read_text()
+    assert "[STATE:FALLBACK]" in lines and "reason=peer_rebuild_timeout" in lines

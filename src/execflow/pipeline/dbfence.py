@@ -55,8 +55,8 @@ async def wait_for_db_writer(services: Services, log: EventLogger) -> None:
     a ``STATE:DB_FENCE_WAIT`` warning every few seconds says so.
     """
     fence_id = f"{services.instance}-{services.ids.new_id()}"
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    clock = services.clock
+    started = clock.monotonic()
     warn_at = started + _WARN_EVERY_S
     queue = services.queues.db_updates
     body = orjson.dumps({FENCE_KEY: fence_id})
@@ -64,16 +64,16 @@ async def wait_for_db_writer(services: Services, log: EventLogger) -> None:
     key = fence_key(fence_id)
     while await services.state.get_lifecycle(key) is None:
         await asyncio.sleep(_POLL_S)
-        if loop.time() >= warn_at:
+        if clock.monotonic() >= warn_at:
             warn_at += _WARN_EVERY_S
             log.warning(
                 "STATE:DB_FENCE_WAIT",
                 fence_id=fence_id,
                 queue=queue,
-                waited_s=round(loop.time() - started, 3),
+                waited_s=round(clock.monotonic() - started, 3),
             )
     log.info(
         "STATE:DB_FENCE_PASSED",
         fence_id=fence_id,
-        waited_ms=round((loop.time() - started) * 1000, 3),
+        waited_ms=round((clock.monotonic() - started) * 1000, 3),
     )

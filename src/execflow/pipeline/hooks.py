@@ -97,6 +97,7 @@ class StateCheckHook:
                 services.settings.seed_file,
                 self._log,
                 fence=lambda: wait_for_db_writer(services, self._log),
+                clock=services.clock,
             )
             self._suspect = False
 

@@ -379,6 +379,7 @@ class OrderIntake:
             services.settings.seed_file,
             self._log,
             fence=lambda: wait_for_db_writer(services, self._log),
+            clock=services.clock,
         )
 
     async def _commit(self, loaded: _Loaded, accepted: rules.Accepted) -> None:

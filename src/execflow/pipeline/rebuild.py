@@ -32,6 +32,7 @@ from typing import Any
 
 from execflow.backends.database import Database, StoredEvent
 from execflow.backends.state import StateStore, Write
+from execflow.clock import Clock, SystemClock
 from execflow.domain.codec import (
     CodecError,
     account_from_dict,
@@ -158,6 +159,7 @@ async def rebuild_after_outage(
     peer_wait_s: float = 60.0,
     *,
     fence: Fence | None = None,
+    clock: Clock | None = None,
 ) -> RebuildReport | None:
     """After the store failed: rebuild unless it kept its contents (its marker is there).
 
@@ -182,9 +184,9 @@ async def rebuild_after_outage(
     # One process rebuilds (the first to claim it); the others wait for its marker rather
     # than all scanning the database at once, and rebuild themselves if it never comes.
     if not await state.put_lifecycle(REBUILD_CLAIM, {"marker": REBUILD_CLAIM}):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + peer_wait_s
-        while loop.time() < deadline:
+        clock = clock or SystemClock()
+        deadline = clock.monotonic() + peer_wait_s
+        while clock.monotonic() < deadline:
             await asyncio.sleep(_PEER_POLL_S)
             if await state.get_lifecycle(STATE_MARKER) is not None:
                 log.info("STATE:REBUILT_BY_PEER", source="database")
