@@ -91,8 +91,7 @@ async def queue_states(services: Services) -> list[QueueState]:
     states = []
     for queue, component in _queues(services):
         try:
-            depth = await services.bus.queue_depth(queue)
-            consumers = await services.bus.consumer_count(queue)
+            depth, consumers = await services.bus.queue_counts(queue)
         except Exception as exc:  # noqa: BLE001 - shown per queue, the others still answer
             states.append(QueueState(queue, component, None, None, type(exc).__name__))
         else:

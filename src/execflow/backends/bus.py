@@ -278,3 +278,7 @@ class Bus(Protocol):
     async def consumer_count(self, queue: str) -> int:
         """Consumers currently attached to ``queue``."""
         ...
+
+    async def queue_counts(self, queue: str) -> tuple[int, int]:
+        """``(queue_depth, consumer_count)`` of ``queue``, read together (one broker call)."""
+        ...

@@ -295,6 +295,11 @@ class InMemoryBus:
         """Attached consumers."""
         return len(self._queue(queue).consumers)
 
+    async def queue_counts(self, queue: str) -> tuple[int, int]:
+        """Ready messages and attached consumers."""
+        found = self._queue(queue)
+        return len(found.ready), len(found.consumers)
+
     # -- test support ---------------------------------------------------------------------
 
     async def join(self, *queues: str, timeout_s: float | None = None) -> None:

@@ -307,12 +307,12 @@ class RabbitMQBus:
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages, as the broker counts them."""
-        count, _ = await self._counts(queue)
+        count, _ = await self.queue_counts(queue)
         return count
 
     async def consumer_count(self, queue: str) -> int:
         """Consumers attached, as the broker counts them."""
-        _, consumers = await self._counts(queue)
+        _, consumers = await self.queue_counts(queue)
         return consumers
 
     # -- internals ------------------------------------------------------------------------
@@ -402,7 +402,8 @@ class RabbitMQBus:
         await self._declare(name, self._arguments.for_delay(queue, bucket))
         return name
 
-    async def _counts(self, queue: str) -> tuple[int, int]:
+    async def queue_counts(self, queue: str) -> tuple[int, int]:
+        """Ready messages and consumers, from one passive-style declare."""
         channel = self._require_channel()
         await self.declare(queue)
         try:

@@ -51,8 +51,7 @@ class QueueSampler:
         """Read every queue's ``(depth, consumers)`` from the broker and set the gauges."""
         found: dict[str, tuple[int, int]] = {}
         for queue in self._queues:
-            depth = await self._bus.queue_depth(queue)
-            consumers = await self._bus.consumer_count(queue)
+            depth, consumers = await self._bus.queue_counts(queue)
             self._metrics.set_queue_depth(queue, depth, consumers=consumers)
             found[queue] = (depth, consumers)
         return found
