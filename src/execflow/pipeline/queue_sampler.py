@@ -9,13 +9,11 @@ dispatcher, as it also counts stuck orders) into ``execflow_queue_depth`` and
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from execflow.backends.bus import Bus
 from execflow.errors import ExecflowError
 from execflow.logs.events import EventLogger
 from execflow.metrics import Metrics
+from execflow.pipeline.periodic import Periodic
 
 __all__ = ["QueueSampler", "sampled_queues"]
 
@@ -43,9 +41,14 @@ class QueueSampler:
         self._metrics = metrics
         self._log = log
         self._queues = queues
-        self._interval_s = interval_s
         self._failing = False
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic(
+            "queue-sampler",
+            self.sample,
+            interval_s,
+            on_error=self._failed,
+            on_success=self._sampled,
+        )
 
     async def sample(self) -> dict[str, tuple[int, int]]:
         """Read every queue's ``(depth, consumers)`` from the broker and set the gauges."""
@@ -58,29 +61,20 @@ class QueueSampler:
 
     def start(self) -> None:
         """Sample now and every ``interval_s`` until ``stop``."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="queue-sampler")
+        self._timer.start()
 
     async def stop(self) -> None:
         """Stop sampling."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._timer.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample()
-            except ExecflowError as exc:
-                # the broker away: the gauges keep their last values, the scrape's
-                # timestamps and the consumers' own alerts tell the rest
-                if not self._failing:
-                    self._log.warning("QUEUES:SAMPLE_FAILED", error=exc)
-                self._failing = True
-            else:
-                if self._failing:
-                    self._log.info("QUEUES:SAMPLED_AGAIN")
-                self._failing = False
-            await asyncio.sleep(self._interval_s)
+    def _failed(self, exc: ExecflowError) -> None:
+        # the broker away: the gauges keep their last values, the scrape's timestamps and
+        # the consumers' own alerts tell the rest
+        if not self._failing:
+            self._log.warning("QUEUES:SAMPLE_FAILED", error=exc)
+        self._failing = True
+
+    def _sampled(self) -> None:
+        if self._failing:
+            self._log.info("QUEUES:SAMPLED_AGAIN")
+        self._failing = False

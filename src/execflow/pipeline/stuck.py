@@ -28,7 +28,6 @@ process and sets the ``execflow_stuck_orders`` gauge (no order or user labels), 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +42,7 @@ from execflow.domain.stuck import in_flight, is_stuck, may_wait, silent_for_s
 from execflow.errors import ExecflowError
 from execflow.logs.events import EventLogger
 from execflow.metrics import Metrics
+from execflow.pipeline.periodic import Periodic
 
 __all__ = ["FinalOrders", "StuckOrder", "StuckWatch", "find_stuck"]
 
@@ -185,11 +185,10 @@ class StuckWatch:
         self._log = log
         self._clock = clock
         self._after_s = after_s
-        self._interval_s = interval_s
         self._metrics = metrics
         self._last: int | None = None
         self._finals = FinalOrders()
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic("stuck-watch", self.check, interval_s, on_error=self._failed)
 
     async def check(self) -> int:
         """Count the stuck orders now; set the gauge; log a change."""
@@ -218,23 +217,13 @@ class StuckWatch:
 
     def start(self) -> None:
         """Check now and every ``interval_s`` until ``stop``."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="stuck-watch")
+        self._timer.start()
 
     async def stop(self) -> None:
         """Stop checking."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._timer.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except ExecflowError as exc:
-                # the state store away: the runner's outage handling covers the pipeline;
-                # the count is simply not refreshed this round
-                self._log.warning("STUCK:CHECK_FAILED", error=exc)
-            await asyncio.sleep(self._interval_s)
+    def _failed(self, exc: ExecflowError) -> None:
+        # the state store away: the runner's outage handling covers the pipeline; the
+        # count is simply not refreshed this round
+        self._log.warning("STUCK:CHECK_FAILED", error=exc)
