@@ -1,4 +1,4 @@
-"""A throwaway 3-master Redis Cluster with one replica each, started by the tests.
+"""A throwaway Redis Cluster (3 masters with one replica each by default), started here.
 
 Six ``redis-server`` processes on free ports of their own (client port and cluster-bus
 port both picked here, never 6379), each with its own data directory under one temporary
@@ -6,6 +6,10 @@ directory, no persistence, ``cluster-node-timeout`` 2000 ms so a replica takes o
 killed master in a few seconds. ``redis-cli --cluster create ... --cluster-replicas 1``
 joins them. Every signal goes to a pid started here and no other; ``close`` kills them
 all and removes the directory.
+
+``start(masters=, replicas=)`` makes other shapes (``bench/cluster_bench.py`` measures 1, 2
+and 3 masters): ``redis-cli --cluster create`` refuses fewer than 3 masters, so 1 or 2 are
+joined by hand (slots assigned, ``CLUSTER MEET``, ``CLUSTER REPLICATE``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tests.faults.services import ServerUnavailable, free_port, port_answers
 __all__ = ["ClusterNodeProcess", "RedisClusterServers"]
 
 NODE_TIMEOUT_MS = 2000
+_SLOTS = 16384
 _WAIT_S = 60.0
 
 
@@ -49,15 +54,17 @@ class ClusterNodeProcess:
 class RedisClusterServers:
     """Start, inspect, break and stop the six nodes (see the module doc)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, masters: int = 3, replicas: int = 1) -> None:
         self.root = root
+        self.masters_wanted = masters
+        self.replicas = replicas
         self.server = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.server is None or self.cli is None:
             raise ServerUnavailable("redis-server and redis-cli are needed for a Redis Cluster")
         used: set[int] = set()
         self.nodes: list[ClusterNodeProcess] = []
-        for index in range(6):
+        for index in range(masters * (1 + replicas)):
             port, bus_port = self._two_ports(used)
             directory = root / f"node{index}"
             directory.mkdir()
@@ -74,15 +81,18 @@ class RedisClusterServers:
         return ports[0], ports[1]
 
     @classmethod
-    def start(cls) -> RedisClusterServers:
-        """Six nodes, joined, every slot served and every replica in sync."""
+    def start(cls, masters: int = 3, replicas: int = 1) -> RedisClusterServers:
+        """``masters`` x (1 + ``replicas``) nodes, joined, every slot served, replicas in sync."""
         root = Path(tempfile.mkdtemp(prefix="execflow-rcluster-"))
         cluster: RedisClusterServers | None = None
         try:
-            cluster = cls(root)
+            cluster = cls(root, masters, replicas)
             for node in cluster.nodes:
                 cluster.start_node(node)
-            cluster._create()
+            if masters >= 3:
+                cluster._create()
+            else:
+                cluster._join_by_hand()
             cluster.wait_healthy()
         except BaseException:
             if cluster is not None:
@@ -121,7 +131,7 @@ class RedisClusterServers:
         assert self.cli is not None
         done = subprocess.run(
             [self.cli, "--cluster", "create", *(n.address for n in self.nodes),
-             "--cluster-replicas", "1", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -151,7 +161,7 @@ class RedisClusterServers:
         return [n for n in self.nodes if n.running() and self.role(n) == "master"]
 
     def healthy(self) -> bool:
-        """Every running node says ``cluster_state:ok``, 3 masters, every replica in sync."""
+        """Every running node says ``cluster_state:ok``, every master there, replicas in sync."""
         running = [n for n in self.nodes if n.running()]
         if not running:
             return False
@@ -162,7 +172,36 @@ class RedisClusterServers:
             role = replication.get("role")
             if role == "slave" and replication.get("master_link_status") != "up":
                 return False
-        return len(self.masters()) == 3
+        return len(self.masters()) == self.masters_wanted
+
+    def _join_by_hand(self) -> None:
+        """Slots split over the first ``masters_wanted`` nodes, all met, the rest replicas."""
+        masters = self.nodes[: self.masters_wanted]
+        share = _SLOTS // len(masters)
+        for index, node in enumerate(masters):
+            last = _SLOTS - 1 if index == len(masters) - 1 else (index + 1) * share - 1
+            self._ok(node, "CLUSTER", "ADDSLOTSRANGE", str(index * share), str(last))
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            self._ok(first, "CLUSTER", "MEET", "127.0.0.1", str(node.port), str(node.bus_port))
+        deadline = time.monotonic() + _WAIT_S
+        while not all(self._knows_all(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise ServerUnavailable("the cluster nodes did not meet")
+            time.sleep(0.1)
+        for index, node in enumerate(self.nodes[len(masters) :]):
+            master_id = self.redis_cli(masters[index % len(masters)], "CLUSTER", "MYID").strip()
+            self._ok(node, "CLUSTER", "REPLICATE", master_id)
+
+    def _ok(self, node: ClusterNodeProcess, *args: str) -> None:
+        reply = self.redis_cli(node, *args).strip()
+        if reply != "OK":
+            raise ServerUnavailable(f"{' '.join(args)} on {node.address} answered {reply!r}")
+
+    def _knows_all(self, node: ClusterNodeProcess) -> bool:
+        lines = self.redis_cli(node, "CLUSTER", "NODES").splitlines()
+        settled = [line for line in lines if "handshake" not in line and "noaddr" not in line]
+        return len(settled) == len(self.nodes)
 
     def wait_healthy(self, timeout_s: float = _WAIT_S) -> float:
         """Wait until ``healthy()``; the seconds it took (``TimeoutError`` past ``timeout_s``)."""
