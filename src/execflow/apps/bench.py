@@ -16,7 +16,14 @@ Also measured in the same run:
 * the CPU share of logging: the embedded run repeated with ``log_level=CRITICAL`` (no
   line formatted or written), comparing CPU seconds per report;
 * the RSS of each distributed process (dispatcher, worker open, db writer) at the end of
-  each distributed pass, beside a bare interpreter's (``apps.memory``).
+  each distributed pass, beside a bare interpreter's (``apps.memory``);
+* the CPU time of each distributed pass summed over every process, the local RabbitMQ,
+  Redis and PostgreSQL servers included (``apps.cputime``), from the first fill
+  published until every report is applied and its event is in the database, and the
+  workers' ``VERSION_CONFLICT`` lines.
+
+``apps.scaleout`` runs the same distributed pass with N instances of each process
+(``execflow bench --instances``).
 """
 
 from __future__ import annotations
@@ -30,17 +37,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 
+from execflow.apps.cputime import CpuMeter, listening_pid
 from execflow.apps.memory import MemoryFigures, bare_interpreter_rss, process_rss
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
 from execflow.domain.enums import Side
 from execflow.errors import ExecflowError, StoreError
+from execflow.logs.catalog import file_name
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import setup_logging
 from execflow.pipeline.embedded import EmbeddedPipeline
@@ -58,10 +68,14 @@ __all__ = [
     "BenchConfig",
     "BenchResult",
     "RunFigures",
+    "Topology",
+    "bench_database",
+    "distributed_pass",
     "run_bench",
 ]
 
 _SUCCESS_TAG = "[OPEN:SUCCESS]"
+_CONFLICT_TAG = ":VERSION_CONFLICT]"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -72,6 +86,12 @@ PIPELINE_PROCESSES = {
     "worker_open": ("run", "worker", "open"),
     "dispatcher": ("run", "dispatcher"),
 }
+# the servers' CPU groups: (name, the URL field of BenchConfig, default port)
+_SERVERS = (
+    ("rabbitmq", "amqp_url", 5672),
+    ("redis", "redis_url", 6379),
+    ("postgresql", "postgres_admin_url", 5432),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +111,16 @@ class BenchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Topology:
+    """How a distributed pass is laid out: processes per component, accounts traded."""
+
+    instances: int = 1
+    """Processes of each of the dispatcher, worker open and db writer."""
+    accounts: int = 20
+    """Accounts the orders are spread over (round robin)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunFigures:
     """One measured pass."""
 
@@ -102,11 +132,23 @@ class RunFigures:
     cpu_s: float = 0.0
     memory: MemoryFigures | None = None
     """The distributed processes' RSS once every report of the pass was applied."""
+    cpu_by_group: tuple[tuple[str, float], ...] = ()
+    """Distributed: CPU seconds per component (instances summed) and per server."""
+    conflicts: int | None = None
+    """Distributed: the workers' ``VERSION_CONFLICT`` lines (each one a retried commit)."""
 
     @property
     def rate(self) -> float:
         """Reports per second."""
         return self.reports / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def cpu_ms_per_report(self, group: str | None = None) -> float:
+        """CPU milliseconds per report: every process's, or one group's."""
+        if not self.reports:
+            return 0.0
+        if group is None:
+            return self.cpu_s / self.reports * 1000
+        return dict(self.cpu_by_group).get(group, 0.0) / self.reports * 1000
 
 
 @dataclass
@@ -223,10 +265,10 @@ class SuccessTail:
 # -- workload -----------------------------------------------------------------------------
 
 
-async def seed_reference_data(services: Services) -> tuple[list[str], str]:
-    """Seed 20 demo accounts with instruments and prices: (account ids, EURUSD ask)."""
+async def seed_reference_data(services: Services, accounts: int = 20) -> tuple[list[str], str]:
+    """Seed demo accounts with instruments and prices: (account ids, EURUSD ask)."""
     feed = PriceFeed(DEFAULT_SYMBOLS, services.state.put_price, random.Random(1), services.clock)
-    seed = demo_seed(20, random.Random(2), feed)
+    seed = demo_seed(accounts, random.Random(2), feed)
     await apply_seed(seed, services.state, services.database)
     ask = str(feed.quote("EURUSD").ask)  # type: ignore[union-attr]
     return [a.account_id for a in seed.accounts], ask
@@ -398,12 +440,12 @@ async def _delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
 # -- distributed ------------------------------------------------------------------------------
 
 
-async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFigures, RunFigures]:
-    """Dispatcher, worker open and db writer as processes on RabbitMQ / Redis / PostgreSQL."""
+@asynccontextmanager
+async def bench_database(config: BenchConfig) -> AsyncIterator[tuple[str, str]]:
+    """A throwaway PostgreSQL database at the schema's head: (URL, name); dropped on exit."""
     import asyncpg  # type: ignore[import-untyped]
 
-    token = uuid.uuid4().hex[:8]
-    db_name = f"execflow_bench_{token}"
+    db_name = f"execflow_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(config.postgres_admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{db_name}"')
@@ -412,33 +454,28 @@ async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFig
     base_pg = config.postgres_admin_url.rsplit("/", 1)[0].replace(
         "postgresql://", "postgresql+asyncpg://"
     )
-    prefix = f"efbench{token}"
-    results: list[RunFigures] = []
     try:
+        url = f"{base_pg}/{db_name}"
         # migrated once here, as a deployment's first start leaves it: the processes then
         # find the schema at head and do not load Alembic (one behind it would, +8 MB RSS)
-        await _migrate(f"{base_pg}/{db_name}")
-        for label, paced in (("max", False), ("paced", True)):
-            run_dir = workdir / f"distributed-{label}"
-            env_settings = {
-                "broker_url": config.amqp_url,
-                "state_url": f"{config.redis_url}?key_prefix={prefix}{label}",
-                "database_url": f"{base_pg}/{db_name}",
-                "queue_prefix": f"{prefix}.{label}",
-                "log_dir": str(run_dir / "logs"),
-            }
-            rate = None
-            if paced:
-                rate = max(1.0, results[0].rate / 2)
-            results.append(
-                await _distributed_pass(config, env_settings, run_dir, rate, token + label)
-            )
+        await _migrate(url)
+        yield url, db_name
     finally:
         admin = await asyncpg.connect(config.postgres_admin_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+async def distributed_passes(config: BenchConfig, workdir: Path) -> tuple[RunFigures, RunFigures]:
+    """Dispatcher, worker open and db writer as processes: max rate, then paced at half."""
+    results: list[RunFigures] = []
+    async with bench_database(config) as database:
+        for label, paced in (("max", False), ("paced", True)):
+            rate = max(1.0, results[0].rate / 2) if paced else None
+            run_dir = workdir / f"distributed-{label}"
+            results.append(await distributed_pass(config, database, run_dir, label, rate))
     return results[0], results[1]
 
 
@@ -450,13 +487,34 @@ async def _migrate(url: str) -> None:
     await database.close()
 
 
-async def _distributed_pass(
+def _pass_settings(
+    config: BenchConfig, database_url: str, label: str, run_dir: Path
+) -> dict[str, str]:
+    """One pass's settings: its own queue and key prefixes, the shared bench database."""
+    token = f"efbench{uuid.uuid4().hex[:8]}"
+    return {
+        "broker_url": config.amqp_url,
+        "state_url": f"{config.redis_url}?key_prefix={token}{label}",
+        "database_url": database_url,
+        "queue_prefix": f"{token}.{label}",
+        "log_dir": str(run_dir / "logs"),
+    }
+
+
+async def distributed_pass(
     config: BenchConfig,
-    values: dict[str, str],
+    database: tuple[str, str],
     run_dir: Path,
-    rate_per_s: float | None,
-    tag: str,
+    label: str,
+    rate_per_s: float | None = None,
+    topology: Topology = Topology(),
 ) -> RunFigures:
+    """One pass on RabbitMQ / Redis / PostgreSQL with ``topology``'s processes and accounts.
+
+    ``database``: (URL, name) from ``bench_database``. The CPU is counted from the first
+    fill published until every report is applied and its event written.
+    """
+    values = _pass_settings(config, database[0], label, run_dir)
     await asyncio.to_thread(run_dir.mkdir, parents=True)
     env = environment_with(
         **{f"EXECFLOW_{k.upper()}": v for k, v in values.items()}, **dict(config.child_env)
@@ -464,50 +522,105 @@ async def _distributed_pass(
     settings = Settings(**values)  # type: ignore[arg-type]
     own = settings.model_copy(update={"log_dir": run_dir / "bench"})
     logs = await asyncio.to_thread(setup_logging, own, "simulator")
-    children: dict[str, asyncio.subprocess.Process] = {}
+    children: dict[str, list[asyncio.subprocess.Process]] = {}
+    instances = range(1, topology.instances + 1)
     try:
         async with open_services(settings, logs) as services:
             # seeded before the processes start, as a running deployment's store is: a
             # process that starts on an empty store asks the database whether to rebuild
             # and keeps SQLAlchemy loaded from then on (docs/benchmarks.md, "Memory")
-            seeded = await seed_reference_data(services)
+            accounts, ask = await seed_reference_data(services, max(20, topology.accounts))
             for name, args in PIPELINE_PROCESSES.items():
-                children[name] = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", _ENTRY, *args, env=env
-                )
+                children[name] = [
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-c", _ENTRY, *args, "--instance", str(i), env=env
+                    )
+                    for i in instances
+                ]
             bus = services.bus
             queues = [bus.queues.reports, bus.queues.worker("open"), bus.queues.db_updates]
 
             async def consuming() -> bool:
                 counts = [await bus.consumer_count(queue) for queue in queues]
-                return min(counts) >= 1
+                return min(counts) >= topology.instances
 
-            await wait_for(consuming, 60, poll_s=0.1)
+            await wait_for(consuming, max(60.0, config.timeout_s), poll_s=0.1)
+            written = await services.database.count_events()
+            seeded = (accounts[: topology.accounts], ask)
             orders = await place_orders(services, config.distributed_reports, seeded)
-            published = await publish_fills(bus, orders, rate_per_s, tag)
-            log_file = run_dir / "logs" / "worker_open.log"
-            tail = SuccessTail(log_file)
+            # the placement's events written first: the CPU counted is the fills' only
+            await _wait_written(services, written + len(orders), config.timeout_s)
+            meter = await asyncio.to_thread(_meter, config, children, database[1])
+            before = await asyncio.to_thread(meter.sample)
+            published = await publish_fills(bus, orders, rate_per_s, label)
+            log_files = [run_dir / "logs" / file_name("worker_open", i) for i in instances]
+            tails = [SuccessTail(log_file) for log_file in log_files]
 
             async def all_done() -> bool:
                 # only the lines written since the last poll: a poll costs no re-read of
                 # the whole file, which would steal CPU from the measured processes
-                found = await asyncio.to_thread(tail.poll)
-                return len(found) >= len(orders)
+                found = [await asyncio.to_thread(tail.poll) for tail in tails]
+                return sum(map(len, found)) >= len(orders)
 
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
+            await _wait_written(services, written + 2 * len(orders), config.timeout_s)
+            cpu = (await asyncio.to_thread(meter.sample)).since(before)
             # warmed up: every report of the pass applied
-            rss = process_rss({name: child.pid for name, child in children.items()})
-            memory = MemoryFigures(rss, await asyncio.to_thread(bare_interpreter_rss))
-            result = figures(published, await asyncio.to_thread(success_times, log_file))
-            result = replace(result, memory=memory)
+            pids = {
+                name if topology.instances == 1 else f"{name}-{i}": child.pid
+                for name, started in children.items()
+                for i, child in zip(instances, started, strict=True)
+            }
+            memory = MemoryFigures(process_rss(pids), await asyncio.to_thread(bare_interpreter_rss))
+            done_at = {k: v for tail in tails for k, v in tail.found.items()}
+            result = replace(
+                figures(published, done_at),
+                memory=memory,
+                cpu_s=sum(cpu.values()),
+                cpu_by_group=tuple(cpu.items()),
+                conflicts=await asyncio.to_thread(count_tagged, log_files, _CONFLICT_TAG),
+            )
     finally:
-        for child in children.values():
+        started_all = [child for started in children.values() for child in started]
+        for child in started_all:
             if child.returncode is None:
                 child.terminate()
-        await asyncio.gather(*(c.wait() for c in children.values()))
+        await asyncio.gather(*(c.wait() for c in started_all))
         await _cleanup(config.amqp_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
     return result
+
+
+async def _wait_written(services: Services, events: int, timeout_s: float) -> None:
+    """Until the database holds ``events`` events (one per placed order, one per fill)."""
+
+    async def written() -> bool:
+        return await services.database.count_events() >= events
+
+    await wait_for(written, timeout_s, poll_s=0.25)
+
+
+def _meter(
+    config: BenchConfig,
+    children: Mapping[str, Sequence[asyncio.subprocess.Process]],
+    db_name: str,
+) -> CpuMeter:
+    """The pass's processes by component, and the local servers found by their ports."""
+    servers = {name: listening_pid(getattr(config, field), port) for name, field, port in _SERVERS}
+    pipeline = {name: [child.pid for child in started] for name, started in children.items()}
+    return CpuMeter(pipeline, servers, db_name)
+
+
+def count_tagged(log_files: Sequence[Path], tag: str) -> int:
+    """Lines holding ``tag`` in the given log files (a missing file counts none)."""
+    total = 0
+    for log_file in log_files:
+        if not log_file.exists():
+            continue
+        with log_file.open("rb") as handle:
+            encoded = tag.encode()
+            total += sum(1 for line in handle if encoded in line)
+    return total
 
 
 async def _cleanup(amqp_url: str, settings: Settings, log: EventLogger) -> None:

@@ -1,4 +1,7 @@
-"""``execflow bench``: end-to-end throughput and latency, embedded and distributed."""
+"""``execflow bench``: end-to-end throughput and latency, embedded and distributed.
+
+``--instances 1,2,4`` runs the scale-out passes instead (``apps.scaleout``).
+"""
 
 from __future__ import annotations
 
@@ -18,10 +21,25 @@ from execflow.apps.bench import (
     machine,
     run_bench,
 )
+from execflow.apps.scaleout import ScaleOutResult, Shape, parse_instances, run_scale_out
 from execflow.cli.progress import step_progress
 from execflow.safetext import markup
 
-__all__ = ["bench_command", "render_bench"]
+__all__ = ["bench_command", "render_bench", "render_scale_out"]
+
+_INSTANCES_HELP = (
+    "Scale-out instead: N processes each of the dispatcher, worker open and db writer, "
+    "per N (comma list or repeated), spread and hot accounts, distributed max rate only."
+)
+# the CPU columns of the scale-out table: (heading, group of ``RunFigures.cpu_by_group``)
+_CPU_COLUMNS = (
+    ("disp", "dispatcher"),
+    ("worker", "worker_open"),
+    ("writer", "db_writer"),
+    ("rabbit", "rabbitmq"),
+    ("redis", "redis"),
+    ("pg", "postgresql"),
+)
 
 
 def bench_command(
@@ -36,6 +54,11 @@ def bench_command(
         DEFAULT_POSTGRES_ADMIN_URL, help="PostgreSQL admin DSN (a database is created)."
     ),
     timeout: float = typer.Option(300.0, min=1, help="Upper bound of each pass (s)."),
+    instances: list[str] | None = typer.Option(None, "--instances", help=_INSTANCES_HELP),
+    spread_accounts: int = typer.Option(
+        200, min=1, help="Scale-out: accounts of the spread shape."
+    ),
+    hot_accounts: int = typer.Option(2, min=1, help="Scale-out: accounts of the hot shape."),
 ) -> None:
     """Measure the pipeline (all logging on) against the raw RabbitMQ relay rate."""
     console = Console(width=None if Console().is_terminal else 110)
@@ -49,6 +72,13 @@ def bench_command(
         postgres_admin_url=postgres_admin_url,
         timeout_s=timeout,
     )
+    counts: tuple[int, ...] = ()
+    if instances:
+        try:
+            counts = parse_instances(instances)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--instances") from exc
+    shapes = (Shape("spread", spread_accounts), Shape("hot", hot_accounts))
     with step_progress(ctx) as step:
 
         def progress(line: str) -> None:
@@ -56,8 +86,14 @@ def bench_command(
             if step is not None:
                 step(line)
 
-        result = asyncio.run(run_bench(config, progress))
-    render_bench(console, result)
+        if counts:
+            scaled = asyncio.run(run_scale_out(config, counts, shapes, progress))
+        else:
+            result = asyncio.run(run_bench(config, progress))
+    if counts:
+        render_scale_out(console, scaled)
+    else:
+        render_bench(console, result)
 
 
 def _row(table: Table, name: str, figures: RunFigures | None, ratio: str = "") -> None:
@@ -98,6 +134,24 @@ def render_bench(console: Console, result: BenchResult) -> None:
             f"logging CPU share (embedded): {share:.1%} "
             f"({per_report[0]:.2f} ms CPU per report with logging, {per_report[1]:.2f} ms without)"
         )
+    _distributed_lines(console, result)
+    for note in result.notes:
+        console.print(f"[bold red]note:[/] {markup(note)}")
+    console.print(f"machine: {machine()}")
+
+
+def _distributed_lines(console: Console, result: BenchResult) -> None:
+    """CPU per report and RSS per process of each distributed pass."""
+    for name, figures in (
+        ("max rate", result.distributed_max),
+        ("half rate", result.distributed_half),
+    ):
+        if figures is not None and figures.cpu_s > 0:
+            console.print(
+                f"distributed {name}: {figures.cpu_ms_per_report():.2f} ms CPU per report, "
+                f"every process and server ({_cpu_split(figures)}); "
+                f"{figures.conflicts or 0} VERSION_CONFLICTs"
+            )
     for name, figures in (
         ("max rate", result.distributed_max),
         ("half rate", result.distributed_half),
@@ -106,6 +160,39 @@ def render_bench(console: Console, result: BenchResult) -> None:
             console.print(f"RSS per process at the end of the distributed {name} pass:")
             for line in figures.memory.lines():
                 console.print(f"  {markup(line)}")
+
+
+def _cpu_split(figures: RunFigures) -> str:
+    return ", ".join(
+        f"{group} {figures.cpu_ms_per_report(group):.2f}" for group, _ in figures.cpu_by_group
+    )
+
+
+def render_scale_out(console: Console, result: ScaleOutResult) -> None:
+    """Per shape and N: reports/s, CPU ms per report (total and by process), conflicts."""
+    table = Table(
+        title="scale-out: N instances each of dispatcher, worker open, db writer (max rate)",
+        caption=(
+            "traffic: shape and accounts; CPU ms: per report, every process and server "
+            "(disp..pg: a component's instances summed, each server); conflicts: "
+            "VERSION_CONFLICTs per report"
+        ),
+    )
+    headings = ("traffic", "N", "reports", "reports/s", "CPU ms", *(h for h, _ in _CPU_COLUMNS))
+    for heading in (*headings, "conflicts"):
+        table.add_column(heading, justify="left" if heading == "traffic" else "right")
+    for row in result.rows:
+        figures = row.figures
+        table.add_row(
+            f"{row.shape.name} {row.shape.accounts}",
+            str(row.instances),
+            str(figures.reports),
+            f"{figures.rate:,.0f}",
+            f"{figures.cpu_ms_per_report():.2f}",
+            *(f"{figures.cpu_ms_per_report(group):.2f}" for _, group in _CPU_COLUMNS),
+            f"{row.conflicts_per_report:.3f}",
+        )
+    console.print(table)
     for note in result.notes:
         console.print(f"[bold red]note:[/] {markup(note)}")
     console.print(f"machine: {machine()}")
