@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from execflow.logtools.files import LogFile, discover, iter_blocks
+from execflow.logtools.files import LogFile, discover
 from execflow.logtools.record import LogRecord, parse_line
-from execflow.logtools.scan import ScanProgress, map_files
+from execflow.logtools.scan import ScanProgress, map_files, matching_lines
 from execflow.logtools.stats import percentile
 
 __all__ = ["Breakdown", "GroupStats", "collect_breakdown"]
@@ -116,16 +116,11 @@ def _time(stats: GroupStats, raw: str | None) -> None:
 def _scan_file(bounds: tuple[str | None, str | None], log_file: LogFile) -> Breakdown:
     since, until = bounds
     result = Breakdown()
-    for block in iter_blocks(log_file):
-        data = b"\n" + block
-        found = _TEXT_OUTCOME.findall(data)
-        if b"\n{" in data:
-            found.extend(_JSON_OUTCOME.findall(data))
-        for raw in found:
-            record = parse_line(raw[1:], log_file.name)
-            if record is None or (since and record.ts < since) or (until and record.ts > until):
-                continue
-            result.add(record)
+    for line in matching_lines(log_file, _TEXT_OUTCOME, _JSON_OUTCOME):
+        record = parse_line(line, log_file.name)
+        if record is None or (since and record.ts < since) or (until and record.ts > until):
+            continue
+        result.add(record)
     return result
 
 

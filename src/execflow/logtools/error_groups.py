@@ -13,9 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from execflow.logtools.files import LogFile, discover, iter_blocks
+from execflow.logtools.files import LogFile, discover
 from execflow.logtools.record import LogRecord, parse_line
-from execflow.logtools.scan import ScanProgress, map_files
+from execflow.logtools.scan import ScanProgress, map_files, matching_lines
 
 __all__ = ["ErrorGroup", "collect_errors", "error_records"]
 
@@ -57,17 +57,11 @@ class ErrorGroup:
 def _error_lines(bounds: tuple[str | None, str | None], log_file: LogFile) -> list[bytes]:
     since, until = bounds
     out: list[bytes] = []
-    for block in iter_blocks(log_file):
-        data = b"\n" + block
-        found = _TEXT_ERROR.findall(data)
-        if b"\n{" in data:
-            found.extend(_JSON_ERROR.findall(data))
-        for raw in found:
-            line = raw[1:]
-            ts = line[:27].decode("ascii", "replace") if not line.startswith(b"{") else None
-            if ts is not None and ((since and ts < since) or (until and ts > until)):
-                continue
-            out.append(line)
+    for line in matching_lines(log_file, _TEXT_ERROR, _JSON_ERROR):
+        ts = line[:27].decode("ascii", "replace") if not line.startswith(b"{") else None
+        if ts is not None and ((since and ts < since) or (until and ts > until)):
+            continue
+        out.append(line)
     return out
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Protocol, TypeVar
 
-from execflow.logtools.files import LogFile
+from execflow.logtools.files import LogFile, iter_blocks
 
-__all__ = ["PARALLEL_MIN_BYTES", "ScanProgress", "lines_containing", "map_files"]
+__all__ = [
+    "PARALLEL_MIN_BYTES",
+    "ScanProgress",
+    "lines_containing",
+    "map_files",
+    "matching_lines",
+]
 
 # Below this much data, a process pool costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
@@ -51,6 +58,23 @@ def lines_containing(
                     found[start] = line
             pos = block.find(needle, end)
     return sorted(found.items())
+
+
+def matching_lines(
+    log_file: LogFile, text: re.Pattern[bytes], json: re.Pattern[bytes]
+) -> Iterator[bytes]:
+    """Each line of ``log_file`` matched by ``text`` (text lines) or ``json`` (ECS lines).
+
+    Both patterns start with ``\\n`` and run over whole blocks, so the search is C's, not a
+    Python loop per line; the JSON pattern only runs on blocks that hold a JSON line.
+    """
+    for block in iter_blocks(log_file):
+        data = b"\n" + block
+        found = text.findall(data)
+        if b"\n{" in data:
+            found.extend(json.findall(data))
+        for raw in found:
+            yield raw[1:]
 
 
 def default_jobs() -> int:
