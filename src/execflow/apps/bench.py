@@ -45,7 +45,7 @@ from pathlib import Path
 
 import orjson
 
-from execflow.apps.cputime import CpuMeter, listening_pid
+from execflow.apps.cputime import CpuMeter, CpuSample, listening_pid
 from execflow.apps.memory import MemoryFigures, bare_interpreter_rss, process_rss
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
 from execflow.domain.enums import Side
@@ -108,6 +108,16 @@ class BenchConfig:
     timeout_s: float = 300.0
     child_env: tuple[tuple[str, str], ...] = ()
     """Extra environment of the pipeline processes (``bench/memory.py --child-pythonpath``)."""
+    pass_settings: tuple[tuple[str, str], ...] = ()
+    """Extra settings of a distributed pass, for its processes and the driver alike
+    (``bench/cluster_bench.py``: ``queue_type``)."""
+    server_pids: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Servers whose CPU is counted by these pids instead of the process listening on the
+    URL's port (``bench/cluster_bench.py``: every node of the Redis Cluster it started)."""
+    idle_sample_s: float = 0.0
+    """Seconds a distributed pass samples its processes and servers idle (orders placed,
+    no fill sent yet): their background CPU (timers, a cluster's pings, other clients of
+    a shared server), in ``RunFigures.idle_cpu_by_group``; 0 not to sample."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +146,10 @@ class RunFigures:
     """Distributed: CPU seconds per component (instances summed) and per server."""
     conflicts: int | None = None
     """Distributed: the workers' ``VERSION_CONFLICT`` lines (each one a retried commit)."""
+    cpu_window_s: float = 0.0
+    """Distributed: the seconds ``cpu_s`` was counted over."""
+    idle_cpu_by_group: tuple[tuple[str, float], ...] = ()
+    """Distributed, with ``idle_sample_s``: CPU seconds per second each group spent idle."""
 
     @property
     def rate(self) -> float:
@@ -149,6 +163,15 @@ class RunFigures:
         if group is None:
             return self.cpu_s / self.reports * 1000
         return dict(self.cpu_by_group).get(group, 0.0) / self.reports * 1000
+
+    def net_cpu_ms_per_report(self, group: str | None = None) -> float:
+        """``cpu_ms_per_report`` less the idle rate over the window: the reports' own CPU."""
+        if not self.reports:
+            return 0.0
+        idle = dict(self.idle_cpu_by_group)
+        rate = sum(idle.values()) if group is None else idle.get(group, 0.0)
+        background_ms = rate * self.cpu_window_s / self.reports * 1000
+        return max(0.0, self.cpu_ms_per_report(group) - background_ms)
 
 
 @dataclass
@@ -494,10 +517,12 @@ def _pass_settings(
     token = f"efbench{uuid.uuid4().hex[:8]}"
     return {
         "broker_url": config.amqp_url,
-        "state_url": f"{config.redis_url}?key_prefix={token}{label}",
+        "state_url": f"{config.redis_url}{'&' if '?' in config.redis_url else '?'}"
+        f"key_prefix={token}{label}",
         "database_url": database_url,
         "queue_prefix": f"{token}.{label}",
         "log_dir": str(run_dir / "logs"),
+        **dict(config.pass_settings),
     }
 
 
@@ -551,7 +576,8 @@ async def distributed_pass(
             # the placement's events written first: the CPU counted is the fills' only
             await _wait_written(services, written + len(orders), config.timeout_s)
             meter = await asyncio.to_thread(_meter, config, children, database[1])
-            before = await asyncio.to_thread(meter.sample)
+            before, idle = await _idle_rates(meter, config.idle_sample_s)
+            window = time.monotonic()
             published = await publish_fills(bus, orders, rate_per_s, label)
             log_files = [run_dir / "logs" / file_name("worker_open", i) for i in instances]
             tails = [SuccessTail(log_file) for log_file in log_files]
@@ -565,6 +591,7 @@ async def distributed_pass(
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
             await _wait_written(services, written + 2 * len(orders), config.timeout_s)
             cpu = (await asyncio.to_thread(meter.sample)).since(before)
+            window_s = time.monotonic() - window
             # warmed up: every report of the pass applied
             pids = {
                 name if topology.instances == 1 else f"{name}-{i}": child.pid
@@ -578,6 +605,8 @@ async def distributed_pass(
                 memory=memory,
                 cpu_s=sum(cpu.values()),
                 cpu_by_group=tuple(cpu.items()),
+                cpu_window_s=window_s,
+                idle_cpu_by_group=tuple(idle.items()),
                 conflicts=await asyncio.to_thread(count_tagged, log_files, _CONFLICT_TAG),
             )
     finally:
@@ -589,6 +618,18 @@ async def distributed_pass(
         await _cleanup(config.amqp_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
     return result
+
+
+async def _idle_rates(meter: CpuMeter, seconds: float) -> tuple[CpuSample, dict[str, float]]:
+    """A sample now and, after ``seconds`` of nothing sent, each group's CPU s per s."""
+    first = await asyncio.to_thread(meter.sample)
+    if seconds <= 0:
+        return first, {}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    last = await asyncio.to_thread(meter.sample)
+    elapsed = time.monotonic() - started
+    return last, {group: cpu / elapsed for group, cpu in last.since(first).items()}
 
 
 async def _wait_written(services: Services, events: int, timeout_s: float) -> None:
@@ -606,9 +647,19 @@ def _meter(
     db_name: str,
 ) -> CpuMeter:
     """The pass's processes by component, and the local servers found by their ports."""
-    servers = {name: listening_pid(getattr(config, field), port) for name, field, port in _SERVERS}
     pipeline = {name: [child.pid for child in started] for name, started in children.items()}
-    return CpuMeter(pipeline, servers, db_name)
+    pipeline.update((name, list(pids)) for name, pids in config.server_pids)
+    return CpuMeter(pipeline, _server_pids(config), db_name)
+
+
+def _server_pids(config: BenchConfig) -> dict[str, int | None]:
+    """The local servers' pids by the port they listen on (those in ``server_pids`` left out)."""
+    given = {name for name, _pids in config.server_pids}
+    return {
+        name: listening_pid(getattr(config, field), port)
+        for name, field, port in _SERVERS
+        if name not in given
+    }
 
 
 def count_tagged(log_files: Sequence[Path], tag: str) -> int:

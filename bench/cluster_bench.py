@@ -1,0 +1,252 @@
+"""The distributed pipeline on Redis Clusters of 1, 2 and 3 masters and on quorum vs
+classic queues, in one run: reports/s and CPU per report summed over every process.
+
+    python bench/cluster_bench.py                          # 1500 reports per pass
+    python bench/cluster_bench.py --reports 500 --masters 1,3
+
+Each pass is ``execflow bench``'s distributed max-rate pass (``apps.bench.distributed_pass``:
+dispatcher, worker open and db writer as ``execflow run`` processes, the local RabbitMQ
+and PostgreSQL, unique queue and key prefixes, one throwaway database for the run):
+
+* ``single, quorum``: the default Redis (6379, db 15), quorum queues: the baseline;
+* ``single, classic``: the same with ``EXECFLOW_QUEUE_TYPE=classic``;
+* ``cluster N, quorum``: a Redis Cluster of N masters with ``--replicas`` replicas each,
+  started here on free ports under a temporary directory (``tests/clusters.py``) and
+  stopped after its pass; the store waits for one replica per commit (its default).
+
+CPU per report is the user + system CPU time (psutil) every process spent from the first
+fill published until every report is applied and its event is in the database, divided
+by the reports: the three pipeline processes, the Redis server(s) (every node of a
+cluster, replicas included), RabbitMQ's ``beam.smp`` and PostgreSQL (``apps.cputime``).
+Before each pass's fills (processes up, orders placed) every group is sampled idle for
+``--idle`` seconds: the second table takes that background rate times the pass's
+duration off (timers, a cluster's pings, and, on the shared default Redis, RabbitMQ and
+PostgreSQL, what other clients make them do), so passes at different rates compare.
+Ratios are to the baseline of the same run. Figures: docs/benchmarks.md ("Redis Cluster
+and queue types") and docs/cluster.md ("Scale").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import typer
+
+# the throwaway Redis Cluster is the tests' (tests/clusters.py), as bench/soak.py uses theirs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.clusters import RedisClusterServers
+
+from execflow.apps.bench import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_POSTGRES_ADMIN_URL,
+    DEFAULT_REDIS_URL,
+    BenchConfig,
+    RunFigures,
+    bench_database,
+    distributed_pass,
+)
+
+PIPELINE = ("dispatcher", "worker_open", "db_writer")
+SERVERS = ("redis", "rabbitmq", "postgresql")
+COLUMNS = (
+    ("pass", 20),
+    ("reports", 8),
+    ("reports/s", 10),
+    ("CPU ms/rep", 11),
+    ("pipeline", 9),
+    ("redis", 7),
+    ("rabbitmq", 9),
+    ("postgresql", 11),
+    ("CPU x base", 11),
+    ("rate x base", 12),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """One pass: the state store (0 masters = the single default Redis) and queue type."""
+
+    masters: int
+    queue_type: str
+
+    @property
+    def label(self) -> str:
+        """``single, quorum`` / ``cluster 2, quorum``."""
+        store = f"cluster {self.masters}" if self.masters else "single"
+        return f"{store}, {self.queue_type}"
+
+    @property
+    def slug(self) -> str:
+        """The label as a queue and key prefix part."""
+        return f"c{self.masters}{self.queue_type[0]}" if self.masters else f"s{self.queue_type[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A measured pass."""
+
+    setup: Setup
+    figures: RunFigures
+
+    def cpu_ms(self, group: str | None = None, net: bool = False) -> float:
+        """CPU ms per report: every process's, the pipeline's three, or one server's.
+
+        ``net``: less each group's idle CPU rate over the pass (``RunFigures``).
+        """
+        per_report = self.figures.net_cpu_ms_per_report if net else self.figures.cpu_ms_per_report
+        if group == "pipeline":
+            return sum(per_report(name) for name in PIPELINE)
+        return per_report(group)
+
+    def idle_ms_per_s(self, group: str) -> float:
+        """CPU ms per second ``group`` spent idle before the pass (the pipeline's three summed)."""
+        idle = dict(self.figures.idle_cpu_by_group)
+        names = PIPELINE if group == "pipeline" else (group,)
+        return sum(idle.get(name, 0.0) for name in names) * 1000
+
+
+def setups(masters: Sequence[int]) -> list[Setup]:
+    """The baseline first, then classic queues, then each cluster size."""
+    return [Setup(0, "quorum"), Setup(0, "classic"), *(Setup(m, "quorum") for m in masters)]
+
+
+async def measure(
+    config: BenchConfig, setup: Setup, replicas: int, database: tuple[str, str], workdir: Path
+) -> Row:
+    """One pass; a cluster is started before it and stopped after it."""
+    config = replace(config, pass_settings=(("queue_type", setup.queue_type),))
+    run_dir = workdir / setup.slug
+    if not setup.masters:
+        return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
+    cluster = await asyncio.to_thread(RedisClusterServers.start, setup.masters, replicas)
+    try:
+        pids = tuple(n.process.pid for n in cluster.nodes if n.process is not None)
+        # no replica to wait for: a commit's WAIT would time out (docs/cluster.md)
+        options = "?wait_replicas=0" if replicas == 0 else ""
+        url = f"{cluster.url}/{options}"
+        config = replace(config, redis_url=url, server_pids=(("redis", pids),))
+        return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
+async def run(config: BenchConfig, masters: Sequence[int], replicas: int) -> list[Row]:
+    """Every pass, in one throwaway database."""
+    workdir = Path(tempfile.mkdtemp(prefix="execflow-cluster-bench-"))
+    rows: list[Row] = []
+    try:
+        async with bench_database(config) as database:
+            for setup in setups(masters):
+                print(f"... {setup.label}", flush=True)
+                rows.append(await measure(config, setup, replicas, database, workdir))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+    return rows
+
+
+def _line(cells: Sequence[str]) -> str:
+    return "  ".join(
+        f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+        for i, (cell, (_name, width)) in enumerate(zip(cells, COLUMNS, strict=True))
+    )
+
+
+def table(rows: Sequence[Row], net: bool = False) -> list[str]:
+    """The figures, one line per pass, ratios to the first (the baseline)."""
+    lines = [_line([name for name, _width in COLUMNS])]
+    base = rows[0] if rows else None
+    for row in rows:
+        total = row.cpu_ms(net=net)
+        cells = [
+            row.setup.label,
+            str(row.figures.reports),
+            f"{row.figures.rate:.1f}",
+            f"{total:.3f}",
+            *(f"{row.cpu_ms(group, net):.3f}" for group in ("pipeline", *SERVERS)),
+            _ratio(total, base.cpu_ms(net=net) if base else 0.0),
+            _ratio(row.figures.rate, base.figures.rate if base else 0.0),
+        ]
+        lines.append(_line(cells))
+    return lines
+
+
+def idle_lines(rows: Sequence[Row]) -> list[str]:
+    """Each pass's idle CPU rates (ms per s) and how long its CPU was counted."""
+    out = ["idle before each pass, CPU ms per second (what the net table takes off):"]
+    for row in rows:
+        rates = "  ".join(
+            f"{group} {row.idle_ms_per_s(group):6.1f}" for group in ("pipeline", *SERVERS)
+        )
+        out.append(
+            f"  {row.setup.label:<20} {rates}   counted over {row.figures.cpu_window_s:.1f} s"
+        )
+    return out
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base > 0 else "-"
+
+
+def per_core(rows: Sequence[Row]) -> list[str]:
+    """What one fully used core gives at each pass's net CPU per report."""
+    out = ["reports/s per fully used core (1000 / net CPU ms per report):"]
+    for row in rows:
+        total, redis = row.cpu_ms(net=True), row.cpu_ms("redis", net=True)
+        out.append(
+            f"  {row.setup.label:<20} all processes {_per_core(total):>8}"
+            f"   Redis alone {_per_core(redis):>8}"
+        )
+    return out
+
+
+def _per_core(cpu_ms: float) -> str:
+    return f"{1000 / cpu_ms:.0f}" if cpu_ms > 0 else "-"
+
+
+def main(
+    reports: int = typer.Option(1500, min=10, help="Fill reports per pass."),
+    masters: str = typer.Option("1,2,3", help="Redis Cluster sizes (masters), comma-separated."),
+    replicas: int = typer.Option(1, min=0, help="Replicas per master."),
+    idle: float = typer.Option(5.0, min=0.5, help="Seconds of each pass's idle sample."),
+    amqp_url: str = typer.Option(DEFAULT_AMQP_URL, help="RabbitMQ."),
+    redis_url: str = typer.Option(DEFAULT_REDIS_URL, help="The single Redis (the baseline)."),
+    postgres_admin_url: str = typer.Option(
+        DEFAULT_POSTGRES_ADMIN_URL, help="PostgreSQL admin DSN (a database is created)."
+    ),
+    timeout: float = typer.Option(300.0, min=1, help="Upper bound of each pass (s)."),
+) -> None:
+    """Print reports/s and CPU per report for each pass, with ratios to the baseline."""
+    sizes = [int(part) for part in masters.split(",") if part.strip()]
+    config = BenchConfig(
+        distributed_reports=reports,
+        amqp_url=amqp_url,
+        redis_url=redis_url,
+        postgres_admin_url=postgres_admin_url,
+        timeout_s=timeout,
+        idle_sample_s=idle,
+    )
+    load_before = os.getloadavg()
+    rows = asyncio.run(run(config, sizes, replicas))
+    load_after = os.getloadavg()
+    print(f"{reports} reports per pass at max rate; clusters: {replicas} replica(s) per master")
+    print("CPU ms per report as measured:")
+    print("\n".join(table(rows)))
+    print("CPU ms per report net of each process's idle rate:")
+    print("\n".join((*table(rows, net=True), *idle_lines(rows), *per_core(rows))))
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+        f"(1/5/15 min) {'/'.join(f'{x:.2f}' for x in load_before)} before, "
+        f"{'/'.join(f'{x:.2f}' for x in load_after)} after"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)
