@@ -32,7 +32,7 @@ def event(n: int, order_id: str = "o1") -> EventRecord:
 async def test_schema_is_versioned_and_connect_is_repeatable(db_url: str) -> None:
     first = SqlDatabase(db_url)
     await first.connect()
-    assert await first.schema_version() == head_revision() == "0004_lp_executions"
+    assert await first.schema_version() == head_revision() == "0005_account_rows"
     await first.insert_events([event(1)])
     await first.close()
     second = SqlDatabase(db_url)
@@ -94,7 +94,8 @@ async def test_snapshots_only_move_forward(db: SqlDatabase) -> None:
     assert await db.upsert_accounts([AccountRecord("live:6", 5, {"balance": "10.00"})]) == 1
     assert await db.upsert_accounts([AccountRecord("live:6", 4, {"balance": "99.00"})]) == 0
     account = await db.get_account("live:6")
-    assert account is not None and account.data == {"balance": "10.00"}
+    assert account is not None
+    assert account.data == {"balance": "10.00", "positions": [], "reservations": []}
     assert [a.account_id for a in await db.list_accounts()] == ["live:6"]
 
 

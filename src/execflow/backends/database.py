@@ -5,6 +5,10 @@ event is a no-op; ``seq`` gives the insertion order used to rebuild the state st
 Each event is a link of its account's audit chain (``chain_seq``, ``chain_hash``;
 docs/audit.md), appended in the transaction that inserts it.
 Snapshots are upserted only when the incoming version is newer than the stored one.
+An account is kept as a header (``accounts``) and one row per position and reservation
+(``account_positions``, ``account_reservations``), each at the account version that set
+it, newest version winning row by row (``domain.account_rows``): DB events carry only
+what changed, and several writers applying them in any order agree.
 
 Implementation: ``SqlDatabase`` (SQLAlchemy 2 async Core; SQLite or PostgreSQL).
 """
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from execflow.domain.account_rows import AccountRow
 from execflow.domain.audit import ChainHead
 
 __all__ = [
@@ -76,12 +81,22 @@ class OrderRecord:
 
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
-    """The latest snapshot of an account."""
+    """An account: its header at ``version`` and its position and reservation rows.
+
+    Written: ``data`` is the header, or a whole account document (its positions and
+    reservations then become rows at ``version`` and ``rows_from`` rises to ``version``:
+    older rows no longer count); ``rows`` are further rows to keep (an event's changes).
+    Read back: ``data`` is the whole account document (header plus the live rows at or
+    above ``rows_from``), ``rows`` every row at or above ``rows_from``, live or not, so a
+    caller can fold newer events onto it (``domain.account_rows.AccountFold``).
+    """
 
     account_id: str
     version: int
     data: dict[str, Any]
     updated_at: datetime | None = None
+    rows: tuple[AccountRow, ...] = ()
+    rows_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +185,8 @@ class Database(Protocol):
         ...
 
     async def upsert_accounts(self, accounts: Sequence[AccountRecord]) -> int:
-        """Insert or replace snapshots whose version is newer; return how many changed."""
+        """Keep newer headers and rows (row by row, in one transaction); return how many
+        account headers changed."""
         ...
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
@@ -182,11 +198,11 @@ class Database(Protocol):
         ...
 
     async def get_account(self, account_id: str) -> AccountRecord | None:
-        """One account snapshot, or ``None``."""
+        """One account, assembled from its header and rows, or ``None``."""
         ...
 
     async def list_accounts(self) -> list[AccountRecord]:
-        """Every account snapshot, by account id."""
+        """Every account, assembled, by account id."""
         ...
 
     async def insert_dead_letter(self, record: DeadLetterRecord) -> int:

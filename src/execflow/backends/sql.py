@@ -41,10 +41,10 @@ from execflow.backends.database import (
     StoredEvent,
 )
 from execflow.backends.migrations import MIGRATIONS_DIR, shipped_head
+from execflow.backends.sql_accounts import AccountStatements, read_accounts, write_accounts
 from execflow.backends.sql_chain import AlreadyStored, append_chained, prepare_events
 from execflow.backends.sql_tables import (
     JsonText,
-    accounts,
     chain_heads,
     dead_letters,
     order_events,
@@ -144,6 +144,7 @@ class SqlDatabase:
         self.clock: Clock = clock or SystemClock()
         self._engine: AsyncEngine | None = None
         self._statements: dict[str, Any] = {}
+        self._account_statements: AccountStatements | None = None
         self._close_hooks: list[Callable[[], Awaitable[None]]] = []
 
     @property
@@ -240,14 +241,14 @@ class SqlDatabase:
                 .returning(order_events.c.event_id)
             )
         else:
-            table = orders if name == orders.name else accounts
-            key = table.c.order_id if table is orders else table.c.account_id
-            stmt = self._insert(table)
+            stmt = self._insert(orders)
             stmt = stmt.on_conflict_do_update(
-                index_elements=[key.name],
-                set_={c.name: stmt.excluded[c.name] for c in table.columns if c is not key},
-                where=table.c.version < stmt.excluded.version,
-            ).returning(key)
+                index_elements=["order_id"],
+                set_={
+                    c.name: stmt.excluded[c.name] for c in orders.columns if c.name != "order_id"
+                },
+                where=orders.c.version < stmt.excluded.version,
+            ).returning(orders.c.order_id)
         stmt = stmt.execution_options(insertmanyvalues_page_size=self._batch_size)
         self._statements[name] = stmt
         return stmt
@@ -423,25 +424,20 @@ class SqlDatabase:
         return await self._upsert(orders, rows)
 
     async def upsert_accounts(self, records: Sequence[AccountRecord]) -> int:
-        """Insert or replace account snapshots with a newer version."""
-        latest: dict[str, AccountRecord] = {}
-        for record in records:
-            if (
-                record.account_id not in latest
-                or latest[record.account_id].version < record.version
-            ):
-                latest[record.account_id] = record
-        now = self.clock.now()
-        rows = [
-            {
-                "account_id": r.account_id,
-                "version": r.version,
-                "data": r.data,
-                "updated_at": r.updated_at or now,
-            }
-            for r in latest.values()
-        ]
-        return await self._upsert(accounts, rows)
+        """Keep newer account headers and rows, in one transaction (``sql_accounts``)."""
+        if not records:
+            return 0
+        statements = self._account_statements
+        if statements is None:
+            statements = AccountStatements(self._insert, self._batch_size)
+            self._account_statements = statements
+        try:
+            async with self._require().begin() as conn:
+                return await write_accounts(conn, statements, records, self.clock.now())
+        except SQLAlchemyError as exc:
+            raise DatabaseError(
+                "accounts upsert failed", rows=len(records), error=repr(exc)
+            ) from exc
 
     async def _upsert(self, table: sa.Table, rows: list[dict[str, Any]]) -> int:
         if not rows:
@@ -482,24 +478,20 @@ class SqlDatabase:
         ]
 
     async def get_account(self, account_id: str) -> AccountRecord | None:
-        """One account snapshot, or ``None``."""
-        found = await self._accounts(sa.select(accounts).where(accounts.c.account_id == account_id))
+        """One account, assembled from its header and rows, or ``None``."""
+        found = await self._accounts(account_id)
         return found[0] if found else None
 
     async def list_accounts(self) -> list[AccountRecord]:
-        """Every account snapshot, by account id."""
-        return await self._accounts(sa.select(accounts).order_by(accounts.c.account_id))
+        """Every account, assembled, by account id."""
+        return await self._accounts(None)
 
-    async def _accounts(self, stmt: Any) -> list[AccountRecord]:
-        return [
-            AccountRecord(
-                account_id=r.account_id,
-                version=int(r.version),
-                data=r.data,
-                updated_at=_utc(r.updated_at),
-            )
-            for r in await self._fetch(stmt)
-        ]
+    async def _accounts(self, account_id: str | None) -> list[AccountRecord]:
+        try:
+            async with self._require().connect() as conn:
+                return await read_accounts(conn, account_id)
+        except SQLAlchemyError as exc:
+            raise DatabaseError("query failed", error=repr(exc)) from exc
 
     # -- dead letters -----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "JsonText",
+    "account_positions",
+    "account_reservations",
     "accounts",
     "api_idempotency",
     "api_keys",
@@ -33,6 +35,8 @@ _TS = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()
 
+# An account's header (its document without positions and reservations), newest version
+# winning; ``rows_from``: rows below it are superseded by a whole-account snapshot.
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -40,7 +44,27 @@ accounts = sa.Table(
     sa.Column("version", sa.BigInteger(), nullable=False),
     sa.Column("data", _JSON, nullable=False),
     sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("rows_from", sa.BigInteger(), nullable=False, server_default="0"),
 )
+
+
+def _account_rows(name: str, live: str) -> sa.Table:
+    """One row per (account, order): the account version that set it, newest winning; a
+    removal is a row with ``live`` false (``domain.account_rows``)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("account_id", sa.String(128), primary_key=True),
+        sa.Column("order_id", sa.String(128), primary_key=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column(live, sa.Boolean(), nullable=False),
+        sa.Column("data", _JSON, nullable=True),
+        sa.Column("updated_at", _TS, nullable=False),
+    )
+
+
+account_positions = _account_rows("account_positions", "open")
+account_reservations = _account_rows("account_reservations", "held")
 
 orders = sa.Table(
     "orders",

@@ -30,12 +30,20 @@ from typing import Any, TypeVar, cast
 
 from execflow.domain.effects import Calculation, DbEvent, Effect, LpRequest, OutboxEntry
 from execflow.domain.messages import ExecutionReport, ProviderRequest
-from execflow.domain.models import Account, InstrumentConfig, LifecycleRecord, Order
+from execflow.domain.models import (
+    Account,
+    InstrumentConfig,
+    LifecycleRecord,
+    Order,
+    Position,
+    Reservation,
+)
 from execflow.errors import ExecflowError
 
 __all__ = [
     "CodecError",
     "account_from_dict",
+    "account_header_to_dict",
     "account_to_dict",
     "calculation_to_dict",
     "decode",
@@ -50,10 +58,12 @@ __all__ = [
     "order_snapshot",
     "order_to_dict",
     "outbox_entry_to_dict",
+    "position_to_dict",
     "report_from_dict",
     "report_to_dict",
     "request_from_dict",
     "request_to_dict",
+    "reservation_to_dict",
 ]
 
 _T = TypeVar("_T")
@@ -629,6 +639,38 @@ def order_from_dict(data: Mapping[str, Any]) -> Order:
 def account_to_dict(account: Account) -> dict[str, Any]:
     """Encode an account."""
     return encode(account)
+
+
+_ACCOUNT_LISTS = frozenset({"positions", "reservations"})
+
+
+@cache
+def _header_plan() -> tuple[tuple[Any, ...], Callable[[Any], tuple[Any, ...]]]:
+    lanes = tuple(lane for lane in _plan(Account).encode_lanes if lane[0] not in _ACCOUNT_LISTS)
+    return lanes, operator.attrgetter(*(lane[0] for lane in lanes))
+
+
+def account_header_to_dict(account: Account) -> dict[str, Any]:
+    """Encode an account without its positions and reservations (a constant size)."""
+    lanes, getter = _header_plan()
+    return {
+        name: (value if convert is None else convert(value))
+        if value.__class__ is cls
+        else value
+        if enc is None or value is None
+        else enc(value)
+        for (name, cls, convert, enc), value in zip(lanes, getter(account), strict=True)
+    }
+
+
+def position_to_dict(position: Position) -> dict[str, Any]:
+    """Encode one position (memoised like the account's list of them)."""
+    return _memo(Position).encode(position)
+
+
+def reservation_to_dict(reservation: Reservation) -> dict[str, Any]:
+    """Encode one reservation (memoised like the account's list of them)."""
+    return _memo(Reservation).encode(reservation)
 
 
 def account_from_dict(data: Mapping[str, Any]) -> Account:

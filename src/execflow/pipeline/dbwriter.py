@@ -6,11 +6,12 @@ runner hands each delivery to ``DbWriter.handle`` concurrently (``concurrency`` 
 a ``_Batcher`` until its batch is written. A batch is written when
 ``settings.db_batch_size`` messages wait or ``settings.db_batch_timeout_s`` after its
 first one, whichever comes first: events (``insert_events``, duplicates skipped by
-event id), then the order and account snapshots of their payloads (``upsert_*``, only
-newer versions win). Only then does every waiting handler return ``Ack``, so the runner
-acknowledges the whole batch after the commit. A failed write fails every message of
-the batch: each is retried by the runner's policy (forever: a database outage is not
-cured by a DLQ), and a retried batch is harmless because every write is idempotent.
+event id), then the order snapshots and the account headers and changed rows of their
+payloads (``upsert_*``, only newer versions win, row by row). Only then does every
+waiting handler return ``Ack``, so the runner acknowledges the whole batch after the
+commit. A failed write fails every message of the batch: each is retried by the runner's
+policy (forever: a database outage is not cured by a DLQ), and a retried batch is
+harmless because every write is idempotent.
 
 A fence (``pipeline.dbfence``, published by a process about to rebuild the state store)
 is passed once every event taken before it is written: it is marked in the state store
@@ -39,6 +40,7 @@ import orjson
 
 from execflow.backends.bus import Message
 from execflow.backends.database import AccountRecord, EventRecord, OrderRecord
+from execflow.domain.account_rows import ACCOUNT_CHANGES, rows_of_changes
 from execflow.domain.audit import canonical_json
 from execflow.domain.codec import CodecError, effect_from_dict
 from execflow.domain.effects import DbEvent
@@ -89,7 +91,7 @@ async def write_batch(
     events: Sequence[DbEvent],
     payload_json: Mapping[str, bytes] | None = None,
 ) -> BatchResult:
-    """Write events, then the newest order and account snapshot each payload carries.
+    """Write events, then the newest order snapshots, account headers and account rows.
 
     ``payload_json``: the payloads' canonical JSON by event id, where already computed.
     """
@@ -143,7 +145,11 @@ def _snapshots(events: Any) -> tuple[list[OrderRecord], list[AccountRecord]]:
             )
         account = event.payload.get("account")
         if isinstance(account, dict):
-            accounts.append(AccountRecord(event.account_id, _version(account), account))
+            # the header and what changed (or, from older events, the whole account)
+            version = _version(account)
+            changes = event.payload.get(ACCOUNT_CHANGES)
+            rows = tuple(rows_of_changes(event.account_id, version, changes))
+            accounts.append(AccountRecord(event.account_id, version, account, rows=rows))
     return orders, accounts
 
 

@@ -5,7 +5,9 @@ What comes back, per account, in one atomic commit (account and its orders):
 * orders: the newest snapshot of each order, from the ``orders`` table or any event
   payload, whichever has the higher version (the db writer inserts events before it
   upserts snapshots, so an event may be newer than its snapshot after a crash);
-* accounts: likewise, from the ``accounts`` table or event payloads;
+* accounts: the database's header and position and reservation rows, with every event's
+  header and changes folded on (``domain.account_rows``: newest version per row wins,
+  events of either payload shape), so events newer than the rows count too;
 * exec_id ledgers: inside the order snapshots, plus every exec_id an event of the order
   recorded (an event exists only for an applied report);
 * outboxes: the effects of each order's last ``OUTBOX_SIZE`` reports (each DB event and
@@ -33,6 +35,7 @@ from typing import Any
 from execflow.backends.database import Database, StoredEvent
 from execflow.backends.state import StateStore, Write
 from execflow.clock import Clock, SystemClock
+from execflow.domain.account_rows import ACCOUNT_CHANGES, AccountFold
 from execflow.domain.codec import (
     CodecError,
     account_from_dict,
@@ -115,14 +118,14 @@ class _OrderHistory:
 @dataclass(slots=True)
 class _Collected:
     orders: dict[str, _OrderHistory] = field(default_factory=dict)
-    accounts: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    accounts: dict[str, AccountFold] = field(default_factory=dict)
     explicit: dict[str, LifecycleRecord] = field(default_factory=dict)
 
-    def account(self, account_id: str, data: Mapping[str, Any]) -> None:
-        version = _version(data)
-        known = self.accounts.get(account_id)
-        if known is None or known[0] < version:
-            self.accounts[account_id] = (version, dict(data))
+    def account(self, account_id: str) -> AccountFold:
+        fold = self.accounts.get(account_id)
+        if fold is None:
+            fold = self.accounts[account_id] = AccountFold(account_id)
+        return fold
 
     def order(self, order_id: str, account_id: str, data: Mapping[str, Any]) -> None:
         history = self.orders.setdefault(order_id, _OrderHistory(account_id))
@@ -206,7 +209,9 @@ async def rebuild_state(
     report = RebuildReport()
     collected = _Collected()
     for record in await database.list_accounts():
-        collected.account(record.account_id, record.data)
+        fold = collected.account(record.account_id)
+        fold.add_header(record.data, record.version)
+        fold.add_rows(record.rows, record.rows_from)
     for snapshot in await database.list_orders():
         collected.order(snapshot.order_id, snapshot.account_id, snapshot.data)
     async for event in database.iter_events():
@@ -241,7 +246,10 @@ def _collect_event(collected: _Collected, event: StoredEvent, report: RebuildRep
         collected.order(event.order_id, event.account_id, order)
     account = payload.get("account")
     if isinstance(account, Mapping):
-        collected.account(event.account_id, account)
+        changes = payload.get(ACCOUNT_CHANGES)
+        collected.account(event.account_id).add_payload(
+            account, changes if isinstance(changes, Mapping) else None
+        )
     lifecycle = payload.get("lifecycle")
     if isinstance(lifecycle, Mapping):
         try:
@@ -286,10 +294,11 @@ async def _restore_account_once(
 ) -> None:
     writes: list[Write] = []
     if await state.get_account(account_id) is None:
-        known = collected.accounts.get(account_id)
+        fold = collected.accounts.get(account_id)
+        known = None if fold is None else fold.document()
         if known is not None:
-            account_from_dict(known[1])  # validate before writing
-            writes.append(Write("account", account_id, 0, known[1]))
+            account_from_dict(known)  # validate before writing
+            writes.append(Write("account", account_id, 0, known))
     else:
         report.accounts_present += 1
     present = await state.list_orders(account_id)
