@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from execflow.domain.effects import LpRequest
+from execflow.domain.account_rows import ACCOUNT_CHANGES, AccountFold
+from execflow.domain.codec import account_to_dict
+from execflow.domain.effects import DbEvent, LpRequest
 from execflow.domain.enums import ReportStatus
 from execflow.domain.intake import Accepted, IntakeDecision
 from execflow.domain.messages import ExecutionReport
@@ -39,6 +42,9 @@ class Book:
     def take(self, result: IntakeDecision) -> Accepted:
         """Store an accepted intake result (fails the test when refused)."""
         assert isinstance(result, Accepted), result
+        before = self.accounts.get(result.account.account_id)
+        if before is not None:
+            check_events_fold(before, result.account, result.events)
         self.orders[result.order.order_id] = result.order
         self.accounts[result.account.account_id] = result.account
         self.lifecycles[result.lifecycle.lifecycle_id] = result.lifecycle
@@ -67,6 +73,7 @@ class Book:
             NOW,
         )
         if isinstance(outcome, Applied):
+            check_events_fold(account, outcome.account, outcome.effects)
             self.orders[order.order_id] = outcome.order
             self.accounts[account.account_id] = outcome.account
             for effect in outcome.effects:
@@ -74,6 +81,21 @@ class Book:
                     self.sent.append(effect)
                     self.lifecycles[effect.request.lifecycle_id] = lifecycle_of(effect.request)
         return outcome
+
+
+def check_events_fold(before: Account, after: Account, effects: Iterable[object]) -> None:
+    """The DB events' account header and changes, folded onto ``before``, give ``after``.
+
+    Every transition the domain tests run is checked: a change the payload forgot (a
+    position or reservation of another order) would leave the database's rows behind.
+    """
+    fold = AccountFold(before.account_id)
+    fold.add_snapshot(account_to_dict(before))
+    for effect in effects:
+        if isinstance(effect, DbEvent):
+            changes = effect.payload.get(ACCOUNT_CHANGES)
+            fold.add_payload(effect.payload["account"], changes)
+    assert fold.document() == account_to_dict(after)
 
 
 def fill(

@@ -1,11 +1,13 @@
 """Reconciliation: recompute every account from the database's order events, compare with state.
 
-The database is the durable record. Each order event carries the account snapshot after
-the transition and the money deltas it caused (``balance``, ``used_margin_executed``,
-``used_margin_all``). From those alone this module recomputes, per account: the balance
-and used margins (opening values plus the sum of deltas), the open positions (orders
-whose latest snapshot is OPEN or CLOSING), and the latest status and version of every
-order, then lists every field where the state store says something else.
+The database is the durable record. Each order event carries the account's header after
+the transition (events written before the header-and-changes payload: the whole account;
+both have the money fields and the version) and the money deltas it caused
+(``balance``, ``used_margin_executed``, ``used_margin_all``). From those alone this
+module recomputes, per account: the balance and used margins (opening values plus the
+sum of deltas), the open positions (orders whose latest snapshot is OPEN or CLOSING), and
+the latest status and version of every order, then lists every field where the state
+store says something else.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from typing import Any
 
 from execflow.backends.state import Versioned, Write
 from execflow.domain.codec import account_to_dict, order_from_dict, order_to_dict
-from execflow.domain.effects import DbEvent
 from execflow.domain.guard import GuardPolicy
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order, Prices
@@ -28,7 +27,7 @@ from execflow.logs.events import EventLogger
 from execflow.pipeline.refdata import load_account, load_instrument
 from execflow.pipeline.services import Services
 
-__all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "applied_account_doc", "transact"]
+__all__ = ["MAX_CONFLICTS", "OrderMissing", "Transacted", "transact"]
 
 MAX_CONFLICTS = 5
 """Reload-and-retry rounds on ``VersionConflict`` before the runner's backoff takes over."""
@@ -81,7 +80,8 @@ async def transact(
         writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]
         account_data: dict[str, Any] | None = None
         if outcome.account_changed(account):
-            account_data = applied_account_doc(outcome)
+            # the whole account: the DB event carries only its header and changes
+            account_data = account_to_dict(outcome.account)
             writes.append(Write("account", account.account_id, account_doc.version, account_data))
         try:
             await services.state.commit(account.account_id, writes)
@@ -100,29 +100,6 @@ async def transact(
         if account_data is not None:
             services.decoded.remember_account(account_data, outcome.account)
         return Transacted(outcome, order, account, conflicts)
-
-
-def applied_account_doc(outcome: Applied) -> dict[str, Any]:
-    """The new account's codec dict, encoded once for both its uses.
-
-    A transition's DB event carries ``account_to_dict(outcome.account)`` as its account
-    snapshot (``transitions._common.finish``); the state write reuses that dict rather
-    than encoding the account again (it grows with open positions). Both stores
-    serialise it on write, so the sharing is safe. The account id and version are checked,
-    and anything else is encoded afresh.
-    """
-    account = outcome.account
-    for effect in outcome.effects:
-        if isinstance(effect, DbEvent):
-            snapshot = effect.payload.get("account")
-            if (
-                isinstance(snapshot, dict)
-                and snapshot.get("account_id") == account.account_id
-                and snapshot.get("version") == account.version
-            ):
-                return snapshot
-            break
-    return account_to_dict(account)
 
 
 async def _load_docs(

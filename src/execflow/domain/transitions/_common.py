@@ -7,7 +7,13 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
-from execflow.domain.codec import account_to_dict, order_snapshot, report_to_dict, request_to_dict
+from execflow.domain.account_rows import ACCOUNT_CHANGES, account_changes
+from execflow.domain.codec import (
+    account_header_to_dict,
+    order_snapshot,
+    report_to_dict,
+    request_to_dict,
+)
 from execflow.domain.effects import (
     Calculation,
     DbEvent,
@@ -129,17 +135,27 @@ def commit(
 def event_payload(
     order: Order, account_before: Account, account: Account, report: Mapping[str, object] | None
 ) -> dict[str, object]:
-    """Snapshots plus money deltas, enough to recompute the account from events."""
-    return {
+    """The order's snapshot, the account's header and what changed in it, money deltas.
+
+    Enough to recompute the account from events (``domain.account_rows``): the header is a
+    constant size and ``account_changes`` names only the positions and reservations the
+    transition touched, so the event does not grow with the account (DESIGN §5).
+    """
+    payload: dict[str, object] = {
         "order": order_snapshot(order),
-        "account": account_to_dict(account),
-        "deltas": strs(
-            balance=account.balance - account_before.balance,
-            used_margin_executed=account.used_margin_executed - account_before.used_margin_executed,
-            used_margin_all=account.used_margin_all - account_before.used_margin_all,
-        ),
-        "report": None if report is None else dict(report),
+        "account": account_header_to_dict(account),
     }
+    if account is not account_before:
+        changes = account_changes(account_before, account, (order.order_id,))
+        if changes:
+            payload[ACCOUNT_CHANGES] = changes
+    payload["deltas"] = strs(
+        balance=account.balance - account_before.balance,
+        used_margin_executed=account.used_margin_executed - account_before.used_margin_executed,
+        used_margin_all=account.used_margin_all - account_before.used_margin_all,
+    )
+    payload["report"] = None if report is None else dict(report)
+    return payload
 
 
 def fill_progress(
