@@ -140,10 +140,13 @@ class RedisClusterServers:
     def redis_cli(self, node: ClusterNodeProcess, *args: str) -> str:
         """``redis-cli -p <node's port> args...`` (empty text when the node does not answer)."""
         assert self.cli is not None
-        done = subprocess.run(
-            [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *args],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *args],
+                capture_output=True, text=True, timeout=5, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:  # a paused node accepts, then never answers
+            return ""
         return done.stdout if done.returncode == 0 else ""
 
     def info(self, node: ClusterNodeProcess, *args: str) -> dict[str, str]:
@@ -218,9 +221,53 @@ class RedisClusterServers:
             node.process.send_signal(signal.SIGKILL)
             node.process.wait(30)
 
+    def pause(self, node: ClusterNodeProcess) -> None:
+        """SIGSTOP one node started here: its sockets stay open, nothing answers."""
+        if node.running() and node.process is not None:
+            node.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, node: ClusterNodeProcess) -> None:
+        """SIGCONT (harmless when not stopped)."""
+        if node.running() and node.process is not None:
+            node.process.send_signal(signal.SIGCONT)
+
+    def replica_of(self, master: ClusterNodeProcess) -> ClusterNodeProcess:
+        """The running node that replicates ``master`` (its successor should it fail)."""
+        for node in self.nodes:
+            replication = self.info(node, "INFO", "replication")
+            if node.running() and replication.get("master_port") == str(master.port):
+                return node
+        raise LookupError(f"no replica of {master.address}")
+
+    def calls(self, node: ClusterNodeProcess, command: str) -> int:
+        """How many times clients ran ``command`` on ``node`` (``INFO commandstats``; what
+        a replica applies from its master is not counted: scripts replicate as effects)."""
+        stats = self.info(node, "INFO", "commandstats").get(f"cmdstat_{command.lower()}", "")
+        fields = dict(part.split("=", 1) for part in stats.split(",") if "=" in part)
+        return int(fields.get("calls", "0"))
+
+    def replaced(self, node: ClusterNodeProcess) -> bool:
+        """True when ``node``'s slots have a new master: without it, three nodes answer as
+        masters and say ``cluster_state:ok`` (``node`` may be paused: it is not asked)."""
+        others = [n for n in self.nodes if n is not node and n.running()]
+        masters = [n for n in others if self.role(n) == "master"]
+        return len(masters) == 3 and all(
+            self.info(n, "CLUSTER", "INFO").get("cluster_state") == "ok" for n in masters
+        )
+
+    def wait_replaced(self, node: ClusterNodeProcess, timeout_s: float = _WAIT_S) -> float:
+        """Wait until ``replaced(node)``; the seconds it took."""
+        started = time.monotonic()
+        while not self.replaced(node):
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{node.address} was not replaced after {timeout_s} s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
     def restore(self) -> None:
         """Restart every killed node (it rejoins as a replica) and wait until healthy."""
         for node in self.nodes:
+            self.resume(node)
             if not node.running():
                 self.start_node(node)
         self.wait_healthy()
@@ -229,5 +276,6 @@ class RedisClusterServers:
         """Kill the six processes started here and remove their directory."""
         for node in self.nodes:
             with contextlib.suppress(Exception):
+                self.resume(node)
                 self.kill(node)
         shutil.rmtree(self.root, ignore_errors=True)

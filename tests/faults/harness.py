@@ -52,6 +52,7 @@ from execflow.backends.factory import make_bus, make_database, make_state_store
 from execflow.backends.state import StateStore
 from execflow.clock import SystemClock
 from execflow.domain.codec import instrument_to_dict
+from execflow.domain.enums import OrderStatus
 from execflow.domain.reports import parse_message
 from execflow.errors import ReportError
 from execflow.logs import setup_logging
@@ -196,6 +197,9 @@ class Verdict:
     unsettled: int = 0
     intake_errors: int = 0
     unlogged: list[str] = field(default_factory=list)
+    # statuses of the orders not final once the pipeline is quiet: OPEN / PENDING wait for
+    # the driver's close or cancel (it gave up), the others for an answer that never came
+    not_final: Counter[str] = field(default_factory=Counter)
     log_problems: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -212,6 +216,7 @@ class Verdict:
             "pre_fault_events_per_s": round(self.pre_rate, 1),
             "restarts": self.restarts,
             "unsettled": self.unsettled,
+            "not_final": dict(self.not_final),
             "unlogged": len(self.unlogged),
         }
 
@@ -541,6 +546,8 @@ class PipelineRun:
             for account_id in await state.list_accounts():
                 for order_id, doc in (await state.list_orders(account_id)).items():
                     ledger[order_id] = list(doc.data.get("applied_exec_ids") or [])
+                    if not OrderStatus(doc.data["status"]).is_final:
+                        verdict.not_final[doc.data["status"]] += 1
         finally:
             await bus.close()
             await state.close()
