@@ -14,8 +14,12 @@ What differs from one server:
 * A commit and a lifecycle record are followed by ``WAIT <replicas>`` on the same
   connection: the write reached that many replicas before the store answers, so a
   master killed after the answer does not take the write with it. When fewer replicas
-  acknowledge in time, the write stands, a warning says so, and that master is not
-  waited on for a few seconds (after a failover it has no replica until one rejoins).
+  acknowledge in time, the other masters are asked who serves the slot. If another
+  node does, the write went to a master that was replaced while paused and has not
+  heard so yet (it drops the write when it turns replica): it is retried, and reaches
+  the successor once the old master answers ``MOVED``. Else the write stands, a warning
+  says so, and that master is not waited on for a while (after a failover it has no
+  replica until one rejoins).
 * MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
   ``MASTERDOWN``, ``TRYAGAIN``, ``READONLY`` from a demoted master) is retried with
   backoff until ``retry_window_s`` has passed, then raised as ``StoreError``. A commit
@@ -30,7 +34,7 @@ import itertools
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -59,7 +63,7 @@ from execflow.backends.state import TransitionReads, Write
 from execflow.errors import StoreError
 from execflow.logs.masking import mask_url
 
-__all__ = ["RedisClusterStateStore"]
+__all__ = ["RedisClusterStateStore", "ReplacedMasterError", "slot_owner"]
 
 log = logging.getLogger("execflow.backends.redis_cluster_state")
 
@@ -78,6 +82,25 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 
 # How long a master that did not get a write onto a replica in time is not waited on.
 _UNREPLICATED_PAUSE_S = 30.0
+
+
+class ReplacedMasterError(RedisClusterException):
+    """A write went to a master the rest of the cluster has replaced: retried elsewhere."""
+
+
+def slot_owner(view: Mapping[str, Mapping[str, Any]], slot: int) -> str | None:
+    """The ``host:port`` serving ``slot`` in a parsed ``CLUSTER NODES`` reply, if any.
+
+    A master flagged ``fail`` (or ``fail?``) is not counted: the others are replacing it.
+    """
+    for address, node in view.items():
+        flags = str(node.get("flags", "")).split(",")
+        if "master" not in flags or any(flag.startswith("fail") for flag in flags):
+            continue
+        for bounds in node.get("slots", ()):
+            if int(bounds[0]) <= slot <= int(bounds[-1]):
+                return address
+    return None
 
 
 class RedisClusterStateStore(RedisStateStore):
@@ -185,7 +208,9 @@ class RedisClusterStateStore(RedisStateStore):
 
         A master whose replica did not acknowledge in time (it has none since a failover,
         or it lags) is written without ``WAIT`` for ``_UNREPLICATED_PAUSE_S``: with no
-        replica there is nothing to wait for, and every write would pay the timeout.
+        replica there is nothing to wait for, and every write would pay the timeout. But
+        first the other masters must still give it the slot; if they give it to another
+        node, ``ReplacedMasterError`` (retried by ``_call``).
         """
         node = self._redis.get_node_from_key(key)
         if (
@@ -199,6 +224,17 @@ class RedisClusterStateStore(RedisStateStore):
         pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms, target_nodes=node)
         result, acked = await pipe.execute()
         if int(acked) < self._wait_replicas:
+            owner = await self._serving_instead(node, key)
+            if owner is not None:
+                # a replaced master that has not heard so yet (it was paused): what it
+                # took is dropped when it turns replica, so it is not an answer
+                log.warning(
+                    "write on a master no longer the master of its slot: node=%s owner=%s",
+                    node.name,
+                    owner,
+                    extra={"node": node.name, "owner": owner},
+                )
+                raise ReplacedMasterError(f"{node.name} was replaced by {owner}")
             self._unreplicated_until[node.name] = time.monotonic() + _UNREPLICATED_PAUSE_S
             log.warning(
                 "write not yet on enough replicas: node=%s replicas=%d wanted=%d; "
@@ -210,6 +246,25 @@ class RedisClusterStateStore(RedisStateStore):
                 extra={"node": node.name, "replicas": int(acked), "wanted": self._wait_replicas},
             )
         return result
+
+    async def _serving_instead(self, node: ClusterNode, key: str) -> str | None:
+        """The node the other masters give ``key``'s slot to, when not ``node``; else ``None``.
+
+        The first other master that answers ``CLUSTER NODES`` decides. None answering
+        (or a cluster of one master) leaves ``node`` in charge: the write stands.
+        """
+        slot = self._redis.keyslot(key)
+        for other in self._redis.get_primaries():
+            if other.name == node.name:
+                continue
+            try:
+                view = await self._redis.execute_command("CLUSTER NODES", target_nodes=other)
+            except (RedisError, OSError):
+                continue
+            owner = slot_owner(view, slot)
+            if owner is not None:
+                return None if owner == node.name else owner
+        return None
 
     async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
         """The compare-and-set script on the account's slot, then ``WAIT`` for a replica."""
