@@ -247,11 +247,11 @@ class RedisClusterServers:
         return int(fields.get("calls", "0"))
 
     def replaced(self, node: ClusterNodeProcess) -> bool:
-        """True when ``node``'s slots have a new master: without it, three nodes answer as
-        masters and say ``cluster_state:ok`` (``node`` may be paused: it is not asked)."""
+        """True when ``node``'s slots have a new master: without it, every master wanted answers
+        as one and says ``cluster_state:ok`` (``node`` may be paused: it is not asked)."""
         others = [n for n in self.nodes if n is not node and n.running()]
         masters = [n for n in others if self.role(n) == "master"]
-        return len(masters) == 3 and all(
+        return len(masters) == self.masters_wanted and all(
             self.info(n, "CLUSTER", "INFO").get("cluster_state") == "ok" for n in masters
         )
 
