@@ -79,10 +79,11 @@ def test_tagged_lines_are_counted_over_every_file(tmp_path: Path) -> None:
 
 
 def _rows(output: str) -> list[list[str]]:
+    """The table's header, then its rows, as lists of cells (Rich's heavy and light bars)."""
     return [
-        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        [cell.strip() for cell in line.strip()[1:-1].split(line.strip()[0])]
         for line in output.splitlines()
-        if line.startswith("│")
+        if line.strip()[:1] in ("┃", "│")
     ]
 
 

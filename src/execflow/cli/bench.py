@@ -61,7 +61,7 @@ def bench_command(
     hot_accounts: int = typer.Option(2, min=1, help="Scale-out: accounts of the hot shape."),
 ) -> None:
     """Measure the pipeline (all logging on) against the raw RabbitMQ relay rate."""
-    console = Console(width=None if Console().is_terminal else 110)
+    console = Console(width=None if Console().is_terminal else 120)
     config = BenchConfig(
         embedded_reports=embedded_reports,
         distributed_reports=distributed_reports,
