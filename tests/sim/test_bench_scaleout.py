@@ -105,13 +105,14 @@ def test_the_scale_out_table_has_a_row_per_shape_and_instance_count() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "note:" not in done.stdout, done.stdout
     header, *rows = _rows(done.stdout)
-    assert header == [*COLUMNS, *SERVERS, "conflicts"]
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("spread 20", "1", str(reports)),
-        ("spread 20", "2", str(reports)),
-        ("hot 1", "1", str(reports)),
-        ("hot 1", "2", str(reports)),
+    assert header == [*COLUMNS, *SERVERS, "conflicts", "DLQ"]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("spread 20", "1"),
+        ("spread 20", "2"),
+        ("hot 1", "1"),
+        ("hot 1", "2"),
     ]
+    assert [r[2] for r in rows[:2]] == [str(reports)] * 2, rows
     for row in rows:
         figures = dict(zip(header, row, strict=True))
         assert float(figures["reports/s"].replace(",", "")) > 0, row
@@ -121,4 +122,6 @@ def test_the_scale_out_table_has_a_row_per_shape_and_instance_count() -> None:
         assert abs(sum(parts) - float(figures["CPU ms"])) <= 0.01 * len(parts), row
         assert float(figures["worker"]) > 0, row
     # 20 reports on one account at once: concurrent commits on it collide
-    assert sum(float(r[-1]) for r in rows[2:]) > 0, rows
+    assert sum(float(r[-2]) for r in rows[2:]) > 0, rows
+    # every report applied or dead-lettered (the hot shape may lose some to contention)
+    assert all(int(r[2]) + int(r[-1]) == reports for r in rows), rows

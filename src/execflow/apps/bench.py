@@ -76,6 +76,7 @@ __all__ = [
 
 _SUCCESS_TAG = "[OPEN:SUCCESS]"
 _CONFLICT_TAG = ":VERSION_CONFLICT]"
+_DLQ_TAG = "[OPEN:DLQ]"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -150,6 +151,8 @@ class RunFigures:
     """Distributed: the seconds ``cpu_s`` was counted over."""
     idle_cpu_by_group: tuple[tuple[str, float], ...] = ()
     """Distributed, with ``idle_sample_s``: CPU seconds per second each group spent idle."""
+    dead_lettered: int = 0
+    """Distributed: reports the workers dead-lettered instead of applying."""
 
     @property
     def rate(self) -> float:
@@ -258,12 +261,17 @@ def success_times(log_file: Path) -> dict[str, float]:
 
 
 class SuccessTail:
-    """``success_times`` read incrementally: each poll parses only the new complete lines."""
+    """``success_times`` read incrementally: each poll parses only the new complete lines.
+
+    Also collects the reports the worker dead-lettered (``OPEN:DLQ``, e.g. its commit
+    lost every compare-and-set of its attempts to other reports of the same account).
+    """
 
     def __init__(self, log_file: Path) -> None:
         self._log_file = log_file
         self._offset = 0
         self.found: dict[str, float] = {}
+        self.dead_lettered: set[str] = set()
 
     def poll(self) -> dict[str, float]:
         """order_id -> POSIX time of every ``OPEN:SUCCESS`` line so far."""
@@ -275,14 +283,28 @@ class SuccessTail:
         end = chunk.rfind(b"\n") + 1
         self._offset += end
         for line in chunk[:end].decode("utf-8", "replace").splitlines():
-            if _SUCCESS_TAG not in line:
-                continue
-            stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
-            for part in line.split():
-                if part.startswith("order_id="):
-                    self.found[part[9:]] = stamp.timestamp()
-                    break
+            if _SUCCESS_TAG in line:
+                order_id = _order_id(line)
+                if order_id is not None:
+                    stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+                    self.found[order_id] = stamp.timestamp()
+            elif _DLQ_TAG in line:
+                order_id = _order_id(line)
+                if order_id is not None:
+                    self.dead_lettered.add(order_id)
         return self.found
+
+    @property
+    def settled(self) -> int:
+        """Reports applied or dead-lettered so far (as of the last poll)."""
+        return len(self.found) + len(self.dead_lettered - self.found.keys())
+
+
+def _order_id(line: str) -> str | None:
+    for part in line.split():
+        if part.startswith("order_id="):
+            return part[9:]
+    return None
 
 
 # -- workload -----------------------------------------------------------------------------
@@ -585,11 +607,13 @@ async def distributed_pass(
             async def all_done() -> bool:
                 # only the lines written since the last poll: a poll costs no re-read of
                 # the whole file, which would steal CPU from the measured processes
-                found = [await asyncio.to_thread(tail.poll) for tail in tails]
-                return sum(map(len, found)) >= len(orders)
+                for tail in tails:
+                    await asyncio.to_thread(tail.poll)
+                return sum(tail.settled for tail in tails) >= len(orders)
 
             await wait_for(all_done, config.timeout_s, poll_s=0.5)
-            await _wait_written(services, written + 2 * len(orders), config.timeout_s)
+            applied = sum(len(tail.found) for tail in tails)
+            await _wait_written(services, written + len(orders) + applied, config.timeout_s)
             cpu = (await asyncio.to_thread(meter.sample)).since(before)
             window_s = time.monotonic() - window
             # warmed up: every report of the pass applied
@@ -608,6 +632,7 @@ async def distributed_pass(
                 cpu_window_s=window_s,
                 idle_cpu_by_group=tuple(idle.items()),
                 conflicts=await asyncio.to_thread(count_tagged, log_files, _CONFLICT_TAG),
+                dead_lettered=len(orders) - len(done_at),
             )
     finally:
         started_all = [child for started in children.values() for child in started]

@@ -150,7 +150,8 @@ def _distributed_lines(console: Console, result: BenchResult) -> None:
             console.print(
                 f"distributed {name}: {figures.cpu_ms_per_report():.2f} ms CPU per report, "
                 f"every process and server ({_cpu_split(figures)}); "
-                f"{figures.conflicts or 0} VERSION_CONFLICTs"
+                f"{figures.conflicts or 0} VERSION_CONFLICTs, "
+                f"{figures.dead_lettered} reports dead-lettered"
             )
     for name, figures in (
         ("max rate", result.distributed_max),
@@ -175,11 +176,11 @@ def render_scale_out(console: Console, result: ScaleOutResult) -> None:
         caption=(
             "traffic: shape and accounts; CPU ms: per report, every process and server "
             "(disp..pg: a component's instances summed, each server); conflicts: "
-            "VERSION_CONFLICTs per report"
+            "VERSION_CONFLICTs per report; DLQ: reports dead-lettered, not applied"
         ),
     )
     headings = ("traffic", "N", "reports", "reports/s", "CPU ms", *(h for h, _ in _CPU_COLUMNS))
-    for heading in (*headings, "conflicts"):
+    for heading in (*headings, "conflicts", "DLQ"):
         table.add_column(heading, justify="left" if heading == "traffic" else "right")
     for row in result.rows:
         figures = row.figures
@@ -191,6 +192,7 @@ def render_scale_out(console: Console, result: ScaleOutResult) -> None:
             f"{figures.cpu_ms_per_report():.2f}",
             *(f"{figures.cpu_ms_per_report(group):.2f}" for _, group in _CPU_COLUMNS),
             f"{row.conflicts_per_report:.3f}",
+            str(figures.dead_lettered),
         )
     console.print(table)
     for note in result.notes:
