@@ -13,7 +13,7 @@ from execflow.apps.bench import count_tagged
 from execflow.apps.cputime import CpuMeter, CpuSample, is_other_database
 from execflow.apps.scaleout import parse_instances
 
-COLUMNS = ("traffic", "N", "reports", "reports/s", "CPU ms", "disp", "worker", "writer")
+COLUMNS = ("traffic", "N", "reports", "reports/s", "CPU ms", "net", "disp", "worker", "writer")
 SERVERS = ("rabbit", "redis", "pg")
 
 
@@ -118,6 +118,7 @@ def test_the_scale_out_table_has_a_row_per_shape_and_instance_count() -> None:
         assert float(figures["reports/s"].replace(",", "")) > 0, row
         parts = [float(figures[c]) for c in ("disp", "worker", "writer", *SERVERS)]
         assert all(p >= 0 for p in parts) and float(figures["CPU ms"]) > 0, row
+        assert 0 <= float(figures["net"]) <= float(figures["CPU ms"]), row
         # the total is the sum of its parts (each printed rounded to 0.01)
         assert abs(sum(parts) - float(figures["CPU ms"])) <= 0.01 * len(parts), row
         assert float(figures["worker"]) > 0, row

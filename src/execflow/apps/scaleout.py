@@ -9,6 +9,10 @@ round robin over many accounts: conflicts are rare) and *hot* (every order on a 
 accounts: concurrent reports of one account collide on its compare-and-set commit and
 are applied again). A hot account also grows large (it holds every position of the
 pass), so part of its cost per report is the account's size (issue 14, target 1).
+
+Each pass first samples its processes and servers idle for ``idle_sample_s`` (orders
+placed, nothing sent): the shared RabbitMQ and Redis keep serving other clients during
+the pass, and ``RunFigures.net_cpu_ms_per_report`` takes that rate back out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from execflow.apps.bench import BenchConfig, RunFigures, Topology, bench_database, distributed_pass
@@ -80,8 +84,10 @@ async def run_scale_out(
     instances: Sequence[int],
     shapes: Sequence[Shape],
     progress: Callable[[str], None] = print,
+    idle_sample_s: float = 5.0,
 ) -> ScaleOutResult:
     """One max-rate distributed pass per shape and N, in one throwaway database."""
+    config = replace(config, idle_sample_s=idle_sample_s)
     result = ScaleOutResult()
     workdir = Path(tempfile.mkdtemp(prefix="execflow-scaleout-"))
     try:

@@ -61,7 +61,7 @@ def bench_command(
     hot_accounts: int = typer.Option(2, min=1, help="Scale-out: accounts of the hot shape."),
 ) -> None:
     """Measure the pipeline (all logging on) against the raw RabbitMQ relay rate."""
-    console = Console(width=None if Console().is_terminal else 120)
+    console = Console(width=None if Console().is_terminal else 140)
     config = BenchConfig(
         embedded_reports=embedded_reports,
         distributed_reports=distributed_reports,
@@ -175,11 +175,20 @@ def render_scale_out(console: Console, result: ScaleOutResult) -> None:
         title="scale-out: N instances each of dispatcher, worker open, db writer (max rate)",
         caption=(
             "traffic: shape and accounts; CPU ms: per report, every process and server "
-            "(disp..pg: a component's instances summed, each server); conflicts: "
+            "(disp..pg: a component's instances summed, each server); net: CPU ms less "
+            "what the processes and servers spent idle (other clients); conflicts: "
             "VERSION_CONFLICTs per report; DLQ: reports dead-lettered, not applied"
         ),
     )
-    headings = ("traffic", "N", "reports", "reports/s", "CPU ms", *(h for h, _ in _CPU_COLUMNS))
+    headings = (
+        "traffic",
+        "N",
+        "reports",
+        "reports/s",
+        "CPU ms",
+        "net",
+        *(h for h, _ in _CPU_COLUMNS),
+    )
     for heading in (*headings, "conflicts", "DLQ"):
         table.add_column(heading, justify="left" if heading == "traffic" else "right")
     for row in result.rows:
@@ -190,6 +199,7 @@ def render_scale_out(console: Console, result: ScaleOutResult) -> None:
             str(figures.reports),
             f"{figures.rate:,.0f}",
             f"{figures.cpu_ms_per_report():.2f}",
+            f"{figures.net_cpu_ms_per_report():.2f}",
             *(f"{figures.cpu_ms_per_report(group):.2f}" for _, group in _CPU_COLUMNS),
             f"{row.conflicts_per_report:.3f}",
             str(figures.dead_lettered),
