@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -153,6 +154,8 @@ class RunFigures:
     """Distributed, with ``idle_sample_s``: CPU seconds per second each group spent idle."""
     dead_lettered: int = 0
     """Distributed: reports the workers dead-lettered instead of applying."""
+    refused: tuple[tuple[str, int], ...] = ()
+    """Orders the intake refused while the pass placed them, by reason (no fill sent)."""
 
     @property
     def rate(self) -> float:
@@ -320,9 +323,15 @@ async def seed_reference_data(services: Services, accounts: int = 20) -> tuple[l
 
 
 async def place_orders(
-    services: Services, count: int, seeded: tuple[list[str], str] | None = None
+    services: Services,
+    count: int,
+    seeded: tuple[list[str], str] | None = None,
+    refused: Counter[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """Place ``count`` EURUSD market orders (seeding first unless ``seeded``): [(id, price)]."""
+    """Place ``count`` EURUSD market orders (seeding first unless ``seeded``): [(id, price)].
+
+    ``refused`` counts the refusals by reason (the refused orders are left out).
+    """
     accounts, ask = seeded if seeded is not None else await seed_reference_data(services)
     intake = OrderIntake(services)
     placed: list[tuple[str, str]] = []
@@ -332,6 +341,8 @@ async def place_orders(
         )
         if result.accepted and result.order_id is not None:
             placed.append((result.order_id, ask))
+        elif refused is not None:
+            refused[result.reason or "unknown"] += 1
     return placed
 
 
@@ -594,7 +605,8 @@ async def distributed_pass(
             await wait_for(consuming, max(60.0, config.timeout_s), poll_s=0.1)
             written = await services.database.count_events()
             seeded = (accounts[: topology.accounts], ask)
-            orders = await place_orders(services, config.distributed_reports, seeded)
+            refused: Counter[str] = Counter()
+            orders = await place_orders(services, config.distributed_reports, seeded, refused)
             # the placement's events written first: the CPU counted is the fills' only
             await _wait_written(services, written + len(orders), config.timeout_s)
             meter = await asyncio.to_thread(_meter, config, children, database[1])
@@ -633,6 +645,7 @@ async def distributed_pass(
                 idle_cpu_by_group=tuple(idle.items()),
                 conflicts=await asyncio.to_thread(count_tagged, log_files, _CONFLICT_TAG),
                 dead_lettered=len(orders) - len(done_at),
+                refused=tuple(sorted(refused.items())),
             )
     finally:
         started_all = [child for started in children.values() for child in started]

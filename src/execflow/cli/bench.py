@@ -205,6 +205,13 @@ def render_scale_out(console: Console, result: ScaleOutResult) -> None:
             str(figures.dead_lettered),
         )
     console.print(table)
+    for row in result.rows:
+        if row.figures.refused:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in row.figures.refused)
+            console.print(
+                f"{row.shape.name} at {row.instances}: orders refused by the intake "
+                f"(no fill sent): {markup(reasons)}"
+            )
     for note in result.notes:
         console.print(f"[bold red]note:[/] {markup(note)}")
     console.print(f"machine: {machine()}")
