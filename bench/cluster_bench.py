@@ -16,8 +16,9 @@ and PostgreSQL, unique queue and key prefixes, one throwaway database for the ru
 
 CPU per report is the user + system CPU time (psutil) every process spent from the first
 fill published until every report is applied and its event is in the database, divided
-by the reports: the three pipeline processes, the Redis server(s) (every node of a
-cluster, replicas included), RabbitMQ's ``beam.smp`` and PostgreSQL (``apps.cputime``).
+by the reports: the three pipeline processes, the Redis server (a cluster's masters in
+``redis``, its replicas in ``replicas``), RabbitMQ's ``beam.smp`` and PostgreSQL
+(``apps.cputime``).
 Before each pass's fills (processes up, orders placed) every group is sampled idle for
 ``--idle`` seconds: the second table takes that background rate times the pass's
 duration off (timers, a cluster's pings, and, on the shared default Redis, RabbitMQ and
@@ -55,7 +56,7 @@ from execflow.apps.bench import (
 )
 
 PIPELINE = ("dispatcher", "worker_open", "db_writer")
-SERVERS = ("redis", "rabbitmq", "postgresql")
+SERVERS = ("redis", "redis_replicas", "rabbitmq", "postgresql")
 COLUMNS = (
     ("pass", 20),
     ("reports", 8),
@@ -63,6 +64,7 @@ COLUMNS = (
     ("CPU ms/rep", 11),
     ("pipeline", 9),
     ("redis", 7),
+    ("replicas", 9),
     ("rabbitmq", 9),
     ("postgresql", 11),
     ("CPU x base", 11),
@@ -128,11 +130,19 @@ async def measure(
         return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
     cluster = await asyncio.to_thread(RedisClusterServers.start, setup.masters, replicas)
     try:
-        pids = tuple(n.process.pid for n in cluster.nodes if n.process is not None)
+        masters = {node.port for node in cluster.masters()}
+        pids = {
+            role: tuple(
+                n.process.pid
+                for n in cluster.nodes
+                if n.process is not None and (n.port in masters) == (role == "redis")
+            )
+            for role in ("redis", "redis_replicas")
+        }
         # no replica to wait for: a commit's WAIT would time out (docs/cluster.md)
         options = "?wait_replicas=0" if replicas == 0 else ""
         url = f"{cluster.url}/{options}"
-        config = replace(config, redis_url=url, server_pids=(("redis", pids),))
+        config = replace(config, redis_url=url, server_pids=tuple(pids.items()))
         return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
     finally:
         await asyncio.to_thread(cluster.close)
@@ -202,7 +212,7 @@ def per_core(rows: Sequence[Row]) -> list[str]:
         total, redis = row.cpu_ms(net=True), row.cpu_ms("redis", net=True)
         out.append(
             f"  {row.setup.label:<20} all processes {_per_core(total):>8}"
-            f"   Redis alone {_per_core(redis):>8}"
+            f"   Redis masters alone {_per_core(redis):>8}"
         )
     return out
 

@@ -71,14 +71,18 @@ async def test_tiny_run_prints_every_pass_with_positive_figures() -> None:
         rows[label] = cells
     assert list(rows) == list(ROWS), output
     for label, cells in rows.items():
-        # reports, reports/s, CPU ms/report, pipeline, redis, rabbitmq, postgresql, 2 ratios
-        assert len(cells) == 9, (label, cells)
-        reports, rate, total, pipeline, redis, rabbitmq, postgresql, *ratios = map(float, cells)
+        # reports, reports/s, CPU ms/report, pipeline, redis, replicas, rabbitmq,
+        # postgresql, 2 ratios
+        assert len(cells) == 10, (label, cells)
+        reports, rate, total, pipeline, *servers, cpu_ratio, rate_ratio = map(float, cells)
+        rabbitmq = servers[2]
         assert reports == 20, (label, cells)
-        assert min(rate, total, pipeline, rabbitmq, *ratios) > 0, (label, cells)
+        assert min(rate, total, pipeline, rabbitmq, cpu_ratio, rate_ratio) > 0, (label, cells)
         # CPU times come in clock ticks (10 ms): a server may spend less than one on 20
         # reports; the parts still add up to the total
-        assert min(redis, postgresql) >= 0, (label, cells)
-        assert total == pytest.approx(pipeline + redis + rabbitmq + postgresql, abs=0.003)
+        assert min(servers) >= 0, (label, cells)
+        assert total == pytest.approx(pipeline + sum(servers), abs=0.003)
+    # the single Redis has no replica
+    assert float(rows["single, quorum"][4]) == 0.0
     assert rows["single, quorum"][-2:] == ["1.00", "1.00"], output
     assert "load average" in done.stdout
