@@ -10,6 +10,8 @@ and PostgreSQL, unique queue and key prefixes, one throwaway database for the ru
 
 * ``single, quorum``: the default Redis (6379, db 15), quorum queues: the baseline;
 * ``single, classic``: the same with ``EXECFLOW_QUEUE_TYPE=classic``;
+* ``own single, quorum``: a ``redis-server`` of its own (free port, no persistence,
+  ``tests/faults/services.py``), quorum queues;
 * ``cluster N, quorum``: a Redis Cluster of N masters with ``--replicas`` replicas each,
   started here on free ports under a temporary directory (``tests/clusters.py``) and
   stopped after its pass; the store waits for one replica per commit (its default).
@@ -19,12 +21,15 @@ fill published until every report is applied and its event is in the database, d
 by the reports: the three pipeline processes, the Redis server (a cluster's masters in
 ``redis``, its replicas in ``replicas``), RabbitMQ's ``beam.smp`` and PostgreSQL
 (``apps.cputime``).
-Before each pass's fills (processes up, orders placed) every group is sampled idle for
-``--idle`` seconds: the second table takes that background rate times the pass's
-duration off (timers, a cluster's pings, and, on the shared default Redis, RabbitMQ and
-PostgreSQL, what other clients make them do), so passes at different rates compare.
-Ratios are to the baseline of the same run. Figures: docs/benchmarks.md ("Redis Cluster
-and queue types") and docs/cluster.md ("Scale").
+The default Redis, RabbitMQ and PostgreSQL are shared: what other clients make them do
+during a pass is counted too. So the Redis side is also measured on servers nobody else
+uses: ``own single, quorum`` (a ``redis-server`` started here) and the clusters. Before
+each pass's fills (processes up, orders placed) every group is sampled idle for
+``--idle`` seconds; the second table takes the own Redis servers' idle rate times the
+pass's duration off (their timers and a cluster's pings: a fixed cost per second that a
+slow pass on a loaded machine would otherwise charge to its reports). Ratios are to the
+baseline of the same run. Figures: docs/benchmarks.md ("Redis Cluster and queue types")
+and docs/cluster.md ("Scale, measured").
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +50,7 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.clusters import RedisClusterServers
+from tests.faults.services import ThrowawayRedis
 
 from execflow.apps.bench import (
     DEFAULT_AMQP_URL,
@@ -57,6 +64,8 @@ from execflow.apps.bench import (
 
 PIPELINE = ("dispatcher", "worker_open", "db_writer")
 SERVERS = ("redis", "redis_replicas", "rabbitmq", "postgresql")
+OWN = ("redis", "redis_replicas")
+"""The groups of the servers a pass with ``Setup.own`` started (nobody else uses them)."""
 COLUMNS = (
     ("pass", 20),
     ("reports", 8),
@@ -74,21 +83,26 @@ COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Setup:
-    """One pass: the state store (0 masters = the single default Redis) and queue type."""
+    """One pass: the state store and the queue type.
+
+    ``masters`` 0 is one Redis: the default one, or (``own``) one started here.
+    """
 
     masters: int
     queue_type: str
+    own: bool = False
 
     @property
     def label(self) -> str:
-        """``single, quorum`` / ``cluster 2, quorum``."""
+        """``single, quorum`` / ``own single, quorum`` / ``cluster 2, quorum``."""
         store = f"cluster {self.masters}" if self.masters else "single"
-        return f"{store}, {self.queue_type}"
+        return f"{'own ' if self.own and not self.masters else ''}{store}, {self.queue_type}"
 
     @property
     def slug(self) -> str:
         """The label as a queue and key prefix part."""
-        return f"c{self.masters}{self.queue_type[0]}" if self.masters else f"s{self.queue_type[0]}"
+        store = f"c{self.masters}" if self.masters else ("o" if self.own else "s")
+        return f"{store}{self.queue_type[0]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +115,17 @@ class Row:
     def cpu_ms(self, group: str | None = None, net: bool = False) -> float:
         """CPU ms per report: every process's, the pipeline's three, or one server's.
 
-        ``net``: less each group's idle CPU rate over the pass (``RunFigures``).
+        ``net``: the Redis servers started here less their idle CPU rate over the pass
+        (``RunFigures.net_cpu_ms_per_report``); a shared server's idle sample is other
+        clients' traffic at that moment, not a background to take off.
         """
-        per_report = self.figures.net_cpu_ms_per_report if net else self.figures.cpu_ms_per_report
+        if group is None:
+            return sum(self.cpu_ms(name, net) for name in ("pipeline", *SERVERS))
         if group == "pipeline":
-            return sum(per_report(name) for name in PIPELINE)
-        return per_report(group)
+            return sum(self.figures.cpu_ms_per_report(name) for name in PIPELINE)
+        if net and self.setup.own and group in OWN:
+            return self.figures.net_cpu_ms_per_report(group)
+        return self.figures.cpu_ms_per_report(group)
 
     def idle_ms_per_s(self, group: str) -> float:
         """CPU ms per second ``group`` spent idle before the pass (the pipeline's three summed)."""
@@ -116,8 +135,13 @@ class Row:
 
 
 def setups(masters: Sequence[int]) -> list[Setup]:
-    """The baseline first, then classic queues, then each cluster size."""
-    return [Setup(0, "quorum"), Setup(0, "classic"), *(Setup(m, "quorum") for m in masters)]
+    """The baseline first, then classic queues, one Redis of our own, each cluster size."""
+    return [
+        Setup(0, "quorum"),
+        Setup(0, "classic"),
+        Setup(0, "quorum", own=True),
+        *(Setup(m, "quorum", own=True) for m in masters),
+    ]
 
 
 async def measure(
@@ -126,8 +150,10 @@ async def measure(
     """One pass; a cluster is started before it and stopped after it."""
     config = replace(config, pass_settings=(("queue_type", setup.queue_type),))
     run_dir = workdir / setup.slug
-    if not setup.masters:
+    if not setup.own:
         return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
+    if not setup.masters:
+        return await _on_own_redis(config, setup, database, run_dir)
     cluster = await asyncio.to_thread(RedisClusterServers.start, setup.masters, replicas)
     try:
         masters = {node.port for node in cluster.masters()}
@@ -146,6 +172,21 @@ async def measure(
         return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
     finally:
         await asyncio.to_thread(cluster.close)
+
+
+async def _on_own_redis(
+    config: BenchConfig, setup: Setup, database: tuple[str, str], run_dir: Path
+) -> Row:
+    """One pass on a ``redis-server`` started here (its CPU is this pass's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="execflow-own-redis-"))
+    server = ThrowawayRedis(root, Counter())
+    try:
+        await asyncio.to_thread(server.start)
+        config = replace(config, redis_url=server.url, server_pids=(("redis", (server.pid,)),))
+        return Row(setup, await distributed_pass(config, database, run_dir, setup.slug))
+    finally:
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
 
 async def run(config: BenchConfig, masters: Sequence[int], replicas: int) -> list[Row]:
@@ -190,7 +231,7 @@ def table(rows: Sequence[Row], net: bool = False) -> list[str]:
 
 def idle_lines(rows: Sequence[Row]) -> list[str]:
     """Each pass's idle CPU rates (ms per s) and how long its CPU was counted."""
-    out = ["idle before each pass, CPU ms per second (what the net table takes off):"]
+    out = ["idle before each pass, CPU ms per second (own Redis servers' is taken off):"]
     for row in rows:
         rates = "  ".join(
             f"{group} {row.idle_ms_per_s(group):6.1f}" for group in ("pipeline", *SERVERS)
@@ -225,7 +266,7 @@ def main(
     reports: int = typer.Option(1500, min=10, help="Fill reports per pass."),
     masters: str = typer.Option("1,2,3", help="Redis Cluster sizes (masters), comma-separated."),
     replicas: int = typer.Option(1, min=0, help="Replicas per master."),
-    idle: float = typer.Option(5.0, min=0.5, help="Seconds of each pass's idle sample."),
+    idle: float = typer.Option(15.0, min=0.5, help="Seconds of each pass's idle sample."),
     amqp_url: str = typer.Option(DEFAULT_AMQP_URL, help="RabbitMQ."),
     redis_url: str = typer.Option(DEFAULT_REDIS_URL, help="The single Redis (the baseline)."),
     postgres_admin_url: str = typer.Option(
@@ -249,7 +290,7 @@ def main(
     print(f"{reports} reports per pass at max rate; clusters: {replicas} replica(s) per master")
     print("CPU ms per report as measured:")
     print("\n".join(table(rows)))
-    print("CPU ms per report net of each process's idle rate:")
+    print("CPU ms per report, the own Redis servers net of their idle rate:")
     print("\n".join((*table(rows, net=True), *idle_lines(rows), *per_core(rows))))
     print(
         f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "

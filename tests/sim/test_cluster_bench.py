@@ -1,4 +1,4 @@
-"""``bench/cluster_bench.py`` at tiny counts with a 1-master cluster: every row, figures > 0.
+"""``bench/cluster_bench.py`` at tiny counts with a 1-master cluster: every row, figures >= 0.
 
 It runs on the default RabbitMQ, Redis and PostgreSQL (unique prefixes, a throwaway
 database, all removed) and starts its own Redis Cluster on free ports. No timing is
@@ -19,7 +19,7 @@ import pytest
 from execflow.apps.bench import RunFigures
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("single, quorum", "single, classic", "cluster 1, quorum")
+ROWS = ("single, quorum", "single, classic", "own single, quorum", "cluster 1, quorum")
 
 
 def test_net_cpu_takes_each_groups_idle_rate_over_the_window_off() -> None:
