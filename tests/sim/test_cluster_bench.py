@@ -85,6 +85,6 @@ async def test_tiny_run_prints_every_pass_with_positive_figures() -> None:
         assert min(servers) >= 0, (label, cells)
         assert total == pytest.approx(pipeline + sum(servers), abs=0.003)
     # the single Redis has no replica
-    assert float(rows["single, quorum"][4]) == 0.0
+    assert float(rows["single, quorum"][5]) == 0.0
     assert rows["single, quorum"][-2:] == ["1.00", "1.00"], output
     assert "load average" in done.stdout
