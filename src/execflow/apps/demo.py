@@ -153,9 +153,11 @@ async def run_demo(
             await pipeline.start()
 
             async def drain() -> None:
-                await pipeline.drain(timeout_s=options.scenario.settle_timeout_s)
+                # bounded by the stall window: a round that times out still looks at the
+                # orders, and the driver's watch decides whether they still move
+                await pipeline.drain(timeout_s=options.scenario.settle_stall_s)
                 await sim.lp.idle()
-                await pipeline.drain(timeout_s=options.scenario.settle_timeout_s)
+                await pipeline.drain(timeout_s=options.scenario.settle_stall_s)
 
             async def backlog() -> int:
                 queues = pipeline.consumed_queues()

@@ -4,8 +4,10 @@ New orders (market, limit, stop; some with SL/TP) are paced at a target rate or 
 fast as the intake allows (a few in flight at once); between them the driver acts on
 orders it placed earlier: modifies and cancels pending orders, sets and cancels SL/TP,
 closes positions. At the end it closes every position and cancels every pending order,
-round after round (an LP reject puts an order back), until everything is final or the
-settle timeout passes.
+round after round (an LP reject puts an order back), until everything is final; it gives
+up when no order has become final for ``settle_stall_s``, or at the latest
+``settle_timeout_s`` after closing out began (``execflow.apps.settle``), and says which
+orders were not final, in which status, and why it stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from execflow.apps.settle import SettleWatch
 from execflow.backends.state import StateStore
+from execflow.clock import Clock, SystemClock
 from execflow.domain.enums import OrderStatus, OrderType, Side
 from execflow.domain.models import InstrumentConfig
 from execflow.errors import ExecflowError
@@ -59,6 +63,9 @@ class ScenarioConfig:
     than that wait in the pipeline's queues, the driver pauses (as fast as possible means
     as fast as the pipeline absorbs, so latencies stay those of a loaded system, not of
     an ever-growing queue).
+
+    Closing out waits while orders keep reaching a final status: it stops when none has
+    for ``settle_stall_s``, and in any case ``settle_timeout_s`` after it began.
     """
 
     orders: int = 5000
@@ -69,7 +76,8 @@ class ScenarioConfig:
     follow_up_share: float = 0.6
     max_live_per_account: int = 8
     max_backlog: int = 400
-    settle_timeout_s: float = 60.0
+    settle_timeout_s: float = 600.0
+    settle_stall_s: float = 60.0
     settle_poll_s: float = 0.05
 
 
@@ -82,7 +90,12 @@ class ScenarioResult:
     orders_placed: int = 0
     final_statuses: Counter[str] = field(default_factory=Counter)
     unsettled: list[str] = field(default_factory=list)
+    unsettled_statuses: Counter[str] = field(default_factory=Counter)
+    """The status each order not final was last seen in (``missing``: not in the store)."""
+    settle_stop: str | None = None
+    """Why closing out gave up (``stalled`` or ``limit``); None when everything ended."""
     elapsed_s: float = 0.0
+    settle_s: float = 0.0
     settle_rounds: int = 0
     backpressure_waits: int = 0
     drain_timeouts: int = 0
@@ -109,6 +122,7 @@ class ScenarioDriver:
         drain: Callable[[], Awaitable[None]],
         progress: Progress | None = None,
         backlog: Callable[[], Awaitable[int]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._intake = intake
         self._state = state
@@ -118,6 +132,7 @@ class ScenarioDriver:
         self._rng = rng
         self._drain = drain
         self._backlog = backlog
+        self._clock = clock or SystemClock()
         self._progress = progress or (lambda _phase, _done, _total: None)
         self._accounts = [a for a in seed.accounts]
         self._symbols = [s for s in feed.symbols if seed.instrument(seed.accounts[0].group, s)]
@@ -282,21 +297,29 @@ class ScenarioDriver:
     # -- phase 2: close everything ------------------------------------------------------------
     async def _settle(self) -> None:
         config = self._config
-        deadline = time.monotonic() + config.settle_timeout_s
+        watch = SettleWatch(self._clock, config.settle_stall_s, config.settle_timeout_s)
+        try:
+            await self._settle_rounds(watch)
+        finally:
+            self.result.settle_s = watch.elapsed_s()
+
+    async def _settle_rounds(self, watch: SettleWatch) -> None:
+        config = self._config
         total = len(self._owner)
         remaining = list(self._owner)
         finals: Counter[str] = Counter()
         # requests the intake could not send during an outage go out first
-        self.result.unsent = await self._intake.flush(config.settle_timeout_s)
+        self.result.unsent = await self._intake.flush(watch.left_s())
         while True:
             try:
                 await self._drain()
             except (TimeoutError, ExecflowError):
-                # still busy (or the broker away): look at the orders anyway; the deadline
+                # still busy (or the broker away): look at the orders anyway; the watch
                 # decides when to give up
                 self.result.drain_timeouts += 1
             self.result.settle_rounds += 1
             still: list[str] = []
+            last_seen: Counter[str] = Counter()
             for order_id in remaining:
                 try:
                     status = await self._settle_one(order_id)
@@ -309,13 +332,18 @@ class ScenarioDriver:
                     finals[status.value] += 1
                     continue
                 still.append(order_id)
+                last_seen[status.value if status is not None else "missing"] += 1
             remaining = still
             self._progress("settle", total - len(remaining), total)
             self.result.final_statuses = finals
             if not remaining:
                 return
-            if time.monotonic() > deadline:
+            watch.seen(total - len(remaining))
+            stop = watch.stop()
+            if stop is not None:
                 self.result.unsettled = remaining
+                self.result.unsettled_statuses = last_seen
+                self.result.settle_stop = stop.value
                 return
             await asyncio.sleep(config.settle_poll_s)
 

@@ -15,14 +15,20 @@ from rich.console import Console
 from rich.table import Table
 
 from execflow.apps.demo import DemoOptions, DemoOutcome, run_demo
-from execflow.apps.scenario import ScenarioConfig
+from execflow.apps.scenario import ScenarioConfig, ScenarioResult
 from execflow.cli.context import settings_from
 from execflow.cli.progress import phase_progress
 from execflow.pipeline.reconcile import ReconcileReport
 from execflow.safetext import cell, markup
 from execflow.sim.config import LpConfig
 
-__all__ = ["demo_command", "injected_note", "render_files", "render_reconciliation"]
+__all__ = [
+    "demo_command",
+    "injected_note",
+    "render_files",
+    "render_reconciliation",
+    "unsettled_note",
+]
 
 _COMPONENTS = (
     "intake",
@@ -66,7 +72,12 @@ def demo_command(
     run_dir: Path = typer.Option(
         Path("execflow-demo"), "--dir", help="Run directory (emptied first)."
     ),
-    settle_timeout: float = typer.Option(60.0, min=1, help="Seconds to wait for all final."),
+    settle_timeout: float = typer.Option(
+        600.0, min=1, help="Closing out: give up after this many seconds in all."
+    ),
+    settle_stall: float = typer.Option(
+        60.0, min=1, help="Closing out: give up after this many seconds with no order ending."
+    ),
     via_fix: bool = typer.Option(
         False,
         "--via-fix",
@@ -82,7 +93,12 @@ def demo_command(
     options = DemoOptions(
         run_dir=run_dir,
         accounts=accounts,
-        scenario=ScenarioConfig(orders=orders, rate_per_s=rate, settle_timeout_s=settle_timeout),
+        scenario=ScenarioConfig(
+            orders=orders,
+            rate_per_s=rate,
+            settle_timeout_s=settle_timeout,
+            settle_stall_s=settle_stall,
+        ),
         lp=LpConfig(
             reject_rate=reject_rate,
             partial_rate=partial_rate,
@@ -119,12 +135,11 @@ def render(console: Console, outcome: DemoOutcome, lp: LpConfig | None = None) -
     finals = ", ".join(f"{markup(k)} {v}" for k, v in sorted(scenario.final_statuses.items()))
     console.print(
         f"\n[bold]scenario[/] {scenario.orders_placed} orders placed in {scenario.elapsed_s:.1f} s"
-        f" (run {outcome.elapsed_s:.1f} s)\n  sent: {accepted}\n  refused locally: {refused}"
-        f"\n  final: {finals}"
+        f" (run {outcome.elapsed_s:.1f} s; closing out {scenario.settle_s:.1f} s)"
+        f"\n  sent: {accepted}\n  refused locally: {refused}\n  final: {finals}"
     )
     if scenario.unsettled:
-        shown = ", ".join(markup(order_id) for order_id in scenario.unsettled[:10])
-        console.print(f"[bold red]{len(scenario.unsettled)} orders not final:[/] {shown}")
+        console.print(unsettled_note(scenario), highlight=False)
     table = Table(title="components")
     for column in ("component", "processed", "success", "skipped", "parked", "DLQ"):
         table.add_column(column, justify="left" if column == "component" else "right")
@@ -154,6 +169,21 @@ def render(console: Console, outcome: DemoOutcome, lp: LpConfig | None = None) -
         console.print(injected_note(lp), highlight=False)
     render_reconciliation(console, outcome.reconciliation)
     render_files(console, outcome.run_dir, outcome.log_dir, outcome.database)
+
+
+def unsettled_note(scenario: ScenarioResult) -> str:
+    """The line naming the orders that did not end, their statuses, and why closing out stopped."""
+    why = {
+        "stalled": "no order had ended for the stall window (--settle-stall)",
+        "limit": "the overall limit (--settle-timeout) was reached",
+    }.get(scenario.settle_stop or "", "closing out stopped")
+    statuses = ", ".join(f"{markup(k)} {v}" for k, v in scenario.unsettled_statuses.most_common())
+    shown = ", ".join(markup(order_id) for order_id in scenario.unsettled[:10])
+    return (
+        f"[bold red]{len(scenario.unsettled)} orders not final[/] after "
+        f"{scenario.settle_s:.1f} s of closing out ({why}): {statuses or 'statuses unknown'}; "
+        f"{shown}{' ...' if len(scenario.unsettled) > 10 else ''}"
+    )
 
 
 def injected_note(lp: LpConfig) -> str:

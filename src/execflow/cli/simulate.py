@@ -46,7 +46,9 @@ def simulate_command(
     malformed_rate: float = typer.Option(0.0, min=0, max=1),
     partial_rate: float = typer.Option(0.0, min=0, max=1),
     seed: int = typer.Option(42, help="Seed of prices, LP behaviour and the scenario."),
-    settle_timeout: float = typer.Option(120.0, min=1, help="Seconds to wait for all final."),
+    settle_timeout: float = typer.Option(
+        120.0, min=1, help="Closing out: give up after this many seconds in all."
+    ),
     fix_port: int | None = typer.Option(
         None,
         "--fix-port",
