@@ -5,6 +5,7 @@
     .venv/bin/python bench/fix_bench.py                # 1000 orders per pass
     .venv/bin/python bench/fix_bench.py --orders 3000
     chrt -f 10 .venv/bin/python bench/fix_bench.py     # on a shared machine (root)
+    .venv/bin/python bench/fix_bench.py --instructions 100,300   # cachegrind counts
 
 Each pass runs the embedded pipeline (in-memory bus and state, SQLite) with an LP that
 answers every market order with one immediate fill (no latency, acks, partials, rejects
@@ -26,19 +27,33 @@ without the loop time its LP took (its handler's CPU time, measured), and the ga
 share is reported against that, so that only what the pipeline and the gateway cost is
 counted. Latency is an order's worker ``OPEN:SUCCESS`` line minus the moment the intake
 accepted it (request -> fill applied), measured with orders paced at half the FIX
-pass's rate. Printed: both passes and the ratios, all measured in this one run.
+pass's rate. Printed: both passes and the ratios, all measured in this one run, and the
+CPU time per order of the pipeline's process in each max-rate pass (the bus LP's handler
+left out; the FIX LP's process counted apart): CPU time is not the neighbours' share of
+the machine, as wall-clock rates are, but it still moves with them (caches, frequency).
+
+``--instructions N1,N2`` counts instead (valgrind ``cachegrind --cache-sim=no``, the same
+whatever the neighbours do) the instructions of the pipeline's process per order: with
+the FIX gateway (the LP in its own process, not counted) and without any LP (the orders
+placed, then one fill report per order published to ``reports`` by the bench, as
+``bench/instructions_per_report.py`` does), each run with N1 and N2 orders, so that
+start-up cancels out: (count(N2) - count(N1)) / (N2 - N1).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -112,10 +127,40 @@ def timed_handler(handler: Callable[[Any], Awaitable[None]], spent: list[float])
     return run
 
 
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process (Linux ``/proc``), by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_cpu_since(since: dict[int, float]) -> dict[str, float]:
+    """CPU seconds spent since ``since``: the event loop's thread (``loop``), the other
+    Python threads (``python``: log writers, ``to_thread`` workers) and the threads
+    Python does not know (``other``: QuickFIX's engine threads)."""
+    python_ids = {t.native_id for t in threading.enumerate()}
+    loop_id = threading.main_thread().native_id
+    out = {"loop": 0.0, "python": 0.0, "other": 0.0}
+    for tid, cpu in thread_cpu().items():
+        spent = cpu - since.get(tid, 0.0)
+        group = "loop" if tid == loop_id else "python" if tid in python_ids else "other"
+        out[group] += spent
+    return out
+
+
 async def one_pass(
-    workdir: Path, mode: str, orders: int, rate_per_s: float | None, lp_port: int | None
+    workdir: Path,
+    mode: str,
+    orders: int,
+    rate_per_s: float | None,
+    lp_port: int | None,
+    profile: Path | None = None,
 ) -> dict[str, float]:
-    """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms."""
+    """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures."""
     run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
     run_dir.mkdir(parents=True)
     settings = Settings(
@@ -124,6 +169,8 @@ async def one_pass(
     logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
     accepted: dict[str, float] = {}
     lp_cpu_s = [0.0]
+    # CPU time of the loop's thread: wall-clock profiles on a shared machine show the neighbours
+    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     try:
         async with open_services(settings, logs) as services:
             lp: Simulator | RemoteFixLp
@@ -148,6 +195,10 @@ async def one_pass(
             accounts = [a.account_id for a in seed.accounts]
             gate = asyncio.Semaphore(IN_FLIGHT)
             started = time.monotonic()
+            cpu_started = time.process_time()
+            threads_started = thread_cpu()
+            if profiler is not None:
+                profiler.enable()
 
             async def place(index: int) -> None:
                 if rate_per_s:
@@ -171,6 +222,11 @@ async def one_pass(
                     # ... and everything the pipeline owes for them done (DB events written)
                     await pipeline.drain(timeout_s=300)
                 idle_at = time.time()
+                cpu_s = time.process_time() - cpu_started
+                threads_s = thread_cpu_since(threads_started)
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(str(profile))
                 await intake.shutdown()
             finally:
                 await pipeline.stop()
@@ -181,7 +237,12 @@ async def one_pass(
     latencies = [(done[k] - accepted[k]) * 1000 for k in keys]
     elapsed = max(idle_at, *(done[k] for k in keys)) - min(accepted[k] for k in keys)
     p50, _p95, p99 = percentiles(latencies)
+    # the pipeline's own CPU: the bus LP's handler runs in this process, the FIX LP does not
+    pipeline_cpu_s = cpu_s - lp_cpu_s[0]
     return {
+        "cpu_ms_per_order": pipeline_cpu_s * 1000 / len(keys),
+        "loop_cpu_share": threads_s.get("loop", 0.0) / cpu_s,
+        "engine_cpu_share": threads_s.get("other", 0.0) / cpu_s,
         "count": len(keys),
         "elapsed_s": elapsed,
         "rate": len(keys) / elapsed,
@@ -221,6 +282,12 @@ class LpProcess:
             raise RuntimeError("the FIX LP process did not start")
         return self
 
+    def cpu_s(self) -> float:
+        """CPU seconds the LP process has used so far (its start and logon included)."""
+        assert self._process is not None
+        stat = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *_exc: object) -> None:
         process = self._process
         if process is not None and process.poll() is None:
@@ -257,12 +324,13 @@ async def serve_lp(port: int) -> None:
         logs.close()
 
 
-async def main(orders: int) -> None:
+async def main(orders: int, profile: Path | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
         workdir = Path(tmp)
         bus_max = await one_pass(workdir, "bus", orders, None, None)
         with LpProcess() as lp:
-            fix_max = await one_pass(workdir, "fix", orders, None, lp.port)
+            fix_max = await one_pass(workdir, "fix", orders, None, lp.port, profile)
+            lp_process_cpu_s = lp.cpu_s()
         half = fix_max["rate"] / 2
         bus_half = await one_pass(workdir, "bus", orders, half, None)
         with LpProcess() as lp:
@@ -275,6 +343,17 @@ async def main(orders: int) -> None:
     print(
         f"  the bus LP took {bus_max['lp_cpu_s']:.2f} s of the bus pass's loop ({share:.0%}): "
         f"without it {bus_max['rate_without_lp']:.1f} /s"
+    )
+    bus_cpu, fix_cpu = bus_max["cpu_ms_per_order"], fix_max["cpu_ms_per_order"]
+    print(
+        f"  CPU per order in the pipeline's process: bus {bus_cpu:.3f} ms (its LP's "
+        f"handler left out), FIX {fix_cpu:.3f} ms (event loop "
+        f"{fix_max['loop_cpu_share']:.0%}, engine threads {fix_max['engine_cpu_share']:.0%}): "
+        f"the gateway adds {fix_cpu - bus_cpu:.3f} ms, bus/FIX {bus_cpu / fix_cpu:.2f}"
+    )
+    print(
+        f"  the FIX LP's own process used {lp_process_cpu_s * 1000 / fix_max['count']:.3f} ms "
+        "of CPU per order (its start and logon included; a real LP is another host)"
     )
     print(f"half the FIX rate ({half:.1f} orders/s):")
     print(line("bus LP", bus_half))
@@ -290,12 +369,100 @@ async def main(orders: int) -> None:
     )
 
 
+_INNER = "EXECFLOW_FIXBENCH_INNER"
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+async def bare_pass(workdir: Path, orders: int) -> None:
+    """No LP: place the orders, then publish one fill report per order; wait until idle."""
+    from execflow.apps.bench import place_orders, publish_fills, wait_for
+
+    settings = Settings(
+        log_dir=workdir / "logs", database_url=f"sqlite+aiosqlite:///{workdir / 'x.db'}"
+    )
+    logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
+    try:
+        async with open_services(settings, logs) as services:
+            placed = await place_orders(services, orders)
+            pipeline = EmbeddedPipeline(services, rebuild=False)
+            await pipeline.start()
+            try:
+                await publish_fills(services.bus, placed, None, "instr")
+                log = logs.logger("worker_open")
+
+                async def opened() -> bool:
+                    return log.stats.count("success") >= len(placed)
+
+                await wait_for(opened, 3600)
+                await pipeline.drain(timeout_s=3600)
+            finally:
+                await pipeline.stop()
+    finally:
+        await asyncio.to_thread(logs.close)
+
+
+def inner(spec: str) -> None:
+    """The counted process: ``bus:N`` or ``fix:N:PORT`` (run under valgrind)."""
+    mode, orders, *port = spec.split(":")
+    with tempfile.TemporaryDirectory(prefix="execflow-fixinstr-") as tmp:
+        if mode == "fix":
+            asyncio.run(one_pass(Path(tmp), "fix", int(orders), None, int(port[0])))
+        else:
+            asyncio.run(bare_pass(Path(tmp), int(orders)))
+
+
+def count(mode: str, orders: int) -> int:
+    """Instructions of one counted process (the FIX LP runs outside valgrind)."""
+    with contextlib.ExitStack() as stack:
+        spec = f"{mode}:{orders}"
+        if mode == "fix":
+            spec += f":{stack.enter_context(LpProcess()).port}"
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
+        argv += [f"--cachegrind-out-file={tmp}/cg.out", sys.executable, __file__]
+        done = subprocess.run(
+            argv, env={**os.environ, _INNER: spec}, capture_output=True, text=True, check=False
+        )
+    found = _REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions(small: int, large: int) -> None:
+    """Print instructions per order with and without the gateway, and their ratio."""
+    per_order: dict[str, float] = {}
+    for mode in ("bus", "fix"):
+        per_order[mode] = (count(mode, large) - count(mode, small)) / (large - small)
+    bus, fix = per_order["bus"], per_order["fix"]
+    print(f"execflow FIX gateway instructions: orders {small} and {large}, the difference")
+    print(f"  no LP (fills published by the bench): {bus / 1e6:.3f} M instructions per order")
+    print(f"  through the FIX gateway:              {fix / 1e6:.3f} M instructions per order")
+    print(
+        f"  the gateway hop adds {(fix - bus) / 1e6:.3f} M (+{fix / bus - 1:.0%}); "
+        f"no LP / FIX {bus / fix:.2f}"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument(
+        "--profile", type=Path, metavar="FILE", help="cProfile the loop of the FIX max-rate pass"
+    )
+    parser.add_argument(
+        "--instructions",
+        metavar="N1,N2",
+        help="count instructions per order under cachegrind (orders N1 and N2 per run)",
+    )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.serve_lp:
+    if os.environ.get(_INNER):
+        inner(os.environ[_INNER])
+    elif arguments.instructions:
+        small, large = (int(n) for n in arguments.instructions.split(","))
+        instructions(small, large)
+    elif arguments.serve_lp:
         asyncio.run(serve_lp(arguments.serve_lp))
     else:
-        asyncio.run(main(arguments.orders))
+        asyncio.run(main(arguments.orders, arguments.profile))

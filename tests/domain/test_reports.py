@@ -251,3 +251,69 @@ def test_a_report_without_exec_id_gets_an_id_derived_from_what_it_says() -> None
 def test_every_parser_failure_is_a_report_error(raw: bytes, reason: str) -> None:
     with pytest.raises(ReportError, match=reason):
         parse_message(raw)
+
+
+def _strptime_reference(raw: str) -> datetime | None:
+    """What the FIX UTCTimestamp parse was before it stopped calling strptime."""
+    day, _, rest = raw.partition("-")
+    clock, _, frac = rest.partition(".")
+    try:
+        parsed = datetime.strptime(day + clock.replace(":", ""), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return parsed.replace(microsecond=int((frac or "0").ljust(6, "0")[:6]), tzinfo=UTC)
+
+
+def _two_digits(low: int, high: int) -> st.SearchStrategy[str]:
+    """Mostly in range (valid timestamps are common), sometimes any two digits."""
+    return st.one_of(
+        st.integers(low, high).map("{:02d}".format), st.text("0123456789", min_size=2, max_size=2)
+    )
+
+
+@given(
+    year=st.text("0123456789", min_size=4, max_size=4),
+    month=_two_digits(1, 12),
+    day=_two_digits(1, 31),
+    hour=_two_digits(0, 23),
+    minute=_two_digits(0, 59),
+    second=_two_digits(0, 59),
+    frac=st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=9).map(".".__add__)),
+)
+@settings(max_examples=400)
+def test_fix_transact_time_parses_as_strptime_did(
+    year: str, month: str, day: str, hour: str, minute: str, second: str, frac: str
+) -> None:
+    raw = f"{year}{month}{day}-{hour}:{minute}:{second}{frac}"
+    expected = _strptime_reference(raw)
+    doc = {"17": "E", "39": "0", "60": raw}
+    if expected is None:
+        with pytest.raises(ReportError, match="transact_time"):
+            normalise(doc)
+    else:
+        assert _report(doc).transact_time == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "20261206-07:00:00",
+        "20261206-23:59:59.999999999",
+        "20240229-12:00:00.5",
+        "20230229-12:00:00",
+        "20261306-07:00:00",
+        "20261232-07:00:00",
+        "20261206-24:00:00",
+        "20261206-07:60:00",
+        "20261206-07:00:60",
+        "00001206-07:00:00",
+    ],
+)
+def test_fix_transact_time_edges_parse_as_strptime_did(raw: str) -> None:
+    expected = _strptime_reference(raw)
+    doc = {"17": "E", "39": "0", "60": raw}
+    if expected is None:
+        with pytest.raises(ReportError, match="transact_time"):
+            normalise(doc)
+    else:
+        assert _report(doc).transact_time == expected

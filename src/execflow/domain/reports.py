@@ -373,8 +373,11 @@ def _time(values: Mapping[str, Any]) -> datetime | None:
             day, hh, mm, ss, frac = match.groups()
             # datetime keeps microseconds: nanosecond digits beyond them are dropped
             micros = int((frac or "0").ljust(6, "0")[:6])
-            parsed = datetime.strptime(f"{day}{hh}{mm}{ss}", "%Y%m%d%H%M%S")
-            return parsed.replace(microsecond=micros, tzinfo=UTC)
+            # the fields are fixed-width, so the constructor checks what strptime would
+            # (a tenth of its cost; every FIX report is parsed twice on the gateway path)
+            return datetime(
+                int(day[:4]), int(day[4:6]), int(day[6:]), int(hh), int(mm), int(ss), micros, UTC
+            )
         parsed = datetime.fromisoformat(raw)
     except ValueError as exc:
         raise ReportError("transact_time", f"not a timestamp: {raw[:40]!r}") from exc

@@ -5,8 +5,8 @@ the ``ReportJournal`` (flushed) and hands it to the loop; the engine may then co
 On the loop one task publishes what waits, in arrival order, as one ``publish_batch``
 with confirms, then does what is not the publish: the quality figures and the
 ``LPGW:REPORT_RECEIVED`` line. Published batches are marked in the journal by a task of
-their own, off the loop (the next batch does not wait for the disk; a mark covers every
-batch published before it). A publish that
+their own, off the loop (the next batch does not wait for the disk), at most every
+``MARK_EVERY_S`` (a mark covers every batch published before it). A publish that
 fails is retried with backoff; one the broker never takes before the gateway must stop
 stays in the journal and is published at the next start (``open``), before the session
 is resumed.
@@ -38,10 +38,13 @@ from execflow.gateway.quality import QualityRecorder
 from execflow.logs.events import EventLogger
 from execflow.pipeline.services import Services
 
-__all__ = ["BATCH_MAX", "ReportPublisher"]
+__all__ = ["BATCH_MAX", "MARK_EVERY_S", "ReportPublisher"]
 
 BATCH_MAX = 500
 """Reports published in one ``publish_batch`` at most."""
+
+MARK_EVERY_S = 0.05
+"""Published entries are marked in the journal at most this often (one line covers them)."""
 
 _PUBLISH_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -182,6 +185,11 @@ class ReportPublisher:
     async def _mark(self) -> None:
         marked = 0
         while marked < self._published_upto:
+            # one hop to a worker thread per mark costs far more than the line it writes:
+            # what is published within MARK_EVERY_S is marked with one line (an entry
+            # published and not yet marked is only published again after a crash, and
+            # the dispatcher's exec_id ledger applies that copy once)
+            await asyncio.sleep(MARK_EVERY_S)
             upto = self._published_upto
             try:
                 await asyncio.to_thread(self._journal.mark, upto)
