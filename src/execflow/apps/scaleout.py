@@ -86,31 +86,32 @@ async def run_scale_out(
     progress: Callable[[str], None] = print,
     idle_sample_s: float = 5.0,
 ) -> ScaleOutResult:
-    """One max-rate distributed pass per shape and N, in one throwaway database."""
+    """One max-rate distributed pass per shape and N, each in a throwaway database."""
     config = replace(config, idle_sample_s=idle_sample_s)
     result = ScaleOutResult()
     workdir = Path(tempfile.mkdtemp(prefix="execflow-scaleout-"))
     try:
-        async with bench_database(config) as database:
-            for shape in shapes:
-                for count in instances:
-                    progress(
-                        f"{shape.name} ({shape.accounts} accounts), {count} instance(s) each, "
-                        f"{config.distributed_reports} reports"
-                    )
-                    label = f"{shape.name}{count}"
-                    topology = Topology(instances=count, accounts=shape.accounts)
-                    try:
+        for shape in shapes:
+            for count in instances:
+                progress(
+                    f"{shape.name} ({shape.accounts} accounts), {count} instance(s) each, "
+                    f"{config.distributed_reports} reports"
+                )
+                label = f"{shape.name}{count}"
+                topology = Topology(instances=count, accounts=shape.accounts)
+                try:
+                    # a database per pass: a hot account's positions of an earlier pass
+                    # would otherwise be in the next one's database (and its margin)
+                    async with bench_database(config) as database:
                         figures = await distributed_pass(
                             config, database, workdir / label, label, None, topology
                         )
-                    except (ExecflowError, OSError, TimeoutError) as exc:
-                        result.notes.append(
-                            f"{shape.name} at {count} instance(s) failed: "
-                            f"{type(exc).__name__}: {exc}"
-                        )
-                        continue
-                    result.rows.append(ScaleOutRow(shape, count, figures))
+                except (ExecflowError, OSError, TimeoutError) as exc:
+                    result.notes.append(
+                        f"{shape.name} at {count} instance(s) failed: {type(exc).__name__}: {exc}"
+                    )
+                    continue
+                result.rows.append(ScaleOutRow(shape, count, figures))
     finally:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
     return result
