@@ -2,7 +2,8 @@
 
 * An outage (``StoreError`` itself: the store unreachable) is retried with backoff for
   as long as it lasts and never dead-lettered; a real failure (any other exception, or
-  a ``StoreError`` subclass such as ``VersionConflict``) still is, after the attempts.
+  a ``StoreError`` subclass such as ``MissingReferenceData``) still is, after the
+  attempts. (A ``VersionConflict`` is contention: ``tests/pipeline/test_runner.py``.)
 * After a store error, the runner checks the store's marker before the next message: a
   store that came back empty is rebuilt from the database first (``STATE:FALLBACK``
   ``reason=state_store_reset`` then ``STATE:REBUILT``), so nothing is dead-lettered as
@@ -21,9 +22,10 @@ import pytest
 from execflow.backends.bus import H_REASON, Message, QueueNames
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
-from execflow.errors import StoreError, VersionConflict
+from execflow.errors import StoreError
 from execflow.logs import LogSystem, setup_logging
 from execflow.pipeline.rebuild import STATE_MARKER, rebuild_after_outage
+from execflow.pipeline.refdata import MissingReferenceData
 from execflow.pipeline.results import Ack, HandlerResult
 from execflow.pipeline.runner import ConsumerSpec, Runner
 from execflow.pipeline.services import Services, open_services
@@ -133,7 +135,7 @@ async def test_an_outage_is_retried_past_max_attempts_and_never_dead_lettered(
 
 
 @pytest.mark.parametrize(
-    "error", [RuntimeError("boom"), VersionConflict("lost the race", key="k")], ids=repr
+    "error", [RuntimeError("boom"), MissingReferenceData("no instrument config", key="k")], ids=repr
 )
 async def test_other_errors_still_reach_the_dlq_after_max_attempts(
     outage_services: Services, error: Exception

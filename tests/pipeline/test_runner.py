@@ -11,7 +11,7 @@ import pytest
 
 from execflow.backends.bus import H_ATTEMPTS, H_ERROR, H_ORIGINAL_QUEUE, H_REASON, Message
 from execflow.backends.memory_bus import InMemoryBus
-from execflow.errors import TransitionError
+from execflow.errors import TransitionError, VersionConflict
 from execflow.logs.events import ERROR
 from execflow.metrics import Metrics
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
@@ -285,6 +285,59 @@ async def test_retry_forever_never_dead_letters(services: Services, bus: InMemor
     await runner.stop()
     assert calls == 6
     assert await drain(bus, bus.dlq_name) == []
+
+
+async def test_lost_compare_and_set_rounds_never_use_up_the_attempts(
+    services: Services, bus: InMemoryBus, read_logs: LogReader
+) -> None:
+    # a hot account: other writers win every round of several attempts in a row; the
+    # report is fine, so it comes back with backoff until it commits, never to the DLQ
+    calls: list[dict[str, str]] = []
+
+    async def handler(message: Message) -> HandlerResult:
+        calls.append(dict(message.headers))
+        if len(calls) <= 7:  # more than retry_max_attempts=3
+            raise VersionConflict("account moved on", kind="account")
+        return Ack("TEST:SUCCESS")
+
+    runner = Runner(services, make_spec(services, handler), rand=half)
+    await runner.start()
+    await publish(bus)
+    await settle(bus)
+    await runner.stop()
+
+    assert len(calls) == 8
+    assert [c.get("x-conflicts") for c in calls] == [None, "1", "2", "3", "4", "5", "6", "7"]
+    assert all("x-retries" not in c for c in calls)
+    assert await drain(bus, bus.dlq_name) == []
+    retries = read_logs.find(FILE, "TEST:RETRY")
+    assert [r.fields["contentions"] for r in retries] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert {r.fields["contention"] for r in retries} == {"true"}
+    assert read_logs.tags(FILE).count("TEST:SUCCESS") == 1
+    assert read_logs.records("provider_errors") == []
+
+
+async def test_a_message_that_never_wins_its_account_ends_in_the_dlq(
+    services: Services, bus: InMemoryBus
+) -> None:
+    # the guard against a bug that never lets a commit through: max_contentions rounds
+    calls = 0
+
+    async def handler(message: Message) -> HandlerResult:
+        nonlocal calls
+        calls += 1
+        raise VersionConflict("account moved on", kind="account")
+
+    policy = replace(retry_policy(services.settings), max_contentions=4)
+    runner = Runner(services, make_spec(services, handler, retry=policy), rand=half)
+    await runner.start()
+    await publish(bus)
+    await settle(bus)
+    await runner.stop()
+    assert calls == 5
+    [dead] = await drain(bus, bus.dlq_name)
+    assert dead.headers[H_REASON] == "max_attempts"
+    assert dead.headers[H_ERROR].startswith("VersionConflict")
 
 
 # -- park -----------------------------------------------------------------------------------------

@@ -368,6 +368,32 @@ async def test_two_open_worker_instances_on_one_account_lose_no_update(
     assert await drain(bus, bus.dlq_name) == []
 
 
+async def test_one_worker_takes_turns_on_an_account_instead_of_conflicting(
+    racy: tuple[Services, InMemoryBus, Book], read_logs: LogReader
+) -> None:
+    services, bus, book = racy
+    assert services.settings.concurrency > 1  # both reports are handled at once
+    await book.submit("o1")
+    await book.submit("o2")
+    running = Pipeline(services, bus)
+    await running.start()
+    try:
+        for lifecycle_id, exec_id in (("o1-open", "X1"), ("o2-open", "X2")):
+            raw = {"type": "8", "lifecycle_id": lifecycle_id, "exec_id": exec_id, "ord_status": "2"}
+            raw |= {"cum_qty": "0.5", "avg_px": "1.08502"}
+            await bus.publish(services.queues.reports, orjson.dumps(raw))
+        await settle(bus)
+    finally:
+        await running.stop()
+
+    account = await book.account()
+    assert {p.order_id for p in account.positions} == {"o1", "o2"}
+    assert account.used_margin_executed == D("1085.03")
+    # the second handler waited for the first one's commit: it never read a stale account
+    assert read_logs.find("worker_open", "OPEN:VERSION_CONFLICT") == []
+    assert len(read_logs.find("worker_open", "OPEN:SUCCESS")) == 2
+
+
 async def test_sl_and_tp_acks_on_one_order_at_once_lose_no_update(
     racy: tuple[Services, InMemoryBus, Book], read_logs: LogReader
 ) -> None:

@@ -9,12 +9,13 @@ from types import MappingProxyType
 
 from execflow.domain.codec import CodecError
 from execflow.domain.routing import DlqReason
-from execflow.errors import ReportError, StoreError, TransitionError
+from execflow.errors import ReportError, StoreError, TransitionError, VersionConflict
 from execflow.pipeline.completeness import StoreIncomplete
 from execflow.settings import Settings
 
 __all__ = [
     "DEFAULT_NON_RETRYABLE",
+    "H_CONFLICTS",
     "H_OUTAGES",
     "H_PARKS",
     "H_RETRIES",
@@ -28,6 +29,8 @@ H_RETRIES = "x-retries"
 """Header: failed attempts so far (an exception was raised), as a decimal string."""
 H_OUTAGES = "x-outages"
 """Header: times the message came back because a backend was unreachable (never DLQ'd)."""
+H_CONFLICTS = "x-conflicts"
+"""Header: times the message came back because other writers kept winning its account."""
 H_PARKS = "x-parks"
 """Header: times the message was parked so far (a precondition was not met yet)."""
 
@@ -74,6 +77,12 @@ class RetryPolicy:
     came back empty and is being rebuilt), not that the message is bad: retried with
     backoff for as long as it lasts, never counted toward the DLQ (other subclasses such
     as ``VersionConflict`` or ``MissingReferenceData`` are not outages)."""
+    contention: tuple[type[BaseException], ...] = (VersionConflict,)
+    """Exceptions that mean other writers kept committing the same account first (the
+    message lost every compare-and-set round of its attempt): the message is fine and
+    the pipeline is moving, so it is retried with backoff without using an attempt, up
+    to ``max_contentions`` times (a guard against a bug that never lets it commit)."""
+    max_contentions: int = 100
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -101,6 +110,10 @@ class RetryPolicy:
     def is_outage(self, exc: BaseException) -> bool:
         """True when ``exc`` says a backend is unreachable (see ``outages``)."""
         return type(exc) in self.outages
+
+    def is_contention(self, exc: BaseException) -> bool:
+        """True when ``exc`` says the message lost to other writers (see ``contention``)."""
+        return isinstance(exc, self.contention)
 
     def non_retryable_reason(self, exc: BaseException) -> str | None:
         """The DLQ reason when ``exc`` must not be retried, else ``None``."""

@@ -40,7 +40,7 @@ from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
 from execflow.pipeline.hooks import Outcome, RunnerHook, default_hooks
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
-from execflow.pipeline.retry import H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
+from execflow.pipeline.retry import H_CONFLICTS, H_OUTAGES, H_PARKS, H_RETRIES, RetryPolicy
 from execflow.pipeline.services import Services
 
 __all__ = [
@@ -298,11 +298,15 @@ class Runner:
     async def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         policy = self.spec.retry
         if policy.is_outage(exc):
-            await self._outage(delivery, exc, started)
+            await self._uncounted(delivery, exc, started, H_OUTAGES, "outage")
+            return
+        contended = policy.is_contention(exc)
+        if contended and _count(delivery.message.headers, H_CONFLICTS) < policy.max_contentions:
+            await self._uncounted(delivery, exc, started, H_CONFLICTS, "contention")
             return
         attempt = _count(delivery.message.headers, H_RETRIES) + 1
         reason = policy.non_retryable_reason(exc)
-        if reason is None and policy.exhausted(attempt):
+        if reason is None and (contended or policy.exhausted(attempt)):
             reason = policy.exhausted_reason
         if reason is not None:
             await delivery.dead_letter(reason, error_text(exc))
@@ -328,16 +332,19 @@ class Runner:
         )
         self._settled("retried", self._elapsed_ms(started))
 
-    async def _outage(self, delivery: Delivery, exc: Exception, started: float) -> None:
-        """Back off without using an attempt: the message is fine, a backend is away."""
+    async def _uncounted(
+        self, delivery: Delivery, exc: Exception, started: float, header: str, why: str
+    ) -> None:
+        """Back off without using an attempt: the message is fine, but a backend is away
+        (``outage``, counted in ``outages``) or other writers kept winning its account
+        (``contention``, counted in ``contentions``)."""
         policy = self.spec.retry
-        outages = _count(delivery.message.headers, H_OUTAGES) + 1
-        delay_s = round(policy.delay_s(outages, self._rand()), 3)
-        await delivery.retry_later(delay_s, {H_OUTAGES: str(outages)})
+        times = _count(delivery.message.headers, header) + 1
+        delay_s = round(policy.delay_s(times, self._rand()), 3)
+        await delivery.retry_later(delay_s, {header: str(times)})
         self.log.retried(
             f"{self.spec.tag}:RETRY",
-            outage=True,
-            outages=outages,
+            **{why: True, f"{why}s": times},
             delay_s=delay_s,
             error_type=type(exc).__name__,
             error=error_text(exc),

@@ -45,6 +45,7 @@ from execflow.domain.routing import DlqReason, Worker
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
 from execflow.pipeline.effects import publish_effects
+from execflow.pipeline.keyed_lock import KeyedLock
 from execflow.pipeline.results import Ack, DeadLetter, HandlerResult, Park
 from execflow.pipeline.retry import park_policy, retry_policy
 from execflow.pipeline.runner import ConsumerSpec, Handler
@@ -75,6 +76,7 @@ def make_worker_handler(services: Services, spec: WorkerSpec) -> Handler:
     """The handler of one worker kind."""
     log = services.logger(spec.component)
     tag = spec.tag
+    accounts = KeyedLock()  # this consumer's handlers take turns on one account
     for counter in spec.counters:
         log.stats.incr(counter, 0)  # every own counter shows on STATS lines from the start
 
@@ -90,7 +92,8 @@ def make_worker_handler(services: Services, spec: WorkerSpec) -> Handler:
                 ord_status=report.ord_status.value,
                 attempt=message.attempt,
             )
-            done = await transact(services, spec.worker, lifecycle, report, log, tag)
+            async with accounts.hold(lifecycle.account_id):
+                done = await transact(services, spec.worker, lifecycle, report, log, tag)
             outcome = done.outcome
             fields = base_fields(done.order, lifecycle.kind)
             fields["exec_id"] = report.exec_id
