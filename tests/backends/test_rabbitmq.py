@@ -247,3 +247,40 @@ async def test_the_heartbeat_setting_reaches_the_connection() -> None:
         declared = set(bus.declared_queues)
         await bus.close()
         await delete_queues(declared)
+
+
+class _Channel:
+    """A channel whose declare is cut: by the connection dying (aiormq cancels the call)
+    or, with ``hang``, by nothing (it waits for a cancellation of the caller)."""
+
+    def __init__(self, hang: bool) -> None:
+        self.hang = hang
+
+    async def declare_queue(self, *args: object, **kwargs: object) -> object:
+        if self.hang:
+            await asyncio.Event().wait()
+        raise asyncio.CancelledError
+
+
+def _bus_on(channel: _Channel) -> RabbitMQBus:
+    bus = RabbitMQBus("amqp://guest:guest@127.0.0.1:1/")
+    bus._channel = channel  # type: ignore[assignment]
+
+    async def declared(queue: str) -> None:
+        return None
+
+    bus.declare = declared  # type: ignore[method-assign]
+    return bus
+
+
+async def test_queue_counts_on_a_connection_lost_is_a_bus_error() -> None:
+    with pytest.raises(BusError, match="connection lost"):
+        await _bus_on(_Channel(hang=False)).queue_counts("q")
+
+
+async def test_queue_counts_cancelled_stays_cancelled() -> None:
+    task = asyncio.create_task(_bus_on(_Channel(hang=True)).queue_counts("q"))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -410,6 +410,14 @@ class RabbitMQBus:
             declared = await channel.declare_queue(
                 queue, durable=True, robust=False, arguments=self.queue_arguments(queue)
             )
+        except asyncio.CancelledError as exc:
+            # aiormq cancels the calls in flight when the connection dies: an outage like
+            # any other (the scenario driver's backlog check died of it), unless this
+            # task itself is being cancelled
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise BusError("queue inspection failed: connection lost", queue=queue) from exc
         except Exception as exc:
             raise BusError("queue inspection failed", queue=queue) from exc
         result = declared.declaration_result
