@@ -60,6 +60,9 @@ def create_app(context: ApiContext) -> FastAPI:
         # operationIds are the route names (place_order, get_order, ...): stable for
         # clients and for the OpenAPI links between them
         generate_unique_id_function=lambda route: route.name,
+        # FastAPI's OpenTelemetry hooks: unused here (the API has its own metrics and
+        # log lines), and left on they ask OpenTelemetry for its providers every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
     routers = (

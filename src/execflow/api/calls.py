@@ -65,10 +65,12 @@ async def mutate(
     canonical = (
         b"" if body is None else orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)
     )
-    print_ = fingerprint(request.method, request.url.path, canonical)
+    # ``request.url.path`` without building the whole URL (the routes' path parameters
+    # admit none of the characters it would escape)
+    instance: str = request.scope["path"]
+    print_ = fingerprint(request.method, instance, canonical)
     outcome = Outcome()
     started = perf_counter()
-    instance = request.url.path
 
     async def guarded() -> Answer:
         try:
