@@ -203,32 +203,3 @@ async def test_sqlite_checkpoints_run_beside_the_writes_not_in_them(
     await store.claim(IdempotencyRecord("k1", "c-4", "p", T0), T0)
     assert await asyncio.to_thread(checkpointed.wait, 10)
     assert in_the_file() == 5
-
-
-async def test_sqlite_writes_wait_for_a_locked_file_off_the_loop(db: SqlDatabase) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("a SQLite locking matter")
-    store = SqlApiStore(db)
-    assert (await store.claim(IdempotencyRecord("k1", "first", "p", T0), T0)).won  # on the loop
-    path = db.engine.url.database
-    assert path is not None
-    other = sqlite3.connect(path, isolation_level=None)  # another writer of the file
-    try:
-        other.execute("BEGIN IMMEDIATE")  # holds the write lock
-        claim = asyncio.ensure_future(store.claim(IdempotencyRecord("k1", "second", "p", T0), T0))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for _ in range(10):  # the loop keeps turning while the claim waits for the lock
-            await asyncio.sleep(0.01)
-        # not stuck in SQLite's busy wait (5 s) on the loop, and still waiting, not failed
-        assert loop.time() - started < sql_api_drivers._BUSY_WAIT_MS / 1000
-        assert not claim.done()
-        other.execute("COMMIT")
-        assert (await asyncio.wait_for(claim, 10)).won
-    finally:
-        other.close()
-    # the lock gone, the next write is on the loop again and sees both
-    assert not (await store.claim(IdempotencyRecord("k1", "second", "p", T0), T0)).won
-    await store.complete("k1", "second", 201, b"{}", {}, T0)
-    done = await store.get_claim("k1", "second")
-    assert done is not None and done.status_code == 201

@@ -6,17 +6,10 @@ cost several times the statements themselves on this, the API's hottest path; va
 bound through the columns' own bind processors, so what is stored reads back through
 SQLAlchemy exactly as if SQLAlchemy had written it.
 
-SQLite: one plain ``sqlite3`` connection, and a group is committed on the event loop
-itself, with SQLite's busy wait off: in write-ahead-log mode with ``synchronous=NORMAL`` a
-commit appends to the log without an fsync, some tens of microseconds of work, while the
-hand-over of a group to a worker thread and back cost more than the group itself (about
-0.16 M instructions per hand-over counted under cachegrind, and a wait for the GIL
-while the loop is busy). When another connection holds the file's write lock (the
-pipeline's database writer on the same file, embedded), SQLite answers busy at once; the
-group is rolled back and handed to the connection's worker thread, which waits for the
-lock (``busy_timeout``) off the loop. aiosqlite, used before, handed every call over
-separately (execute, fetch, close, commit): under load a group took tens of ms (p99 68 ms
-measured) for well under 1 ms of work.
+SQLite: one plain ``sqlite3`` connection owned by one worker thread, and a whole group is
+one hand-over to that thread. aiosqlite hands every call over separately (execute, fetch,
+close, commit), and each hand-over waits for the GIL while the event loop is busy: under
+load a group then took tens of ms (p99 68 ms measured) for well under 1 ms of work.
 
 PostgreSQL: the asyncpg connection under a pooled SQLAlchemy connection, checked out for
 as long as the writer keeps it; the claims are one ``unnest`` insert.
@@ -46,8 +39,6 @@ log = logging.getLogger(__name__)
 
 _CHECKPOINT_EVERY = 100
 """SQLite groups committed between two background WAL checkpoints (``_Checkpointer``)."""
-_BUSY_WAIT_MS = 5000
-"""How long the worker thread waits for another connection's write lock (as elsewhere)."""
 _CLAIMS_PER_STATEMENT = 200
 """SQLite binds at most 32766 variables in one statement (older builds: 999); 4 a claim."""
 
@@ -87,12 +78,6 @@ class Driver(Protocol):
 
     async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[Key]:
         """Commit the answers, then the claims, in one transaction; the claims that won."""
-        ...
-
-    def write_now(
-        self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]
-    ) -> set[Key] | None:
-        """``write`` done here and now, or None (rolled back) when that would mean waiting."""
         ...
 
     async def close(self, *, broken: bool) -> None:
@@ -145,11 +130,7 @@ _SQLITE_COMPLETE = (
 
 
 class _Sqlite:
-    """A ``sqlite3`` connection: groups run on the loop, on its worker thread when busy.
-
-    One group runs at a time (``IdempotencyWriter``), so the connection is never used by
-    the loop and the thread at once.
-    """
+    """A ``sqlite3`` connection used only on its own worker thread."""
 
     def __init__(
         self,
@@ -179,9 +160,8 @@ class _Sqlite:
             raise
         return cls(thread, connection, _Checkpointer(path), time, json)
 
-    def _bound(
-        self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Key, tuple[Any, ...], tuple[Any, ...]]]]:
+    async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[Key]:
+        # the parameters are bound here, on the loop; the thread only runs the statements
         completions = [
             (a.status_code, a.body, self._json(a.headers), self._time(a.completed_at),
              a.key_id, a.idempotency_key)
@@ -192,46 +172,10 @@ class _Sqlite:
              (c.key_id, c.idempotency_key, self._time(c.expired_before)))
             for c in claims
         ]  # fmt: skip
-        return completions, inserts
-
-    def write_now(
-        self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]
-    ) -> set[Key] | None:
-        try:
-            won = self._write(*self._bound(answers, claims))
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # and its extended codes
-                raise
-            return None
+        loop = asyncio.get_running_loop()
+        won = await loop.run_in_executor(self._thread, self._write, completions, inserts)
         self._checkpoints.committed()
         return won
-
-    async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[Key]:
-        completions, inserts = self._bound(answers, claims)
-        try:
-            won = self._write(completions, inserts)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # and its extended codes
-                raise
-            # another connection writes: wait for its lock on the thread, not on the loop
-            loop = asyncio.get_running_loop()
-            won = await loop.run_in_executor(self._thread, self._write_waiting, completions,
-                                             inserts)  # fmt: skip
-        self._checkpoints.committed()
-        return won
-
-    def _write_waiting(
-        self,
-        completions: list[tuple[Any, ...]],
-        inserts: list[tuple[Key, tuple[Any, ...], tuple[Any, ...]]],
-    ) -> set[Key]:
-        """``_write`` with SQLite's busy wait on (the worker thread's way)."""
-        conn = self._connection
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_WAIT_MS}")
-        try:
-            return self._write(completions, inserts)
-        finally:
-            conn.execute("PRAGMA busy_timeout=0")
 
     def _write(
         self,
@@ -336,12 +280,10 @@ async def _stop(thread: ThreadPoolExecutor) -> None:
 def _connect_sqlite(path: str, checkpoints: bool) -> sqlite3.Connection:
     # isolation_level "" (the default): a transaction opens before the first write and
     # ends at commit(), as on SQLAlchemy's own connections to the file
-    connection = sqlite3.connect(path, timeout=_BUSY_WAIT_MS / 1000, check_same_thread=False)
+    connection = sqlite3.connect(path, timeout=5.0)
     sqlite_pragmas(connection, None)
     if not checkpoints:
-        # the writer's connection: no checkpoints of its own, and no busy wait on the loop
         connection.execute("PRAGMA wal_autocheckpoint=0")
-        connection.execute("PRAGMA busy_timeout=0")
     return connection
 
 
@@ -394,12 +336,6 @@ class _Postgres:
                 if claim.key not in won and await self._replace_expired(claim):
                     won.add(claim.key)
         return won
-
-    def write_now(
-        self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]
-    ) -> set[Key] | None:
-        del answers, claims  # asyncpg only awaits: every group takes the writer's queue
-        return None
 
     async def _replace_expired(self, claim: ClaimRow) -> bool:
         conn = self.connection

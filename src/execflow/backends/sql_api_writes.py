@@ -15,15 +15,9 @@ same key wins, within a group (the first) as between groups, processes and insta
 (the unique key of ``api_idempotency``). A group that fails is tried again one write at a
 time on a fresh connection, so a write fails only for its own reason.
 
-A write that finds the writer idle (nothing queued, no group committing) is committed at
-once by its caller when the driver can do that without waiting (SQLite, its write lock
-free: ``Driver.write_now``): a group of one, minus the hand-over to the writer's task and
-back, which cost several turns of the event loop per write. Anything else (a commit in
-flight, PostgreSQL, a busy file, an error) takes the queue as before.
-
 The writer keeps one connection while it has work (``sql_api_drivers``: a SQLite
-connection with a thread for its busy waits, or asyncpg), and lets it go after ``_IDLE_S``
-without work and when the database closes.
+connection on its own thread, or asyncpg), and lets it go after ``_IDLE_S`` without work
+and when the database closes.
 """
 
 from __future__ import annotations
@@ -58,8 +52,6 @@ class IdempotencyWriter:
         self._task: asyncio.Task[None] | None = None
         self._driver: Driver | None = None
         self._reused = False
-        self._committing = False
-        self._last_write = 0.0
         database.on_close(self.close)
 
     async def claim(self, row: ClaimRow) -> bool:
@@ -83,10 +75,6 @@ class IdempotencyWriter:
             self._closing = False
 
     async def _enqueue(self, row: ClaimRow | AnswerRow) -> bool:
-        if not self._queued and not self._committing and self._driver is not None:
-            won = self._write_now(self._driver, row)
-            if won is not None:
-                return won
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queued.append(_Write(row, done))
         self._wakeup.set()
@@ -95,22 +83,7 @@ class IdempotencyWriter:
         # shielded: a caller that goes away leaves its write to finish with its group
         return await asyncio.shield(done)
 
-    def _write_now(self, driver: Driver, row: ClaimRow | AnswerRow) -> bool | None:
-        """``row`` committed alone, without waiting; None when it must take the queue."""
-        try:
-            if isinstance(row, ClaimRow):
-                won = driver.write_now((), (row,))
-            else:
-                won = driver.write_now((row,), ())
-        except Exception:  # noqa: BLE001 - rolled back; the queue retries it and reports
-            return None
-        if won is None:
-            return None
-        self._last_write = asyncio.get_running_loop().time()
-        return not isinstance(row, ClaimRow) or row.key in won
-
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 if not self._queued:
@@ -120,17 +93,10 @@ class IdempotencyWriter:
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), _IDLE_S)
                     except TimeoutError:
-                        # idle as far as this task knows; its callers may have written
-                        if loop.time() - self._last_write >= _IDLE_S:
-                            return
+                        return
                     continue
                 group, self._queued = self._queued, []
-                self._committing = True
-                try:
-                    await self._commit_group(group)
-                finally:
-                    self._committing = False
-                    self._last_write = loop.time()
+                await self._commit_group(group)
         finally:
             self._task = None
             # cancelled with its loop: nobody waits forever for a write that never ran
