@@ -396,26 +396,45 @@ class ThrowawayRabbitCluster:
     Never the default node. ``close`` stops them all and removes the directory.
     """
 
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(
+        self, root: Path, size: int = 3, *, partition_handling: str = "", net_ticktime_s: int = 60
+    ) -> None:
         self.root = root
         self.disruptions: Counter[str] = Counter()
+        self.paused: set[str] = set()
         cookie = secrets.token_hex(20).upper()
         self.nodes = [
             ThrowawayRabbit(root, self.disruptions, name=f"rabbit{i + 1}", cookie=cookie)
             for i in range(size)
         ]
-        for node in self.nodes:
+        for index, node in enumerate(self.nodes):
             # lean on a shared 2-core box: one scheduler each, no busy-waiting schedulers
             node.env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] += _LEAN_ERL_ARGS
+            if net_ticktime_s != 60:  # the VM's default; rabbitmqctl must use the same
+                ticktime = f"-kernel net_ticktime {net_ticktime_s}"
+                node.env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] += f" {ticktime}"
+                node.env["RABBITMQ_CTL_ERL_ARGS"] = ticktime
+            if partition_handling:
+                config = root / f"rabbit{index + 1}" / "rabbitmq.conf"
+                with config.open("a") as out:
+                    out.write(f"cluster_partition_handling = {partition_handling}\n")
 
     @classmethod
-    def start(cls, size: int = 3) -> ThrowawayRabbitCluster:
+    def start(
+        cls, size: int = 3, *, partition_handling: str = "", net_ticktime_s: int = 60
+    ) -> ThrowawayRabbitCluster:
         """Boot the nodes (at once: each takes seconds on a busy box), join them, wait
-        until every node runs in the cluster; everything removed again on failure."""
+        until every node runs in the cluster; everything removed again on failure.
+
+        ``partition_handling`` (``cluster_partition_handling``) and ``net_ticktime_s``
+        (the Erlang distribution's: how long a silent node takes to be counted down) are
+        for the partition test."""
         root = Path(tempfile.mkdtemp(prefix="execflow-rabbit-cluster-"))
         cluster: ThrowawayRabbitCluster | None = None
         try:
-            cluster = cls(root, size)
+            cluster = cls(
+                root, size, partition_handling=partition_handling, net_ticktime_s=net_ticktime_s
+            )
             for node in cluster.nodes:
                 node.spawn()
             for node in cluster.nodes:
@@ -448,8 +467,22 @@ class ThrowawayRabbitCluster:
         return f"amqp://guest:guest@{hosts}/"
 
     def living(self) -> list[ThrowawayRabbit]:
-        """The nodes whose process runs and whose AMQP port answers."""
-        return [node for node in self.nodes if node.running() and port_answers(node.port)]
+        """The nodes whose process runs, not paused, and whose AMQP port answers."""
+        return [
+            node
+            for node in self.nodes
+            if node.running() and node.node not in self.paused and port_answers(node.port)
+        ]
+
+    def pause(self, node: ThrowawayRabbit) -> None:
+        """SIGSTOP one node (a partition as its peers and clients see it)."""
+        self.paused.add(node.node)
+        node.freeze()
+
+    def resume(self, node: ThrowawayRabbit) -> None:
+        """SIGCONT the node paused."""
+        node.resume()
+        self.paused.discard(node.node)
 
     def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``rabbitmqctl`` against the first living node."""
