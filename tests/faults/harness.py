@@ -62,7 +62,7 @@ from execflow.settings import Settings
 from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
 from execflow.sim.refdata import demo_seed
 from tests.faults.logcheck import check_dir
-from tests.faults.stress import deadline_s
+from tests.faults.stress import deadline_s, die_with_parent
 from tests.services import AMQP_URL, REDIS_URL
 
 __all__ = [
@@ -280,6 +280,7 @@ class PipelineRun:
             self.supervisor = await asyncio.create_subprocess_exec(
                 *EXECFLOW, "run", "all", "--max-backoff", "1",
                 env=self.env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # its supervisor stops the children on SIGTERM
             )  # fmt: skip
         async with asyncio.timeout(deadline_s(start_timeout_s)):
             while not await asyncio.to_thread(self.all_started):  # noqa: ASYNC110 - other processes
@@ -297,7 +298,7 @@ class PipelineRun:
                 "--malformed-rate", str(config.malformed_rate),
                 "--settle-timeout", str(config.settle_timeout_s),
                 env={**self.env, "EXECFLOW_LOG_DIR": str(self.sim_log_dir)},
-                stdout=out, stderr=subprocess.STDOUT,
+                stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )  # fmt: skip
 
     def all_started(self) -> bool:

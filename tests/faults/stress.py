@@ -17,11 +17,20 @@ import signal
 import subprocess
 from collections.abc import Iterator
 
-__all__ = ["DEADLINE_SCALE", "STRESS_ENV", "cpu_load", "deadline_s", "stress_requested"]
+__all__ = [
+    "DEADLINE_SCALE",
+    "STRESS_ENV",
+    "cpu_load",
+    "deadline_s",
+    "die_with_parent",
+    "stress_requested",
+]
 
 STRESS_ENV = "EXECFLOW_FAULT_STRESS"
 BACKSTOP_S = 3600  # longer than any fault test (the soak's timeout is 600 s)
 _PR_SET_PDEATHSIG = 1
+# prctl(2) has no stdlib wrapper; looked up here, not in the forked child (no dlopen there)
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def stress_requested() -> bool:
@@ -45,9 +54,15 @@ def deadline_s(seconds: float) -> float:
     return seconds * DEADLINE_SCALE if stress_requested() else seconds
 
 
-def _die_with_parent() -> None:
-    # prctl(PR_SET_PDEATHSIG): no stdlib wrapper; stress-ng passes the signal to its hogs
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the test process dies, however it dies.
+
+    For the processes a test starts in a session of their own (stress-ng, the supervised
+    pipeline, the driver): a test process killed without tearing down would otherwise
+    leave them running (a pipeline restarting its children against servers gone).
+    """
+    # stress-ng passes the signal on to its hogs
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -62,7 +77,7 @@ def cpu_load(workers: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         [binary, "--cpu", str(count), "--timeout", f"{BACKSTOP_S}s", "--quiet"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        start_new_session=True, preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
         yield process
