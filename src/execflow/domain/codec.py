@@ -99,6 +99,21 @@ class _Lane:
 _NO_LANE = _Lane(_NoLane)
 
 
+def _encode_lanes(
+    lanes: tuple[tuple[str, type, Callable[[Any], Any] | None, _Encoder | None], ...],
+    values: tuple[Any, ...],
+) -> dict[str, Any]:
+    """Field by field: the usual class converted directly, else the general encoder."""
+    return {
+        name: (value if convert is None else convert(value))
+        if value.__class__ is cls
+        else value
+        if enc is None or value is None
+        else enc(value)
+        for (name, cls, convert, enc), value in zip(lanes, values, strict=True)
+    }
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Plan:
     """How to encode and decode one dataclass.
@@ -118,16 +133,7 @@ class _Plan:
     exact_keys: frozenset[str]
 
     def encode(self, obj: Any) -> dict[str, Any]:
-        return {
-            name: (value if convert is None else convert(value))
-            if value.__class__ is cls
-            else value
-            if enc is None or value is None
-            else enc(value)
-            for (name, cls, convert, enc), value in zip(
-                self.encode_lanes, self.getter(obj), strict=True
-            )
-        }
+        return _encode_lanes(self.encode_lanes, self.getter(obj))
 
     def decode(self, data: Any) -> Any:
         if data.__class__ is dict and (
@@ -653,14 +659,7 @@ def _header_plan() -> tuple[tuple[Any, ...], Callable[[Any], tuple[Any, ...]]]:
 def account_header_to_dict(account: Account) -> dict[str, Any]:
     """Encode an account without its positions and reservations (a constant size)."""
     lanes, getter = _header_plan()
-    return {
-        name: (value if convert is None else convert(value))
-        if value.__class__ is cls
-        else value
-        if enc is None or value is None
-        else enc(value)
-        for (name, cls, convert, enc), value in zip(lanes, getter(account), strict=True)
-    }
+    return _encode_lanes(lanes, getter(account))
 
 
 def position_to_dict(position: Position) -> dict[str, Any]:
