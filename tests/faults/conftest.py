@@ -22,6 +22,7 @@ Environment:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -113,8 +114,16 @@ def rabbit_cluster() -> Iterator[ThrowawayRabbitCluster]:
     """A 3-node RabbitMQ cluster of the test's own (``services.ThrowawayRabbitCluster``);
     killed and removed at the end. Skips (fails under ``EXECFLOW_REQUIRE_SERVICES=1``)
     when it cannot start."""
+    with started_rabbit_cluster() as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def started_rabbit_cluster(**options: Any) -> Iterator[ThrowawayRabbitCluster]:
+    """``ThrowawayRabbitCluster.start(**options)``, closed at the end; a cluster that cannot
+    start skips the test (fails it under ``EXECFLOW_REQUIRE_SERVICES=1``)."""
     try:
-        cluster = ThrowawayRabbitCluster.start()
+        cluster = ThrowawayRabbitCluster.start(**options)
     except (ServerUnavailable, OSError) as error:
         message = f"the throwaway RabbitMQ cluster cannot start: {error}"
         if require_services():

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from execflow.settings import require_services
-from tests.faults.conftest import assert_clean
+from tests.faults.conftest import assert_clean, started_rabbit_cluster
 from tests.faults.harness import PipelineRun, RunConfig
 from tests.faults.services import (
     FaultServers,
@@ -75,17 +74,8 @@ def partition_cluster() -> Iterator[ThrowawayRabbitCluster]:
     """The cluster healing partitions by itself (``autoheal``: ``pause_minority`` never
     heals a node that was frozen, it never saw itself in a minority), with a short
     ``net_ticktime`` (10 s, not 60) so that a paused node is counted down in a test's time."""
-    try:
-        cluster = ThrowawayRabbitCluster.start(partition_handling="autoheal", net_ticktime_s=10)
-    except (ServerUnavailable, OSError) as error:
-        message = f"the throwaway RabbitMQ cluster cannot start: {error}"
-        if require_services():
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with started_rabbit_cluster(partition_handling="autoheal", net_ticktime_s=10) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

@@ -101,6 +101,15 @@ def marker_master(cluster: RedisClusterServers, run: PipelineRun) -> ClusterNode
     raise AssertionError(f"no master holds {key}: the run did not mark its state complete")
 
 
+async def victim_under_load(
+    cluster: RedisClusterServers, run: PipelineRun
+) -> tuple[ClusterNodeProcess, ClusterNodeProcess]:
+    """Once the run is under way: the master holding its marker, and that master's replica."""
+    await run.wait_events(400)
+    victim = await asyncio.to_thread(marker_master, cluster, run)
+    return victim, await asyncio.to_thread(cluster.replica_of, victim)
+
+
 def failover_notes(run: PipelineRun, verdict: Verdict) -> None:
     """How often the processes met the failover, from their logs (redis-py's own quick
     retries, which follow a timeout or a refused connection with a new slot map, leave
@@ -136,9 +145,7 @@ async def test_kill_9_a_redis_master_under_load(
     cluster_state_run: PipelineRun, redis_cluster: RedisClusterServers
 ) -> None:
     run = cluster_state_run
-    await run.wait_events(400)
-    victim = await asyncio.to_thread(marker_master, redis_cluster, run)
-    successor = await asyncio.to_thread(redis_cluster.replica_of, victim)
+    victim, successor = await victim_under_load(redis_cluster, run)
     run.mark_fault()
     started = time.monotonic()
     await asyncio.to_thread(redis_cluster.kill, victim)
@@ -161,9 +168,7 @@ async def test_pause_a_redis_master_past_its_node_timeout(
     cluster_state_run: PipelineRun, redis_cluster: RedisClusterServers
 ) -> None:
     run = cluster_state_run
-    await run.wait_events(400)
-    victim = await asyncio.to_thread(marker_master, redis_cluster, run)
-    successor = await asyncio.to_thread(redis_cluster.replica_of, victim)
+    victim, successor = await victim_under_load(redis_cluster, run)
     run.mark_fault()
     started = time.monotonic()
     redis_cluster.pause(victim)
