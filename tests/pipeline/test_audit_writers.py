@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -38,6 +39,68 @@ def db_event(n: int, account_id: str, payload: dict[str, object] | None = None) 
             "report": None,
         },
     )
+
+
+Writer = tuple[Services, DbWriter, Runner]
+
+
+@asynccontextmanager
+async def writers_on_rabbitmq(
+    settings: Settings, pg_url: str, tmp_path: Path, count: int, prefix: str, batch_size: int
+) -> AsyncIterator[list[Writer]]:
+    """``count`` db writers, each with services of its own, sharing one RabbitMQ queue and
+    one PostgreSQL database; their runners not started. At the end: stopped, closed, and
+    the queues deleted."""
+    from tests.backends.conftest import delete_queues
+    from tests.services import AMQP_URL
+
+    real = settings.model_copy(
+        update={
+            "broker_url": AMQP_URL,
+            "database_url": pg_url,
+            "queue_prefix": f"{prefix}.{uuid.uuid4().hex[:10]}",
+            "db_batch_size": batch_size,
+            "db_batch_timeout_s": 0.01,
+        }
+    )
+    declared: set[str] = set()
+    try:
+        async with AsyncExitStack() as stack:
+            writers: list[Writer] = []
+            for instance in range(1, count + 1):
+                logs = stack.enter_context(
+                    setup_logging(
+                        real.model_copy(
+                            update={"instance": instance, "log_dir": tmp_path / "logs"}
+                        ),
+                        "db_writer",
+                        bridge=False,
+                    )
+                )
+                services = await stack.enter_async_context(open_services(real, logs))
+                writer = DbWriter(services)
+                writers.append(
+                    (services, writer, Runner(services, db_writer_spec(services, writer)))
+                )
+            try:
+                yield writers
+            finally:
+                for services, writer, runner in writers:
+                    await runner.stop()
+                    await writer.close()
+                    declared.update(getattr(services.bus, "declared_queues", ()))
+    finally:
+        await delete_queues(declared)
+
+
+async def all_written(first: Services, count: int) -> None:
+    """Wait (60 s at most) until ``count`` events are stored and the shared queue is empty."""
+    async with asyncio.timeout(60):
+        # polled: the writers share a broker queue, no event says "all written"
+        while await first.database.count_events() < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        while await first.bus.queue_depth(first.queues.db_updates) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
 
 
 async def publish(services: Services, events: list[DbEvent]) -> None:
@@ -73,53 +136,16 @@ async def test_an_unchainable_event_is_dead_lettered_and_the_rest_written(
 async def test_three_db_writers_on_one_rabbitmq_queue_keep_one_chain_per_account(
     settings: Settings, pg_url: str, tmp_path: Path
 ) -> None:
-    from tests.backends.conftest import delete_queues
-    from tests.services import AMQP_URL
-
-    real = settings.model_copy(
-        update={
-            "broker_url": AMQP_URL,
-            "database_url": pg_url,
-            "queue_prefix": f"efaudit.{uuid.uuid4().hex[:10]}",
-            "db_batch_size": 25,
-            "db_batch_timeout_s": 0.01,
-        }
-    )
     events = [db_event(n, f"live:{n % 4}") for n in range(600)]
-    declared: set[str] = set()
-    async with AsyncExitStack() as stack:
-        writers: list[tuple[Services, DbWriter, Runner]] = []
-        for instance in range(1, 4):
-            logs = stack.enter_context(
-                setup_logging(
-                    real.model_copy(update={"instance": instance, "log_dir": tmp_path / "logs"}),
-                    "db_writer",
-                    bridge=False,
-                )
-            )
-            services = await stack.enter_async_context(open_services(real, logs))
-            writer = DbWriter(services)
-            writers.append((services, writer, Runner(services, db_writer_spec(services, writer))))
+    async with writers_on_rabbitmq(settings, pg_url, tmp_path, 3, "efaudit", 25) as writers:
         first = writers[0][0]
         # every event once, then a third of them again (a redelivery after a crash)
         await publish(first, [*events, *events[::3]])
         for _, _, runner in writers:
             await runner.start()
-        try:
-            async with asyncio.timeout(60):
-                # polled: the writers share a broker queue, no event says "all written"
-                while await first.database.count_events() < len(events):  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-                while await first.bus.queue_depth(first.queues.db_updates) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-        finally:
-            for services, writer, runner in writers:
-                await runner.stop()
-                await writer.close()
-                declared.update(getattr(services.bus, "declared_queues", ()))
+        await all_written(first, len(events))
         batches = [w.log.stats.snapshot().get("batches", 0) for _, w, _ in writers]
         assert sum(1 for b in batches if b) >= 2, batches  # the writers really shared the work
         report = await verify_chains(first.database)
         assert (report.ok, report.accounts, report.events) == (True, 4, 600)
         assert sorted(h.length for h in report.heads) == [150, 150, 150, 150]
-    await delete_queues(declared)

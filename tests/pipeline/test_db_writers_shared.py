@@ -4,23 +4,16 @@ the newest version (docs/pipeline.md, "Several db writers")."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-import uuid
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from execflow.domain.effects import DbEvent, EventKind
-from execflow.logs import setup_logging
 from execflow.pipeline.audit import verify_chains
-from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
-from execflow.pipeline.runner import Runner
-from execflow.pipeline.services import Services, open_services
 from execflow.settings import Settings
-from tests.pipeline.test_audit_writers import publish
+from tests.pipeline.test_audit_writers import all_written, publish, writers_on_rabbitmq
 
 pytestmark = pytest.mark.integration
 
@@ -72,54 +65,18 @@ def history() -> tuple[list[DbEvent], dict[str, dict[str, Any]], dict[str, dict[
 async def test_two_db_writers_keep_the_newest_rows_whatever_the_order_and_duplicates(
     settings: Settings, pg_url: str, tmp_path: Path
 ) -> None:
-    from tests.backends.conftest import delete_queues
-    from tests.services import AMQP_URL
-
-    real = settings.model_copy(
-        update={
-            "broker_url": AMQP_URL,
-            "database_url": pg_url,
-            "queue_prefix": f"efwriters.{uuid.uuid4().hex[:10]}",
-            "db_batch_size": 10,
-            "db_batch_timeout_s": 0.01,
-        }
-    )
     events, newest_orders, newest_accounts = history()
     # every event once and a third of them again (redeliveries), all shuffled: a newer
     # snapshot often reaches a writer, or the database, before an older one
     sent = [*events, *events[::3]]
     random.Random(14).shuffle(sent)
     assert sent[: len(events)] != events
-    declared: set[str] = set()
-    async with AsyncExitStack() as stack:
-        writers: list[tuple[Services, DbWriter, Runner]] = []
-        for instance in (1, 2):
-            logs = stack.enter_context(
-                setup_logging(
-                    real.model_copy(update={"instance": instance, "log_dir": tmp_path / "logs"}),
-                    "db_writer",
-                    bridge=False,
-                )
-            )
-            services = await stack.enter_async_context(open_services(real, logs))
-            writer = DbWriter(services)
-            writers.append((services, writer, Runner(services, db_writer_spec(services, writer))))
+    async with writers_on_rabbitmq(settings, pg_url, tmp_path, 2, "efwriters", 10) as writers:
         first = writers[0][0]
         for _, _, runner in writers:
             await runner.start()
-        try:
-            await publish(first, sent)
-            async with asyncio.timeout(60):
-                # polled: the writers share a broker queue, no event says "all written"
-                while await first.database.count_events() < len(events):  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-                while await first.bus.queue_depth(first.queues.db_updates) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-        finally:
-            for services, writer, runner in writers:
-                await runner.stop()
-                await writer.close()
-                declared.update(getattr(services.bus, "declared_queues", ()))
+        await publish(first, sent)
+        await all_written(first, len(events))
         stats = [w.log.stats.snapshot() for _, w, _ in writers]
         assert all(s.get("batches", 0) for s in stats), stats  # both writers wrote
         assert sum(s.get("events_inserted", 0) for s in stats) == len(events)
@@ -136,4 +93,3 @@ async def test_two_db_writers_keep_the_newest_rows_whatever_the_order_and_duplic
         }
         report = await verify_chains(database)
         assert (report.ok, report.accounts, report.events) == (True, ACCOUNTS, len(events))
-    await delete_queues(declared)
