@@ -20,10 +20,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
-from tests.faults.services import ServerUnavailable, free_port, port_answers
+from tests.faults.services import ServerProcess, ServerUnavailable, find_binary, free_port
 
 __all__ = ["ClusterNodeProcess", "RedisClusterServers"]
 
@@ -32,23 +32,44 @@ _SLOTS = 16384
 _WAIT_S = 60.0
 
 
-@dataclass
-class ClusterNodeProcess:
-    """One ``redis-server`` of the cluster (its ports, directory and process)."""
+class ClusterNodeProcess(ServerProcess):
+    """One ``redis-server`` of the cluster: its client and bus ports, its directory (data,
+    ``nodes.conf``, ``server.out``) and its process (started, signalled and killed as any
+    throwaway server's, ``ServerProcess``)."""
 
-    port: int
-    bus_port: int
-    dir: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    kind = "redis-cluster-node"
+
+    def __init__(
+        self, directory: Path, disruptions: Counter[str], port: int, bus_port: int
+    ) -> None:
+        super().__init__(directory, disruptions, port=port, log=directory / "server.out")
+        self.bus_port = bus_port
+        self.dir = directory
+        self.binary = find_binary("redis-server")
+
+    def __repr__(self) -> str:
+        return f"ClusterNodeProcess({self.address}, bus {self.bus_port})"
 
     @property
     def address(self) -> str:
         """``127.0.0.1:<port>``."""
         return f"127.0.0.1:{self.port}"
 
-    def running(self) -> bool:
-        """True while the process started here lives."""
-        return self.process is not None and self.process.poll() is None
+    def start(self) -> None:
+        """Start (or restart, keeping its ``nodes.conf``) and wait until it answers."""
+        self._spawn(
+            [self.binary, "--port", str(self.port), "--cluster-port", str(self.bus_port),
+             "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+             "--cluster-replica-validity-factor", "0"],
+        )  # fmt: skip
+        self._wait_up(_WAIT_S)
+
+    def stop(self) -> None:
+        """SIGTERM: with no save points, the node exits without writing its data."""
+        self._end(signal.SIGTERM)
 
 
 class RedisClusterServers:
@@ -58,17 +79,15 @@ class RedisClusterServers:
         self.root = root
         self.masters_wanted = masters
         self.replicas = replicas
-        self.server = shutil.which("redis-server")
-        self.cli = shutil.which("redis-cli")
-        if self.server is None or self.cli is None:
-            raise ServerUnavailable("redis-server and redis-cli are needed for a Redis Cluster")
+        self.cli = find_binary("redis-cli")
+        self.disruptions: Counter[str] = Counter()
         used: set[int] = set()
         self.nodes: list[ClusterNodeProcess] = []
         for index in range(masters * (1 + replicas)):
             port, bus_port = self._two_ports(used)
             directory = root / f"node{index}"
             directory.mkdir()
-            self.nodes.append(ClusterNodeProcess(port, bus_port, directory))
+            self.nodes.append(ClusterNodeProcess(directory, self.disruptions, port, bus_port))
 
     @staticmethod
     def _two_ports(used: set[int]) -> tuple[int, int]:
@@ -109,26 +128,9 @@ class RedisClusterServers:
 
     def start_node(self, node: ClusterNodeProcess) -> None:
         """Start (or restart, keeping its ``nodes.conf``) one node and wait until it answers."""
-        assert self.server is not None
-        with (node.dir / "server.out").open("ab") as out:
-            node.process = subprocess.Popen(
-                [self.server, "--port", str(node.port), "--cluster-port", str(node.bus_port),
-                 "--bind", "127.0.0.1", "--dir", str(node.dir), "--save", "",
-                 "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                 "--cluster-replica-validity-factor", "0"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + _WAIT_S
-        while not port_answers(node.port):
-            if not node.running() or time.monotonic() > deadline:
-                tail = (node.dir / "server.out").read_text(errors="replace")[-2000:]
-                raise ServerUnavailable(f"cluster node {node.address} did not start:\n{tail}")
-            time.sleep(0.05)
+        node.start()
 
     def _create(self) -> None:
-        assert self.cli is not None
         done = subprocess.run(
             [self.cli, "--cluster", "create", *(n.address for n in self.nodes),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
@@ -139,7 +141,6 @@ class RedisClusterServers:
 
     def redis_cli(self, node: ClusterNodeProcess, *args: str) -> str:
         """``redis-cli -p <node's port> args...`` (empty text when the node does not answer)."""
-        assert self.cli is not None
         try:
             done = subprocess.run(
                 [self.cli, "-h", "127.0.0.1", "-p", str(node.port), *args],
@@ -217,19 +218,15 @@ class RedisClusterServers:
 
     def kill(self, node: ClusterNodeProcess) -> None:
         """``kill -9`` one node started here."""
-        if node.running() and node.process is not None:
-            node.process.send_signal(signal.SIGKILL)
-            node.process.wait(30)
+        node.kill()
 
     def pause(self, node: ClusterNodeProcess) -> None:
         """SIGSTOP one node started here: its sockets stay open, nothing answers."""
-        if node.running() and node.process is not None:
-            node.process.send_signal(signal.SIGSTOP)
+        node.freeze()
 
     def resume(self, node: ClusterNodeProcess) -> None:
         """SIGCONT (harmless when not stopped)."""
-        if node.running() and node.process is not None:
-            node.process.send_signal(signal.SIGCONT)
+        node.resume()
 
     def replica_of(self, master: ClusterNodeProcess) -> ClusterNodeProcess:
         """The running node that replicates ``master`` (its successor should it fail)."""
@@ -276,6 +273,6 @@ class RedisClusterServers:
         """Kill the six processes started here and remove their directory."""
         for node in self.nodes:
             with contextlib.suppress(Exception):
-                self.resume(node)
-                self.kill(node)
+                node.resume()
+                node.kill()
         shutil.rmtree(self.root, ignore_errors=True)

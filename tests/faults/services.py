@@ -35,11 +35,13 @@ from typing import Any
 
 __all__ = [
     "FaultServers",
+    "ServerProcess",
     "ServerUnavailable",
     "ThrowawayPostgres",
     "ThrowawayRabbit",
     "ThrowawayRabbitCluster",
     "ThrowawayRedis",
+    "find_binary",
     "free_port",
     "port_answers",
 ]
@@ -78,7 +80,9 @@ def _wait_port(port: int, up: bool, timeout_s: float = _WAIT_S) -> None:
         time.sleep(0.1)
 
 
-def _binary(name: str, *candidates: Path) -> str:
+def find_binary(name: str, *candidates: Path) -> str:
+    """The first executable of ``candidates``, else ``name`` on ``PATH`` (else
+    ``ServerUnavailable``)."""
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
@@ -88,17 +92,27 @@ def _binary(name: str, *candidates: Path) -> str:
     return found
 
 
-class _Server:
-    """One server process started here; every signal goes to its pid and no other."""
+class ServerProcess:
+    """One server process started here; every signal goes to its pid and no other.
+
+    Also the base of a Redis Cluster node (``tests/clusters.py``): ``port`` (else a free
+    one) and ``log`` (else ``<root>/<kind>.out``) are for it."""
 
     kind = "server"
 
-    def __init__(self, root: Path, disruptions: Counter[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        disruptions: Counter[str],
+        *,
+        port: int | None = None,
+        log: Path | None = None,
+    ) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.disruptions = disruptions
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = root / f"{self.kind}.out"
+        self.log = root / f"{self.kind}.out" if log is None else log
 
     def _spawn(self, argv: list[str], **kwargs: Any) -> None:
         with self.log.open("ab") as out:
@@ -117,14 +131,18 @@ class _Server:
         """True while the process started here lives (frozen counts as living)."""
         return self.process is not None and self.process.poll() is None
 
-    def _wait_up(self) -> None:
-        deadline = time.monotonic() + _WAIT_S
+    def _wait_up(self, timeout_s: float = _WAIT_S) -> None:
+        deadline = time.monotonic() + timeout_s
         while not port_answers(self.port):
             if self.process is None or self.process.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-                raise ServerUnavailable(f"the throwaway {self.kind} exited at start:\n{tail}")
+                raise ServerUnavailable(
+                    f"the throwaway {self.kind} on port {self.port} exited at start:\n{tail}"
+                )
             if time.monotonic() > deadline:
-                raise ServerUnavailable(f"the throwaway {self.kind} did not answer in {_WAIT_S}s")
+                raise ServerUnavailable(
+                    f"the throwaway {self.kind} on port {self.port} did not answer in {timeout_s}s"
+                )
             time.sleep(0.1)
 
     def _signal(self, signum: int) -> None:
@@ -144,6 +162,12 @@ class _Server:
             self.process.kill()
             self.process.wait(30)
         _wait_port(self.port, up=False, timeout_s=30)
+
+    def kill(self) -> None:
+        """SIGKILL the server (no clean shutdown) and reap it."""
+        if self.running() and self.process is not None:
+            self.process.kill()
+            self.process.wait(30)
 
     def freeze(self) -> None:
         """SIGSTOP the server (its connections stay open, nothing answers)."""
@@ -171,14 +195,14 @@ class _Server:
         _wait_port(self.port, up=True)
 
 
-class ThrowawayRedis(_Server):
+class ThrowawayRedis(ServerProcess):
     """``redis-server`` without persistence: a restart brings it back empty."""
 
     kind = "redis"
 
     def __init__(self, root: Path, disruptions: Counter[str]) -> None:
         super().__init__(root, disruptions)
-        self.binary = _binary("redis-server")
+        self.binary = find_binary("redis-server")
         self.dir = root / "redis"
         self.dir.mkdir()
 
@@ -207,7 +231,7 @@ class ThrowawayRedis(_Server):
         self.start()
 
 
-class ThrowawayPostgres(_Server):
+class ThrowawayPostgres(ServerProcess):
     """A cluster of its own (``initdb``), trust auth on 127.0.0.1, no fsync."""
 
     kind = "postgres"
@@ -216,8 +240,8 @@ class ThrowawayPostgres(_Server):
         super().__init__(root, disruptions)
         bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key)
         bindir = bindirs[-1] if bindirs else _pg_config_bindir()
-        self.initdb = _binary("initdb", *([bindir / "initdb"] if bindir else []))
-        self.postgres = _binary("postgres", *([bindir / "postgres"] if bindir else []))
+        self.initdb = find_binary("initdb", *([bindir / "initdb"] if bindir else []))
+        self.postgres = find_binary("postgres", *([bindir / "postgres"] if bindir else []))
         self.home = root / "postgres"
         self.data = self.home / "data"
         self.home.mkdir()
@@ -277,7 +301,7 @@ def _pg_config_bindir() -> Path | None:
     return Path(done.stdout.strip()) if done.returncode == 0 else None
 
 
-class ThrowawayRabbit(_Server):
+class ThrowawayRabbit(ServerProcess):
     """A RabbitMQ node of its own: name, ports, cookie, data, logs, no plugins.
 
     ``name`` (its directory under ``root``) and ``cookie`` let several nodes share a
@@ -295,8 +319,8 @@ class ThrowawayRabbit(_Server):
     ) -> None:
         super().__init__(root, disruptions)
         self.log = root / f"{name}.out"
-        self.server = _binary("rabbitmq-server", RABBIT_BIN / "rabbitmq-server")
-        self.ctl_binary = _binary("rabbitmqctl", RABBIT_BIN / "rabbitmqctl")
+        self.server = find_binary("rabbitmq-server", RABBIT_BIN / "rabbitmq-server")
+        self.ctl_binary = find_binary("rabbitmqctl", RABBIT_BIN / "rabbitmqctl")
         self.node = f"ef-fault-{self.port}@localhost"
         base = root / name
         home = base / "home"
@@ -374,9 +398,7 @@ class ThrowawayRabbit(_Server):
     def hard_kill(self) -> None:
         """SIGKILL the node's VM (no clean shutdown)."""
         self.disruptions["rabbit_hard_kill"] += 1
-        if self.process is not None and self.running():
-            self.process.kill()
-            self.process.wait(30)
+        self.kill()
         _wait_port(self.port, up=False, timeout_s=30)
 
     def ensure(self) -> None:
@@ -524,9 +546,7 @@ class ThrowawayRabbitCluster:
         """Kill every node (their data is thrown away with them) and remove the directory."""
         for node in self.nodes:
             node.resume()
-            if node.running() and node.process is not None:
-                node.process.kill()
-                node.process.wait(30)
+            node.kill()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -560,7 +580,7 @@ class FaultServers:
             raise
         return servers
 
-    def all(self) -> tuple[_Server, ...]:
+    def all(self) -> tuple[ServerProcess, ...]:
         """The three servers."""
         return (self.postgres, self.redis, self.rabbit)
 
@@ -588,7 +608,5 @@ class FaultServers:
         for server in self.all():
             with contextlib.suppress(Exception):
                 server.stop()
-            if server.running() and server.process is not None:
-                server.process.kill()
-                server.process.wait(30)
+            server.kill()
         shutil.rmtree(self.root, ignore_errors=True)
