@@ -59,6 +59,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _workload import fill_pass  # bench/, first on sys.path: see its doc
 from execflow.apps.bench import percentiles, success_times
 from execflow.clock import SystemClock, UuidIds
 from execflow.domain.enums import Side
@@ -373,34 +374,6 @@ _INNER = "EXECFLOW_FIXBENCH_INNER"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-async def bare_pass(workdir: Path, orders: int) -> None:
-    """No LP: place the orders, then publish one fill report per order; wait until idle."""
-    from execflow.apps.bench import place_orders, publish_fills, wait_for
-
-    settings = Settings(
-        log_dir=workdir / "logs", database_url=f"sqlite+aiosqlite:///{workdir / 'x.db'}"
-    )
-    logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
-    try:
-        async with open_services(settings, logs) as services:
-            placed = await place_orders(services, orders)
-            pipeline = EmbeddedPipeline(services, rebuild=False)
-            await pipeline.start()
-            try:
-                await publish_fills(services.bus, placed, None, "instr")
-                log = logs.logger("worker_open")
-
-                async def opened() -> bool:
-                    return log.stats.count("success") >= len(placed)
-
-                await wait_for(opened, 3600)
-                await pipeline.drain(timeout_s=3600)
-            finally:
-                await pipeline.stop()
-    finally:
-        await asyncio.to_thread(logs.close)
-
-
 def inner(spec: str) -> None:
     """The counted process: ``bus:N`` or ``fix:N:PORT`` (run under valgrind)."""
     mode, orders, *port = spec.split(":")
@@ -408,7 +381,7 @@ def inner(spec: str) -> None:
         if mode == "fix":
             asyncio.run(one_pass(Path(tmp), "fix", int(orders), None, int(port[0])))
         else:
-            asyncio.run(bare_pass(Path(tmp), int(orders)))
+            asyncio.run(fill_pass(Path(tmp), int(orders), 3600))
 
 
 def count(mode: str, orders: int) -> int:

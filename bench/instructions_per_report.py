@@ -27,40 +27,6 @@ _INNER = "EXECFLOW_INSTR_INNER"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-async def _workload(reports: int, fill: bool, workdir: Path) -> None:
-    from execflow.apps.bench import place_orders, publish_fills, wait_for
-    from execflow.logs import setup_logging
-    from execflow.pipeline.embedded import EmbeddedPipeline
-    from execflow.pipeline.services import open_services
-    from execflow.settings import Settings
-
-    settings = Settings(
-        log_dir=workdir / "logs",
-        log_level="INFO",
-        database_url=f"sqlite+aiosqlite:///{workdir / 'execflow.db'}",
-    )
-    logs = setup_logging(settings, "simulator", bridge=False)
-    try:
-        async with open_services(settings, logs) as services:
-            orders = await place_orders(services, reports)
-            pipeline = EmbeddedPipeline(services, rebuild=False)
-            await pipeline.start()
-            try:
-                if fill:
-                    await publish_fills(services.bus, orders, None, "instr")
-                    log = logs.logger("worker_open")
-
-                    async def opened() -> bool:
-                        return log.stats.count("success") >= len(orders)
-
-                    await wait_for(opened, 600)
-                await pipeline.drain(timeout_s=600)
-            finally:
-                await pipeline.stop()
-    finally:
-        logs.close()
-
-
 def _count(src: Path | None, reports: int, fill: bool) -> int:
     env = {**os.environ, _INNER: "fill" if fill else "place"}
     if src is not None:
@@ -97,7 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     inner = os.environ.get(_INNER)
     if inner is not None:
-        asyncio.run(_workload(args.reports, inner == "fill", args.workdir))
+        from _workload import fill_pass  # bench/, first on sys.path: see its doc
+
+        asyncio.run(fill_pass(args.workdir, args.reports, 600, fill=inner == "fill"))
         return
     current = _per_report(None, args.reports)
     print(f"this tree: {current / 1e6:.3f} M instructions per report ({args.reports} reports)")
