@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pytest
 
 from execflow.settings import require_services
-from tests.faults.harness import PipelineRun, RunConfig, Verdict
+from tests.faults.harness import Endpoints, PipelineRun, RunConfig, Verdict
 from tests.faults.sentinels import Sentinels, plant, remove
 from tests.faults.services import (
     FaultServers,
@@ -153,6 +153,33 @@ def cpu_stress(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with cpu_load():
         yield
+
+
+@contextlib.asynccontextmanager
+async def run_on(
+    tmp_path: Path,
+    services: FaultServers,
+    endpoints: Endpoints,
+    config: RunConfig,
+    start_timeout_s: float,
+    before_cleanup: Callable[[], Awaitable[object]] | None = None,
+) -> AsyncIterator[PipelineRun]:
+    """A started ``PipelineRun`` on ``endpoints`` and a fresh database of the suite's
+    throwaway PostgreSQL (``services``): for the tests that bring a cluster of their own.
+    Stopped and cleaned up at the end; ``before_cleanup`` (bringing that cluster back, so
+    that the run's keys and queues can be removed) runs in between."""
+    from tests.backends.conftest import fresh_pg_database
+
+    async with fresh_pg_database(services.postgres.url) as pg_url:
+        run = PipelineRun(tmp_path, pg_url, config, endpoints)
+        try:
+            await run.start(start_timeout_s=start_timeout_s)
+            yield run
+        finally:
+            await run.stop()
+            if before_cleanup is not None:
+                await before_cleanup()
+            await run.cleanup()
 
 
 @pytest.fixture

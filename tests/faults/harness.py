@@ -39,7 +39,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +71,7 @@ __all__ = [
     "Endpoints",
     "PipelineRun",
     "RunConfig",
+    "SplitEndpoints",
     "Verdict",
 ]
 
@@ -124,6 +125,16 @@ class _DefaultServers:
 
 
 DEFAULT_SERVERS: Endpoints = _DefaultServers()
+
+
+@dataclass(frozen=True, slots=True)
+class SplitEndpoints:
+    """A broker and a state store from different places: a cluster of the test's own for
+    one of them, the suite's throwaway server for the other."""
+
+    amqp_url: str
+    redis_url: str  # a run adds ``?key_prefix=``: a cluster's URL ends with ``/``
+    rabbitmqctl: Callable[..., subprocess.CompletedProcess[str]]  # against the broker's node
 
 
 def write_instrument_seed(path: Path) -> None:

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import assert_clean, started_rabbit_cluster
-from tests.faults.harness import PipelineRun, RunConfig
+from tests.faults.conftest import assert_clean, run_on, started_rabbit_cluster
+from tests.faults.harness import PipelineRun, RunConfig, SplitEndpoints
 from tests.faults.services import (
     FaultServers,
     ServerUnavailable,
@@ -41,23 +39,6 @@ from tests.faults.test_fault_zbroker import wait_consumers
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
 
-@dataclass(frozen=True)
-class ClusterEndpoints:
-    """The cluster as the harness's broker, the suite's throwaway Redis as its state store."""
-
-    cluster: ThrowawayRabbitCluster
-    redis_url: str
-
-    @property
-    def amqp_url(self) -> str:
-        """The three nodes in one URL."""
-        return self.cluster.amqp_url
-
-    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``rabbitmqctl`` against a living node of the cluster."""
-        return self.cluster.rabbitmqctl(*args)
-
-
 @pytest.fixture
 async def cluster_run(
     tmp_path: Path,
@@ -65,7 +46,7 @@ async def cluster_run(
     restore_services: FaultServers,
 ) -> AsyncIterator[PipelineRun]:
     """A ``PipelineRun`` on the cluster; stopped and cleaned up at the end."""
-    async with run_on(tmp_path, rabbit_cluster, restore_services) as run:
+    async with on_the_cluster(tmp_path, rabbit_cluster, restore_services) as run:
         yield run
 
 
@@ -85,32 +66,23 @@ async def partition_run(
     restore_services: FaultServers,
 ) -> AsyncIterator[PipelineRun]:
     """A ``PipelineRun`` on the partition cluster."""
-    async with run_on(tmp_path, partition_cluster, restore_services) as run:
+    async with on_the_cluster(tmp_path, partition_cluster, restore_services) as run:
         yield run
 
 
-@contextlib.asynccontextmanager
-async def run_on(
+def on_the_cluster(
     tmp_path: Path, cluster: ThrowawayRabbitCluster, services: FaultServers
-) -> AsyncIterator[PipelineRun]:
-    """A started ``PipelineRun`` on ``cluster``; stopped and cleaned up at the end."""
-    from tests.backends.conftest import fresh_pg_database
-
-    endpoints = ClusterEndpoints(cluster, services.redis_url)
-    async with fresh_pg_database(services.postgres.url) as pg_url:
-        # 700 orders: ~2,300 confirmed reports (the verdict wants 2,000), in less time. The
-        # driver waits 90 s, not 30, for every order to be final before it reconciles: with
-        # three more Erlang VMs on a busy 2-core box the db writer lags (a run at load 25
-        # had 170 orders not final after 30 s, the books clean once it caught up)
-        config = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(90.0))
-        run = PipelineRun(tmp_path, pg_url, config, endpoints)
-        try:
-            # three more Erlang VMs on the box: the ten children take longer to come up
-            await run.start(start_timeout_s=180.0)
-            yield run
-        finally:
-            await run.stop()
-            await run.cleanup()
+) -> contextlib.AbstractAsyncContextManager[PipelineRun]:
+    """A started ``PipelineRun`` with ``cluster`` as its broker; stopped and cleaned up at
+    the end."""
+    endpoints = SplitEndpoints(cluster.amqp_url, services.redis_url, cluster.rabbitmqctl)
+    # 700 orders: ~2,300 confirmed reports (the verdict wants 2,000), in less time. The
+    # driver waits 90 s, not 30, for every order to be final before it reconciles: with
+    # three more Erlang VMs on a busy 2-core box the db writer lags (a run at load 25
+    # had 170 orders not final after 30 s, the books clean once it caught up)
+    config = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(90.0))
+    # three more Erlang VMs on the box: the ten children take longer to come up
+    return run_on(tmp_path, services, endpoints, config, start_timeout_s=180.0)
 
 
 async def wait_new_leaders(

@@ -22,18 +22,16 @@ order final, the event rate back within the recovery limit.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from execflow.pipeline.completeness import STATE_MARKER
 from tests.clusters import ClusterNodeProcess, RedisClusterServers
-from tests.faults.conftest import assert_clean
-from tests.faults.harness import PipelineRun, RunConfig, Verdict
+from tests.faults.conftest import assert_clean, run_on
+from tests.faults.harness import PipelineRun, RunConfig, SplitEndpoints, Verdict
 from tests.faults.services import FaultServers
 from tests.faults.stress import deadline_s
 
@@ -43,52 +41,29 @@ NODE_TIMEOUT_S = 2.0
 PAUSE_S = 4 * NODE_TIMEOUT_S  # well past the node timeout: the replica is promoted meanwhile
 
 
-@dataclass(frozen=True)
-class ClusterStateEndpoints:
-    """The suite's throwaway RabbitMQ, the Redis Cluster as the state store."""
-
-    servers: FaultServers
-    cluster: RedisClusterServers
-
-    @property
-    def amqp_url(self) -> str:
-        """The throwaway broker."""
-        return self.servers.amqp_url
-
-    @property
-    def redis_url(self) -> str:
-        """The cluster's state URL, ready for the run's ``?key_prefix=``."""
-        return f"{self.cluster.url}/"
-
-    def rabbitmqctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``rabbitmqctl`` against the throwaway node."""
-        return self.servers.rabbitmqctl(*args)
-
-
 @pytest.fixture
 async def cluster_state_run(
     tmp_path: Path, redis_cluster: RedisClusterServers, restore_services: FaultServers
 ) -> AsyncIterator[PipelineRun]:
     """A ``PipelineRun`` with its state on the cluster; stopped and cleaned up at the end."""
-    from tests.backends.conftest import fresh_pg_database
-
     await asyncio.to_thread(redis_cluster.restore)
-    endpoints = ClusterStateEndpoints(restore_services, redis_cluster)
-    async with fresh_pg_database(restore_services.postgres.url) as pg_url:
-        # The driver may take 180 s, not 30, to see every order final: on this shared box
-        # the dispatcher falls behind 40 orders/s with or without a fault (a run without
-        # one, load 17-28: 400+ reports queued, 228 s to place, 169 orders not final after
-        # 30 s, none stuck: each final once the backlog was worked off). It returns as soon
-        # as every order is final; the bound is only how long it waits.
-        config = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(180.0))
-        run = PipelineRun(tmp_path, pg_url, config, endpoints)
-        try:
-            await run.start(start_timeout_s=120.0)
-            yield run
-        finally:
-            await run.stop()
-            await asyncio.to_thread(redis_cluster.restore)
-            await run.cleanup()
+    servers = restore_services
+    endpoints = SplitEndpoints(servers.amqp_url, f"{redis_cluster.url}/", servers.rabbitmqctl)
+    # The driver may take 180 s, not 30, to see every order final: on this shared box
+    # the dispatcher falls behind 40 orders/s with or without a fault (a run without
+    # one, load 17-28: 400+ reports queued, 228 s to place, 169 orders not final after
+    # 30 s, none stuck: each final once the backlog was worked off). It returns as soon
+    # as every order is final; the bound is only how long it waits.
+    config = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(180.0))
+    async with run_on(
+        tmp_path,
+        servers,
+        endpoints,
+        config,
+        start_timeout_s=120.0,
+        before_cleanup=lambda: asyncio.to_thread(redis_cluster.restore),
+    ) as run:
+        yield run
 
 
 def marker_master(cluster: RedisClusterServers, run: PipelineRun) -> ClusterNodeProcess:
