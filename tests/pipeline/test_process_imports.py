@@ -4,9 +4,10 @@ Each ``execflow run`` process is started for real on RabbitMQ, Redis and Postgre
 (unique queue and key prefixes), through the console script's own entry point. Once it
 has logged that it is consuming it is stopped with SIGTERM, and the top-level packages
 it had imported are written out at exit: the API stack (FastAPI, Starlette, Uvicorn),
-the migration tool (Alembic, Mako) and the terminal renderers (Rich, Pygments) must not
-be among them, nor SQLAlchemy in the dispatcher and the workers. Each of those costs
-RSS in every one of ``run all``'s processes.
+the migration tool (Alembic, Mako), the terminal renderers (Rich, Pygments) and, with no
+metrics configured, prometheus_client (with the stdlib's HTTP and WSGI servers) must not
+be among them, nor SQLAlchemy and sqlite3 in the dispatcher and the workers (they run on
+PostgreSQL here). Each of those costs RSS in every one of ``run all``'s processes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tests.pipeline.flow import SEED_FILE
 pytestmark = pytest.mark.integration
 
 HEAVY = {"fastapi", "starlette", "uvicorn", "sse_starlette", "alembic", "mako", "pygments", "rich"}
+# loaded by execflow.metrics, which a process imports only when metrics are configured
+# (cli.run); none are here
+METRICS = {"prometheus_client", "wsgiref", "http.server"}
 
 # Runs the CLI as the console script does; at exit (SIGTERM ends the command normally)
 # writes the imported top-level packages to argv[1]. A thread sends the SIGTERM once the
@@ -37,7 +41,7 @@ import atexit, json, os, signal, sys, threading, time
 from pathlib import Path
 
 out, log, tag = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-atexit.register(lambda: out.write_text(json.dumps(sorted({m.split(".")[0] for m in sys.modules}))))
+atexit.register(lambda: out.write_text(json.dumps(sorted(sys.modules))))
 
 def stop_once_started():
     while tag not in (log.read_text() if log.exists() else ""):
@@ -56,7 +60,7 @@ PROCESSES = {
     "db writer": ("db_writer.log", "[DBWRITER:STARTED]", ("db-writer",)),
 }
 # the dispatcher and the workers connect the database on first use (backends.deferred):
-# with the state store seeded, they never load SQLAlchemy
+# with the state store seeded, they never load SQLAlchemy (nor, on PostgreSQL, sqlite3)
 NO_DATABASE = {"dispatcher", "worker open"}
 
 
@@ -70,11 +74,13 @@ def _env(settings: Settings) -> dict[str, str]:
         EXECFLOW_LOG_DIR=str(settings.log_dir),
         EXECFLOW_SHUTDOWN_TIMEOUT_S="2",
     )
+    for name in ("EXECFLOW_METRICS_PORT", "EXECFLOW_METRICS_MULTIPROC_DIR"):
+        env.pop(name, None)  # no metrics: what a process loads without them is tested
     return env
 
 
 @pytest.mark.parametrize("kind", list(PROCESSES))
-async def test_a_pipeline_process_imports_no_api_migration_or_terminal_stack(
+async def test_a_pipeline_process_imports_no_api_migration_terminal_or_metrics_stack(
     kind: str, real_services: Services, real_settings: Settings, tmp_path: Path
 ) -> None:
     # real_services has migrated the fresh database, as the first process of a deployment
@@ -89,10 +95,12 @@ async def test_a_pipeline_process_imports_no_api_migration_or_terminal_stack(
         subprocess.run, command, env=_env(real_settings), capture_output=True, timeout=120
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    imported = set(json.loads(out.read_text()))
+    modules = set(json.loads(out.read_text()))
+    imported = {m.split(".")[0] for m in modules}
     assert "execflow" in imported and "aio_pika" in imported  # it did run, on the broker
     assert imported & HEAVY == set()
+    assert modules & METRICS == set()
     if kind in NO_DATABASE:
-        assert "sqlalchemy" not in imported
+        assert imported & {"sqlalchemy", "sqlite3"} == set()
     else:
         assert "sqlalchemy" in imported

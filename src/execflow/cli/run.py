@@ -20,7 +20,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -33,7 +33,6 @@ from execflow.domain.routing import Worker
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import mask_value
 from execflow.logs.setup import LogSystem
-from execflow.metrics import Metrics, MetricsServer
 from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
 from execflow.pipeline.dispatcher import dispatcher_consumer
 from execflow.pipeline.queue_sampler import QueueSampler, sampled_queues
@@ -43,6 +42,9 @@ from execflow.pipeline.services import Services, open_services
 from execflow.pipeline.stuck import StuckWatch
 from execflow.pipeline.workers import worker_consumer
 from execflow.settings import Settings
+
+if TYPE_CHECKING:
+    from execflow.metrics import Metrics
 
 __all__ = ["masked_settings", "run_app", "run_with_services", "serve"]
 
@@ -95,14 +97,7 @@ def serve(
     with ExitStack() as stack:
         logs: LogSystem = stack.enter_context(process_logging(settings, component))
         log = logs.logger(component)
-        metrics = None
-        if settings.metrics_multiproc_dir is not None:
-            # Under `run all` the supervisor serves every child's values on one port.
-            metrics = Metrics(component, multiprocess_dir=settings.metrics_multiproc_dir)
-        elif settings.metrics_port is not None:
-            metrics = Metrics(component)
-            server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
-            stack.callback(server.stop)
+        metrics = _process_metrics(settings, component, stack)
         # every setting as a field (``instance`` among them), secrets masked
         log.info("PROCESS:START", component=component, **masked_settings(settings))
         database = None
@@ -110,6 +105,25 @@ def serve(
             database = DeferredDatabase(settings.database_url, lambda: make_database(settings))
         stopped_by = asyncio.run(_serve(settings, logs, log, build, metrics, database))
         log.info("PROCESS:STOP", component=component, instance=settings.instance, signal=stopped_by)
+
+
+def _process_metrics(settings: Settings, component: str, stack: ExitStack) -> Metrics | None:
+    """The process's metrics if the settings ask for them (their endpoint stops with ``stack``)."""
+    multiproc_dir, port = settings.metrics_multiproc_dir, settings.metrics_port
+    if multiproc_dir is None and port is None:
+        return None
+    # prometheus_client (with http.server and wsgiref) loads only in a process that has
+    # metrics: ~1.8 MB of RSS in every other one (docs/benchmarks.md, "Memory")
+    from execflow.metrics import Metrics, MetricsServer
+
+    if multiproc_dir is not None:
+        # Under `run all` the supervisor serves every child's values on one port.
+        return Metrics(component, multiprocess_dir=multiproc_dir)
+    metrics = Metrics(component)
+    if port is not None:
+        server = MetricsServer(metrics, settings.metrics_host, port).start()
+        stack.callback(server.stop)
+    return metrics
 
 
 @contextlib.contextmanager
@@ -238,13 +252,7 @@ def run_lp_gateway(
     with ExitStack() as stack:
         logs = stack.enter_context(process_logging(settings, "lp_gateway", qualifier=lp))
         log = logs.logger("lp_gateway")
-        metrics = None
-        if settings.metrics_multiproc_dir is not None:
-            metrics = Metrics("lp_gateway", multiprocess_dir=settings.metrics_multiproc_dir)
-        elif settings.metrics_port is not None:
-            metrics = Metrics("lp_gateway")
-            server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
-            stack.callback(server.stop)
+        metrics = _process_metrics(settings, "lp_gateway", stack)
         log.info("PROCESS:START", component="lp_gateway", lp=lp, **masked_settings(settings))
         stopped_by = asyncio.run(_serve_gateway(settings, logs, log, lp, metrics))
         log.info("PROCESS:STOP", component="lp_gateway", lp=lp, signal=stopped_by)

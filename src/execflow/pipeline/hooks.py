@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
-from execflow.metrics import Metrics
 from execflow.pipeline.dbfence import wait_for_db_writer
 from execflow.pipeline.rebuild import rebuild_after_outage
 from execflow.pipeline.services import Services
+
+if TYPE_CHECKING:
+    # only annotations: prometheus_client loads where metrics are configured (cli.run)
+    from execflow.metrics import Metrics
 
 __all__ = ["MetricsHook", "Outcome", "RunnerHook", "StateCheckHook", "default_hooks"]
 

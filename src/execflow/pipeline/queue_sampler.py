@@ -9,11 +9,16 @@ dispatcher, as it also counts stuck orders) into ``execflow_queue_depth`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from execflow.backends.bus import Bus
 from execflow.errors import ExecflowError
 from execflow.logs.events import EventLogger
-from execflow.metrics import Metrics
 from execflow.pipeline.periodic import Periodic
+
+if TYPE_CHECKING:
+    # only annotations: prometheus_client loads where metrics are configured (cli.run)
+    from execflow.metrics import Metrics
 
 __all__ = ["QueueSampler", "sampled_queues"]
 

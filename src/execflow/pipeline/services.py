@@ -24,6 +24,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from execflow.backends.bus import Bus, QueueNames
 from execflow.backends.database import Database
@@ -33,9 +34,12 @@ from execflow.backends.state import StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import LogSystem
-from execflow.metrics import LogSnapshot, Metrics
 from execflow.pipeline.decoded import DecodedRefdata
 from execflow.settings import Settings
+
+if TYPE_CHECKING:
+    # only annotations: prometheus_client loads where metrics are configured (cli.run)
+    from execflow.metrics import Metrics
 
 __all__ = ["Services", "open_services"]
 
@@ -128,6 +132,8 @@ async def _logs_in_metrics(metrics: Metrics, logs: LogSystem) -> AsyncIterator[N
     A process serving its own endpoint refreshes them at each scrape; under ``run all``
     (multiprocess mode) nobody scrapes this process, so they are refreshed on a timer.
     """
+    from execflow.metrics import LogSnapshot  # loaded with the metrics (see TYPE_CHECKING)
+
     counters = logs.counters
 
     def snapshot() -> LogSnapshot:

@@ -31,7 +31,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from execflow.backends.state import StateStore
 from execflow.clock import Clock
@@ -41,8 +41,11 @@ from execflow.domain.models import Order
 from execflow.domain.stuck import in_flight, is_stuck, may_wait, silent_for_s
 from execflow.errors import ExecflowError
 from execflow.logs.events import EventLogger
-from execflow.metrics import Metrics
 from execflow.pipeline.periodic import Periodic
+
+if TYPE_CHECKING:
+    # only annotations: prometheus_client loads where metrics are configured (cli.run)
+    from execflow.metrics import Metrics
 
 __all__ = ["FinalOrders", "StuckOrder", "StuckWatch", "find_stuck"]
 
