@@ -59,6 +59,15 @@ PROCESSES = {
     "worker open": ("worker_open.log", "[OPEN:STARTED]", ("worker", "open")),
     "db writer": ("db_writer.log", "[DBWRITER:STARTED]", ("db-writer",)),
 }
+# the other components' modules, which ``execflow run`` imports in their own process only
+_DISPATCHER = {"execflow.pipeline.dispatcher", "execflow.pipeline.stuck"}
+_WORKERS = {"execflow.pipeline.workers", "execflow.pipeline.transact"}
+_DB_WRITER = {"execflow.pipeline.dbwriter"}
+NOT_OWN = {
+    "dispatcher": _WORKERS | _DB_WRITER,
+    "worker open": _DISPATCHER | _DB_WRITER,
+    "db writer": _DISPATCHER | _WORKERS,
+}
 # the dispatcher and the workers connect the database on first use (backends.deferred):
 # with the state store seeded, they never load SQLAlchemy (nor, on PostgreSQL, sqlite3)
 NO_DATABASE = {"dispatcher", "worker open"}
@@ -100,6 +109,7 @@ async def test_a_pipeline_process_imports_no_api_migration_terminal_or_metrics_s
     assert "execflow" in imported and "aio_pika" in imported  # it did run, on the broker
     assert imported & HEAVY == set()
     assert modules & METRICS == set()
+    assert modules & NOT_OWN[kind] == set()
     if kind in NO_DATABASE:
         assert imported & {"sqlalchemy", "sqlite3"} == set()
     else:

@@ -33,14 +33,9 @@ from execflow.domain.routing import Worker
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import mask_value
 from execflow.logs.setup import LogSystem
-from execflow.pipeline.dbwriter import DbWriter, db_writer_spec
-from execflow.pipeline.dispatcher import dispatcher_consumer
-from execflow.pipeline.queue_sampler import QueueSampler, sampled_queues
 from execflow.pipeline.rebuild import rebuild_if_needed
 from execflow.pipeline.runner import ConsumerSpec, run_consumers
 from execflow.pipeline.services import Services, open_services
-from execflow.pipeline.stuck import StuckWatch
-from execflow.pipeline.workers import worker_consumer
 from execflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -182,6 +177,10 @@ _INSTANCE = typer.Option(
 @run_app.command("dispatcher")
 def run_dispatcher(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
     """Route LP reports from the reports queue to the worker queues."""
+    # each component's modules load only in its own process (docs/benchmarks.md, "Memory")
+    from execflow.pipeline.dispatcher import dispatcher_consumer
+    from execflow.pipeline.queue_sampler import QueueSampler, sampled_queues
+    from execflow.pipeline.stuck import StuckWatch
 
     def build(services: Services) -> tuple[list[ConsumerSpec], Callable[[], Awaitable[None]]]:
         # The dispatcher also counts stuck orders for the metric: one per deployment,
@@ -230,6 +229,7 @@ def run_worker(
     except ValueError:
         names = ", ".join(w.value for w in Worker)
         raise typer.BadParameter(f"unknown worker {name!r}; one of {names}") from None
+    from execflow.pipeline.workers import worker_consumer  # loaded in a worker's process only
 
     def build(services: Services) -> tuple[list[ConsumerSpec], None]:
         return [worker_consumer(services, worker)], None
@@ -277,6 +277,7 @@ async def _serve_gateway(
 @run_app.command("db-writer")
 def run_db_writer(ctx: typer.Context, instance: int | None = _INSTANCE) -> None:
     """Persist order events and snapshots from db_updates, in batches."""
+    from execflow.pipeline.dbwriter import DbWriter, db_writer_spec  # in its process only
 
     def build(services: Services) -> tuple[list[ConsumerSpec], Callable[[], Awaitable[None]]]:
         writer = DbWriter(services)
