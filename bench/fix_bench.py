@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import json
 import os
 import random
 import re
@@ -79,6 +80,128 @@ PLAIN_LP = LpConfig(latency=LatencyModel(0, 0, 0), ack_rate=0.0, slippage_rate=0
 IN_FLIGHT = 8
 FEED_SEED = 1
 READY = "fix-lp-ready"
+STAGES_ENV = "EXECFLOW_FIXBENCH_STAGES"  # the LP process writes its stage times there
+
+
+class StageTimes:
+    """``--stages``: wall-clock times (``time.time()``, one host) of each order's hops.
+
+    Kept per ClOrdID (the lifecycle id) by wrapping, in this bench only, the gateway's and
+    the acceptor's methods at each hand-over: the code measured is the code that runs.
+    """
+
+    def __init__(self) -> None:
+        self.at: dict[str, dict[str, float]] = {}
+
+    def mark(self, clordid: str | None, stage: str) -> None:
+        if clordid:
+            self.at.setdefault(clordid, {}).setdefault(stage, time.time())
+
+    def wrap(
+        self,
+        owner: Any,
+        name: str,
+        stage: str,
+        key: Callable[..., str | None],
+        after: str | None = None,
+    ) -> None:
+        inner = getattr(owner, name)
+
+        def run(*args: Any) -> Any:
+            clordid = key(*args)
+            self.mark(clordid, stage)
+            try:
+                return inner(*args)
+            finally:
+                if after is not None:
+                    self.mark(clordid, after)
+
+        setattr(owner, name, run)
+
+
+def add_stage_ends(
+    stages: StageTimes | None,
+    order_of: dict[str, str],
+    accepted: dict[str, float],
+    done: dict[str, float],
+) -> None:
+    """Each order's intake-accepted and fill-applied times, by its lifecycle id."""
+    if stages is None:
+        return
+    for clordid, at in stages.at.items():
+        order_id = order_of.get(clordid)
+        if order_id is not None and order_id in accepted and order_id in done:
+            at["accepted"] = accepted[order_id]
+            at["applied"] = done[order_id]
+
+
+def _fields_clordid(_msg_type: str, fields: Any) -> str | None:
+    from execflow.gateway.fixmap import first
+
+    return first(fields, 11)
+
+
+def _raw_clordid(_msg_type: str, raw: str) -> str | None:
+    from execflow.gateway.fixmap import raw_field
+
+    return raw_field(raw, 11)
+
+
+def instrument_gateway(gateway: Any, stages: StageTimes, order_of: dict[str, str]) -> None:
+    """Stage marks on the gateway: send, engine callback, on the loop, published."""
+    stages.wrap(gateway, "_send", "gw_send", _fields_clordid)
+    stages.wrap(gateway, "on_received", "gw_engine_cb", _raw_clordid)
+    publisher = gateway.reports
+    stages.wrap(publisher, "_arrived", "gw_on_loop", lambda entry: _raw_clordid("", entry.raw))
+    stages.wrap(
+        publisher,
+        "_report_received",
+        "gw_published",
+        lambda _t, fields, _d, _r: _fields_clordid("", fields),
+        after="gw_folded",
+    )
+    inner = gateway._log_sent
+
+    def log_sent(request: Any, msg_type: str, started: float) -> None:
+        order_of[request.lifecycle_id] = request.order_id
+        inner(request, msg_type, started)
+
+    gateway._log_sent = log_sent
+
+
+def instrument_lp(server: Any, stages: StageTimes) -> None:
+    """Stage marks on the acceptor: engine callback, on its loop, report handed to its engine."""
+    stages.wrap(server, "engine_received", "lp_engine_cb", _fields_clordid)
+    stages.wrap(server, "_on_message", "lp_on_loop", _fields_clordid)
+    stages.wrap(
+        server,
+        "_send",
+        "lp_report_sent",
+        lambda msg_type, body: _fields_clordid("", body) if msg_type == "8" else None,
+    )
+
+
+STAGE_ORDER = (
+    ("accepted", "gw_send", "intake accepted -> gateway sends D (pipeline + bus + gateway)"),
+    ("gw_send", "lp_engine_cb", "D sent -> LP engine's callback (TCP, LP engine thread, LP GIL)"),
+    ("lp_engine_cb", "lp_on_loop", "LP callback -> LP's loop (LP hand-over)"),
+    ("lp_on_loop", "lp_report_sent", "LP's loop -> 8 handed to LP engine (LP book, task)"),
+    ("lp_report_sent", "gw_engine_cb", "8 sent -> gateway engine's callback (TCP, engine, GIL)"),
+    ("gw_engine_cb", "gw_on_loop", "gateway callback -> gateway's loop (journal, hand-over)"),
+    ("gw_on_loop", "gw_published", "on the loop -> published with confirms"),
+    ("gw_published", "gw_folded", "published -> quality fold and log line done (gateway)"),
+    ("gw_folded", "applied", "gateway done -> fill applied (dispatcher, worker)"),
+)
+
+
+def stage_lines(stages: dict[str, dict[str, float]]) -> list[str]:
+    """p50 / p99 of each stage, and the share of the end-to-end time."""
+    out = []
+    for start, end, text in STAGE_ORDER:
+        spans = [(t[end] - t[start]) * 1000 for t in stages.values() if start in t and end in t]
+        p50, _p95, p99 = percentiles(spans)
+        out.append(f"    {p50:>7.3f} {p99:>8.3f} ms  {text}")
+    return out
 
 
 async def _nowhere(_symbol: str, _data: dict[str, Any]) -> None:
@@ -88,7 +211,14 @@ async def _nowhere(_symbol: str, _data: dict[str, Any]) -> None:
 class RemoteFixLp:
     """The LP adapter of the FIX pass: the gateway, to an acceptor in another process."""
 
-    def __init__(self, services: Services, port: int, store_dir: Path) -> None:
+    def __init__(
+        self,
+        services: Services,
+        port: int,
+        store_dir: Path,
+        stages: StageTimes | None = None,
+        order_of: dict[str, str] | None = None,
+    ) -> None:
         from execflow.gateway.service import LpGateway  # loads the FIX engine
 
         # the acceptor's feed, unstarted: the same seed gives the same first quotes
@@ -101,6 +231,8 @@ class RemoteFixLp:
             symbols=self.feed.symbols,
         )
         self.gateway = LpGateway(services, "sim", session)
+        if stages is not None:
+            instrument_gateway(self.gateway, stages, {} if order_of is None else order_of)
 
     async def start(self) -> None:
         """Connect, wait for the logon and a quote of every symbol."""
@@ -160,6 +292,7 @@ async def one_pass(
     rate_per_s: float | None,
     lp_port: int | None,
     profile: Path | None = None,
+    stages: StageTimes | None = None,
 ) -> dict[str, float]:
     """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures."""
     run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
@@ -169,6 +302,7 @@ async def one_pass(
     )
     logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
     accepted: dict[str, float] = {}
+    order_of: dict[str, str] = {}  # lifecycle id -> order id (--stages)
     lp_cpu_s = [0.0]
     # CPU time of the loop's thread: wall-clock profiles on a shared machine show the neighbours
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None
@@ -177,7 +311,7 @@ async def one_pass(
             lp: Simulator | RemoteFixLp
             if mode == "fix":
                 assert lp_port is not None
-                lp = RemoteFixLp(services, lp_port, run_dir / "fix")
+                lp = RemoteFixLp(services, lp_port, run_dir / "fix", stages, order_of)
             else:
                 lp = Simulator(
                     services.bus,
@@ -195,6 +329,7 @@ async def one_pass(
             intake = OrderIntake(services)
             accounts = [a.account_id for a in seed.accounts]
             gate = asyncio.Semaphore(IN_FLIGHT)
+            switch_ms = sys.getswitchinterval() * 1000  # (the gateway may have lowered it)
             started = time.monotonic()
             cpu_started = time.process_time()
             threads_started = thread_cpu()
@@ -238,6 +373,7 @@ async def one_pass(
     latencies = [(done[k] - accepted[k]) * 1000 for k in keys]
     elapsed = max(idle_at, *(done[k] for k in keys)) - min(accepted[k] for k in keys)
     p50, _p95, p99 = percentiles(latencies)
+    add_stage_ends(stages, order_of, accepted, done)
     # the pipeline's own CPU: the bus LP's handler runs in this process, the FIX LP does not
     pipeline_cpu_s = cpu_s - lp_cpu_s[0]
     return {
@@ -251,6 +387,7 @@ async def one_pass(
         "lp_cpu_s": lp_cpu_s[0],
         "p50": p50,
         "p99": p99,
+        "switch_ms": switch_ms,
     }
 
 
@@ -264,19 +401,26 @@ def line(name: str, figures: dict[str, float]) -> str:
 class LpProcess:
     """The FIX acceptor of the FIX passes, in a process of its own (``--serve-lp``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages_file: Path | None = None, switch_ms: float | None = None) -> None:
         self.port = free_port()
         self._process: subprocess.Popen[str] | None = None
+        self._stages_file = stages_file
+        self._switch_ms = switch_ms
 
     def __enter__(self) -> LpProcess:
         command = [sys.executable, __file__, "--serve-lp", str(self.port)]
+        if self._switch_ms is not None:
+            command += ["--switch-interval", str(self._switch_ms)]
+        env = dict(os.environ)
+        if self._stages_file is not None:
+            env[STAGES_ENV] = str(self._stages_file)
         policy = os.sched_getscheduler(0)
         if policy in (os.SCHED_FIFO, os.SCHED_RR):
             # under chrt: one step above the pipeline's process, as if on a host of its own
             above = os.sched_getparam(0).sched_priority + 1
             command = ["chrt", "-f", str(above), *command]
         self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         assert self._process.stdout is not None
         if self._process.stdout.readline().strip() != READY:
@@ -316,6 +460,10 @@ async def serve_lp(port: int) -> None:
             seed=FEED_SEED,
             tick_interval_s=3600,
         )
+        stages_file = os.environ.get(STAGES_ENV)
+        stages = StageTimes() if stages_file else None
+        if stages is not None:
+            instrument_lp(simulator.lp, stages)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await simulator.start()
@@ -323,20 +471,44 @@ async def serve_lp(port: int) -> None:
         await stop.wait()
         await simulator.stop()
         logs.close()
+        if stages is not None and stages_file:
+            await asyncio.to_thread(Path(stages_file).write_text, json.dumps(stages.at))
 
 
-async def main(orders: int, profile: Path | None = None) -> None:
+async def main(
+    orders: int,
+    profile: Path | None = None,
+    *,
+    half_rate: float | None = None,
+    show_stages: bool = False,
+    lp_switch_ms: float | None = None,
+) -> None:
+    stages = StageTimes() if show_stages else None
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
         workdir = Path(tmp)
-        bus_max = await one_pass(workdir, "bus", orders, None, None)
-        with LpProcess() as lp:
-            fix_max = await one_pass(workdir, "fix", orders, None, lp.port, profile)
-            lp_process_cpu_s = lp.cpu_s()
-        half = fix_max["rate"] / 2
+        if half_rate is None:
+            bus_max = await one_pass(workdir, "bus", orders, None, None)
+            with LpProcess(switch_ms=lp_switch_ms) as lp:
+                fix_max = await one_pass(workdir, "fix", orders, None, lp.port, profile)
+                lp_process_cpu_s = lp.cpu_s()
+        half = fix_max["rate"] / 2 if half_rate is None else half_rate
         bus_half = await one_pass(workdir, "bus", orders, half, None)
-        with LpProcess() as lp:
-            fix_half = await one_pass(workdir, "fix", orders, half, lp.port)
+        lp_file = workdir / "lp-stages.json"
+        with LpProcess(lp_file if stages else None, lp_switch_ms) as lp:
+            fix_half = await one_pass(workdir, "fix", orders, half, lp.port, stages=stages)
+        if stages is not None and lp_file.exists():
+            for clordid, at in json.loads(lp_file.read_text()).items():
+                if clordid in stages.at:
+                    stages.at[clordid].update(at)
     print(f"execflow FIX gateway bench: {orders} market orders per pass, one fill each")
+    print(
+        f"GIL switch interval in the paced FIX pass: pipeline's process "
+        f"{fix_half['switch_ms']:g} ms, FIX LP's process "
+        f"{'Python default' if lp_switch_ms is None else f'{lp_switch_ms:g} ms'}"
+    )
+    if half_rate is not None:
+        half_lines(half, bus_half, fix_half, stages)
+        return
     print("maximum rate (first accepted -> pipeline idle; latency request -> fill applied):")
     print(line("bus LP", bus_max))
     print(line("FIX LP", fix_max))
@@ -356,18 +528,28 @@ async def main(orders: int, profile: Path | None = None) -> None:
         f"  the FIX LP's own process used {lp_process_cpu_s * 1000 / fix_max['count']:.3f} ms "
         "of CPU per order (its start and logon included; a real LP is another host)"
     )
+    half_lines(half, bus_half, fix_half, stages)
+    ratio = fix_max["rate"] / bus_max["rate_without_lp"]
+    raw_ratio = fix_max["rate"] / bus_max["rate"]
+    print(
+        f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
+        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it)"
+    )
+
+
+def half_lines(
+    half: float, bus_half: dict[str, float], fix_half: dict[str, float], stages: StageTimes | None
+) -> None:
     print(f"half the FIX rate ({half:.1f} orders/s):")
     print(line("bus LP", bus_half))
     print(line("FIX LP", fix_half))
-    ratio = fix_max["rate"] / bus_max["rate_without_lp"]
-    raw_ratio = fix_max["rate"] / bus_max["rate"]
     added_p50 = fix_half["p50"] - bus_half["p50"]
     added_p99 = fix_half["p99"] - bus_half["p99"]
-    print(
-        f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
-        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it); "
-        f"at half rate it adds p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms"
-    )
+    print(f"  at half rate the gateway hop adds p50 {added_p50:+.2f} ms, p99 {added_p99:+.2f} ms")
+    if stages is not None:
+        print("  the FIX pass by stage (p50, p99 of each hop, ClOrdID by ClOrdID):")
+        for text in stage_lines(stages.at):
+            print(text)
 
 
 _INNER = "EXECFLOW_FIXBENCH_INNER"
@@ -428,14 +610,46 @@ if __name__ == "__main__":
         metavar="N1,N2",
         help="count instructions per order under cachegrind (orders N1 and N2 per run)",
     )
+    parser.add_argument(
+        "--half-rate",
+        type=float,
+        metavar="R",
+        help="skip the max-rate passes: run only the paced passes, at R orders/s",
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="print the paced FIX pass's time by hop"
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="MS",
+        help="sys.setswitchinterval of this process (the pipeline's), in ms "
+        "(a running gateway lowers it to 0.5 ms if higher)",
+    )
+    parser.add_argument(
+        "--lp-switch-interval",
+        type=float,
+        metavar="MS",
+        help="sys.setswitchinterval of the FIX LP's process, in ms",
+    )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.switch_interval is not None:
+        sys.setswitchinterval(arguments.switch_interval / 1000)
     if os.environ.get(_INNER):
         inner(os.environ[_INNER])
     elif arguments.instructions:
         small, large = (int(n) for n in arguments.instructions.split(","))
         instructions(small, large)
     elif arguments.serve_lp:
-        asyncio.run(serve_lp(arguments.serve_lp))
+        asyncio.run(serve_lp(arguments.serve_lp))  # (--switch-interval: set above)
     else:
-        asyncio.run(main(arguments.orders, arguments.profile))
+        asyncio.run(
+            main(
+                arguments.orders,
+                arguments.profile,
+                half_rate=arguments.half_rate,
+                show_stages=arguments.stages,
+                lp_switch_ms=arguments.lp_switch_interval,
+            )
+        )
