@@ -482,9 +482,11 @@ async def relay_rate(amqp_url: str, count: int, timeout_s: float) -> float:
 
 
 async def _delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
-    import aio_pika
+    # the first node that answers of a URL naming several (bench/cluster_bench.py's
+    # RabbitMQ cluster): aio_pika.connect takes one host only
+    from execflow.backends.rabbitmq_failover import connect_failover
 
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_failover(amqp_url)
     try:
         channel = await connection.channel()
         for name in queues:
