@@ -3,7 +3,7 @@ classic queues, in one run: reports/s and CPU per report summed over every proce
 
     python bench/cluster_bench.py                          # 1500 reports per pass
     python bench/cluster_bench.py --reports 500 --masters 1,3
-    python bench/cluster_bench.py --reports 600 --masters "" --rabbit-nodes 3
+    python bench/cluster_bench.py --reports 600 --masters "" --rabbit-nodes 1,3
 
 Each pass is ``execflow bench``'s distributed max-rate pass (``apps.bench.distributed_pass``:
 dispatcher, worker open and db writer as ``execflow run`` processes, the local RabbitMQ
@@ -16,11 +16,12 @@ and PostgreSQL, unique queue and key prefixes, one throwaway database for the ru
 * ``cluster N, quorum``: a Redis Cluster of N masters with ``--replicas`` replicas each,
   started here on free ports under a temporary directory (``tests/clusters.py``) and
   stopped after its pass; the store waits for one replica per commit (its default);
-* with ``--rabbit-nodes N``, ``rabbit N, quorum`` and ``rabbit N, classic``: a RabbitMQ
-  cluster of N nodes started here (``tests/faults/services.py``'s
+* with ``--rabbit-nodes N[,M...]``, ``rabbit N, quorum`` and ``rabbit N, classic``: a
+  RabbitMQ cluster of N nodes started here (``tests/faults/services.py``'s
   ``ThrowawayRabbitCluster``: own node names, ports and data directories, never the
   default node), the pipeline's broker URL every node of it, a ``redis-server`` of its
-  own per pass; both passes on the one cluster, killed after them.
+  own per pass; both passes on the one cluster, killed after them. ``rabbit 1`` is one
+  such node: the same lean VM and nobody else's traffic, which the default node is not.
 
 CPU per report is the user + system CPU time (psutil) every process spent from the first
 fill published until every report is applied and its event is in the database, divided
@@ -42,7 +43,6 @@ and docs/cluster.md ("Scale, measured").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
@@ -173,14 +173,15 @@ class Row:
         return sum(idle.get(name, 0.0) for name in names) * 1000
 
 
-def setups(masters: Sequence[int], rabbit_nodes: int = 0) -> list[Setup]:
+def setups(masters: Sequence[int], rabbit_nodes: Sequence[int] = ()) -> list[Setup]:
     """The baseline first, then classic queues, one Redis of our own, each cluster size,
-    and (``rabbit_nodes``) quorum then classic queues on a RabbitMQ cluster, last."""
-    rabbit = (
-        [Setup(0, kind, own=True, rabbit_nodes=rabbit_nodes) for kind in ("quorum", "classic")]
-        if rabbit_nodes
-        else []
-    )
+    and for each of ``rabbit_nodes`` quorum then classic queues on a RabbitMQ cluster of
+    that many nodes, last."""
+    rabbit = [
+        Setup(0, kind, own=True, rabbit_nodes=nodes)
+        for nodes in rabbit_nodes
+        for kind in ("quorum", "classic")
+    ]
     return [
         Setup(0, "quorum"),
         Setup(0, "classic"),
@@ -261,26 +262,32 @@ async def _on_own_redis(
 
 
 async def run(
-    config: BenchConfig, masters: Sequence[int], replicas: int, rabbit_nodes: int = 0
+    config: BenchConfig,
+    masters: Sequence[int],
+    replicas: int,
+    rabbit_nodes: Sequence[int] = (),
 ) -> list[Row]:
     """Every pass, in one throwaway database; a RabbitMQ cluster is started for the first
-    pass on it (the last ones) and killed at the end, also on a failure."""
+    pass on it and killed after its last one (the next size's started then), also on a
+    failure."""
     workdir = Path(tempfile.mkdtemp(prefix="execflow-cluster-bench-"))
     rows: list[Row] = []
+    rabbit: ThrowawayRabbitCluster | None = None
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            database = await stack.enter_async_context(bench_database(config))
-            rabbit: ThrowawayRabbitCluster | None = None
+        async with bench_database(config) as database:
             for setup in setups(masters, rabbit_nodes):
-                if setup.rabbit_nodes and rabbit is None:
-                    print(f"... starting a {setup.rabbit_nodes}-node RabbitMQ cluster", flush=True)
-                    rabbit = await asyncio.to_thread(
-                        ThrowawayRabbitCluster.start, setup.rabbit_nodes
-                    )
-                    stack.push_async_callback(asyncio.to_thread, rabbit.close)
+                size = setup.rabbit_nodes
+                if size and (rabbit is None or len(rabbit.nodes) != size):
+                    if rabbit is not None:
+                        await asyncio.to_thread(rabbit.close)
+                        rabbit = None
+                    print(f"... starting a {size}-node RabbitMQ cluster", flush=True)
+                    rabbit = await asyncio.to_thread(ThrowawayRabbitCluster.start, size)
                 print(f"... {setup.label}", flush=True)
                 rows.append(await measure(config, setup, replicas, database, workdir, rabbit))
     finally:
+        if rabbit is not None:
+            await asyncio.to_thread(rabbit.close)
         await asyncio.to_thread(shutil.rmtree, workdir, True)
     return rows
 
@@ -397,11 +404,10 @@ def main(
         DEFAULT_POSTGRES_ADMIN_URL, help="PostgreSQL admin DSN (a database is created)."
     ),
     timeout: float = typer.Option(300.0, min=1, help="Upper bound of each pass (s)."),
-    rabbit_nodes: int = typer.Option(
-        0,
-        min=0,
-        help="Also run quorum and classic queues on a RabbitMQ cluster of this many "
-        "nodes started here (0: not).",
+    rabbit_nodes: str = typer.Option(
+        "",
+        help="Also run quorum and classic queues on RabbitMQ clusters of these sizes "
+        "(nodes, comma-separated, e.g. 1,3) started here; none by default.",
     ),
 ) -> None:
     """Print reports/s and CPU per report for each pass, with ratios to the baseline."""
@@ -415,7 +421,12 @@ def main(
         idle_sample_s=idle,
     )
     load_before = os.getloadavg()
-    rows = asyncio.run(run(config, sizes, replicas, rabbit_nodes))
+    nodes = [int(part) for part in rabbit_nodes.split(",") if part.strip()]
+    if any(n < 1 for n in nodes):
+        raise typer.BadParameter(
+            "RabbitMQ cluster sizes are 1 or more", param_hint="--rabbit-nodes"
+        )
+    rows = asyncio.run(run(config, sizes, replicas, nodes))
     load_after = os.getloadavg()
     print(f"{reports} reports per pass at max rate; clusters: {replicas} replica(s) per master")
     print("CPU ms per report as measured:")

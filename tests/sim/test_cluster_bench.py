@@ -91,9 +91,10 @@ def test_rabbit_passes_count_each_node_by_pid_and_nothing_by_port() -> None:
     # no process found by a port is counted as "rabbitmq" besides the nodes
     assert "rabbitmq" not in _server_pids(config)
     assert "rabbitmq" in _server_pids(BenchConfig(amqp_url=DEFAULT_AMQP_URL))
-    labels = [s.label for s in bench.setups([1], rabbit_nodes=3)]
-    assert labels[-2:] == ["rabbit 3, quorum", "rabbit 3, classic"]
-    assert bench.setups([1]) == bench.setups([1], rabbit_nodes=0)
+    labels = [s.label for s in bench.setups([1], rabbit_nodes=[1, 3])]
+    assert labels[-4:] == ["rabbit 1, quorum", "rabbit 1, classic", "rabbit 3, quorum",
+                           "rabbit 3, classic"]  # fmt: skip
+    assert len(bench.setups([1])) == 4
 
 
 def test_rabbit_lines_give_quorum_over_classic_per_broker() -> None:
