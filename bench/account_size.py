@@ -1,0 +1,222 @@
+"""CPU per fill report by the account's size: 1, 100 and 1,000 open positions (issue 14).
+
+The embedded pipeline (in-memory bus and state, SQLite, full logging, no LP) on the demo
+seed's 20 accounts, each first given N open positions spread over four symbols and both
+sides (written through the state store's port, not traded: setting them up is not what is
+measured). Then ``--reports`` EURUSD market orders are placed through the intake, round
+robin over the accounts, and one fill report per order is published; the CPU time of the
+process (``time.process_time``: every thread, SQLite's included) from the first publish
+until every fill is applied and the db writer has drained, divided by the reports, is the
+cost of one report. Each account grows by reports / 20 positions during the pass.
+
+Each size runs in a fresh process, ``--repeat`` times alternating the sizes; the median
+is printed, and the ratio of the largest size to the smallest. ``--instructions`` counts
+instructions under ``valgrind --tool=cachegrind`` instead (a pass with the fills minus
+one that only places the orders, per report): they do not move with the neighbours.
+``--baseline-src`` measures another source tree (e.g. a checkout of an older commit) in
+the same run.
+
+    python bench/account_size.py
+    python bench/account_size.py --baseline-src /tmp/old/src
+    python bench/account_size.py --instructions --reports 100 --sizes 1,1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_INNER = "EXECFLOW_ACCOUNT_SIZE_INNER"
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+_CPU = re.compile(r"cpu_s=([\d.]+)")
+_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "EURGBP")
+
+
+async def _pad_accounts(services: object, accounts: list[str], size: int) -> None:
+    """Give each account ``size`` open positions (and a balance that carries their margin)."""
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from execflow.backends.state import Write
+    from execflow.domain.accounting import with_margins
+    from execflow.domain.codec import account_from_dict, account_to_dict
+    from execflow.domain.enums import Side
+    from execflow.domain.models import Position
+
+    state = services.state  # type: ignore[attr-defined]
+    for account_id in accounts:
+        doc = await state.get_account(account_id)
+        account = account_from_dict(doc.data)
+        positions = tuple(
+            Position(
+                f"pre-{account_id}-{n:05d}",
+                _SYMBOLS[n % len(_SYMBOLS)],
+                Side.BUY if n % 3 else Side.SELL,
+                Decimal("0.10"),
+                Decimal("1085.01"),
+            )
+            for n in range(size)
+        )
+        padded = with_margins(account, positions, account.reservations, Decimal("1000000000.00"))
+        padded = replace(padded, version=doc.version + 1)
+        await state.commit(
+            account_id, [Write("account", account_id, doc.version, account_to_dict(padded))]
+        )
+
+
+async def _pass(workdir: Path, size: int, reports: int, fill: bool, timeout_s: float) -> float:
+    """One pass; the CPU seconds of the fills (0 when ``fill`` is false)."""
+    from execflow.apps.bench import place_orders, publish_fills, seed_reference_data, wait_for
+    from execflow.logs import setup_logging
+    from execflow.pipeline.embedded import EmbeddedPipeline
+    from execflow.pipeline.services import open_services
+    from execflow.settings import Settings
+
+    settings = Settings(
+        log_dir=workdir / "logs",
+        log_level="INFO",
+        database_url=f"sqlite+aiosqlite:///{workdir / 'execflow.db'}",
+    )
+    logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
+    cpu_s = 0.0
+    try:
+        async with open_services(settings, logs) as services:
+            seeded = await seed_reference_data(services)
+            await _pad_accounts(services, seeded[0], size)
+            placed = await place_orders(services, reports, seeded)
+            if len(placed) != reports:
+                raise SystemExit(f"only {len(placed)} of {reports} orders accepted")
+            pipeline = EmbeddedPipeline(services, rebuild=False)
+            await pipeline.start()
+            try:
+                await pipeline.drain(timeout_s=timeout_s)
+                if fill:
+                    log = logs.logger("worker_open")
+                    started = time.process_time()
+                    await publish_fills(services.bus, placed, None, "size")
+
+                    async def opened() -> bool:
+                        return log.stats.count("success") >= len(placed)
+
+                    await wait_for(opened, timeout_s)
+                    await pipeline.drain(timeout_s=timeout_s)
+                    cpu_s = time.process_time() - started
+            finally:
+                await pipeline.stop()
+    finally:
+        await asyncio.to_thread(logs.close)
+    return cpu_s
+
+
+def _argv(size: int, reports: int, workdir: str) -> list[str]:
+    return [
+        sys.executable,
+        __file__,
+        "--sizes",
+        str(size),
+        "--reports",
+        str(reports),
+        "--workdir",
+        workdir,
+    ]
+
+
+def _env(src: Path | None, mode: str) -> dict[str, str]:
+    env = {**os.environ, _INNER: mode}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def _cpu_per_report(src: Path | None, size: int, reports: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            _argv(size, reports, tmp),
+            env=_env(src, "fill"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    match = _CPU.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"pass failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return float(match.group(1)) / reports
+
+
+def _instructions(src: Path | None, size: int, reports: int, fill: bool) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            f"--cachegrind-out-file={tmp}/cg.out",
+            *_argv(size, reports, tmp),
+        ]
+        env = _env(src, "fill" if fill else "place")
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    match = _REFS.search(done.stderr)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def _instructions_per_report(src: Path | None, size: int, reports: int) -> float:
+    filled = _instructions(src, size, reports, True)
+    return (filled - _instructions(src, size, reports, False)) / reports
+
+
+def _measure(src: Path | None, sizes: list[int], args: argparse.Namespace) -> dict[int, float]:
+    if args.instructions:
+        return {size: _instructions_per_report(src, size, args.reports) for size in sizes}
+    runs: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(args.repeat):
+        for size in sizes:
+            runs[size].append(_cpu_per_report(src, size, args.reports))
+    return {size: statistics.median(values) for size, values in runs.items()}
+
+
+def _print(label: str, figures: dict[int, float], instructions: bool) -> None:
+    print(f"{label}:")
+    for size, value in figures.items():
+        shown = f"{value / 1e6:.3f} M instructions" if instructions else f"{value * 1e3:.3f} ms CPU"
+        print(f"  {size:5d} open positions: {shown} per report")
+    small, large = min(figures), max(figures)
+    print(f"  ratio {large}/{small}: {figures[large] / figures[small]:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=200)
+    parser.add_argument("--sizes", default="1,100,1000", help="open positions per account")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per size (median)")
+    parser.add_argument("--instructions", action="store_true", help="count under cachegrind")
+    parser.add_argument("--baseline-src", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    inner = os.environ.get(_INNER)
+    if inner is not None:
+        cpu_s = asyncio.run(_pass(args.workdir, sizes[0], args.reports, inner == "fill", 600))
+        print(f"cpu_s={cpu_s:.6f}")
+        return
+    unit = "instructions" if args.instructions else "CPU"
+    print(f"{unit} per fill report, {args.reports} reports over 20 accounts, by open positions")
+    current = _measure(None, sizes, args)
+    _print("this tree", current, args.instructions)
+    if args.baseline_src is not None:
+        base = _measure(args.baseline_src.resolve(), sizes, args)
+        _print(f"baseline ({args.baseline_src})", base, args.instructions)
+        for size in sizes:
+            print(f"  this/baseline at {size}: {current[size] / base[size]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
