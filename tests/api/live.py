@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar, cast
 
 from execflow.api.keys import Scope, mint_key
 from execflow.api.server import ApiServer, api_context
@@ -24,6 +25,9 @@ from execflow.settings import Settings
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
 from tests.sim.conftest import quiet_config
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", contravariant=True)
 
 
 @dataclass
@@ -39,6 +43,51 @@ class Live:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+class Serve(Protocol[T_co]):
+    """What a thread's ``main`` awaits once it is up: hands out its value until the block ends."""
+
+    async def __call__(self, value: T_co) -> None: ...
+
+
+@contextmanager
+def served_in_a_thread(
+    name: str, main: Callable[[Serve[T]], Coroutine[Any, Any, None]], start_timeout_s: float = 60.0
+) -> Iterator[T]:
+    """Run ``main`` on an event loop of its own in a daemon thread; yield what it serves.
+
+    ``main`` starts its servers, then ``await serve(value)``: that hands ``value`` to the
+    ``with`` block and returns when the block ends, so ``main`` stops its servers after it
+    (in a ``finally``). A ``main`` that fails before serving fails the ``with`` statement.
+    """
+    started = threading.Event()
+    stop = threading.Event()
+    found: dict[str, object] = {}
+
+    async def serve(value: T) -> None:
+        found["value"] = value
+        started.set()
+        await asyncio.to_thread(stop.wait)
+
+    def run() -> None:
+        try:
+            asyncio.run(main(serve))
+        except BaseException as exc:
+            found["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    assert started.wait(start_timeout_s), f"{name} did not start"
+    error = found.get("error")
+    if isinstance(error, BaseException):
+        raise RuntimeError(f"{name} failed to start") from error
+    try:
+        yield cast(T, found["value"])
+    finally:
+        stop.set()
+        thread.join(30)
+
+
 @contextmanager
 def live_api(directory: Path, **overrides: object) -> Iterator[Live]:
     """Start the embedded deployment with its API; stop it when the block ends."""
@@ -49,11 +98,8 @@ def live_api(directory: Path, **overrides: object) -> Iterator[Live]:
         shutdown_timeout_s=2.0,
         **overrides,  # type: ignore[arg-type]
     )
-    started = threading.Event()
-    stop = threading.Event()
-    found: dict[str, object] = {}
 
-    async def main() -> None:
+    async def main(serve: Serve[Live]) -> None:
         with setup_logging(settings, "api", bridge=False) as logs:
             async with open_services(settings, logs) as services:
                 sim = Simulator(
@@ -69,30 +115,11 @@ def live_api(directory: Path, **overrides: object) -> Iterator[Live]:
                 await context.store.add_key(minted.record)
                 server = ApiServer(context, port=0)
                 await server.start()
-                found["base"] = f"http://127.0.0.1:{server.port}"
-                found["token"] = minted.token
-                started.set()
                 try:
-                    await asyncio.to_thread(stop.wait)
+                    await serve(Live(f"http://127.0.0.1:{server.port}", minted.token, settings))
                 finally:
                     await server.stop()
                     await pipeline.stop()
 
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            found["error"] = exc
-            started.set()
-
-    thread = threading.Thread(target=run, name="live-api", daemon=True)
-    thread.start()
-    assert started.wait(60), "the live API did not start"
-    error = found.get("error")
-    if isinstance(error, BaseException):
-        raise RuntimeError("the live API failed to start") from error
-    try:
-        yield Live(str(found["base"]), str(found["token"]), settings)
-    finally:
-        stop.set()
-        thread.join(30)
+    with served_in_a_thread("live-api", main) as live:
+        yield live

@@ -18,7 +18,6 @@ import asyncio
 import os
 import random
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -41,6 +40,7 @@ from execflow.pipeline.services import Services, open_services
 from execflow.settings import LpRouting, Settings, require_services
 from execflow.sim.refdata import demo_seed
 from execflow.sim.viafix import ViaFix
+from tests.api.live import Serve, served_in_a_thread
 from tests.sim.conftest import quiet_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -97,11 +97,8 @@ def deployment(directory: Path) -> Iterator[World]:
         stuck_after_s=1.0,
         lp_routing=LpRouting(default="sim", routes={f"*:{GHOST_SYMBOL}": "ghost"}),
     )
-    started = threading.Event()
-    stop = threading.Event()
-    found: dict[str, Any] = {}
 
-    async def main() -> None:
+    async def main(serve: Serve[World]) -> None:
         with setup_logging(settings, "api", bridge=False) as logs:
             metrics = Metrics("api")
             async with open_services(settings, logs, metrics=metrics) as services:
@@ -121,7 +118,7 @@ def deployment(directory: Path) -> Iterator[World]:
                     await context.store.add_key(minted.record)
                 server = ApiServer(context, port=0)
                 await server.start()
-                found["world"] = World(
+                world = World(
                     f"http://127.0.0.1:{server.port}",
                     admin.token,
                     reader.token,
@@ -129,30 +126,14 @@ def deployment(directory: Path) -> Iterator[World]:
                     asyncio.get_running_loop(),
                     services,
                 )
-                started.set()
                 try:
-                    await asyncio.to_thread(stop.wait)
+                    await serve(world)
                 finally:
                     await server.stop()
                     await pipeline.stop()
 
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            found["error"] = exc
-            started.set()
-
-    thread = threading.Thread(target=run, name="console-world", daemon=True)
-    thread.start()
-    assert started.wait(60), "the deployment did not start"
-    if "error" in found:
-        raise RuntimeError("the deployment failed to start") from found["error"]
-    try:
-        yield found["world"]
-    finally:
-        stop.set()
-        thread.join(30)
+    with served_in_a_thread("console-world", main) as world:
+        yield world
 
 
 def _until(what: str, check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
