@@ -1,8 +1,11 @@
 """Account-level bookkeeping: reservations, positions and the derived used margins.
 
-``used_margin_executed`` and ``used_margin_all`` are always recomputed from the
-positions and reservations instead of being incremented, so they return to exactly zero
-when the last position closes, whatever the order of events was. The version is not
+``used_margin_executed`` and ``used_margin_all`` are always derived from the positions
+and reservations, never incremented field by field, so they return to exactly zero when
+the last position closes, whatever the order of events was. The executed margin comes
+from the positions' per-symbol aggregates (``domain.positionbook``): opening or closing
+one position re-derives its symbol only, and a position goes into (or out of) the sorted
+tuple where it belongs instead of the whole tuple being sorted again. The version is not
 touched here: a transition bumps it once, when it commits.
 """
 
@@ -12,7 +15,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from execflow.domain.models import Account, Position, Reservation
-from execflow.domain.money import used_margin_executed
+from execflow.domain.positionbook import PositionBook, book_of, find, remember, sorted_book
 
 __all__ = ["add_position", "close_position", "release", "reserve", "with_margins"]
 
@@ -24,14 +27,24 @@ def with_margins(
     balance: Decimal | None = None,
 ) -> Account:
     """New account with these positions and reservations and the margins derived from them."""
-    executed = used_margin_executed(positions)
+    ordered, book = sorted_book(positions)
+    return _derived(account, ordered, book, reservations, balance)
+
+
+def _derived(
+    account: Account,
+    positions: tuple[Position, ...],
+    book: PositionBook,
+    reservations: tuple[Reservation, ...],
+    balance: Decimal | None,
+) -> Account:
     reserved = sum((r.amount for r in reservations), Decimal(0))
     return replace(
         account,
-        positions=tuple(sorted(positions, key=lambda p: p.order_id)),
+        positions=positions,
         reservations=tuple(sorted(reservations, key=lambda r: r.order_id)),
-        used_margin_executed=executed,
-        used_margin_all=executed + reserved,
+        used_margin_executed=book.executed,
+        used_margin_all=book.executed + reserved,
         balance=account.balance if balance is None else balance,
     )
 
@@ -51,11 +64,34 @@ def release(account: Account, order_id: str) -> Account:
 def add_position(account: Account, position: Position) -> Account:
     """Open a position: its reservation is released and executed margin re-derived."""
     kept_res = tuple(r for r in account.reservations if r.order_id != position.order_id)
-    kept_pos = tuple(p for p in account.positions if p.order_id != position.order_id)
-    return with_margins(account, (*kept_pos, position), kept_res)
+    positions = account.positions
+    book = book_of(positions)
+    if book is None:  # a tuple not derived here: sorted and walked once
+        kept_pos = tuple(p for p in positions if p.order_id != position.order_id)
+        return with_margins(account, (*kept_pos, position), kept_res)
+    at = find(positions, position.order_id)
+    if at < len(positions) and positions[at].order_id == position.order_id:
+        rest = positions[:at] + positions[at + 1 :]
+        book = book.closed(positions[at], rest)
+        positions = rest
+    added = (*positions[:at], position, *positions[at:])
+    book = book.opened(position)
+    remember(added, book)
+    return _derived(account, added, book, kept_res, None)
 
 
 def close_position(account: Account, order_id: str, net_profit: Decimal) -> Account:
     """Close a position: margin re-derived, balance += net profit (already booked)."""
-    kept = tuple(p for p in account.positions if p.order_id != order_id)
-    return with_margins(account, kept, account.reservations, account.balance + net_profit)
+    positions = account.positions
+    balance = account.balance + net_profit
+    book = book_of(positions)
+    if book is None:  # a tuple not derived here: sorted and walked once
+        kept = tuple(p for p in positions if p.order_id != order_id)
+        return with_margins(account, kept, account.reservations, balance)
+    at = find(positions, order_id)
+    if at < len(positions) and positions[at].order_id == order_id:
+        rest = positions[:at] + positions[at + 1 :]
+        book = book.closed(positions[at], rest)
+        remember(rest, book)
+        positions = rest
+    return _derived(account, positions, book, account.reservations, balance)
