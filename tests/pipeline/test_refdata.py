@@ -7,8 +7,10 @@ from dataclasses import replace
 from decimal import Decimal
 
 from execflow.backends.memory_state import InMemoryStateStore
+from execflow.domain.accounting import add_position, reserve
 from execflow.domain.codec import account_to_dict, instrument_to_dict
-from execflow.domain.models import Account
+from execflow.domain.enums import Side
+from execflow.domain.models import Account, Position
 from execflow.pipeline.decoded import DecodedMemo, DecodedRefdata
 from execflow.pipeline.refdata import load_instrument, load_prices
 from execflow.pipeline.services import Services
@@ -94,3 +96,19 @@ def test_the_memo_starts_over_when_full() -> None:
     assert len(memo) == 1
     memo.get(1, 1, decode)
     assert calls == [1, 2, 3, 1]
+
+
+def test_an_account_whose_positions_did_not_change_keeps_its_positions_tuple() -> None:
+    decoded = DecodedRefdata()
+    base = Account("live:6", "USD", Decimal(100000), Decimal(100), "standard")
+    held = add_position(base, Position("o1", "EURUSD", Side.BUY, Decimal("0.1"), Decimal(1085)))
+    first = decoded.account("live:6", account_to_dict(held))
+    # another process reserved for an order: header and reservations changed, not positions
+    reserved = reserve(first, "o2", Decimal(50))
+    again = decoded.account("live:6", account_to_dict(reserved))
+    assert again == reserved
+    assert again.positions is first.positions
+    # positions that changed are decoded afresh
+    moved = add_position(reserved, Position("o2", "EURUSD", Side.SELL, Decimal("0.2"), Decimal(9)))
+    third = decoded.account("live:6", account_to_dict(moved))
+    assert third == moved and third.positions is not first.positions

@@ -15,7 +15,14 @@ from dataclasses import replace
 from decimal import Decimal
 
 from execflow.domain.models import Account, Position, Reservation
-from execflow.domain.positionbook import PositionBook, book_of, find, remember, sorted_book
+from execflow.domain.positionbook import (
+    Edit,
+    PositionBook,
+    book_of,
+    find,
+    remember,
+    sorted_book,
+)
 
 __all__ = ["add_position", "close_position", "release", "reserve", "with_margins"]
 
@@ -69,14 +76,15 @@ def add_position(account: Account, position: Position) -> Account:
     if book is None:  # a tuple not derived here: sorted and walked once
         kept_pos = tuple(p for p in positions if p.order_id != position.order_id)
         return with_margins(account, (*kept_pos, position), kept_res)
+    parent, removed = positions, 0
     at = find(positions, position.order_id)
     if at < len(positions) and positions[at].order_id == position.order_id:
         rest = positions[:at] + positions[at + 1 :]
         book = book.closed(positions[at], rest)
-        positions = rest
+        positions, removed = rest, 1
     added = (*positions[:at], position, *positions[at:])
     book = book.opened(position)
-    remember(added, book)
+    remember(added, book, Edit(parent, at, removed, inserted=True))
     return _derived(account, added, book, kept_res, None)
 
 
@@ -92,6 +100,6 @@ def close_position(account: Account, order_id: str, net_profit: Decimal) -> Acco
     if at < len(positions) and positions[at].order_id == order_id:
         rest = positions[:at] + positions[at + 1 :]
         book = book.closed(positions[at], rest)
-        remember(rest, book)
+        remember(rest, book, Edit(positions, at, 1, inserted=False))
         positions = rest
     return _derived(account, positions, book, account.reservations, balance)

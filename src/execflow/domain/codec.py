@@ -38,10 +38,12 @@ from execflow.domain.models import (
     Position,
     Reservation,
 )
+from execflow.domain.positionbook import edit_of
 from execflow.errors import ExecflowError
 
 __all__ = [
     "CodecError",
+    "account_document",
     "account_from_dict",
     "account_header_to_dict",
     "account_to_dict",
@@ -670,6 +672,49 @@ def position_to_dict(position: Position) -> dict[str, Any]:
 def reservation_to_dict(reservation: Reservation) -> dict[str, Any]:
     """Encode one reservation (memoised like the account's list of them)."""
     return _memo(Reservation).encode(reservation)
+
+
+_LAST_POSITIONS: dict[str, tuple[tuple[Position, ...], list[dict[str, Any]]]] = {}
+"""Per account id, the positions tuple last encoded by ``account_document`` and its list."""
+
+_MAX_LAST_POSITIONS = 1024
+
+
+def account_document(account: Account) -> dict[str, Any]:
+    """``account_to_dict(account)`` for a state store write, its positions encoded from the
+    last document of the same account: only the positions that changed are encoded.
+
+    An open or close changes one position of the account's sorted tuple
+    (``domain.positionbook.Edit`` says which), so the list is the last one with that item
+    put in or taken out, instead of every position of a large account encoded again. The
+    position dicts in it are shared with earlier documents: the caller stores the document
+    and must not modify it (the aliasing invariant of ``pipeline.decoded``);
+    ``account_to_dict`` returns dicts the caller owns.
+    """
+    out = account_header_to_dict(account)
+    version = out.pop("version")
+    out["positions"] = _positions_list(account.account_id, account.positions)
+    out["reservations"] = [reservation_to_dict(r) for r in account.reservations]
+    out["version"] = version  # last, where account_to_dict puts it
+    return out
+
+
+def _positions_list(account_id: str, positions: tuple[Position, ...]) -> list[dict[str, Any]]:
+    last = _LAST_POSITIONS.get(account_id)
+    encoded: list[dict[str, Any]] | None = None
+    if last is not None and last[0] is positions:
+        encoded = last[1]
+    elif last is not None:
+        edit = edit_of(positions)
+        if edit is not None and edit.parent is last[0]:
+            put = [position_to_dict(positions[edit.at])] if edit.inserted else []
+            encoded = [*last[1][: edit.at], *put, *last[1][edit.at + edit.removed :]]
+    if encoded is None:
+        encoded = [position_to_dict(p) for p in positions]
+    if len(_LAST_POSITIONS) >= _MAX_LAST_POSITIONS:
+        _LAST_POSITIONS.clear()
+    _LAST_POSITIONS[account_id] = (positions, encoded)
+    return list(encoded)
 
 
 def account_from_dict(data: Mapping[str, Any]) -> Account:

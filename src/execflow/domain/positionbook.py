@@ -32,7 +32,16 @@ from execflow.domain.models import ZERO, Position
 from execflow.domain.money import book as book_amount
 from execflow.domain.money import hedged_symbol_margin
 
-__all__ = ["PositionBook", "SymbolLots", "book_of", "find", "remember", "sorted_book"]
+__all__ = [
+    "Edit",
+    "PositionBook",
+    "SymbolLots",
+    "book_of",
+    "edit_of",
+    "find",
+    "remember",
+    "sorted_book",
+]
 
 Positions = tuple[Position, ...]
 
@@ -41,7 +50,19 @@ _ORDER_ID = operator.attrgetter("order_id")
 _MAX_BOOKS = 512
 """Books remembered; each keeps its positions tuple alive, so a full memo starts over."""
 
-_BOOKS: dict[int, tuple[Positions, PositionBook]] = {}
+_BOOKS: dict[int, tuple[Positions, PositionBook, Edit | None]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """How a positions tuple was made from another: ``removed`` items at ``at`` taken out,
+    then (``inserted``) the new tuple's item at ``at`` put in. The codec encodes the new
+    tuple from the old one's encoding with it (``codec.account_document``)."""
+
+    parent: Positions
+    at: int
+    removed: int
+    inserted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +173,10 @@ class PositionBook:
         return PositionBook.of_symbols(symbols)
 
 
-def _remember(positions: Positions, found: PositionBook) -> None:
+def _remember(positions: Positions, found: PositionBook, edit: Edit | None) -> None:
     if len(_BOOKS) >= _MAX_BOOKS:
         _BOOKS.clear()
-    _BOOKS[id(positions)] = (positions, found)
+    _BOOKS[id(positions)] = (positions, found, edit)
 
 
 def book_of(positions: Positions) -> PositionBook | None:
@@ -177,9 +198,16 @@ def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]
     return ordered, made
 
 
-def remember(positions: Positions, made: PositionBook) -> None:
-    """Record ``made`` as the book of ``positions`` (sorted, unique order ids)."""
-    _remember(positions, made)
+def remember(positions: Positions, made: PositionBook, edit: Edit | None = None) -> None:
+    """Record ``made`` as the book of ``positions`` (sorted, unique order ids), and how
+    ``positions`` was made from an earlier tuple when it was."""
+    _remember(positions, made, edit)
+
+
+def edit_of(positions: Positions) -> Edit | None:
+    """How this exact tuple was made from an earlier one, when remembered."""
+    hit = _BOOKS.get(id(positions))
+    return hit[2] if hit is not None and hit[0] is positions else None
 
 
 def find(positions: Positions, order_id: str) -> int:

@@ -9,6 +9,7 @@ processes, or two tests) never share an entry; callers reach it as ``services.de
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +55,10 @@ class DecodedMemo(Generic[T]):
         self.put(key, stored, value)
         return value
 
+    def last(self, key: Hashable) -> tuple[Any, T] | None:
+        """The stored value last seen for ``key`` and its decoded form, if any."""
+        return self._seen.get(key)
+
     def put(self, key: Hashable, stored: Any, value: T) -> None:
         """Remember ``value`` as the decoded form of ``stored`` (known without decoding)."""
         if len(self._seen) >= self._max_keys:
@@ -84,10 +89,13 @@ class DecodedRefdata:
         is a transition's biggest read cost; a worker usually wrote the very document it
         reads next (``remember_account``).
         """
-        return self._accounts.get(account_id, data, account_from_dict)
+        last = self._accounts.last(account_id)
+        if last is None:
+            return self._accounts.get(account_id, data, account_from_dict)
+        return self._accounts.get(account_id, data, lambda doc: _account_from(doc, last))
 
     def remember_account(self, data: Mapping[str, Any], account: Account) -> None:
-        """Record a committed account document (``account_to_dict(account)``) and its account."""
+        """Record a committed account document (``account_document(account)``) and its account."""
         self._accounts.put(account.account_id, data, account)
 
     def instrument(self, group: str, symbol: str, data: Mapping[str, Any]) -> InstrumentConfig:
@@ -97,6 +105,22 @@ class DecodedRefdata:
     def prices(self, stored: Mapping[str, Mapping[str, Any]]) -> Prices:
         """``Prices`` of the stored quotes (decoded once per change)."""
         return self._prices.get(None, stored, _prices_of)
+
+
+def _account_from(data: Mapping[str, Any], last: tuple[Any, Account]) -> Account:
+    """Decode an account document whose positions may be those of the last one seen.
+
+    Another process (the intake reserving for an order, a worker of another kind) changed
+    the header or the reservations, not the positions: the last decoded tuple is reused (one
+    comparison of the lists, in C), so a large account is not decoded again and its
+    positions keep their aggregates (``domain.positionbook``) and encoding
+    (``codec.account_document``).
+    """
+    positions = data.get("positions")
+    if not positions or positions != last[0].get("positions"):
+        return account_from_dict(data)
+    header = account_from_dict({**data, "positions": []})
+    return replace(header, positions=last[1].positions)
 
 
 def _prices_of(stored: Mapping[str, Mapping[str, Any]]) -> Prices:

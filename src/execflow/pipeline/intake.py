@@ -45,7 +45,7 @@ from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
 from execflow.domain import intake as rules
 from execflow.domain.codec import (
-    account_to_dict,
+    account_document,
     calculation_to_dict,
     order_from_dict,
     order_to_dict,
@@ -386,7 +386,7 @@ class OrderIntake:
         order = accepted.order
         writes = [Write("order", order.order_id, loaded.order_version, order_to_dict(order))]
         account = accepted.account
-        account_data = account_to_dict(account) if account != loaded.account else None
+        account_data = account_document(account) if account != loaded.account else None
         if account_data is not None:
             writes.append(
                 Write("account", account.account_id, loaded.account_version, account_data)

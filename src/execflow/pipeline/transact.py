@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execflow.backends.state import Versioned, Write
-from execflow.domain.codec import account_to_dict, order_from_dict, order_to_dict
+from execflow.domain.codec import account_document, order_from_dict, order_to_dict
 from execflow.domain.guard import GuardPolicy
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order, Prices
@@ -81,7 +81,7 @@ async def transact(
         account_data: dict[str, Any] | None = None
         if outcome.account_changed(account):
             # the whole account: the DB event carries only its header and changes
-            account_data = account_to_dict(outcome.account)
+            account_data = account_document(outcome.account)
             writes.append(Write("account", account.account_id, account_doc.version, account_data))
         try:
             await services.state.commit(account.account_id, writes)
