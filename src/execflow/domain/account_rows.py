@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from execflow.domain.codec import position_to_dict, reservation_to_dict
 from execflow.domain.models import Account, Position, Reservation
+from execflow.domain.positionbook import book_of, find
 
 __all__ = [
     "ACCOUNT_CHANGES",
@@ -69,6 +70,9 @@ class AccountRow:
 
 
 def _by_order(items: Sequence[Position] | Sequence[Reservation], order_id: str) -> Any:
+    if isinstance(items, tuple) and book_of(items) is not None:  # sorted by order id
+        at = find(items, order_id)
+        return items[at] if at < len(items) and items[at].order_id == order_id else None
     for item in items:
         if item.order_id == order_id:
             return item
