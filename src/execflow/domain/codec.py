@@ -677,7 +677,9 @@ def reservation_to_dict(reservation: Reservation) -> dict[str, Any]:
 _LAST_POSITIONS: dict[str, tuple[tuple[Position, ...], list[dict[str, Any]]]] = {}
 """Per account id, the positions tuple last encoded by ``account_document`` and its list."""
 
-_MAX_LAST_POSITIONS = 1024
+_MAX_LAST_POSITIONS = 256
+"""Accounts remembered (as many as ``pipeline.decoded`` keeps decoded: the lists are the
+ones its documents hold, so this adds little memory); a full memo starts over."""
 
 
 def account_document(account: Account) -> dict[str, Any]:
