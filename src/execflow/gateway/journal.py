@@ -24,8 +24,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from io import FileIO
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
@@ -52,7 +52,7 @@ class ReportJournal:
         self.path = path
         self._compact_bytes = compact_bytes
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
+        self._file: FileIO | None = None
         self._size = 0
         self._next = 1
         self._unmarked: deque[tuple[int, bytes]] = deque()
@@ -83,8 +83,7 @@ class ReportJournal:
             if ref is not None:
                 doc["ref"] = list(ref)
             line = orjson.dumps(doc) + b"\n"
-            self._file.write(line)
-            self._file.flush()
+            _write_all(self._file, line)
             self._next += 1
             self._size += len(line)
             self._unmarked.append((index, line))
@@ -109,8 +108,7 @@ class ReportJournal:
                 self._rewrite_locked()
                 return
             line = orjson.dumps({"ok": index}) + b"\n"
-            self._file.write(line)
-            self._file.flush()
+            _write_all(self._file, line)
             self._size += len(line)
 
     def unmarked(self) -> int:
@@ -156,5 +154,16 @@ class ReportJournal:
         body = b"".join(line for _index, line in self._unmarked)
         fresh.write_bytes(body)
         fresh.replace(self.path)
-        self._file = self.path.open("ab")
+        # unbuffered: a line is one write(2), no buffer to lock and flush on the engine's thread
+        self._file = self.path.open("ab", buffering=0)
         self._size = len(body)
+
+
+def _write_all(file: FileIO, data: bytes) -> None:
+    """Write ``data`` whole (a regular file takes it in one call unless the disk is full)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(f"report journal {file.name}: nothing written")
+        view = view[written:]
