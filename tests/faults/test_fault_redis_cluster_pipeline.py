@@ -92,7 +92,9 @@ def failover_notes(run: PipelineRun, verdict: Verdict) -> None:
     verdict.notes.update(
         store_retries=len(run.lines_with("redis cluster call failed; retrying")),
         outage_retries=len(run.lines_with("outage=true")),
-        not_on_replica=len(run.lines_with("write not yet on enough replicas")),
+        replica_changes=len(run.lines_with("replicas of a master changed")),
+        lagging=len(run.lines_with("write not on a lagging replica")),
+        replaced_master=len(run.lines_with("no longer the master of its slot")),
         rebuilds=len(run.lines_with("STATE:FALLBACK")),
     )
 

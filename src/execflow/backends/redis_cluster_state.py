@@ -11,15 +11,20 @@ What differs from one server:
   turn). A write reaches every copy before it returns; copies can differ only while
   a write is in flight or after one failed half-way (``StoreError``; the next quote
   replaces it).
-* A commit and a lifecycle record are followed by ``WAIT <replicas>`` on the same
-  connection: the write reached that many replicas before the store answers, so a
-  master killed after the answer does not take the write with it. When fewer replicas
-  acknowledge in time, the other masters are asked who serves the slot. If another
-  node does, the write went to a master that was replaced while paused and has not
-  heard so yet (it drops the write when it turns replica): it is retried, and reaches
-  the successor once the old master answers ``MOVED``. Else the write stands, a warning
-  says so, and that master is not waited on for a while (after a failover it has no
-  replica until one rejoins).
+* A commit and a lifecycle record are followed by ``WAIT`` on the same connection, on
+  every write: the write reached the replicas before the store answers, so a master
+  killed after the answer does not take the write with it. It waits for
+  ``min(wait_replicas, replicas that master has)``; a master's replicas are learnt
+  from its ``ROLE`` whenever a ``WAIT`` acknowledges fewer than ``wait_replicas``, and
+  until then taken to be ``wait_replicas``. After such a write the node is asked again:
+  if it no longer serves the slot (its ``ROLE`` says replica, or the other masters give
+  the slot to another node: a master replaced while paused that has not heard so yet
+  drops the write when it turns replica), the write is not an answer and is retried,
+  reaching the successor once the old master answers ``MOVED``. Else the write stands
+  on the replicas it reached, the master's replica count is recorded (a warning each
+  time it changes: after a failover the promoted master has none until one rejoins)
+  and the write is counted (``under_replicated_writes``). There is no time-based skip:
+  a master known to have fewer replicas than wanted is asked again on every write.
 * MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
   ``MASTERDOWN``, ``TRYAGAIN``, ``READONLY`` from a demoted master) is retried with
   backoff until ``retry_window_s`` has passed, then raised as ``StoreError``. A commit
@@ -63,7 +68,7 @@ from execflow.backends.state import TransitionReads, Write
 from execflow.errors import StoreError
 from execflow.logs.masking import mask_url
 
-__all__ = ["RedisClusterStateStore", "ReplacedMasterError", "slot_owner"]
+__all__ = ["RedisClusterStateStore", "ReplacedMasterError", "replicas_in_role", "slot_owner"]
 
 log = logging.getLogger("execflow.backends.redis_cluster_state")
 
@@ -80,12 +85,18 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-# How long a master that did not get a write onto a replica in time is not waited on.
-_UNREPLICATED_PAUSE_S = 30.0
+# What ``_role_of`` answers for a node whose ``ROLE`` is not master.
+_NOT_A_MASTER = -1
 
 
 class ReplacedMasterError(RedisClusterException):
     """A write went to a master the rest of the cluster has replaced: retried elsewhere."""
+
+
+def replicas_in_role(role: Sequence[Any]) -> int | None:
+    """The online replicas a ``ROLE`` reply lists, or ``None`` when the node is not a master."""
+    kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+    return len(role[2]) if kind == "master" else None
 
 
 def slot_owner(view: Mapping[str, Mapping[str, Any]], slot: int) -> str | None:
@@ -132,7 +143,11 @@ class RedisClusterStateStore(RedisStateStore):
         self._wait_timeout_ms = max(1, wait_timeout_ms)
         self._retry_window_s = 3 * timeout_s if retry_window_s is None else retry_window_s
         self._turn = itertools.count()
-        self._unreplicated_until: dict[str, float] = {}
+        # each master's online replicas, learnt from its ROLE when a WAIT came back short
+        self._replicas: dict[str, int] = {}
+        # masters whose last write stood short of the replicas they have (lagging ones)
+        self._lagging: set[str] = set()
+        self.under_replicated_writes = 0
         super().__init__(
             url, pool_size=pool_size, timeout_s=timeout_s, key_prefix=key_prefix,
             backoff_s=backoff_s,
@@ -206,46 +221,95 @@ class RedisClusterStateStore(RedisStateStore):
     async def _acked(self, key: str, command: tuple[Any, ...]) -> Any:
         """``command`` (on ``key``'s slot) then ``WAIT`` on the same node and connection.
 
-        A master whose replica did not acknowledge in time (it has none since a failover,
-        or it lags) is written without ``WAIT`` for ``_UNREPLICATED_PAUSE_S``: with no
-        replica there is nothing to wait for, and every write would pay the timeout. But
-        first the other masters must still give it the slot; if they give it to another
-        node, ``ReplacedMasterError`` (retried by ``_call``).
+        ``WAIT`` asks for ``min(wait_replicas, replicas the node has)``, so a master with
+        no replica since a failover does not make every write pay the timeout; a write
+        acknowledged by fewer than ``wait_replicas`` is checked (``_checked_short``), on
+        every write, a master known to be short included.
         """
         node = self._redis.get_node_from_key(key)
-        if (
-            self._wait_replicas == 0
-            or node is None
-            or time.monotonic() < self._unreplicated_until.get(node.name, 0.0)
-        ):
+        if self._wait_replicas == 0 or node is None:
             return await self._redis.execute_command(*command)
+        replicas = min(self._wait_replicas, self._replicas.get(node.name, self._wait_replicas))
         pipe = self._redis.pipeline(transaction=False)
         pipe.execute_command(*command)
-        pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms, target_nodes=node)
+        pipe.execute_command("WAIT", replicas, self._wait_timeout_ms, target_nodes=node)
         result, acked = await pipe.execute()
         if int(acked) < self._wait_replicas:
-            owner = await self._serving_instead(node, key)
-            if owner is not None:
-                # a replaced master that has not heard so yet (it was paused): what it
-                # took is dropped when it turns replica, so it is not an answer
-                log.warning(
-                    "write on a master no longer the master of its slot: node=%s owner=%s",
-                    node.name,
-                    owner,
-                    extra={"node": node.name, "owner": owner},
-                )
-                raise ReplacedMasterError(f"{node.name} was replaced by {owner}")
-            self._unreplicated_until[node.name] = time.monotonic() + _UNREPLICATED_PAUSE_S
-            log.warning(
-                "write not yet on enough replicas: node=%s replicas=%d wanted=%d; "
-                "not waiting on it for %g s",
-                node.name,
-                int(acked),
-                self._wait_replicas,
-                _UNREPLICATED_PAUSE_S,
-                extra={"node": node.name, "replicas": int(acked), "wanted": self._wait_replicas},
-            )
+            await self._checked_short(node, key, int(acked))
+        elif self._lagging:
+            self._lagging.discard(node.name)
         return result
+
+    async def _checked_short(self, node: ClusterNode, key: str, acked: int) -> None:
+        """After a write on fewer than ``wait_replicas``: the node's role and replicas again.
+
+        A node that no longer serves ``key``'s slot (its own ``ROLE``, else the other
+        masters' view) raises ``ReplacedMasterError``: what it took is dropped when it
+        turns replica. A master keeps the write; its replica count is recorded.
+        """
+        replicas = await self._role_of(node)
+        owner = (
+            "it is a replica now"
+            if replicas == _NOT_A_MASTER
+            else await self._serving_instead(node, key)
+        )
+        if owner is not None:
+            log.warning(
+                "write on a master no longer the master of its slot: node=%s owner=%s",
+                node.name,
+                owner,
+                extra={"node": node.name, "owner": owner},
+            )
+            raise ReplacedMasterError(f"{node.name} was replaced ({owner})")
+        self.under_replicated_writes += 1
+        self._record(node.name, replicas, acked)
+
+    def _record(self, node: str, replicas: int | None, acked: int) -> None:
+        """A master's replicas as its ``ROLE`` gave them; a warning once per change.
+
+        A master that keeps its replicas but whose write they did not acknowledge in
+        ``wait_timeout_ms`` (they lag, or are paused) is warned about once until one of
+        its writes reaches them all again.
+        """
+        before = self._replicas.get(node)
+        if replicas is not None and replicas != before:
+            self._replicas[node] = replicas
+            self._lagging.discard(node)
+            log.warning(
+                "replicas of a master changed: node=%s replicas=%d was=%s wanted=%d "
+                "acked=%d under_replicated_writes=%d",
+                node,
+                replicas,
+                "unknown" if before is None else before,
+                self._wait_replicas,
+                acked,
+                self.under_replicated_writes,
+                extra={"node": node, "replicas": replicas, "acked": acked},
+            )
+        elif (
+            before is not None
+            and acked < min(self._wait_replicas, before)
+            and node not in self._lagging
+        ):
+            self._lagging.add(node)
+            log.warning(
+                "write not on a lagging replica: node=%s replicas=%d acked=%d "
+                "under_replicated_writes=%d",
+                node,
+                before,
+                acked,
+                self.under_replicated_writes,
+                extra={"node": node, "replicas": before, "acked": acked},
+            )
+
+    async def _role_of(self, node: ClusterNode) -> int | None:
+        """The node's online replicas by its ``ROLE``, ``_NOT_A_MASTER``, or ``None`` unanswered."""
+        try:
+            role = await self._redis.execute_command("ROLE", target_nodes=node)
+        except (RedisError, OSError):
+            return None  # the other masters' view decides
+        replicas = replicas_in_role(role)
+        return _NOT_A_MASTER if replicas is None else replicas
 
     async def _serving_instead(self, node: ClusterNode, key: str) -> str | None:
         """The node the other masters give ``key``'s slot to, when not ``node``; else ``None``.

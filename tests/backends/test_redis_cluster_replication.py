@@ -1,0 +1,254 @@
+"""Redis Cluster store: the replication check after every write, on a stand-in client.
+
+The moments it guards (a paused master that wakes up replaced, a promoted master with no
+replica yet) are too short or too rare to provoke on the test cluster on purpose, so a
+stand-in for redis-py's ``RedisCluster`` plays them: which node the client's slot map
+names, what each node's ``ROLE`` answers, whom the other masters give the slot to, and
+how many replicas acknowledge a ``WAIT``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from execflow.backends.redis_cluster_state import (
+    RedisClusterStateStore,
+    replicas_in_role,
+    slot_owner,
+)
+from execflow.backends.state import Write
+
+OLD = "127.0.0.1:7001"
+OTHER = "127.0.0.1:7002"
+NEW = "127.0.0.1:7004"
+LOGGER = "execflow.backends.redis_cluster_state"
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _master_role(replicas: int) -> list[Any]:
+    return [b"master", 10, [[b"127.0.0.1", str(7100 + n).encode(), b"10"] for n in range(replicas)]]
+
+
+class _StandIn:
+    """What the store sees of a cluster whose slot 100 ``mapped`` serves by the client's map.
+
+    ``owner`` is whom the other masters give the slot to; a write to another node is
+    followed by a new map naming ``owner`` (the old master answers ``MOVED`` from then
+    on). ``roles`` is each node's ``ROLE`` reply, ``acks`` how many replicas acknowledge
+    a ``WAIT`` on it. ``calls`` keeps every command as ``(command, node, argument)``.
+    """
+
+    def __init__(self, mapped: str = OLD) -> None:
+        self.mapped = mapped
+        self.owner = mapped
+        self.roles: dict[str, list[Any]] = {}
+        self.acks: dict[str, int] = {}
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def get_node_from_key(self, key: str) -> _Node:
+        return _Node(self.mapped)
+
+    def keyslot(self, key: str) -> int:
+        return 100
+
+    def get_primaries(self) -> list[_Node]:
+        return [_Node(OLD), _Node(OTHER)]
+
+    def pipeline(self, transaction: bool) -> _Pipeline:
+        return _Pipeline(self)
+
+    def execute_command(self, *args: Any, target_nodes: _Node | None = None) -> Any:
+        if target_nodes is None:  # a write alone, no WAIT after it
+            target_nodes = _Node(self.mapped)
+            args = ("write",)
+        self.calls.append((str(args[0]), target_nodes.name, None))
+        return self._answer(str(args[0]), target_nodes.name)
+
+    async def _answer(self, command: str, node: str) -> Any:
+        if command == "write":
+            return 0
+        if command == "ROLE":
+            return self.roles[node]
+        assert command == "CLUSTER NODES"
+        return {
+            name: {"flags": "master", "slots": []} for name in (OLD, NEW) if name != self.owner
+        } | {
+            self.owner: {"flags": "master", "slots": [["0", "5460"]]},
+            OTHER: {"flags": "myself,master", "slots": [["5461", "10922"]]},
+        }
+
+    def asked(self, command: str) -> list[str]:
+        return [node for name, node, _ in self.calls if name == command]
+
+    def waits(self) -> list[tuple[str, int | None]]:
+        return [(node, n) for name, node, n in self.calls if name == "WAIT"]
+
+
+class _Pipeline:
+    """A write and its ``WAIT``, sent together to the node the slot map names."""
+
+    def __init__(self, cluster: _StandIn) -> None:
+        self._cluster = cluster
+        self._queued: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any, target_nodes: _Node | None = None) -> None:
+        self._queued.append(args)
+
+    async def execute(self) -> list[int]:
+        cluster = self._cluster
+        (_, wait) = self._queued
+        node, replicas = cluster.mapped, int(wait[1])
+        cluster.calls += [("write", node, None), ("WAIT", node, replicas)]
+        if node != cluster.owner:
+            cluster.mapped = cluster.owner
+        return [0, cluster.acks.get(node, 0) if replicas > 0 else 0]
+
+
+@pytest.fixture
+async def standin_store() -> AsyncIterator[RedisClusterStateStore]:
+    made = RedisClusterStateStore(
+        [("127.0.0.1", 7001)], url=f"redis+cluster://{OLD}/", backoff_s=0.01
+    )
+    real = made._redis
+    try:
+        yield made
+    finally:
+        made._redis = real
+        await made.close()
+
+
+def _messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def _installed(
+    store: RedisClusterStateStore,
+    caplog: pytest.LogCaptureFixture,
+    roles: dict[str, list[Any]],
+    acks: dict[str, int] | None = None,
+) -> _StandIn:
+    """A stand-in cluster as ``store``'s client, with these ``ROLE`` replies and acks."""
+    cluster = store._redis = _StandIn()
+    cluster.roles, cluster.acks = roles, acks or {}
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    return cluster
+
+
+async def _commit(store: RedisClusterStateStore, version: int) -> None:
+    await store.commit("live:6", [Write("account", "live:6", version, {"b": version})])
+
+
+async def test_a_write_on_a_replaced_master_is_retried_on_its_successor(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # paused, replaced, awake: it still says master (its replica left) and takes the write
+    roles = {OLD: _master_role(0), NEW: _master_role(1)}
+    cluster = _installed(standin_store, caplog, roles, {NEW: 1})
+    cluster.owner = NEW
+    await _commit(standin_store, 0)
+    # the replaced master's answer was not taken: the commit ran again on the successor
+    assert cluster.asked("write") == [OLD, NEW]
+    assert cluster.asked("ROLE") == [OLD] and cluster.asked("CLUSTER NODES") == [OTHER]
+    assert _messages(caplog, "no longer the master")
+    assert standin_store.under_replicated_writes == 0
+
+
+async def test_a_write_on_a_node_that_says_it_is_a_replica_is_retried(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # demoted after it took the write; the other masters' view has not caught up yet
+    roles = {OLD: [b"slave", b"127.0.0.1", 7004, b"connected", 10]}
+    cluster = _installed(standin_store, caplog, roles, {NEW: 1})
+    cluster.owner = NEW  # the retry's new map (the node answers MOVED now)
+    await _commit(standin_store, 0)
+    assert cluster.asked("write") == [OLD, NEW]
+    # its own ROLE decided: the other masters were not asked
+    assert cluster.asked("ROLE") == [OLD] and cluster.asked("CLUSTER NODES") == []
+    assert _messages(caplog, "it is a replica now")
+
+
+async def test_a_master_without_replica_is_checked_on_every_write(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a promoted master before its old master rejoined: no replica, the others name it
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0)})
+    for version in range(3):
+        await _commit(standin_store, version)
+    # the first write waited for the one replica wanted, the next for the none it has...
+    assert cluster.waits() == [(OLD, 1), (OLD, 0), (OLD, 0)]
+    # ...and every one of them asked again whether the node still serves the slot
+    assert cluster.asked("ROLE") == [OLD] * 3
+    assert cluster.asked("CLUSTER NODES") == [OTHER] * 3
+    assert standin_store.under_replicated_writes == 3
+    changed = _messages(caplog, "replicas of a master changed")
+    assert len(changed) == 1 and f"node={OLD} replicas=0 was=unknown" in changed[0]
+    # then it is replaced while paused: the write it takes is not an answer
+    cluster.owner = NEW
+    cluster.roles[NEW] = _master_role(1)
+    cluster.acks[NEW] = 1
+    await _commit(standin_store, 3)
+    assert cluster.asked("write")[-2:] == [OLD, NEW]
+    assert cluster.waits()[-1] == (NEW, 1)
+    assert standin_store.under_replicated_writes == 3
+
+
+async def test_a_replica_that_rejoins_is_waited_for_again(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0)})
+    await _commit(standin_store, 0)
+    await _commit(standin_store, 1)
+    # the old master is back as its replica: learnt on the next write, waited for after
+    cluster.roles[OLD] = _master_role(1)
+    cluster.acks[OLD] = 1
+    await _commit(standin_store, 2)
+    await _commit(standin_store, 3)
+    assert [n for _, n in cluster.waits()] == [1, 0, 0, 1]
+    assert cluster.asked("ROLE") == [OLD] * 3  # not after the write its replica took
+    changed = _messages(caplog, "replicas of a master changed")
+    assert len(changed) == 2 and "replicas=1 was=0" in changed[1]
+
+
+async def test_a_lagging_replica_is_still_waited_for_and_warned_about_once(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(1)}, {OLD: 1})
+    await _commit(standin_store, 0)  # acknowledged: nothing learnt, nothing asked
+    assert cluster.asked("ROLE") == []
+    cluster.acks[OLD] = 0  # connected, but it does not acknowledge in time
+    for version in range(1, 4):
+        await _commit(standin_store, version)
+    assert [n for _, n in cluster.waits()] == [1, 1, 1, 1]
+    assert standin_store.under_replicated_writes == 3
+    assert len(_messages(caplog, "replicas of a master changed")) == 1  # learnt: 1
+    assert len(_messages(caplog, "lagging replica")) == 1
+    cluster.acks[OLD] = 1
+    await _commit(standin_store, 4)
+    cluster.acks[OLD] = 0
+    await _commit(standin_store, 5)
+    assert len(_messages(caplog, "lagging replica")) == 2  # a new episode
+
+
+def test_replicas_in_role_counts_a_masters_replicas_only() -> None:
+    assert replicas_in_role(_master_role(2)) == 2
+    assert replicas_in_role(["master", 0, []]) == 0
+    assert replicas_in_role([b"slave", b"127.0.0.1", 7001, b"connected", 5]) is None
+
+
+def test_slot_owner_skips_failed_masters_and_replicas() -> None:
+    view: dict[str, dict[str, Any]] = {
+        "a:1": {"flags": "master,fail", "slots": [["0", "100"]]},
+        "b:2": {"flags": "slave", "slots": []},
+        "c:3": {"flags": "myself,master", "slots": [["0", "100"], ["200"]]},
+    }
+    assert slot_owner(view, 50) == "c:3"
+    assert slot_owner(view, 200) == "c:3"
+    assert slot_owner(view, 150) is None
