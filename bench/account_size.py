@@ -34,8 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+
 _INNER = "EXECFLOW_ACCOUNT_SIZE_INNER"
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 _CPU = re.compile(r"cpu_s=([\d.]+)")
 _SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "EURGBP")
 
@@ -153,19 +154,7 @@ def _cpu_per_report(src: Path | None, size: int, reports: int) -> float:
 
 def _instructions(src: Path | None, size: int, reports: int, fill: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            f"--cachegrind-out-file={tmp}/cg.out",
-            *_argv(size, reports, tmp),
-        ]
-        env = _env(src, "fill" if fill else "place")
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    match = _REFS.search(done.stderr)
-    if done.returncode != 0 or match is None:
-        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return int(match.group(1).replace(",", ""))
+        return instructions(_argv(size, reports, tmp), _env(src, "fill" if fill else "place"))
 
 
 def _instructions_per_report(src: Path | None, size: int, reports: int) -> float:

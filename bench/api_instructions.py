@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+
 _INNER = "EXECFLOW_API_INSTR_INNER"
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 async def _inner(phase: str, orders: int, concurrency: int, directory: Path) -> None:
@@ -52,13 +51,7 @@ def _count(phase: str, orders: int, concurrency: int) -> int:
     """Instructions of one run (the whole process, all its threads)."""
     with tempfile.TemporaryDirectory(prefix="api-instr-") as directory:
         env = {**os.environ, _INNER: f"{phase}:{orders}:{concurrency}:{directory}"}
-        args = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                "--cachegrind-out-file=/dev/null", sys.executable, __file__]  # fmt: skip
-        done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-    found = _REFS.search(done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"the {phase} run failed:\n{done.stderr[-3000:]}")
-    return int(found.group(1).replace(",", ""))
+        return instructions([sys.executable, __file__], env)
 
 
 def main() -> None:

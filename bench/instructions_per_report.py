@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+
 _INNER = "EXECFLOW_INSTR_INNER"
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 def _count(src: Path | None, reports: int, fill: bool) -> int:
@@ -32,23 +31,8 @@ def _count(src: Path | None, reports: int, fill: bool) -> int:
     if src is not None:
         env["PYTHONPATH"] = str(src)
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [
-            "valgrind",
-            "--tool=cachegrind",
-            "--cache-sim=no",
-            f"--cachegrind-out-file={tmp}/cg.out",
-            sys.executable,
-            __file__,
-            "--reports",
-            str(reports),
-            "--workdir",
-            tmp,
-        ]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    match = _REFS.search(done.stderr)
-    if done.returncode != 0 or match is None:
-        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return int(match.group(1).replace(",", ""))
+        command = [sys.executable, __file__, "--reports", str(reports), "--workdir", tmp]
+        return instructions(command, env)
 
 
 def _per_report(src: Path | None, reports: int) -> float:
