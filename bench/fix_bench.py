@@ -58,7 +58,6 @@ import cProfile
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -69,6 +68,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import _cachegrind as cachegrind  # bench/, first on sys.path: see its doc
 from _workload import fill_pass  # bench/, first on sys.path: see its doc
 from execflow.apps.bench import percentiles, success_times
 from execflow.clock import SystemClock, UuidIds
@@ -562,7 +562,6 @@ def half_lines(
 
 
 _INNER = "EXECFLOW_FIXBENCH_INNER"
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 def inner(spec: str) -> None:
@@ -581,16 +580,7 @@ def count(mode: str, orders: int) -> int:
         spec = f"{mode}:{orders}"
         if mode == "fix":
             spec += f":{stack.enter_context(LpProcess()).port}"
-        tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
-        argv += [f"--cachegrind-out-file={tmp}/cg.out", sys.executable, __file__]
-        done = subprocess.run(
-            argv, env={**os.environ, _INNER: spec}, capture_output=True, text=True, check=False
-        )
-    found = _REFS.search(done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return int(found.group(1).replace(",", ""))
+        return cachegrind.instructions([sys.executable, __file__], {**os.environ, _INNER: spec})
 
 
 def instructions(small: int, large: int) -> None:
