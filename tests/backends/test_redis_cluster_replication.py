@@ -9,11 +9,14 @@ how many replicas acknowledge a ``WAIT``.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from execflow.backends.redis_cluster_state import (
     RedisClusterStateStore,
@@ -21,6 +24,10 @@ from execflow.backends.redis_cluster_state import (
     slot_owner,
 )
 from execflow.backends.state import Write
+from execflow.logs import setup_logging
+from execflow.metrics import Metrics
+from execflow.pipeline.services import open_services
+from execflow.settings import Settings
 
 OLD = "127.0.0.1:7001"
 OTHER = "127.0.0.1:7002"
@@ -52,6 +59,12 @@ class _StandIn:
         self.roles: dict[str, list[Any]] = {}
         self.acks: dict[str, int] = {}
         self.calls: list[tuple[str, str, int | None]] = []
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
 
     def get_node_from_key(self, key: str) -> _Node:
         return _Node(self.mapped)
@@ -235,6 +248,52 @@ async def test_a_lagging_replica_is_still_waited_for_and_warned_about_once(
     cluster.acks[OLD] = 0
     await _commit(standin_store, 5)
     assert len(_messages(caplog, "lagging replica")) == 2  # a new episode
+
+
+def _replication(metrics: Metrics) -> dict[str, float]:
+    """The store's two series in ``metrics``'s exposition, by name (the gauge's by node)."""
+    found = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            if sample.name.startswith("execflow_state_") and not sample.name.endswith("_created"):
+                found[sample.name + str(sample.labels.get("node", ""))] = sample.value
+    return found
+
+
+async def test_the_stores_replication_is_in_the_process_metrics(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0)})
+    settings = Settings(
+        log_dir=tmp_path / "logs", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    )
+    logs = setup_logging(settings, "worker_open", bridge=False)
+    metrics = Metrics("worker_open")
+    before = gc.get_threshold()
+    try:
+        async with open_services(settings, logs, metrics=metrics, state=standin_store):
+            assert _replication(metrics) == {"execflow_state_under_replicated_writes_total": 0}
+            # a promoted master without replica: every write counted
+            for version in range(2):
+                await _commit(standin_store, version)
+            assert _replication(metrics) == {
+                "execflow_state_under_replicated_writes_total": 2,
+                f"execflow_state_master_replicas{OLD}": 0,
+            }
+            # its old master is back as its replica: learnt on the next write (counted,
+            # its WAIT asked for none), waited for on the one after
+            cluster.roles[OLD] = _master_role(1)
+            cluster.acks[OLD] = 1
+            await _commit(standin_store, 2)
+            await _commit(standin_store, 3)
+            assert standin_store.under_replicated_writes == 3
+            assert _replication(metrics) == {
+                "execflow_state_under_replicated_writes_total": 3,
+                f"execflow_state_master_replicas{OLD}": 1,
+            }
+    finally:
+        gc.set_threshold(*before)
+        logs.close()
 
 
 def test_replicas_in_role_counts_a_masters_replicas_only() -> None:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from execflow.cli.supervisor import child_environment
 from execflow.errors import ConfigError
-from execflow.metrics import OUTCOMES, LogSnapshot, Metrics, MetricsServer
+from execflow.metrics import OUTCOMES, LogSnapshot, Metrics, MetricsServer, ReplicationSnapshot
 from execflow.metrics.processes import component_of
 from execflow.settings import PROMETHEUS_MULTIPROC_DIR
 
@@ -116,6 +116,40 @@ def test_scrape_names_labels_values(served: tuple[Metrics, MetricsServer, _Clock
     )
 
 
+UNDER_REPLICATED = "execflow_state_under_replicated_writes_total"
+MASTER_REPLICAS = "execflow_state_master_replicas"
+
+
+def test_a_replicated_stores_counts_in_the_exposition() -> None:
+    metrics = Metrics("worker_open")
+    seen = ReplicationSnapshot()
+    metrics.watch_replication(lambda: seen)
+    # declared when watched: the counter at zero before the first short write
+    s = _samples(metrics.exposition())
+    assert s[(UNDER_REPLICATED, ())] == 0
+    assert not [key for key in s if key[0] == MASTER_REPLICAS]
+    seen = ReplicationSnapshot(3, {"10.0.0.1:7001": 0, "10.0.0.2:7002": 1})
+    s = _samples(metrics.exposition())
+    assert s[(UNDER_REPLICATED, ())] == 3
+    assert s[(MASTER_REPLICAS, (("node", "10.0.0.1:7001"),))] == 0
+    assert s[(MASTER_REPLICAS, (("node", "10.0.0.2:7002"),))] == 1
+    # cumulative: not doubled on the next scrape; a replica back is the gauge's new value
+    seen = ReplicationSnapshot(4, {"10.0.0.1:7001": 1, "10.0.0.2:7002": 1})
+    s = _samples(metrics.exposition())
+    assert s[(UNDER_REPLICATED, ())] == 4
+    assert s[(MASTER_REPLICAS, (("node", "10.0.0.1:7001"),))] == 1
+    # another store watched (services opened again): its counts add to what was exported
+    metrics.watch_replication(lambda: ReplicationSnapshot(2, {}))
+    assert _samples(metrics.exposition())[(UNDER_REPLICATED, ())] == 6
+
+
+def test_a_process_whose_store_does_not_replicate_exports_no_replication() -> None:
+    metrics = Metrics("worker_open")
+    assert {UNDER_REPLICATED, MASTER_REPLICAS}.isdisjoint(metrics.names())
+    names = {name for name, _ in _samples(metrics.exposition())}
+    assert not {n for n in names if n.startswith("execflow_state_")}
+
+
 def test_no_id_like_labels(served: tuple[Metrics, MetricsServer, _Clock]) -> None:
     metrics, server, _ = served
     metrics.worker_outcome("worker_close", "failure")
@@ -164,10 +198,12 @@ def test_binds_loopback_by_default() -> None:
         server.stop()
 
 
-def _child(directory: str, worker: str) -> None:
+def _child(directory: str, worker: str, replicas: int) -> None:
     metrics = Metrics(f"worker_{worker}", multiprocess_dir=Path(directory))
     metrics.worker_outcome(f"worker_{worker}", "success", seconds=0.01)
     metrics.report_received()
+    metrics.watch_replication(lambda: ReplicationSnapshot(2, {"10.0.0.1:7001": replicas}))
+    metrics.refresh()
 
 
 def _aggregate(directory: str, queue: multiprocessing.Queue[bytes]) -> None:
@@ -184,8 +220,9 @@ def test_multiprocess_mode_aggregates_processes(
     env = child_environment(tmp_path)
     assert env is not None
     monkeypatch.setenv(PROMETHEUS_MULTIPROC_DIR, env[PROMETHEUS_MULTIPROC_DIR])
-    for worker in ("open", "close", "open"):
-        proc = ctx.Process(target=_child, args=(str(tmp_path), worker))
+    # one after the other: each learns the master's replicas later than the one before
+    for worker, replicas in (("open", 0), ("close", 2), ("open", 1)):
+        proc = ctx.Process(target=_child, args=(str(tmp_path), worker, replicas))
         proc.start()
         proc.join(60)
         assert proc.exitcode == 0
@@ -202,6 +239,9 @@ def test_multiprocess_mode_aggregates_processes(
     assert s[key] == 2
     assert s[("execflow_processing_seconds_count", (("component", "worker_close"),))] == 1
     assert s[("execflow_component_up", (("component", "worker_open"),))] == 2
+    # every process's short writes; the replicas the latest to ask was told
+    assert s[(UNDER_REPLICATED, ())] == 6
+    assert s[(MASTER_REPLICAS, (("node", "10.0.0.1:7001"),))] == 1
 
 
 def test_declared_components_exist_at_zero_before_any_traffic() -> None:

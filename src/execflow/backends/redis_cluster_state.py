@@ -167,6 +167,15 @@ class RedisClusterStateStore(RedisStateStore):
             require_full_coverage=False,
         )
 
+    @property
+    def replicas_by_node(self) -> Mapping[str, int]:
+        """Each master's online replicas as its ``ROLE`` last gave them (``host:port``: count).
+
+        A master is asked only after a ``WAIT`` acknowledged fewer than ``wait_replicas``:
+        one never asked is absent (every write it took reached ``wait_replicas``).
+        """
+        return dict(self._replicas)
+
     # -- keys -------------------------------------------------------------------------------
 
     def price_key(self, copy: int) -> str:

@@ -11,11 +11,19 @@ Implementations: ``InMemoryStateStore``, ``RedisStateStore`` and ``RedisClusterS
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["DocKind", "StateStore", "TransitionReads", "Versioned", "Write", "check_writes"]
+__all__ = [
+    "DocKind",
+    "ReplicatedStore",
+    "StateStore",
+    "TransitionReads",
+    "Versioned",
+    "Write",
+    "check_writes",
+]
 
 DocKind = Literal["order", "account"]
 
@@ -149,4 +157,20 @@ class StateStore(Protocol):
 
     async def flush_all(self) -> None:
         """Forget everything this store holds (its own keys only)."""
+        ...
+
+
+@runtime_checkable
+class ReplicatedStore(Protocol):
+    """A state store whose writes wait for replicas (Redis Cluster): what it saw of them.
+
+    Only such a store has this; the process's metrics export it (``pipeline.services``).
+    """
+
+    under_replicated_writes: int
+    """Writes acknowledged by fewer replicas than wanted (since the store was made)."""
+
+    @property
+    def replicas_by_node(self) -> Mapping[str, int]:
+        """Each master's online replicas when last asked (``host:port``: count)."""
         ...

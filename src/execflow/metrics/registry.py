@@ -29,6 +29,7 @@ __all__ = [
     "HealthCheck",
     "LogSnapshot",
     "Metrics",
+    "ReplicationSnapshot",
 ]
 
 # 0.5 ms .. 30 s: a worker transition takes milliseconds; a parked report seconds.
@@ -70,6 +71,14 @@ class LogSnapshot:
     dropped: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicationSnapshot:
+    """What a replicated state store (Redis Cluster) saw of its replicas, since it was made."""
+
+    under_replicated_writes: int = 0
+    replicas_by_node: Mapping[str, int] = field(default_factory=dict)
+
+
 class Metrics:
     """Counters, histograms and gauges of one process, in their own registry.
 
@@ -99,6 +108,8 @@ class Metrics:
         self._health_checks: dict[str, HealthCheck] = {}
         self._log_snapshot: Callable[[], LogSnapshot] | None = None
         self._log_seen = LogSnapshot()
+        self._replication_snapshot: Callable[[], ReplicationSnapshot] | None = None
+        self._replication_seen = ReplicationSnapshot()
         self._last_report_at: float | None = None
         self._own_process: ProcessCollector | None = None
         own = self._own = CollectorRegistry(auto_describe=True)
@@ -428,13 +439,48 @@ class Metrics:
         """Read the logging layer's counters from ``snapshot`` at every ``refresh``."""
         self._log_snapshot = snapshot
 
+    def watch_replication(self, snapshot: Callable[[], ReplicationSnapshot]) -> None:
+        """Read the state store's replication counts from ``snapshot`` at every ``refresh``.
+
+        Only a process whose store waits for replicas (Redis Cluster) calls it: the two
+        metrics are declared here, the counter at zero, so another store exports neither
+        (a zero there would read as replication checked and fine).
+        """
+        if self._replication_snapshot is None:
+            self._declare_replication(self._own)
+        else:
+            self._refresh_replication()  # the store watched until now: its last counts
+        self._replication_snapshot = snapshot
+        self._replication_seen = ReplicationSnapshot()
+
+    def _declare_replication(self, r: CollectorRegistry) -> None:
+        self.under_replicated_writes = Counter(
+            "execflow_state_under_replicated_writes",
+            "State store writes (commits, lifecycle records) acknowledged by fewer replicas "
+            "than wait_replicas (Redis Cluster: a master without replica, or a lagging one).",
+            registry=r,
+        )
+        self.master_replicas = Gauge(
+            "execflow_state_master_replicas",
+            "Online replicas of a Redis Cluster master (node host:port) when the state "
+            "store last asked its ROLE (after a WAIT acknowledged fewer than wanted).",
+            ["node"],
+            # each process asks on its own writes: the latest answer any live one got
+            multiprocess_mode="livemostrecent",
+            registry=r,
+        )
+
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """``/healthz`` answers 503 while ``check()`` returns a reason (not ``None``)."""
         self._health_checks[name] = check
 
     # -- what the server calls -------------------------------------------------------------
     def refresh(self) -> None:
-        """Turn the latest cumulative log snapshot into counter increments."""
+        """Turn the latest cumulative log and replication snapshots into metric updates."""
+        self._refresh_logs()
+        self._refresh_replication()
+
+    def _refresh_logs(self) -> None:
         if self._log_snapshot is None:
             return
         now = self._log_snapshot()
@@ -448,6 +494,23 @@ class Metrics:
         if now.dropped > seen.dropped:
             self.log_dropped.inc(now.dropped - seen.dropped)
         self._log_seen = LogSnapshot(dict(now.lines_by_file), now.write_failures, now.dropped)
+
+    def _refresh_replication(self) -> None:
+        if self._replication_snapshot is None:
+            return
+        now = self._replication_snapshot()
+        seen = self._replication_seen
+        if now.under_replicated_writes > seen.under_replicated_writes:
+            self.under_replicated_writes.inc(
+                now.under_replicated_writes - seen.under_replicated_writes
+            )
+        for node, replicas in now.replicas_by_node.items():
+            # set on a change only: under ``run all`` the newest set wins (livemostrecent)
+            if seen.replicas_by_node.get(node) != replicas:
+                self.master_replicas.labels(node).set(replicas)
+        self._replication_seen = ReplicationSnapshot(
+            now.under_replicated_writes, dict(now.replicas_by_node)
+        )
 
     def last_report_age_s(self) -> float:
         """Seconds since the last report, -1 before the first one."""

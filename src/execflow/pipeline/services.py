@@ -30,7 +30,7 @@ from execflow.backends.bus import Bus, QueueNames
 from execflow.backends.database import Database
 from execflow.backends.factory import make_bus, make_database, make_feed, make_state_store
 from execflow.backends.feed import EventFeed
-from execflow.backends.state import StateStore
+from execflow.backends.state import ReplicatedStore, StateStore
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.logs.events import EventLogger
 from execflow.logs.setup import LogSystem
@@ -107,7 +107,7 @@ async def open_services(
         await feed.connect()
         stack.push_async_callback(feed.close)
         if metrics is not None:
-            await stack.enter_async_context(_logs_in_metrics(metrics, logs))
+            await stack.enter_async_context(_counters_in_metrics(metrics, logs, state))
         yield Services(
             settings=settings,
             bus=bus,
@@ -126,13 +126,17 @@ _METRICS_REFRESH_S = 5.0
 
 
 @asynccontextmanager
-async def _logs_in_metrics(metrics: Metrics, logs: LogSystem) -> AsyncIterator[None]:
-    """The logging layer's counters in the process's metrics while the services run.
+async def _counters_in_metrics(
+    metrics: Metrics, logs: LogSystem, state: StateStore
+) -> AsyncIterator[None]:
+    """The logging layer's counters, and a replicated store's, in the process's metrics.
 
     A process serving its own endpoint refreshes them at each scrape; under ``run all``
     (multiprocess mode) nobody scrapes this process, so they are refreshed on a timer.
+    Only a store that waits for replicas (Redis Cluster) adds its replication counts.
     """
-    from execflow.metrics import LogSnapshot  # loaded with the metrics (see TYPE_CHECKING)
+    # loaded with the metrics (see TYPE_CHECKING)
+    from execflow.metrics import LogSnapshot, ReplicationSnapshot
 
     counters = logs.counters
 
@@ -140,6 +144,15 @@ async def _logs_in_metrics(metrics: Metrics, logs: LogSystem) -> AsyncIterator[N
         return LogSnapshot({logs.file: counters.lines}, counters.write_failures, counters.dropped)
 
     metrics.watch_logs(snapshot)
+    if isinstance(state, ReplicatedStore):
+        replicated = state
+
+        def replication() -> ReplicationSnapshot:
+            return ReplicationSnapshot(
+                replicated.under_replicated_writes, replicated.replicas_by_node
+            )
+
+        metrics.watch_replication(replication)
     if not metrics.multiprocess:
         yield
         return
