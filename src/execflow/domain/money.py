@@ -41,6 +41,7 @@ __all__ = [
     "client_price",
     "close_price",
     "commission",
+    "hedged_margin",
     "hedged_symbol_margin",
     "lp_price",
     "margin_per_lot",
@@ -156,7 +157,13 @@ def hedged_symbol_margin(positions: Iterable[Position]) -> Decimal:
         return ZERO
     buy = sum((p.lots for p in items if p.side is Side.BUY), ZERO)
     sell = sum((p.lots for p in items if p.side is Side.SELL), ZERO)
-    return book(max(p.margin_per_lot_usd for p in items) * max(buy, sell))
+    return hedged_margin(max(p.margin_per_lot_usd for p in items), buy, sell)
+
+
+def hedged_margin(top_per_lot: Decimal, buy: Decimal, sell: Decimal) -> Decimal:
+    """The hedged formula on a symbol's aggregates: largest per-lot margin * max(BUY, SELL
+    lots), booked (``hedged_symbol_margin`` and ``domain.positionbook`` both use it)."""
+    return book(top_per_lot * max(buy, sell))
 
 
 def used_margin_executed(positions: Iterable[Position]) -> Decimal:

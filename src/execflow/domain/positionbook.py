@@ -29,8 +29,7 @@ from itertools import pairwise
 
 from execflow.domain.enums import Side
 from execflow.domain.models import ZERO, Position
-from execflow.domain.money import book as book_amount
-from execflow.domain.money import hedged_symbol_margin
+from execflow.domain.money import hedged_margin
 
 __all__ = [
     "Edit",
@@ -87,15 +86,7 @@ def _symbol_lots(positions: Iterable[Position]) -> SymbolLots | None:
     sells = [p.lots for p in items if p.side is Side.SELL]
     top = max(p.margin_per_lot_usd for p in items)
     at_top = sum(1 for p in items if p.margin_per_lot_usd == top)
-    return SymbolLots(
-        sum(buys, ZERO),
-        sum(sells, ZERO),
-        len(buys),
-        len(sells),
-        top,
-        at_top,
-        hedged_symbol_margin(items),
-    )
+    return _settled(sum(buys, ZERO), sum(sells, ZERO), len(buys), len(sells), top, at_top)
 
 
 def _added(item: SymbolLots | None, position: Position) -> SymbolLots:
@@ -118,9 +109,7 @@ def _added(item: SymbolLots | None, position: Position) -> SymbolLots:
 def _settled(
     buy: Decimal, sell: Decimal, buys: int, sells: int, top: Decimal, at_top: int
 ) -> SymbolLots:
-    # the walk's hedged margin, from the aggregates: max per-lot margin * max(buy, sell)
-    margin = book_amount(top * max(buy, sell))
-    return SymbolLots(buy, sell, buys, sells, top, at_top, margin)
+    return SymbolLots(buy, sell, buys, sells, top, at_top, hedged_margin(top, buy, sell))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +162,6 @@ class PositionBook:
         return PositionBook.of_symbols(symbols)
 
 
-def _remember(positions: Positions, found: PositionBook, edit: Edit | None) -> None:
-    if len(_BOOKS) >= _MAX_BOOKS:
-        _BOOKS.clear()
-    _BOOKS[id(positions)] = (positions, found, edit)
-
-
 def book_of(positions: Positions) -> PositionBook | None:
     """The remembered book of exactly this tuple (sorted, one position per order id)."""
     hit = _BOOKS.get(id(positions))
@@ -201,7 +184,9 @@ def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]
 def remember(positions: Positions, made: PositionBook, edit: Edit | None = None) -> None:
     """Record ``made`` as the book of ``positions`` (sorted, unique order ids), and how
     ``positions`` was made from an earlier tuple when it was."""
-    _remember(positions, made, edit)
+    if len(_BOOKS) >= _MAX_BOOKS:
+        _BOOKS.clear()
+    _BOOKS[id(positions)] = (positions, made, edit)
 
 
 def edit_of(positions: Positions) -> Edit | None:
