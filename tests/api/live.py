@@ -27,7 +27,7 @@ from execflow.sim.runtime import Simulator
 from tests.sim.conftest import quiet_config
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", contravariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass
@@ -43,10 +43,10 @@ class Live:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-class Serve(Protocol[T_co]):
+class Serve(Protocol[T_contra]):
     """What a thread's ``main`` awaits once it is up: hands out its value until the block ends."""
 
-    async def __call__(self, value: T_co) -> None: ...
+    async def __call__(self, value: T_contra) -> None: ...
 
 
 @contextmanager
