@@ -321,8 +321,17 @@ def test_every_view_shows_real_data_and_the_actions_work(tmp_path: Path, driver:
             order = client.get(f"/v1/orders/{scenario.stuck}").json()
             assert order["status"] == "REJECTED"
             assert client.get("/v1/admin/stuck").json() == []
-            events = client.get(f"/v1/orders/{scenario.stuck}/events").json()
-            assert events[-1]["kind"] == "ORDER_REJECTED" and ":operator:" in events[-1]["event_id"]
+            # the resolution's DB event reaches the database through the db writer, after
+            # the state commit the page reported: wait for it, then check whose it is
+            events = _until(
+                "the resolution's event in the database",
+                lambda: [
+                    e
+                    for e in client.get(f"/v1/orders/{scenario.stuck}/events").json()
+                    if e["kind"] == "ORDER_REJECTED"
+                ],
+            )
+            assert ":operator:" in events[-1]["event_id"]
 
             _open(browser, "lp")
             lp = _wait_text(browser, "lp-table", "sim")

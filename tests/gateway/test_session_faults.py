@@ -60,14 +60,23 @@ async def test_the_lp_drops_the_connection_mid_stream_and_nothing_is_lost(
     intake = OrderIntake(services)
     lp_side = fix.SessionID("FIX.4.4", "SIMLP", "EXECFLOW")
 
+    async def logged_on() -> fix.Session:
+        # a drop counts only on a live session: on a busy machine the gateway may not
+        # have logged on again yet when the next drop is due
+        async with asyncio.timeout(60):
+            while True:
+                session = fix.Session.lookupSession(lp_side)
+                if session is not None and session.isLoggedOn():
+                    return session
+                await asyncio.sleep(0.05)
+
     async def drops() -> None:
         for _ in range(3):
             await asyncio.sleep(0.7)
             # the LP side closes the socket (no logout): both ends keep their sequence
             # numbers, the gateway reconnects and the gap is re-sent
-            session = fix.Session.lookupSession(lp_side)
-            if session is not None:
-                await asyncio.to_thread(session.disconnect)
+            session = await logged_on()
+            await asyncio.to_thread(session.disconnect)
 
     async def drain() -> None:
         await pipeline.drain(timeout_s=30)
