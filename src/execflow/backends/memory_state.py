@@ -1,17 +1,27 @@
 """In-memory state store: the same versioned-document semantics as Redis, in one process.
 
 Documents are stored as JSON bytes (orjson), as Redis stores them, so a value that
-cannot go to Redis fails here too, and no caller can mutate a stored document.
+cannot go to Redis fails here too, and no caller can mutate a stored document. An account
+kept as rows (``backends.state``) is its header's bytes, its stamp and one entry of bytes
+per position, as in Redis's hash.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from execflow.backends.state import TransitionReads, Versioned, Write, check_writes
+from execflow.backends.state import (
+    StoredAccount,
+    TransitionReads,
+    Versioned,
+    Write,
+    check_writes,
+    stored_account,
+)
 from execflow.errors import StoreError, VersionConflict
 
 __all__ = ["InMemoryStateStore"]
@@ -29,11 +39,25 @@ def _load(raw: bytes) -> dict[str, Any]:
     return value
 
 
+@dataclass(slots=True)
+class _Account:
+    """One stored account: its version, header (or whole document), stamp and rows."""
+
+    version: int
+    header: bytes
+    stamp: str | None = None
+    rows: dict[str, bytes] = field(default_factory=dict)
+
+
+def _encoded(layout: StoredAccount) -> tuple[bytes, dict[str, bytes]]:
+    return _dump(layout.header), {key: _dump(row) for key, row in layout.put.items()}
+
+
 class InMemoryStateStore:
     """The ``StateStore`` port in one process (single event loop, so no locks needed)."""
 
     def __init__(self) -> None:
-        self._accounts: dict[str, tuple[int, bytes]] = {}
+        self._accounts: dict[str, _Account] = {}
         self._orders: dict[str, dict[str, tuple[int, bytes]]] = {}
         self._lifecycles: dict[str, bytes] = {}
         self._instruments: dict[tuple[str, str], bytes] = {}
@@ -49,9 +73,29 @@ class InMemoryStateStore:
         """Always answers."""
 
     async def get_account(self, account_id: str) -> Versioned | None:
-        """The account document, or ``None``."""
+        """The whole account document (rows assembled, in key order), or ``None``."""
         found = self._accounts.get(account_id)
-        return None if found is None else Versioned(found[0], _load(found[1]))
+        if found is None:
+            return None
+        data = _load(found.header)
+        if found.stamp is not None:
+            data["positions"] = [_load(found.rows[key]) for key in sorted(found.rows)]
+        return Versioned(found.version, data, found.stamp)
+
+    async def get_account_head(self, account_id: str) -> Versioned | None:
+        """The header and stamp (the whole document when not kept as rows), or ``None``.
+
+        A subclass that wraps ``get_account`` (a test double failing or interleaving
+        account reads) has the head read through it, so it sees every account read, as it
+        did before heads existed; this store itself reads the header only.
+        """
+        if type(self).get_account is not InMemoryStateStore.get_account:
+            whole = await self.get_account(account_id)
+            if whole is None or whole.stamp is None:
+                return whole
+            return Versioned(whole.version, {**whole.data, "positions": []}, whole.stamp)
+        found = self._accounts.get(account_id)
+        return None if found is None else Versioned(found.version, _load(found.header), found.stamp)
 
     async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
         """The order document, or ``None``."""
@@ -70,10 +114,10 @@ class InMemoryStateStore:
         }
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """The order, its account and every quote (through the single reads, so a store
-        that wraps those, as the fault tests do, sees these reads too)."""
+        """The order, its account's head and every quote (through the single reads, so a
+        store that wraps those, as the fault tests do, sees these reads too)."""
         order = await self.get_order(account_id, order_id)
-        account = await self.get_account(account_id)
+        account = await self.get_account_head(account_id)
         return TransitionReads(order, account, await self.get_prices())
 
     async def list_accounts(self) -> list[str]:
@@ -84,12 +128,16 @@ class InMemoryStateStore:
         """Check every version, then apply every write (no await in between: atomic)."""
         check_writes(account_id, writes)
         orders = self._orders.get(account_id, {})
-        encoded = [(w, _dump(w.data)) for w in writes]
+        encoded = [(w, _dump(w.data)) for w in writes if w.kind == "order"]
+        layouts = [stored_account(w) for w in writes if w.kind == "account"]
+        account = [(layout, *_encoded(layout)) for layout in layouts]
         for write in writes:
-            current = (
-                self._accounts.get(account_id) if write.kind == "account" else orders.get(write.key)
-            )
-            version = 0 if current is None else current[0]
+            if write.kind == "account":
+                stored = self._accounts.get(account_id)
+                version = 0 if stored is None else stored.version
+            else:
+                current = orders.get(write.key)
+                version = 0 if current is None else current[0]
             if version != write.expected_version:
                 raise VersionConflict(
                     f"{write.kind} changed meanwhile",
@@ -98,14 +146,32 @@ class InMemoryStateStore:
                     expected_version=write.expected_version,
                     actual_version=version,
                 )
+        for layout, _, _ in account:
+            stored = self._accounts.get(account_id)
+            if layout.mode == "delta" and (stored is None or stored.stamp is None):
+                raise StoreError("account is not kept as rows", account_id=account_id)
         for write, raw in encoded:
-            if write.kind == "account":
-                self._accounts[account_id] = (write.expected_version + 1, raw)
-            else:
-                self._orders.setdefault(account_id, {})[write.key] = (
-                    write.expected_version + 1,
-                    raw,
-                )
+            self._orders.setdefault(account_id, {})[write.key] = (write.expected_version + 1, raw)
+        for layout, header, rows in account:
+            self._store_account(account_id, layout, header, rows)
+
+    def _store_account(
+        self, account_id: str, layout: StoredAccount, header: bytes, rows: dict[str, bytes]
+    ) -> None:
+        stored = self._accounts.get(account_id)
+        version = 1 if stored is None else stored.version + 1
+        if layout.mode == "whole":
+            self._accounts[account_id] = _Account(version, header)
+        elif layout.mode == "rows":
+            self._accounts[account_id] = _Account(version, header, layout.stamp, rows)
+        else:
+            assert stored is not None and stored.stamp is not None  # checked before any write
+            for key in layout.removed:
+                stored.rows.pop(key, None)
+            stored.rows.update(rows)
+            stored.version, stored.header = version, header
+            if layout.stamp is not None:
+                stored.stamp = layout.stamp
 
     async def put_lifecycle(self, lifecycle_id: str, data: dict[str, Any]) -> bool:
         """Record if absent."""

@@ -57,8 +57,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from execflow.backends.redis_state import (
     _CAS_SCRIPT,
+    _HEAD_FIELDS,
     RedisStateStore,
     _dump,
+    _head,
     _load,
     _quotes,
     _raise_conflict,
@@ -363,18 +365,18 @@ class RedisClusterStateStore(RedisStateStore):
     # -- reference data, one copy per read --------------------------------------------------
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """Order and account (one slot) and the account's copy of the quotes, pipelined."""
+        """Order and account head (one slot) and the account's copy of the quotes, pipelined."""
 
         async def do() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
-            pipe.hmget(self.account_key(account_id), ["v", "d"])
+            pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
             pipe.hgetall(self.price_key(self._copy_of(account_id)))
             result: list[Any] = await pipe.execute()
             return result
 
         order, account, prices = await self._call("read_for_transition", do)
-        return TransitionReads(_versioned(order), _versioned(account), _quotes(prices))
+        return TransitionReads(_versioned(order), _head(account), _quotes(prices))
 
     async def _write_copies(self, operation: str, commands: list[tuple[Any, ...]]) -> None:
         async def do() -> Any:

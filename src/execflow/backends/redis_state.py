@@ -4,7 +4,9 @@ Key layout (``ef`` is the configurable prefix; ``{...}`` is a Redis Cluster hash
 one account's keys live in one slot and a commit can touch them atomically):
 
 ======================================  ==================================================
-``ef:{<account_id>}:account``           hash ``v`` (version), ``d`` (JSON document)
+``ef:{<account_id>}:account``           hash ``v`` (version), ``d`` (JSON document), and
+                                        for an account kept as rows (``backends.state``)
+                                        ``s`` (stamp) and ``p:<order_id>`` per position
 ``ef:{<account_id>}:order:<order_id>``  hash ``v``, ``d``
 ``ef:{<account_id>}:orders``            set of the account's order ids
 ``ef:lc:{<lifecycle_id>}``              JSON string, written with SET NX
@@ -13,10 +15,14 @@ one account's keys live in one slot and a commit can touch them atomically):
 ======================================  ==================================================
 
 ``commit`` runs one Lua script that only compares versions and writes; all business
-logic stays in Python. Connection errors and timeouts are retried with backoff
-(``attempts``), then raised as ``StoreError``. A commit retried after a lost reply may
-report ``VersionConflict`` although the first attempt was applied; callers reload and
-find their exec_id in the ledger, so the report is skipped, never applied twice.
+logic stays in Python. An account's rows live in its own hash, so every read of it is one
+command (atomic) and the whole account one key. A hash written by an older release has no
+``s``: its ``d`` is the whole document, read as such, and converted by its next whole
+write (a worker writes whole whenever it read no stamp). Connection errors and timeouts
+are retried with backoff (``attempts``), then raised as ``StoreError``. A commit retried
+after a lost reply may report ``VersionConflict`` although the first attempt was applied;
+callers reload and find their exec_id in the ledger, so the report is skipped, never
+applied twice.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from execflow.backends.state import TransitionReads, Versioned, Write, check_writes
+from execflow.backends.state import (
+    TransitionReads,
+    Versioned,
+    Write,
+    check_writes,
+    stored_account,
+)
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.masking import mask_url
 
@@ -45,8 +57,12 @@ log = logging.getLogger("execflow.backends.redis_state")
 T = TypeVar("T")
 
 # KEYS: n document keys, then the account's order-id set.
-# ARGV: n, then (expected_version, json) per document, then order ids to index.
-# Returns 0 on success, or {index, actual_version} of the first mismatch (nothing written).
+# ARGV: n, then (expected_version, json) per document, then the index of the account's
+# document among the KEYS (0: none), and for it: its mode ("whole", "rows", "delta"), the
+# new stamp ("" keeps it), the removed row keys (count, keys), the put rows (count, then
+# key and json each); then the order ids to index.
+# Returns 0 on success, or {index, actual_version} of the first mismatch (nothing written);
+# an error when a delta meets an account not kept as rows (nothing written).
 _CAS_SCRIPT = """
 local n = tonumber(ARGV[1])
 for i = 1, n do
@@ -57,11 +73,54 @@ for i = 1, n do
     return {i, v}
   end
 end
+local a = tonumber(ARGV[2 * n + 2])
+local p = 2 * n + 3
+local mode = ''
+local stamp = ''
+if a > 0 then
+  mode = ARGV[p]
+  stamp = ARGV[p + 1]
+  p = p + 2
+  if mode == 'delta' and redis.call('HEXISTS', KEYS[a], 's') == 0 then
+    return redis.error_reply('account is not kept as rows')
+  end
+end
 for i = 1, n do
   redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[2 * i]) + 1, 'd', ARGV[2 * i + 1])
 end
-if #ARGV > 2 * n + 1 then
-  redis.call('SADD', KEYS[n + 1], unpack(ARGV, 2 * n + 2))
+if a > 0 then
+  local key = KEYS[a]
+  if mode ~= 'delta' then
+    local drop = {}
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(f, 1, 2) == 'p:' or f == 's' then
+        drop[#drop + 1] = f
+        if #drop >= 1000 then
+          redis.call('HDEL', key, unpack(drop))
+          drop = {}
+        end
+      end
+    end
+    if #drop > 0 then
+      redis.call('HDEL', key, unpack(drop))
+    end
+  end
+  local removed = tonumber(ARGV[p])
+  for j = 1, removed do
+    redis.call('HDEL', key, 'p:' .. ARGV[p + j])
+  end
+  p = p + removed + 1
+  local put = tonumber(ARGV[p])
+  for j = 1, put do
+    redis.call('HSET', key, 'p:' .. ARGV[p + 2 * j - 1], ARGV[p + 2 * j])
+  end
+  p = p + 2 * put + 1
+  if stamp ~= '' then
+    redis.call('HSET', key, 's', stamp)
+  end
+end
+if #ARGV >= p then
+  redis.call('SADD', KEYS[n + 1], unpack(ARGV, p))
 end
 return 0
 """
@@ -100,6 +159,34 @@ def _versioned(reply: list[Any]) -> Versioned | None:
     if version is None or raw is None:
         return None
     return Versioned(int(version), _load(raw))
+
+
+_HEAD_FIELDS = ("v", "d", "s")
+
+
+def _head(reply: list[Any]) -> Versioned | None:
+    """An account's head from its ``HMGET v d s`` reply (``None`` when absent)."""
+    version, raw, stamp = reply
+    if version is None or raw is None:
+        return None
+    return Versioned(int(version), _load(raw), None if stamp is None else _text(stamp))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _whole_account(reply: dict[Any, Any]) -> Versioned | None:
+    """The whole account from its hash's ``HGETALL`` reply: rows assembled in key order."""
+    fields = {_text(k): v for k, v in reply.items()}
+    version, raw, stamp = (fields.get(name) for name in _HEAD_FIELDS)
+    if version is None or raw is None:
+        return None
+    data = _load(raw)
+    if stamp is not None:
+        rows = sorted((name[2:], row) for name, row in fields.items() if name.startswith("p:"))
+        data["positions"] = [_load(row) for _, row in rows]
+    return Versioned(int(version), data, None if stamp is None else _text(stamp))
 
 
 def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
@@ -215,8 +302,24 @@ class RedisStateStore:
         await self._call("ping", self._redis.ping)
 
     async def get_account(self, account_id: str) -> Versioned | None:
-        """The account document, or ``None``."""
-        return await self._get_doc("get_account", self.account_key(account_id))
+        """The whole account document (its rows assembled; one HGETALL), or ``None``."""
+        key = self.account_key(account_id)
+
+        async def do() -> dict[Any, Any]:
+            result: dict[Any, Any] = await self._redis.hgetall(key)
+            return result
+
+        return _whole_account(await self._call("get_account", do))
+
+    async def get_account_head(self, account_id: str) -> Versioned | None:
+        """The account's header and stamp (``HMGET v d s``), or ``None``."""
+        key = self.account_key(account_id)
+
+        async def do() -> list[Any]:
+            result: list[Any] = await self._redis.hmget(key, _HEAD_FIELDS)
+            return result
+
+        return _head(await self._call("get_account_head", do))
 
     async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
         """The order document, or ``None``."""
@@ -235,13 +338,13 @@ class RedisStateStore:
         async def do() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
-            pipe.hmget(self.account_key(account_id), ["v", "d"])
+            pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
             pipe.hgetall(self.prices_key)
             result: list[Any] = await pipe.execute()
             return result
 
         order, account, prices = await self._call("read_for_transition", do)
-        return TransitionReads(_versioned(order), _versioned(account), _quotes(prices))
+        return TransitionReads(_versioned(order), _head(account), _quotes(prices))
 
     async def list_orders(
         self, account_id: str, skip: Collection[str] = ()
@@ -300,8 +403,19 @@ class RedisStateStore:
         ]
         keys.append(self.orders_key(account_id))
         args: list[Any] = [len(writes)]
-        for write in writes:
-            args.extend([write.expected_version, _dump(write.data)])
+        account: list[Any] = [0]
+        for index, write in enumerate(writes, start=1):
+            if write.kind != "account":
+                args.extend([write.expected_version, _dump(write.data)])
+                continue
+            layout = stored_account(write)
+            args.extend([write.expected_version, _dump(layout.header)])
+            account = [index, layout.mode, layout.stamp or "", len(layout.removed)]
+            account.extend(layout.removed)
+            account.append(len(layout.put))
+            for row_key, row in layout.put.items():
+                account.extend([row_key, _dump(row)])
+        args.extend(account)
         args.extend(w.key for w in writes if w.kind == "order" and w.expected_version == 0)
         return keys, args
 

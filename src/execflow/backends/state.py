@@ -6,6 +6,18 @@ its account, computes the new state in pure Python, and writes both back with
 only if every version still matches. The exec_id ledger and the effects outbox live
 inside the documents' ``data``, so they are written atomically with the state.
 
+An account whose document has a ``positions`` list (dicts with unique string
+``order_id`` values, sorted by them, as ``codec.account_to_dict`` writes them) is kept as
+a header (the document with ``"positions": []``) plus one row per position, keyed by its
+order id, and a *stamp*: a token replaced on every change of the rows. ``get_account``
+assembles the whole document; ``get_account_head`` and ``read_for_transition`` return the
+header and the stamp only (``Versioned.stamp``), so a reader that keeps the positions it
+decoded for that stamp (``pipeline.decoded``) reads a constant size however many positions
+the account holds. A commit may then carry the header and only the rows that changed
+(``Write.rows``). Any other account document (no ``positions``, or positions that are not
+such rows) is kept whole, as stored before this layout; so is an account written by an
+older release (no stamp): reads return it whole and its next whole write converts it.
+
 Implementations: ``InMemoryStateStore``, ``RedisStateStore`` and ``RedisClusterStateStore``.
 """
 
@@ -13,16 +25,23 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "ROW_KEY",
     "DocKind",
     "ReplicatedStore",
+    "RowChanges",
     "StateStore",
+    "StoredAccount",
     "TransitionReads",
     "Versioned",
     "Write",
     "check_writes",
+    "new_stamp",
+    "position_rows",
+    "stored_account",
 ]
 
 DocKind = Literal["order", "account"]
@@ -30,10 +49,18 @@ DocKind = Literal["order", "account"]
 
 @dataclass(frozen=True, slots=True)
 class Versioned:
-    """A document and its version (1 for the first write, +1 each commit)."""
+    """A document and its version (1 for the first write, +1 each commit).
+
+    ``stamp`` is set for an account kept as a header plus position rows: it changes
+    whenever the rows do. Then ``get_account`` gives the whole document, and a head read
+    (``get_account_head``, ``read_for_transition``) gives ``data`` with ``"positions": []``:
+    its positions are the rows of that stamp, which the reader must already know (or read
+    with ``get_account``). ``None``: ``data`` is the whole document.
+    """
 
     version: int
     data: dict[str, Any]
+    stamp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +69,48 @@ class TransitionReads:
 
     order: Versioned | None
     account: Versioned | None
+    """The account's head (``StateStore.get_account_head``): see ``Versioned.stamp``."""
     prices: dict[str, dict[str, Any]]
+
+
+ROW_KEY = "order_id"
+"""The field of a position dict that keys its row."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowChanges:
+    """The position rows an account write changes: ``removed`` keys first, then ``put``.
+
+    ``stamp`` (``new_stamp()``) is the rows' new stamp; ``None`` only when nothing
+    changes (a header-only write keeps the stored stamp).
+    """
+
+    put: Mapping[str, dict[str, Any]]
+    removed: Sequence[str] = ()
+    stamp: str | None = None
+
+
+def new_stamp() -> str:
+    """A fresh rows stamp (random: versions restart when an account is written anew)."""
+    return token_hex(8)
+
+
+def position_rows(data: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """A whole account document's positions as rows by order id, in order; ``None`` when
+    the document is kept whole (no ``positions`` list, or positions that are not dicts
+    with unique string order ids in ascending order)."""
+    positions = data.get("positions")
+    if not isinstance(positions, list):
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    last = ""
+    for item in positions:
+        key = item.get(ROW_KEY) if isinstance(item, dict) else None
+        if not isinstance(key, str) or (rows and key <= last):
+            return None
+        rows[key] = item
+        last = key
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +121,18 @@ class Write:
     which must equal the commit's account id). ``expected_version`` is the version read;
     0 means the document must not exist yet. On success it is stored as
     ``expected_version + 1``.
+
+    ``rows`` (accounts only): ``data`` is the header (``"positions": []``) and ``rows`` the
+    position rows that changed, applied to the stored ones; the stored account must be kept
+    as rows (its head had a stamp), else ``StoreError``. ``None``: ``data`` is the whole
+    document, which replaces every row.
     """
 
     kind: DocKind
     key: str
     expected_version: int
     data: dict[str, Any]
+    rows: RowChanges | None = None
 
 
 def check_writes(account_id: str, writes: Sequence[Write]) -> None:
@@ -73,9 +147,55 @@ def check_writes(account_id: str, writes: Sequence[Write]) -> None:
             raise ValueError(f"account write {write.key!r} outside commit of {account_id!r}")
         if write.expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {write.expected_version}")
+        if write.rows is not None:
+            _check_rows(write)
         if (write.kind, write.key) in seen:
             raise ValueError(f"duplicate write of {write.kind} {write.key!r}")
         seen.add((write.kind, write.key))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """What a store writes for one account write (``stored_account``).
+
+    ``mode``: ``"whole"`` stores ``header`` as the whole document and drops any rows and
+    stamp; ``"rows"`` stores the header and replaces every row with ``put``; ``"delta"``
+    stores the header, removes then puts rows (the stored account must have a stamp) and
+    sets ``stamp`` unless it is ``None``.
+    """
+
+    mode: Literal["whole", "rows", "delta"]
+    header: dict[str, Any]
+    put: Mapping[str, dict[str, Any]]
+    removed: Sequence[str]
+    stamp: str | None
+
+
+def stored_account(write: Write) -> StoredAccount:
+    """How a store keeps an account write (see the module docstring)."""
+    if write.rows is not None:
+        rows = write.rows
+        return StoredAccount("delta", write.data, rows.put, rows.removed, rows.stamp)
+    put = position_rows(write.data)
+    if put is None:
+        return StoredAccount("whole", write.data, {}, (), None)
+    return StoredAccount("rows", {**write.data, "positions": []}, put, (), new_stamp())
+
+
+def _check_rows(write: Write) -> None:
+    rows = write.rows
+    assert rows is not None
+    if write.kind != "account":
+        raise ValueError(f"rows in a write of {write.kind} {write.key!r}")
+    if write.data.get("positions") != []:
+        raise ValueError("a write with rows carries the header: positions must be []")
+    if (rows.put or rows.removed) and not rows.stamp:
+        raise ValueError("changed rows need a new stamp")
+    if rows.stamp is not None and not rows.stamp:
+        raise ValueError("a stamp cannot be empty")
+    for key, row in rows.put.items():
+        if row.get(ROW_KEY) != key:
+            raise ValueError(f"row {key!r} keyed by something else than its {ROW_KEY}")
 
 
 class StateStore(Protocol):
@@ -94,7 +214,12 @@ class StateStore(Protocol):
         ...
 
     async def get_account(self, account_id: str) -> Versioned | None:
-        """The account document, or ``None``."""
+        """The whole account document (its rows assembled, with their stamp), or ``None``."""
+        ...
+
+    async def get_account_head(self, account_id: str) -> Versioned | None:
+        """The account's header and rows stamp (``Versioned.stamp``); the whole document
+        when it is not kept as rows; ``None`` when absent."""
         ...
 
     async def get_order(self, account_id: str, order_id: str) -> Versioned | None:
@@ -112,7 +237,8 @@ class StateStore(Protocol):
         ...
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """``get_order``, ``get_account`` and ``get_prices`` together (one round trip on Redis).
+        """``get_order``, ``get_account_head`` and ``get_prices`` together (one round trip
+        on Redis).
 
         The three reads are not one snapshot; the commit's version check covers the
         order and the account as it does for separate reads.

@@ -45,6 +45,7 @@ __all__ = [
     "CodecError",
     "account_document",
     "account_from_dict",
+    "account_header_document",
     "account_header_to_dict",
     "account_to_dict",
     "calculation_to_dict",
@@ -693,9 +694,19 @@ def account_document(account: Account) -> dict[str, Any]:
     and must not modify it (the aliasing invariant of ``pipeline.decoded``);
     ``account_to_dict`` returns dicts the caller owns.
     """
+    return _account_with(account, _positions_list(account.account_id, account.positions))
+
+
+def account_header_document(account: Account) -> dict[str, Any]:
+    """``account_document(account)`` with ``"positions": []``: the header a state store
+    keeps beside one row per position (``position_to_dict``), whatever their number."""
+    return _account_with(account, [])
+
+
+def _account_with(account: Account, positions: list[dict[str, Any]]) -> dict[str, Any]:
     out = account_header_to_dict(account)
     version = out.pop("version")
-    out["positions"] = _positions_list(account.account_id, account.positions)
+    out["positions"] = positions
     out["reservations"] = [reservation_to_dict(r) for r in account.reservations]
     out["version"] = version  # last, where account_to_dict puts it
     return out

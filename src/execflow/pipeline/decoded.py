@@ -13,8 +13,9 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
+from execflow.backends.state import Versioned
 from execflow.domain.codec import account_from_dict, instrument_from_dict
-from execflow.domain.models import Account, InstrumentConfig, Prices, Quote
+from execflow.domain.models import Account, InstrumentConfig, Position, Prices, Quote
 from execflow.errors import StoreError
 
 __all__ = ["DecodedMemo", "DecodedRefdata", "quote_of"]
@@ -72,7 +73,7 @@ class DecodedRefdata:
     Each is a ``DecodedMemo`` and follows its aliasing invariant.
     """
 
-    __slots__ = ("_accounts", "_instruments", "_prices")
+    __slots__ = ("_accounts", "_heads", "_instruments", "_prices", "_rows")
 
     def __init__(self) -> None:
         self._instruments: DecodedMemo[InstrumentConfig] = DecodedMemo()
@@ -81,6 +82,10 @@ class DecodedRefdata:
         # form): the accounts traded right now are enough, and this bounds the memo to a
         # few MB.
         self._accounts: DecodedMemo[Account] = DecodedMemo(max_keys=256)
+        # Accounts kept as rows (``backends.state``): per account id, the stamp of the
+        # rows last seen and their positions, and the account of each (stamp, header).
+        self._rows: dict[str, tuple[str, tuple[Position, ...]]] = {}
+        self._heads: DecodedMemo[Account] = DecodedMemo(max_keys=256)
 
     def account(self, account_id: str, data: Mapping[str, Any]) -> Account:
         """The decoded account document, reused while the stored document is unchanged.
@@ -97,6 +102,39 @@ class DecodedRefdata:
     def remember_account(self, data: Mapping[str, Any], account: Account) -> None:
         """Record a committed account document (``account_document(account)``) and its account."""
         self._accounts.put(account.account_id, data, account)
+
+    def account_of_head(self, account_id: str, head: Versioned) -> Account | None:
+        """The account of a head read (``StateStore.get_account_head``): decoded from its
+        header with the positions known for its stamp, or ``None`` when none are known
+        here (read the whole account, ``whole_account``). A document without a stamp is
+        whole: decoded as ``account``."""
+        if head.stamp is None:
+            return self.account(account_id, head.data)
+        rows = self._rows.get(account_id)
+        if rows is None or rows[0] != head.stamp:
+            return None
+        positions = rows[1]
+        return self._heads.get(
+            account_id,
+            (head.stamp, head.data),
+            lambda stored: replace(account_from_dict(stored[1]), positions=positions),
+        )
+
+    def whole_account(self, account_id: str, whole: Versioned) -> Account:
+        """Decode a whole account document (``StateStore.get_account``) and, when it is kept
+        as rows, remember its positions under its stamp."""
+        account = self.account(account_id, whole.data)
+        if whole.stamp is not None:
+            self.remember_head(whole.stamp, {**whole.data, "positions": []}, account)
+        return account
+
+    def remember_head(self, stamp: str, header: Mapping[str, Any], account: Account) -> None:
+        """Record a committed or read account kept as rows: its header document
+        (``codec.account_header_document``), its rows' stamp and the account."""
+        if len(self._rows) >= 256 and account.account_id not in self._rows:
+            self._rows.clear()
+        self._rows[account.account_id] = (stamp, account.positions)
+        self._heads.put(account.account_id, (stamp, header), account)
 
     def instrument(self, group: str, symbol: str, data: Mapping[str, Any]) -> InstrumentConfig:
         """The decoded instrument config of ``group``/``symbol``."""

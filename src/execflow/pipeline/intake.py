@@ -44,17 +44,13 @@ from decimal import Decimal
 from execflow.backends.state import Versioned, Write
 from execflow.clock import Clock, IdGenerator
 from execflow.domain import intake as rules
-from execflow.domain.codec import (
-    account_document,
-    calculation_to_dict,
-    order_from_dict,
-    order_to_dict,
-)
+from execflow.domain.codec import calculation_to_dict, order_from_dict, order_to_dict
 from execflow.domain.enums import LegKind, OrderType, Side
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.stuck import change_lifecycle_id
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.context import log_context
+from execflow.pipeline.account_io import account_write, read_account
 from execflow.pipeline.completeness import StoreIncomplete, require_complete
 from execflow.pipeline.dbfence import wait_for_db_writer
 from execflow.pipeline.intake_commit import LostCommitAnswers
@@ -122,7 +118,7 @@ class IntakeResult:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     account: Account
-    account_version: int
+    account_read: Versioned
     instrument: InstrumentConfig | None
     prices: Prices
     order: Order | None = None
@@ -277,9 +273,9 @@ class OrderIntake:
         order_id = self._order_ids.new_id()
 
         async def load() -> _Loaded:
-            account, version = await self._account(new.account_id)
+            account, read = await self._account(new.account_id)
             instrument = await self._refdata.instrument(account.group, new.symbol)
-            return _Loaded(account, version, instrument, await self._fresh_prices())
+            return _Loaded(account, read, instrument, await self._fresh_prices())
 
         def rule(x: _Loaded, lifecycle_id: str, now: datetime) -> rules.IntakeDecision:
             return rules.submit_order(
@@ -310,14 +306,14 @@ class OrderIntake:
                 await require_complete(self._state, "order", order_id)
                 raise _Refusal("unknown_order", order_id)
             order = order_from_dict(found.data)
-            account, version = await self._account(account_id)
+            account, read = await self._account(account_id)
             instrument = None
             if needs_market:
                 instrument = await self._refdata.instrument(order.group, order.symbol)
                 if instrument is None:
                     raise _Refusal("unknown_symbol", order.symbol)
             prices = await self._fresh_prices() if needs_market else Prices()
-            return _Loaded(account, version, instrument, prices, order, found.version)
+            return _Loaded(account, read, instrument, prices, order, found.version)
 
         def lifecycle_id(x: _Loaded) -> str:
             assert x.order is not None
@@ -386,15 +382,17 @@ class OrderIntake:
         order = accepted.order
         writes = [Write("order", order.order_id, loaded.order_version, order_to_dict(order))]
         account = accepted.account
-        account_data = account_document(account) if account != loaded.account else None
-        if account_data is not None:
-            writes.append(
-                Write("account", account.account_id, loaded.account_version, account_data)
-            )
+        planned = (
+            account_write(loaded.account_read, loaded.account, account)
+            if account != loaded.account
+            else None
+        )
+        if planned is not None:
+            writes.append(planned.write)
         await self._state.commit(account.account_id, writes)
-        if account_data is not None:
-            # the worker answering this request reads this very document: decode it never
-            self._services.decoded.remember_account(account_data, account)
+        if planned is not None:
+            # the worker answering this request reads this very account: decode it never
+            planned.remember(self._services.decoded)
 
     # -- deferred sends (pipeline.intake_sends) ---------------------------------------------
 
@@ -413,11 +411,20 @@ class OrderIntake:
 
     # -- loading --------------------------------------------------------------------------------
 
-    async def _account(self, account_id: str) -> tuple[Account, int]:
-        found: Versioned | None = await self._refdata.account(account_id)
-        if found is None:
-            raise _Refusal("unknown_account", account_id)
-        return self._services.decoded.account(account_id, found.data), found.version
+    async def _account(self, account_id: str) -> tuple[Account, Versioned]:
+        """The account and the read it came from (its head, unless this process does not
+        know its positions: then the whole document, ``pipeline.account_io``)."""
+
+        async def whole() -> Versioned:
+            found = await self._refdata.account(account_id)
+            if found is None:
+                raise _Refusal("unknown_account", account_id)
+            return found
+
+        head = await self._state.get_account_head(account_id)
+        return await read_account(
+            self._services.decoded, account_id, head if head is not None else await whole(), whole
+        )
 
     async def _account_of(self, order_id: str) -> str:
         """The account of an order: its first lifecycle record, else its DB snapshot."""

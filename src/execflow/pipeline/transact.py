@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from execflow.backends.state import Versioned, Write
-from execflow.domain.codec import account_document, order_from_dict, order_to_dict
+from execflow.domain.codec import order_from_dict, order_to_dict
 from execflow.domain.guard import GuardPolicy
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order, Prices
@@ -24,6 +23,7 @@ from execflow.domain.routing import Worker
 from execflow.domain.transitions import apply
 from execflow.errors import StoreError, VersionConflict
 from execflow.logs.events import EventLogger
+from execflow.pipeline.account_io import AccountWrite, account_write, read_account
 from execflow.pipeline.refdata import load_account, load_instrument
 from execflow.pipeline.services import Services
 
@@ -67,7 +67,12 @@ async def transact(
     while True:
         order_doc, account_doc, prices = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
-        account = services.decoded.account(lifecycle.account_id, account_doc.data)
+        account, account_doc = await read_account(
+            services.decoded,
+            lifecycle.account_id,
+            account_doc,
+            lambda: load_account(services, lifecycle.account_id, log, tag),
+        )
         instrument = await load_instrument(services, order.group, order.symbol)
         now = services.clock.now()
         outcome = apply(
@@ -78,11 +83,11 @@ async def transact(
         if amend is not None:
             outcome = amend(outcome)
         writes = [Write("order", order.order_id, order_doc.version, order_to_dict(outcome.order))]
-        account_data: dict[str, Any] | None = None
+        planned: AccountWrite | None = None
         if outcome.account_changed(account):
-            # the whole account: the DB event carries only its header and changes
-            account_data = account_document(outcome.account)
-            writes.append(Write("account", account.account_id, account_doc.version, account_data))
+            # its header and the rows that changed (the whole of an account not kept as rows)
+            planned = account_write(account_doc, account, outcome.account)
+            writes.append(planned.write)
         try:
             await services.state.commit(account.account_id, writes)
         except VersionConflict as exc:
@@ -97,15 +102,15 @@ async def transact(
             if conflicts >= max_conflicts:
                 raise
             continue
-        if account_data is not None:
-            services.decoded.remember_account(account_data, outcome.account)
+        if planned is not None:
+            planned.remember(services.decoded)
         return Transacted(outcome, order, account, conflicts)
 
 
 async def _load_docs(
     services: Services, lifecycle: LifecycleRecord, log: EventLogger, tag: str
 ) -> tuple[Versioned, Versioned, Prices]:
-    """Order, account and quotes in one read (one round trip on Redis, not three)."""
+    """Order, account head and quotes in one read (one round trip on Redis, not three)."""
     reads = await services.state.read_for_transition(lifecycle.account_id, lifecycle.order_id)
     if reads.order is None:
         raise OrderMissing(
