@@ -156,3 +156,23 @@ def test_malformed_rows_writes_are_refused() -> None:
         with pytest.raises(ValueError):
             check_writes(ACCOUNT, bad)
     check_writes(ACCOUNT, [Write("account", ACCOUNT, 1, good, RowChanges({}))])
+
+
+def test_stamps_differ_in_this_process_and_in_a_forked_child() -> None:
+    import os
+
+    from execflow.backends.state import new_stamp
+
+    seen = {new_stamp() for _ in range(100)}
+    assert len(seen) == 100
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its next stamp and leaves at once
+        os.write(write, new_stamp().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    mine = new_stamp()
+    assert child not in seen and child.split(".")[0] != mine.split(".")[0]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from execflow.backends.state import Versioned, Write
-from execflow.domain.codec import account_to_dict, position_to_dict
+from execflow.domain.accounting import add_position, close_position
+from execflow.domain.codec import account_header_document, account_to_dict, position_to_dict
+from execflow.domain.enums import Side
+from execflow.domain.models import Position
+from execflow.pipeline.account_io import account_write
 from execflow.pipeline.services import Services
+from tests.domain.factories import account
 from tests.pipeline.conftest import Book, Pipeline
 
 D = Decimal
@@ -61,3 +67,36 @@ async def test_a_fill_reads_the_head_and_writes_the_header_and_one_row(
     # hedged rule: the two BUYs of 0.5 lot book 1 lot's margin (as the whole-account tests)
     assert account.used_margin_executed == D("1085.03")
     assert account.reservations == ()
+
+
+def _position(order_id: str) -> Position:
+    return Position(order_id, "EURUSD", Side.BUY, D("0.5"), D("1085.03"))
+
+
+def test_an_open_and_a_close_write_one_row_and_anything_else_the_whole_account() -> None:
+    start = add_position(add_position(account(), _position("o1")), _position("o3"))
+    read = Versioned(4, account_header_document(start), "s0")
+    opened = add_position(start, _position("o2"))
+    planned = account_write(read, start, opened)
+    assert planned.write.rows is not None
+    assert planned.write.rows.put == {"o2": position_to_dict(_position("o2"))}
+    assert planned.write.rows.removed == []
+    assert planned.write.data == account_header_document(opened)
+    assert planned.stamp == planned.write.rows.stamp != "s0"
+
+    closed = close_position(opened, "o1", D("-3.20"))
+    planned = account_write(Versioned(5, read.data, "s1"), opened, closed)
+    assert planned.write.rows is not None
+    assert planned.write.rows.put == {} and planned.write.rows.removed == ["o1"]
+
+    same = replace(closed, balance=D(1))  # the header only: the stamp is kept
+    planned = account_write(Versioned(6, read.data, "s2"), closed, same)
+    assert planned.write.rows is not None and planned.write.rows.stamp is None
+    assert planned.stamp == "s2"
+
+    # not one edit of the positions read, or an account read without a stamp: whole
+    two_edits = add_position(opened, _position("o4"))
+    for read_as, before in ((Versioned(5, read.data, "s1"), start), (Versioned(5, {}), opened)):
+        planned = account_write(read_as, before, two_edits)
+        assert planned.write.rows is None and planned.stamp is None
+        assert planned.write.data == account_to_dict(two_edits)

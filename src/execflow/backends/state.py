@@ -23,8 +23,10 @@ Implementations: ``InMemoryStateStore``, ``RedisStateStore`` and ``RedisClusterS
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import count
 from secrets import token_hex
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -90,9 +92,17 @@ class RowChanges:
     stamp: str | None = None
 
 
+_STAMPS = count(1)
+_STAMP_PREFIX = [token_hex(8)]
+"""Random per process (drawn again in a forked child): stamps are unique across processes
+and restarts (versions are not: they restart when an account is written anew)."""
+
+os.register_at_fork(after_in_child=lambda: _STAMP_PREFIX.__setitem__(0, token_hex(8)))
+
+
 def new_stamp() -> str:
-    """A fresh rows stamp (random: versions restart when an account is written anew)."""
-    return token_hex(8)
+    """A fresh rows stamp: this process's random prefix and a counter."""
+    return f"{_STAMP_PREFIX[0]}.{next(_STAMPS)}"
 
 
 def position_rows(data: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
