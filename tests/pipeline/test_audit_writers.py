@@ -103,6 +103,20 @@ async def all_written(first: Services, count: int) -> None:
             await asyncio.sleep(0.1)
 
 
+async def written_stats(writers: list[Writer], count: int) -> list[dict[str, int]]:
+    """The writers' stats once they count ``count`` inserted events (10 s at most).
+
+    A writer counts a batch when ``write_batch`` returns, a little after the commit that
+    ``all_written`` saw, so right after it the last batch may not be counted yet.
+    """
+    async with asyncio.timeout(10):
+        while True:
+            stats = [w.log.stats.snapshot() for _, w, _ in writers]
+            if sum(s.get("events_inserted", 0) for s in stats) >= count:
+                return stats
+            await asyncio.sleep(0.05)
+
+
 async def publish(services: Services, events: list[DbEvent]) -> None:
     for event in events:
         await services.bus.publish(
@@ -144,7 +158,7 @@ async def test_three_db_writers_on_one_rabbitmq_queue_keep_one_chain_per_account
         for _, _, runner in writers:
             await runner.start()
         await all_written(first, len(events))
-        batches = [w.log.stats.snapshot().get("batches", 0) for _, w, _ in writers]
+        batches = [s.get("batches", 0) for s in await written_stats(writers, len(events))]
         assert sum(1 for b in batches if b) >= 2, batches  # the writers really shared the work
         report = await verify_chains(first.database)
         assert (report.ok, report.accounts, report.events) == (True, 4, 600)

@@ -13,7 +13,12 @@ import pytest
 from execflow.domain.effects import DbEvent, EventKind
 from execflow.pipeline.audit import verify_chains
 from execflow.settings import Settings
-from tests.pipeline.test_audit_writers import all_written, publish, writers_on_rabbitmq
+from tests.pipeline.test_audit_writers import (
+    all_written,
+    publish,
+    writers_on_rabbitmq,
+    written_stats,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +82,7 @@ async def test_two_db_writers_keep_the_newest_rows_whatever_the_order_and_duplic
             await runner.start()
         await publish(first, sent)
         await all_written(first, len(events))
-        stats = [w.log.stats.snapshot() for _, w, _ in writers]
+        stats = await written_stats(writers, len(events))
         assert all(s.get("batches", 0) for s in stats), stats  # both writers wrote
         assert sum(s.get("events_inserted", 0) for s in stats) == len(events)
         database = first.database
