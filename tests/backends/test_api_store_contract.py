@@ -140,6 +140,22 @@ async def test_a_failing_write_fails_alone(db: SqlDatabase) -> None:
     assert stored is not None and stored.status_code is None
 
 
+async def test_a_write_whose_caller_went_away_is_committed_all_the_same(db: SqlDatabase) -> None:
+    store = SqlApiStore(db)
+    assert (await store.claim(IdempotencyRecord("k1", "first", "p", T0), T0)).won
+    # the writer is idle now: on SQLite the next write is committed by its caller itself
+    claim = asyncio.ensure_future(store.claim(IdempotencyRecord("k1", "gone", "p", T0), T0))
+    await asyncio.sleep(0)  # its write has started
+    claim.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await claim
+    for _ in range(200):
+        if await store.get_claim("k1", "gone") is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert await store.get_claim("k1", "gone") is not None
+
+
 def _writer_connections(db: SqlDatabase, pool: Any) -> int:
     """Connections the idempotency writer holds: pooled (PostgreSQL) or its own thread's."""
     if db.dialect == "postgresql":

@@ -18,13 +18,16 @@ as long as the writer keeps it; the claims are one ``unnest`` insert.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,6 +46,7 @@ _CLAIMS_PER_STATEMENT = 200
 """SQLite binds at most 32766 variables in one statement (older builds: 999); 4 a claim."""
 
 Key = tuple[str, str]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,10 @@ class AnswerRow:
 
 class Driver(Protocol):
     """One connection of the writer."""
+
+    inline: bool
+    """Whether a caller may commit its own write here (``IdempotencyWriter``): a write
+    cancelled by its caller still completes."""
 
     async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[Key]:
         """Commit the answers, then the claims, in one transaction; the claims that won."""
@@ -132,9 +140,11 @@ _SQLITE_COMPLETE = (
 class _Sqlite:
     """A ``sqlite3`` connection used only on its own worker thread."""
 
+    inline = True  # the thread finishes a write whose awaiting caller was cancelled
+
     def __init__(
         self,
-        thread: ThreadPoolExecutor,
+        thread: _Worker,
         connection: sqlite3.Connection,
         checkpoints: _Checkpointer,
         time: Callable[[Any], Any],
@@ -150,13 +160,11 @@ class _Sqlite:
     async def open(
         cls, path: str, time: Callable[[Any], Any], json: Callable[[Any], Any]
     ) -> _Sqlite:
-        thread = ThreadPoolExecutor(1, thread_name_prefix="api-idempotency-sqlite")
+        thread = _Worker("api-idempotency-sqlite")
         try:
-            connection = await asyncio.get_running_loop().run_in_executor(
-                thread, _connect_sqlite, path, False
-            )
+            connection = await thread.run(_connect_sqlite, path, False)
         except BaseException:
-            await _stop(thread)
+            await thread.stop()
             raise
         return cls(thread, connection, _Checkpointer(path), time, json)
 
@@ -172,8 +180,7 @@ class _Sqlite:
              (c.key_id, c.idempotency_key, self._time(c.expired_before)))
             for c in claims
         ]  # fmt: skip
-        loop = asyncio.get_running_loop()
-        won = await loop.run_in_executor(self._thread, self._write, completions, inserts)
+        won = await self._thread.run(self._write, completions, inserts)
         self._checkpoints.committed()
         return won
 
@@ -208,10 +215,57 @@ class _Sqlite:
     async def close(self, *, broken: bool) -> None:
         del broken  # a SQLite file connection is closed either way
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._connection.close)
+            await self._thread.run(self._connection.close)
         finally:
-            await _stop(self._thread)
+            await self._thread.stop()
             await self._checkpoints.close()
+
+
+class _Worker:
+    """One thread running the jobs handed to it in turn, each answered on the caller's loop.
+
+    Lighter than a one-thread ``ThreadPoolExecutor`` under ``run_in_executor`` (no
+    ``concurrent.futures`` future chained to the asyncio one, no pool bookkeeping): the
+    writer hands every idempotency write over to its thread, two per API call.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, job: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        """``job(*args)`` on the thread, after the jobs handed over before it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_T] = loop.create_future()
+        self._jobs.put((loop, done, job, args))
+        return done
+
+    async def stop(self) -> None:
+        """Let the thread end once its jobs are done, and wait for it."""
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            loop, done, job, args = item
+            try:
+                result = job(*args)
+            except BaseException as exc:  # noqa: BLE001 - the caller's to see
+                outcome: tuple[Any, BaseException | None] = (None, exc)
+            else:
+                outcome = (result, None)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(_settle, done, *outcome)
+
+
+def _settle(done: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if done.cancelled():
+        return  # the caller went away; the job ran all the same
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
 
 
 class _Checkpointer:
@@ -311,6 +365,7 @@ class _Postgres:
     pooled: AsyncConnection
     connection: Any
     json: Callable[[Any], Any]
+    inline = False  # a cancelled caller would roll its transaction back
 
     async def write(self, answers: Sequence[AnswerRow], claims: Sequence[ClaimRow]) -> set[Key]:
         conn = self.connection

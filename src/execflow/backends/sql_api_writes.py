@@ -18,6 +18,16 @@ time on a fresh connection, so a write fails only for its own reason.
 The writer keeps one connection while it has work (``sql_api_drivers``: a SQLite
 connection on its own thread, or asyncpg), and lets it go after ``_IDLE_S`` without work
 and when the database closes.
+
+A write that finds the writer idle (its connection open, nothing queued, no transaction
+running) is committed by its caller, a group of one, when the driver allows it
+(``Driver.inline``: SQLite, whose statements still run on the connection's own thread).
+That skips the hand-over to the writer's task, several turns of the event loop per
+write: 4.20 -> 3.28 M instructions per order placed over HTTP, measured. Writes that
+arrive meanwhile queue for the writer's task as before, which runs the next group once
+the caller's is done. A caller cancelled during its write leaves it to finish on the
+thread, as a shielded write would. asyncpg's connection stays with the task: a
+cancelled caller there would roll its transaction back.
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ class IdempotencyWriter:
         self._task: asyncio.Task[None] | None = None
         self._driver: Driver | None = None
         self._reused = False
+        self._committing = False
+        """A transaction runs (the task's group or a caller's own write)."""
+        self._used_at = 0.0
         database.on_close(self.close)
 
     async def claim(self, row: ClaimRow) -> bool:
@@ -75,28 +88,62 @@ class IdempotencyWriter:
             self._closing = False
 
     async def _enqueue(self, row: ClaimRow | AnswerRow) -> bool:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Write(row, done))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        write = _Write(row, done)
+        driver = self._driver
+        if (
+            driver is not None
+            and driver.inline
+            and self._task is not None
+            and not self._committing
+            and not self._queued
+            and not self._closing
+        ):
+            return await self._commit_inline(write, loop)
+        self._queued.append(write)
         self._wakeup.set()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="api-idempotency-writer")
         # shielded: a caller that goes away leaves its write to finish with its group
         return await asyncio.shield(done)
 
+    async def _commit_inline(self, write: _Write, loop: asyncio.AbstractEventLoop) -> bool:
+        """``write`` alone, by its caller (the writer is idle: module docstring)."""
+        self._committing = True
+        try:
+            await self._commit_group([write])
+        finally:
+            self._committing = False
+            self._used_at = loop.time()
+            if self._queued or self._closing:
+                self._wakeup.set()
+        return write.done.result()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                if not self._queued:
-                    if self._closing:
+                if not self._queued or self._committing:
+                    if self._closing and not self._committing:
                         return
                     self._wakeup.clear()
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), _IDLE_S)
                     except TimeoutError:
+                        # callers' own writes (``_commit_inline``) keep the connection too
+                        idle_s = loop.time() - self._used_at
+                        if self._committing or (not self._closing and idle_s < _IDLE_S):
+                            continue
                         return
                     continue
                 group, self._queued = self._queued, []
-                await self._commit_group(group)
+                self._committing = True
+                try:
+                    await self._commit_group(group)
+                finally:
+                    self._committing = False
+                    self._used_at = loop.time()
         finally:
             self._task = None
             # cancelled with its loop: nobody waits forever for a write that never ran
