@@ -26,8 +26,9 @@ from execflow.api import (
     routes_stream,
 )
 from execflow.api.context import ApiContext
-from execflow.api.middleware import BodyLimit, RequestMetrics
+from execflow.api.middleware import ApiEdge
 from execflow.api.problems import problem_response, validation_errors
+from execflow.api.shortcut import PlaceOrderShortcut
 from execflow.errors import ApiError
 
 __all__ = ["create_app"]
@@ -83,8 +84,15 @@ def create_app(context: ApiContext) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=context.services.metrics)
+    # the route object routing would put into the scope (``app.routes`` holds the
+    # included routers as such, not their routes)
+    [placing] = [r for r in routes_orders.router.routes if getattr(r, "name", "") == "place_order"]
+    app.add_middleware(
+        ApiEdge,
+        max_bytes=settings.api_max_body_bytes,
+        metrics=context.services.metrics,
+        shortcut=PlaceOrderShortcut(context, placing),
+    )
     return app
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from execflow.api.auth import context, require, visible
 from execflow.api.calls import Outcome, answer_of, intake_answer, mutate
+from execflow.api.context import ApiContext
 from execflow.api.idempotency import Answer
 from execflow.api.keys import ApiKey, Scope
 from execflow.api.queries import find_orders, order_account, read_events, read_order
@@ -31,7 +32,7 @@ from execflow.domain.enums import OrderStatus, OrderType
 from execflow.errors import ApiError
 from execflow.pipeline.intake import IntakeResult, OrderIntake
 
-__all__ = ["PROBLEMS", "router"]
+__all__ = ["PROBLEMS", "place", "router"]
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
@@ -113,7 +114,13 @@ async def place_order(
     body: OrderIn, request: Request, key: Trader, idempotency_key: IdempotencyKey
 ) -> Response:
     """201 once the intake reserved the margin and sent the order to the LP."""
-    ctx = context(request)
+    return await place(request, context(request), key, idempotency_key, body)
+
+
+async def place(
+    request: Request, ctx: ApiContext, key: ApiKey, idempotency_key: str, body: OrderIn
+) -> Response:
+    """``place_order`` once its request is checked (by FastAPI, or ``api.shortcut``)."""
 
     async def call(outcome: Outcome) -> Answer:
         outcome.account_id = visible(key, body.account_id, "account", body.account_id)

@@ -337,6 +337,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        # the labelled children by (method, route, status): ``labels()`` checks and locks
+        # on every call, and these are few (route templates) and asked for every request
+        self._api_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     # -- what the pipeline calls ---------------------------------------------------------
     def report_received(self) -> None:
@@ -428,8 +431,15 @@ class Metrics:
 
     def api_call(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP call answered (route template, never the ids in the path)."""
-        self.api_requests.labels(method, route, str(status)).inc()
-        self.api_request_seconds.labels(route).observe(seconds)
+        children = self._api_children.get((method, route, status))
+        if children is None:
+            children = (
+                self.api_requests.labels(method, route, str(status)),
+                self.api_request_seconds.labels(route),
+            )
+            self._api_children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def log_write_failed(self, count: int = 1) -> None:
         """The logging layer failed to write ``count`` lines."""
