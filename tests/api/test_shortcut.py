@@ -17,6 +17,7 @@ import orjson
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from execflow.api import keys
 from execflow.api.app import create_app
 from execflow.api.middleware import ApiEdge
 from execflow.api.routes_orders import router
@@ -156,3 +157,20 @@ async def test_the_metrics_name_the_route_either_way(api: Api, services: Service
         )
     assert (placed.status_code, refused.status_code) == (201, 422)
     assert (count("201"), count("422")) == (1.0, 1.0)
+
+
+async def test_a_token_handed_on_is_checked_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong secret costs one scrypt, not one in the shortcut and another in the route."""
+    token = await api.key("trade")
+    real = keys._hash
+    hashed: list[str] = []
+
+    def counted(secret: str, salt: bytes) -> bytes:
+        hashed.append(secret)
+        return real(secret, salt)
+
+    monkeypatch.setattr(keys, "_hash", counted)
+    wrong = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
+    denied = await api.call("POST", "/v1/orders", wrong, json=ORDER)
+    assert (denied.status_code, denied.json()["code"]) == (401, "unauthorized")
+    assert len(hashed) == 1

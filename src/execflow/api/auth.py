@@ -17,7 +17,12 @@ from execflow.api.context import ApiContext
 from execflow.api.keys import ApiKey, Scope
 from execflow.errors import ApiError
 
-__all__ = ["bearer", "context", "require", "visible"]
+__all__ = ["VERIFIED", "bearer", "context", "require", "visible"]
+
+VERIFIED = "execflow.verified"
+"""Scope key: ``(token, key or None)`` of a check already made for this request
+(``api.shortcut``), so that a request handed on is not checked twice (scrypt again for
+a wrong secret)."""
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -40,7 +45,14 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> ApiKey:
         ctx = context(request)
-        key = None if credentials is None else await ctx.verifier.verify(credentials.credentials)
+        key: ApiKey | None = None
+        if credentials is not None:
+            token = credentials.credentials
+            checked: tuple[str, ApiKey | None] | None = request.scope.get(VERIFIED)
+            if checked is not None and checked[0] == token:
+                key = checked[1]
+            else:
+                key = await ctx.verifier.verify(token)
         if key is None:
             _denied(request, None, 401, "unauthorized")
             raise ApiError(401, "unauthorized", "a valid API key is required")

@@ -11,7 +11,9 @@ the route's own code (``routes_orders.place``: idempotency, intake, ``API:CALL``
 and answers; when anything does not, it answers nothing and hands the request on, its
 body replayed, to FastAPI, whose route then gives exactly the answer it always gave
 (401, 403, 422 naming the field, 429, ...). So the shortcut only ever takes requests
-FastAPI would have run, and the route stays in the OpenAPI document as it was.
+FastAPI would have run, and the route stays in the OpenAPI document as it was. The key
+check it made goes along in the scope (``auth.VERIFIED``): a wrong secret is hashed
+once, not once here and once more in the route.
 
 A request with an ``Origin`` header goes through FastAPI as well (CORS, when configured,
 answers those there).
@@ -24,6 +26,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
+from execflow.api.auth import VERIFIED
 from execflow.api.context import ApiContext
 from execflow.api.keys import ApiKey
 from execflow.api.keys import Scope as KeyScope
@@ -59,6 +62,24 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
+def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None] | None:
+    """Authorization, Idempotency-Key and Content-Type; ``None`` with an Origin (CORS)."""
+    authorization: bytes | None = None
+    idempotency_key: bytes | None = None
+    content_type: bytes | None = None
+    for name, value in scope["headers"]:
+        # the first of each, as ``request.headers.get`` reads them
+        if name == b"authorization":
+            authorization = value if authorization is None else authorization
+        elif name == b"idempotency-key":
+            idempotency_key = value if idempotency_key is None else idempotency_key
+        elif name == b"content-type":
+            content_type = value if content_type is None else content_type
+        elif name == b"origin":
+            return None
+    return authorization, idempotency_key, content_type
+
+
 class PlaceOrderShortcut:
     """Answers a flawless ``POST /v1/orders`` itself (module docstring)."""
 
@@ -68,19 +89,10 @@ class PlaceOrderShortcut:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """``None`` when answered; else the ``receive`` the app reads this request with."""
-        authorization: bytes | None = None
-        idempotency_key: bytes | None = None
-        content_type: bytes | None = None
-        for name, value in scope["headers"]:
-            # the first of each, as ``request.headers.get`` reads them
-            if name == b"authorization":
-                authorization = value if authorization is None else authorization
-            elif name == b"idempotency-key":
-                idempotency_key = value if idempotency_key is None else idempotency_key
-            elif name == b"content-type":
-                content_type = value if content_type is None else content_type
-            elif name == b"origin":
-                return receive
+        headers = _headers(scope)
+        if headers is None:
+            return receive
+        authorization, idempotency_key, content_type = headers
         messages: list[Message] = []
         body = b""
         while True:
@@ -91,8 +103,10 @@ class PlaceOrderShortcut:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        key = await self._checked(authorization, idempotency_key, content_type)
-        order = None if key is None else _order(body)
+        order = _order(body)
+        key = None
+        if order is not None:
+            key = await self._checked(scope, authorization, idempotency_key, content_type)
         ctx = self._context
         if key is None or order is None or ctx.limiter.take(key.key_id) is not None:
             # over its rate: no token was spent, FastAPI's route answers the 429
@@ -105,7 +119,11 @@ class PlaceOrderShortcut:
         return None
 
     async def _checked(
-        self, authorization: bytes | None, idempotency_key: bytes | None, content_type: bytes | None
+        self,
+        scope: Scope,
+        authorization: bytes | None,
+        idempotency_key: bytes | None,
+        content_type: bytes | None,
     ) -> ApiKey | None:
         if authorization is None or idempotency_key is None or content_type is None:
             return None
@@ -120,6 +138,8 @@ class PlaceOrderShortcut:
         if scheme.lower() != "bearer" or not credentials:
             return None
         key = await self._context.verifier.verify(credentials)
+        # handed on with the request: FastAPI's route does not check the token again
+        scope[VERIFIED] = (credentials, key)
         if key is None or KeyScope.TRADE not in key.scopes:
             return None
         return key
