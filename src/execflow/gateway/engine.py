@@ -9,7 +9,9 @@ PossDup handling, reconnecting. This module only adapts it:
   side implements it) and never lets a Python exception reach the engine, where the
   binding would end the process with ``Py_Exit`` while holding the session lock;
 * ``EngineLogFactory`` routes the engine's own event log into our log files (raw
-  messages are not logged: a Logon carries Password 554).
+  messages are not logged: a Logon carries Password 554). It is a Python log, called
+  for every message; the FIX simulator uses it, the gateway uses the C++ log of
+  ``execflow.gateway.eventlog`` (no call into Python per message).
 
 Callbacks run on the engine's threads, never on the event loop.
 """

@@ -44,6 +44,7 @@ from execflow.domain.models import InstrumentConfig, Prices, Quote
 from execflow.domain.money import USD
 from execflow.errors import ConfigError, ExecflowError
 from execflow.gateway import engine
+from execflow.gateway.eventlog import NativeLogFactory
 from execflow.gateway.executions import ExecutionWriter
 from execflow.gateway.fixmap import (
     REPORT_TYPES,
@@ -132,7 +133,9 @@ class LpGateway:
             services, name, self.log, self.quality, journal, self._sent.get
         )
         self._app = engine.EngineApplication(self)
-        self._log_factory = engine.EngineLogFactory(self.on_engine_event)
+        self._log_factory = NativeLogFactory(
+            self.on_engine_event, session.store_dir / name / "engine-log"
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,6 +176,7 @@ class LpGateway:
         self._dictionary = fix.DataDictionary(str(dictionary_path))
         settings = engine.engine_settings(ini)
         store = fix.FileStoreFactory(settings)
+        await asyncio.to_thread(self._log_factory.open)
         self._initiator = fix.SocketInitiator(self._app, store, settings, self._log_factory)
         self.log.info(
             "LPGW:STARTING",
@@ -204,6 +208,7 @@ class LpGateway:
         if self._initiator is not None:
             await asyncio.to_thread(self._initiator.stop)
             self._initiator = None
+        await asyncio.to_thread(self._log_factory.close)  # the engine's last events
         self.logged_on.clear()
         # no callback comes any more: publish what was received (what is not stays journaled)
         await self.reports.stop(max(0.0, deadline - time.monotonic()))
