@@ -4,9 +4,10 @@ Key layout (``ef`` is the configurable prefix; ``{...}`` is a Redis Cluster hash
 one account's keys live in one slot and a commit can touch them atomically):
 
 ======================================  ==================================================
-``ef:{<account_id>}:account``           hash ``v`` (version), ``d`` (JSON document), and
-                                        for an account kept as rows (``backends.state``)
-                                        ``s`` (stamp) and ``p:<order_id>`` per position
+``ef:{<account_id>}:account``           hash ``v`` (version), ``d`` (JSON document); an
+                                        account kept as rows (``backends.state``) has
+                                        instead ``h`` (its header), ``s`` (stamp) and
+                                        ``p:<order_id>`` per position
 ``ef:{<account_id>}:order:<order_id>``  hash ``v``, ``d``
 ``ef:{<account_id>}:orders``            set of the account's order ids
 ``ef:lc:{<lifecycle_id>}``              JSON string, written with SET NX
@@ -18,7 +19,10 @@ one account's keys live in one slot and a commit can touch them atomically):
 logic stays in Python. An account's rows live in its own hash, so every read of it is one
 command (atomic) and the whole account one key. A hash written by an older release has no
 ``s``: its ``d`` is the whole document, read as such, and converted by its next whole
-write (a worker writes whole whenever it read no stamp). Connection errors and timeouts
+write (a worker writes whole whenever it read no stamp). The header of an account kept as
+rows is not ``d``, so an older release (which reads ``v`` and ``d`` only) finds no such
+account rather than one without positions, and cannot write over it (its create expects
+version 0). Connection errors and timeouts
 are retried with backoff (``attempts``), then raised as ``StoreError``. A commit retried
 after a lost reply may report ``VersionConflict`` although the first attempt was applied;
 callers reload and find their exec_id in the ledger, so the report is skipped, never
@@ -61,6 +65,8 @@ T = TypeVar("T")
 # document among the KEYS (0: none), and for it: its mode ("whole", "rows", "delta"), the
 # new stamp ("" keeps it), the removed row keys (count, keys), the put rows (count, then
 # key and json each); then the order ids to index.
+# The account's document goes to ``d`` when whole, else (its header) to ``h``; a whole or
+# rows write drops the other field, the stamp and every row first.
 # Returns 0 on success, or {index, actual_version} of the first mismatch (nothing written);
 # an error when a delta meets an account not kept as rows (nothing written).
 _CAS_SCRIPT = """
@@ -86,14 +92,18 @@ if a > 0 then
   end
 end
 for i = 1, n do
-  redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[2 * i]) + 1, 'd', ARGV[2 * i + 1])
+  local field = 'd'
+  if i == a and mode ~= 'whole' then field = 'h' end
+  redis.call('HSET', KEYS[i], 'v', tonumber(ARGV[2 * i]) + 1, field, ARGV[2 * i + 1])
 end
 if a > 0 then
   local key = KEYS[a]
   if mode ~= 'delta' then
+    local other = 'h'
+    if mode == 'rows' then other = 'd' end
     local drop = {}
     for _, f in ipairs(redis.call('HKEYS', key)) do
-      if string.sub(f, 1, 2) == 'p:' or f == 's' then
+      if string.sub(f, 1, 2) == 'p:' or f == 's' or f == other then
         drop[#drop + 1] = f
         if #drop >= 1000 then
           redis.call('HDEL', key, unpack(drop))
@@ -161,12 +171,14 @@ def _versioned(reply: list[Any]) -> Versioned | None:
     return Versioned(int(version), _load(raw))
 
 
-_HEAD_FIELDS = ("v", "d", "s")
+_HEAD_FIELDS = ("v", "d", "s", "h")
+"""An account hash's version, whole document, stamp and header (``h`` with a stamp)."""
 
 
 def _head(reply: list[Any]) -> Versioned | None:
-    """An account's head from its ``HMGET v d s`` reply (``None`` when absent)."""
-    version, raw, stamp = reply
+    """An account's head from its ``HMGET v d s h`` reply (``None`` when absent)."""
+    version, whole, stamp, header = reply
+    raw = whole if stamp is None else header
     if version is None or raw is None:
         return None
     return Versioned(int(version), _load(raw), None if stamp is None else _text(stamp))
@@ -179,14 +191,14 @@ def _text(value: bytes | str) -> str:
 def _whole_account(reply: dict[Any, Any]) -> Versioned | None:
     """The whole account from its hash's ``HGETALL`` reply: rows assembled in key order."""
     fields = {_text(k): v for k, v in reply.items()}
-    version, raw, stamp = (fields.get(name) for name in _HEAD_FIELDS)
-    if version is None or raw is None:
+    head = _head([fields.get(name) for name in _HEAD_FIELDS])
+    if head is None:
         return None
-    data = _load(raw)
+    data, stamp = head.data, head.stamp
     if stamp is not None:
         rows = sorted((name[2:], row) for name, row in fields.items() if name.startswith("p:"))
         data["positions"] = [_load(row) for _, row in rows]
-    return Versioned(int(version), data, None if stamp is None else _text(stamp))
+    return Versioned(head.version, data, stamp)
 
 
 def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
