@@ -8,12 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from execflow.backends.state import Versioned, Write
+from execflow.backends.memory_state import InMemoryStateStore
+from execflow.backends.state import RowChanges, Versioned, Write
 from execflow.domain.accounting import add_position, close_position
 from execflow.domain.codec import account_header_document, account_to_dict, position_to_dict
 from execflow.domain.enums import Side
-from execflow.domain.models import Position
-from execflow.pipeline.account_io import account_write
+from execflow.domain.models import Account, Position
+from execflow.pipeline.account_io import account_write, read_account
+from execflow.pipeline.decoded import DecodedRefdata
 from execflow.pipeline.services import Services
 from tests.domain.factories import account
 from tests.pipeline.conftest import Book, Pipeline
@@ -100,3 +102,66 @@ def test_an_open_and_a_close_write_one_row_and_anything_else_the_whole_account()
         planned = account_write(read_as, before, two_edits)
         assert planned.write.rows is None and planned.stamp is None
         assert planned.write.data == account_to_dict(two_edits)
+
+
+async def _read(
+    decoded: DecodedRefdata, state: InMemoryStateStore, whole_reads: list[str]
+) -> tuple[Account, Versioned]:
+    """A worker's read of ``live:6`` (head, and the whole account when its rows are unknown)."""
+
+    async def whole() -> Versioned:
+        whole_reads.append("whole")
+        found = await state.get_account("live:6")
+        assert found is not None
+        return found
+
+    head = await state.get_account_head("live:6")
+    assert head is not None
+    return await read_account(decoded, "live:6", head, whole)
+
+
+async def _write(
+    decoded: DecodedRefdata,
+    state: InMemoryStateStore,
+    read: Versioned,
+    before: Account,
+    after: Account,
+) -> RowChanges | None:
+    planned = account_write(read, before, after)
+    await state.commit("live:6", [planned.write])
+    planned.remember(decoded)
+    return planned.write.rows
+
+
+async def test_a_process_never_reuses_rows_another_process_or_a_whole_write_replaced() -> None:
+    state = InMemoryStateStore()
+    start = add_position(account(), _position("o1"))
+    await state.commit("live:6", [Write("account", "live:6", 0, account_to_dict(start))])
+    first, second = DecodedRefdata(), DecodedRefdata()  # two processes
+    reads: list[str] = []
+
+    # the first opens o2, then o3; its second write is rows only (it knows their stamp)
+    acc, read = await _read(first, state, reads)
+    await _write(first, state, read, acc, add_position(acc, _position("o2")))
+    acc, read = await _read(first, state, reads)
+    rows = await _write(first, state, read, acc, add_position(acc, _position("o3")))
+    assert rows is not None and list(rows.put) == ["o3"] and reads == ["whole"] * 2
+    # the second closes o1: the rows the first knows are of an older stamp, read whole
+    acc, read = await _read(second, state, reads)
+    await _write(second, state, read, acc, close_position(acc, "o1", D("-3.20")))
+    acc, read = await _read(first, state, reads)
+    assert reads == ["whole"] * 4 and [p.order_id for p in acc.positions] == ["o2", "o3"]
+    assert acc.balance == start.balance - D("3.20")
+    # a header-only write keeps the stamp: the writer reuses its rows with the new header
+    assert await _write(first, state, read, acc, replace(acc, balance=D(7))) == RowChanges({})
+    acc, read = await _read(first, state, reads)
+    assert reads == ["whole"] * 4
+    assert acc.balance == D(7) and [p.order_id for p in acc.positions] == ["o2", "o3"]
+    # the store lost and rebuilt (an older account, the same version): a new stamp
+    await state.flush_all()
+    for version in range(read.version):
+        await state.commit("live:6", [Write("account", "live:6", version, account_to_dict(start))])
+    for decoded in (first, second):
+        acc, again = await _read(decoded, state, reads)
+        assert again.version == read.version and [p.order_id for p in acc.positions] == ["o1"]
+    assert reads == ["whole"] * 6
