@@ -324,7 +324,7 @@ class RedisStateStore:
         return _whole_account(await self._call("get_account", do))
 
     async def get_account_head(self, account_id: str) -> Versioned | None:
-        """The account's header and stamp (``HMGET v d s``), or ``None``."""
+        """The account's header and stamp (``HMGET v d s h``), or ``None``."""
         key = self.account_key(account_id)
 
         async def do() -> list[Any]:
