@@ -152,6 +152,7 @@ def test_malformed_rows_writes_are_refused() -> None:
         [Write("account", ACCOUNT, 1, good, RowChanges({}, ["o1"]))],
         [Write("account", ACCOUNT, 1, good, RowChanges({"o1": position("o2")}, [], "s"))],
         [Write("account", ACCOUNT, 1, good, RowChanges({}, [], ""))],
+        [Write("account", ACCOUNT, 1, good, RowChanges({}, read_stamp=""))],
     ):
         with pytest.raises(ValueError):
             check_writes(ACCOUNT, bad)
@@ -176,3 +177,29 @@ def test_stamps_differ_in_this_process_and_in_a_forked_child() -> None:
     os.close(read)
     mine = new_stamp()
     assert child not in seen and child.split(".")[0] != mine.split(".")[0]
+
+
+async def test_a_rows_write_read_at_another_stamp_changes_nothing(store: StateStore) -> None:
+    # The same version on another history of the account (a rebuild, or a failover that
+    # lost a write): the version matches, the stamp read does not.
+    whole = await stored(store, "o1")
+    assert whole.stamp is not None
+    for rows in (
+        RowChanges({"o2": position("o2")}, ["o1"], "s-2", read_stamp="another-history"),
+        RowChanges({}, read_stamp="another-history"),  # a header-only write
+    ):
+        with pytest.raises(VersionConflict):
+            await store.commit(
+                ACCOUNT,
+                [
+                    Write("order", "o2", 0, {"status": "OPEN"}),
+                    Write("account", ACCOUNT, 1, header(document(balance="1.00")), rows),
+                ],
+            )
+        assert await store.get_account(ACCOUNT) == whole
+        assert await store.get_order(ACCOUNT, "o2") is None
+    # read at the account's stamp: applied
+    changed = RowChanges({"o2": position("o2")}, ["o1"], "s-2", read_stamp=whole.stamp)
+    await store.commit(ACCOUNT, [Write("account", ACCOUNT, 1, header(document()), changed)])
+    after = await store.get_account(ACCOUNT)
+    assert after == Versioned(2, document("o2"), "s-2")

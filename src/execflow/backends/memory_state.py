@@ -148,8 +148,18 @@ class InMemoryStateStore:
                 )
         for layout, _, _ in account:
             stored = self._accounts.get(account_id)
-            if layout.mode == "delta" and (stored is None or stored.stamp is None):
+            if layout.mode != "delta":
+                continue
+            if stored is None or stored.stamp is None:
                 raise StoreError("account is not kept as rows", account_id=account_id)
+            if layout.read_stamp is not None and stored.stamp != layout.read_stamp:
+                raise VersionConflict(
+                    "account rows changed meanwhile",
+                    kind="account",
+                    key=account_id,
+                    expected_version=stored.version,
+                    actual_version=stored.version,
+                )
         for write, raw in encoded:
             self._orders.setdefault(account_id, {})[write.key] = (write.expected_version + 1, raw)
         for layout, header, rows in account:

@@ -63,11 +63,13 @@ T = TypeVar("T")
 # KEYS: n document keys, then the account's order-id set.
 # ARGV: n, then (expected_version, json) per document, then the index of the account's
 # document among the KEYS (0: none), and for it: its mode ("whole", "rows", "delta"), the
-# new stamp ("" keeps it), the removed row keys (count, keys), the put rows (count, then
-# key and json each); then the order ids to index.
+# new stamp ("" keeps it), the stamp a delta was read at ("": not checked), the removed
+# row keys (count, keys), the put rows (count, then key and json each); then the order
+# ids to index.
 # The account's document goes to ``d`` when whole, else (its header) to ``h``; a whole or
 # rows write drops the other field, the stamp and every row first.
-# Returns 0 on success, or {index, actual_version} of the first mismatch (nothing written);
+# Returns 0 on success, or {index, actual_version} of the first mismatch, a delta whose
+# read stamp is no longer the account's included (nothing written);
 # an error when a delta meets an account not kept as rows (nothing written).
 _CAS_SCRIPT = """
 local n = tonumber(ARGV[1])
@@ -86,9 +88,16 @@ local stamp = ''
 if a > 0 then
   mode = ARGV[p]
   stamp = ARGV[p + 1]
-  p = p + 2
-  if mode == 'delta' and redis.call('HEXISTS', KEYS[a], 's') == 0 then
-    return redis.error_reply('account is not kept as rows')
+  local read_stamp = ARGV[p + 2]
+  p = p + 3
+  if mode == 'delta' then
+    local stored = redis.call('HGET', KEYS[a], 's')
+    if not stored then
+      return redis.error_reply('account is not kept as rows')
+    end
+    if read_stamp ~= '' and stored ~= read_stamp then
+      return {a, tonumber(ARGV[2 * a])}
+    end
   end
 end
 for i = 1, n do
@@ -422,7 +431,13 @@ class RedisStateStore:
                 continue
             layout = stored_account(write)
             args.extend([write.expected_version, _dump(layout.header)])
-            account = [index, layout.mode, layout.stamp or "", len(layout.removed)]
+            account = [
+                index,
+                layout.mode,
+                layout.stamp or "",
+                layout.read_stamp or "",
+                len(layout.removed),
+            ]
             account.extend(layout.removed)
             account.append(len(layout.put))
             for row_key, row in layout.put.items():

@@ -85,11 +85,18 @@ class RowChanges:
 
     ``stamp`` (``new_stamp()``) is the rows' new stamp; ``None`` only when nothing
     changes (a header-only write keeps the stored stamp).
+
+    ``read_stamp`` is the stamp the writer read the rows at. When given, the store refuses
+    the write (``VersionConflict``, nothing written) unless the account's stamp is still
+    that one: the version alone can meet another history of the same account (versions
+    restart with a rebuild, and a failover can lose an under-replicated write that a later
+    one numbers again), and a header must never be joined to rows it was not computed from.
     """
 
     put: Mapping[str, dict[str, Any]]
     removed: Sequence[str] = ()
     stamp: str | None = None
+    read_stamp: str | None = None
 
 
 _STAMPS = count(1)
@@ -179,13 +186,17 @@ class StoredAccount:
     put: Mapping[str, dict[str, Any]]
     removed: Sequence[str]
     stamp: str | None
+    read_stamp: str | None = None
+    """For a delta: the stamp the stored account must still have (``RowChanges``)."""
 
 
 def stored_account(write: Write) -> StoredAccount:
     """How a store keeps an account write (see the module docstring)."""
     if write.rows is not None:
         rows = write.rows
-        return StoredAccount("delta", write.data, rows.put, rows.removed, rows.stamp)
+        return StoredAccount(
+            "delta", write.data, rows.put, rows.removed, rows.stamp, rows.read_stamp
+        )
     put = position_rows(write.data)
     if put is None:
         return StoredAccount("whole", write.data, {}, (), None)
@@ -203,6 +214,8 @@ def _check_rows(write: Write) -> None:
         raise ValueError("changed rows need a new stamp")
     if rows.stamp is not None and not rows.stamp:
         raise ValueError("a stamp cannot be empty")
+    if rows.read_stamp is not None and not rows.read_stamp:
+        raise ValueError("a read stamp cannot be empty")
     for key, row in rows.put.items():
         if row.get(ROW_KEY) != key:
             raise ValueError(f"row {key!r} keyed by something else than its {ROW_KEY}")

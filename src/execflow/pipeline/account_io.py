@@ -64,7 +64,9 @@ def account_write(read: Versioned, before: Account, after: Account) -> AccountWr
     stored by an older release is converted so).
     """
     account_id = after.account_id
-    rows = None if read.stamp is None else _row_changes(before.positions, after.positions)
+    rows = (
+        None if read.stamp is None else _row_changes(before.positions, after.positions, read.stamp)
+    )
     if read.stamp is None or rows is None:
         data = account_document(after)
         return AccountWrite(Write("account", account_id, read.version, data), after, None)
@@ -73,13 +75,16 @@ def account_write(read: Versioned, before: Account, after: Account) -> AccountWr
     return AccountWrite(write, after, rows.stamp or read.stamp)
 
 
-def _row_changes(before: tuple[Position, ...], after: tuple[Position, ...]) -> RowChanges | None:
-    """The rows that make ``after`` of ``before``; ``None`` when not one known edit."""
+def _row_changes(
+    before: tuple[Position, ...], after: tuple[Position, ...], read_stamp: str
+) -> RowChanges | None:
+    """The rows that make ``after`` of ``before`` (read at ``read_stamp``); ``None`` when
+    not one known edit."""
     if after is before:
-        return RowChanges({})
+        return RowChanges({}, read_stamp=read_stamp)
     edit = edit_of(after)
     if edit is None or edit.parent is not before:
         return None
     removed = [p.order_id for p in before[edit.at : edit.at + edit.removed]]
     put = {after[edit.at].order_id: position_to_dict(after[edit.at])} if edit.inserted else {}
-    return RowChanges(put, removed, new_stamp())
+    return RowChanges(put, removed, new_stamp(), read_stamp)
