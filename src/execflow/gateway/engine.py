@@ -1,4 +1,4 @@
-"""The QuickFIX side of a FIX session: settings, the Application callbacks, the engine log.
+"""The QuickFIX side of a FIX session: settings, the Application callbacks.
 
 QuickFIX (C++ engine, SWIG binding) does the session layer: logon / logout, heartbeats and
 test requests, sequence numbers, the message store, resend requests, gap fills and
@@ -8,17 +8,14 @@ PossDup handling, reconnecting. This module only adapts it:
 * ``EngineApplication`` forwards each callback to a ``SessionHandler`` (the asyncio
   side implements it) and never lets a Python exception reach the engine, where the
   binding would end the process with ``Py_Exit`` while holding the session lock;
-* ``EngineLogFactory`` routes the engine's own event log into our log files (raw
-  messages are not logged: a Logon carries Password 554). It is a Python log, called
-  for every message; the FIX simulator uses it, the gateway uses the C++ log of
-  ``execflow.gateway.eventlog`` (no call into Python per message).
+* the engine's own log is ``execflow.gateway.eventlog``'s C++ log (no call into Python
+  per message), for the gateway and the FIX simulator alike.
 
 Callbacks run on the engine's threads, never on the event loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import sys
 from collections.abc import Callable
@@ -31,7 +28,6 @@ from execflow.gateway.fixmap import Fields, msg_type_of, parse_fields, raw_field
 
 __all__ = [
     "EngineApplication",
-    "EngineLogFactory",
     "SessionHandler",
     "data_dictionary",
     "fields_message",
@@ -229,43 +225,3 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
             call()
         except Exception as exc:  # noqa: BLE001 - must never reach the engine
             self._handler.on_callback_error(where, exc)
-
-
-class _EngineLog(fix.Log):  # type: ignore[misc]
-    """One session's engine log: events only (messages may carry a password)."""
-
-    def __init__(self, sink: Callable[[str], None]) -> None:
-        super().__init__()
-        self._sink = sink
-
-    def clear(self) -> None:
-        return None
-
-    def backup(self) -> None:
-        return None
-
-    def onIncoming(self, text: str) -> None:
-        return None
-
-    def onOutgoing(self, text: str) -> None:
-        return None
-
-    def onEvent(self, text: str) -> None:
-        # a log failure must not end the session (an exception here would end the process)
-        with contextlib.suppress(Exception):
-            self._sink(text)
-
-
-class EngineLogFactory(fix.LogFactory):  # type: ignore[misc]
-    """Hands the engine logs that write its events through ``sink``."""
-
-    def __init__(self, sink: Callable[[str], None]) -> None:
-        super().__init__()
-        self._sink = sink
-
-    def create(self, *args: Any) -> Any:
-        # disowned: the engine owns the log (and keeps its Python side alive) from now on
-        return _EngineLog(self._sink).__disown__()
-
-    def destroy(self, log: Any) -> None:
-        return None

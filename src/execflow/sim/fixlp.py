@@ -9,13 +9,18 @@ Requests arrive on the engine's thread and are handed to the event loop (in batc
 ``execflow.gateway.handover``), where the book answers them; reports are sent back
 through ``Session.sendToTarget`` on the loop's thread (as the gateway sends, see
 ``LpGateway._send``), in the order the book made them (except where reordering is asked
-for).
+for). The engine logs in C++ as the gateway's does (``execflow.gateway.eventlog``: no
+call into Python per message, as a real LP's native engine), its events as
+``SIM:FIX_EVENT`` lines (its directory, only links and a pipe, is a temporary one,
+removed at the stop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -28,6 +33,7 @@ from execflow.clock import Clock, IdGenerator
 from execflow.domain.enums import ReportStatus
 from execflow.domain.models import Quote
 from execflow.gateway import engine
+from execflow.gateway.eventlog import NativeLogFactory
 from execflow.gateway.fixmap import (
     CANCEL,
     CANCEL_REJECT,
@@ -96,7 +102,8 @@ class FixLpServer:
         self.received: list[str] = []  # ClOrdIDs of every order message, in arrival order
         self.reports_sent = 0  # 8s and 9s handed to the engine (the gateway's to read)
         self._app = _LpApplication(self)
-        self._log_factory = engine.EngineLogFactory(self._on_engine_event)
+        self._log_factory: NativeLogFactory | None = None
+        self._log_tmp: Path | None = None  # the engine log's directory (made at the start)
         feed.on_quotes(self._on_quotes)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -120,6 +127,10 @@ class FixLpServer:
             store: Any = fix.FileStoreFactory(settings)
         else:
             store = fix.MemoryStoreFactory()
+        # the log's directory holds only links and the events' pipe: nothing to keep
+        self._log_tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="execflow-simlp-"))
+        self._log_factory = NativeLogFactory(self._on_engine_event, self._log_tmp)
+        await asyncio.to_thread(self._log_factory.open)
         # the threaded acceptor: SocketAcceptor's stop races its own thread (QuickFIX 1.16
         # closes the server's sockets while that thread deletes the server: a segfault)
         self._acceptor = fix.ThreadedSocketAcceptor(self._app, store, settings, self._log_factory)
@@ -140,6 +151,12 @@ class FixLpServer:
         if self._acceptor is not None:
             await asyncio.to_thread(self._acceptor.stop)
             self._acceptor = None
+        if self._log_factory is not None:
+            await asyncio.to_thread(self._log_factory.close)  # the engine's last events
+            self._log_factory = None
+        if self._log_tmp is not None:
+            await asyncio.to_thread(shutil.rmtree, self._log_tmp, ignore_errors=True)
+            self._log_tmp = None
         self._log.info(
             "SIM:STOPPED",
             reports_sent=self._log.stats.count("reports_sent"),
