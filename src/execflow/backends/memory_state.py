@@ -20,6 +20,7 @@ from execflow.backends.state import (
     Versioned,
     Write,
     check_writes,
+    header_of,
     stored_account,
 )
 from execflow.errors import StoreError, VersionConflict
@@ -93,7 +94,7 @@ class InMemoryStateStore:
             whole = await self.get_account(account_id)
             if whole is None or whole.stamp is None:
                 return whole
-            return Versioned(whole.version, {**whole.data, "positions": []}, whole.stamp)
+            return Versioned(whole.version, header_of(whole.data), whole.stamp)
         found = self._accounts.get(account_id)
         return None if found is None else Versioned(found.version, _load(found.header), found.stamp)
 
@@ -147,9 +148,9 @@ class InMemoryStateStore:
                     actual_version=version,
                 )
         for layout, _, _ in account:
-            stored = self._accounts.get(account_id)
             if layout.mode != "delta":
                 continue
+            stored = self._accounts.get(account_id)
             if stored is None or stored.stamp is None:
                 raise StoreError("account is not kept as rows", account_id=account_id)
             if layout.read_stamp is not None and stored.stamp != layout.read_stamp:

@@ -64,6 +64,7 @@ from execflow.backends.redis_state import (
     _load,
     _quotes,
     _raise_conflict,
+    _text,
     _versioned,
 )
 from execflow.backends.state import TransitionReads, Write
@@ -97,7 +98,7 @@ class ReplacedMasterError(RedisClusterException):
 
 def replicas_in_role(role: Sequence[Any]) -> int | None:
     """The online replicas a ``ROLE`` reply lists, or ``None`` when the node is not a master."""
-    kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+    kind = _text(role[0])
     return len(role[2]) if kind == "master" else None
 
 

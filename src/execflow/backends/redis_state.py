@@ -212,7 +212,7 @@ def _whole_account(reply: dict[Any, Any]) -> Versioned | None:
 
 def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
     """The quotes from the prices hash's ``HGETALL`` reply."""
-    return {(k.decode() if isinstance(k, bytes) else str(k)): _load(v) for k, v in reply.items()}
+    return {_text(k): _load(v) for k, v in reply.items()}
 
 
 class RedisStateStore:
@@ -374,7 +374,7 @@ class RedisStateStore:
 
         async def do() -> dict[str, Versioned]:
             members = await self._redis.smembers(self.orders_key(account_id))
-            named = (m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            named = (_text(m) for m in members)
             ids = sorted(oid for oid in named if oid not in skip)
             if not ids:
                 return {}
@@ -398,7 +398,7 @@ class RedisStateStore:
         async def do() -> list[str]:
             found = []
             async for key in self._redis.scan_iter(match=f"{head}*{tail}", count=1000):
-                text = key.decode() if isinstance(key, bytes) else str(key)
+                text = _text(key)
                 found.append(text[len(head) : -len(tail)])
             return sorted(found)
 

@@ -41,6 +41,7 @@ __all__ = [
     "Versioned",
     "Write",
     "check_writes",
+    "header_of",
     "new_stamp",
     "position_rows",
     "stored_account",
@@ -110,6 +111,11 @@ os.register_at_fork(after_in_child=lambda: _STAMP_PREFIX.__setitem__(0, token_he
 def new_stamp() -> str:
     """A fresh rows stamp: this process's random prefix and a counter."""
     return f"{_STAMP_PREFIX[0]}.{next(_STAMPS)}"
+
+
+def header_of(document: Mapping[str, Any]) -> dict[str, Any]:
+    """An account document's header: the document with ``"positions": []``."""
+    return {**document, "positions": []}
 
 
 def position_rows(data: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -200,7 +206,7 @@ def stored_account(write: Write) -> StoredAccount:
     put = position_rows(write.data)
     if put is None:
         return StoredAccount("whole", write.data, {}, (), None)
-    return StoredAccount("rows", {**write.data, "positions": []}, put, (), new_stamp())
+    return StoredAccount("rows", header_of(write.data), put, (), new_stamp())
 
 
 def _check_rows(write: Write) -> None:

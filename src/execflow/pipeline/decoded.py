@@ -13,7 +13,7 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
-from execflow.backends.state import Versioned
+from execflow.backends.state import Versioned, header_of
 from execflow.domain.codec import account_from_dict, instrument_from_dict
 from execflow.domain.models import Account, InstrumentConfig, Position, Prices, Quote
 from execflow.errors import StoreError
@@ -125,7 +125,7 @@ class DecodedRefdata:
         as rows, remember its positions under its stamp."""
         account = self.account(account_id, whole.data)
         if whole.stamp is not None:
-            self.remember_head(whole.stamp, {**whole.data, "positions": []}, account)
+            self.remember_head(whole.stamp, header_of(whole.data), account)
         return account
 
     def remember_head(self, stamp: str, header: Mapping[str, Any], account: Account) -> None:
@@ -157,7 +157,7 @@ def _account_from(data: Mapping[str, Any], last: tuple[Any, Account]) -> Account
     positions = data.get("positions")
     if not positions or positions != last[0].get("positions"):
         return account_from_dict(data)
-    header = account_from_dict({**data, "positions": []})
+    header = account_from_dict(header_of(data))
     return replace(header, positions=last[1].positions)
 
 
