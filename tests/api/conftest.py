@@ -131,4 +131,5 @@ async def api(services: Services) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield Api(context, client)
+    await context.idempotency.close()
     await context.intake.shutdown(1.0)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import httpx
+import pytest
 
+from execflow.api import idempotency
 from execflow.api.app import create_app
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.clock import FakeClock
@@ -101,6 +104,44 @@ async def test_refusals_are_replayed_and_keys_expire_after_a_day(
     later = await api.call("POST", "/v1/orders", token, ORDER, idempotency_key="k-5")
     assert later.status_code == 201 and later.json()["order_id"] != placed.json()["order_id"]
     assert len(await _orders(services)) == 2
+
+
+async def test_expired_claims_are_swept_in_batches_that_no_call_waits_for(
+    api: Api, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await api.key("trade")
+    for n in range(3):
+        old = await api.call("POST", "/v1/orders", token, ORDER, idempotency_key=f"old-{n}")
+        assert old.status_code == 201
+    clock.advance(24 * 3600 + 1)  # past the TTL, and more than an hour since the last sweep
+    store = api.context.store
+    forget = store.forget_expired
+    release, finished = asyncio.Event(), asyncio.Event()
+    batches: list[int] = []
+
+    async def held(before: datetime, limit: int) -> int:
+        await release.wait()
+        deleted = await forget(before, limit)
+        batches.append(deleted)
+        if deleted < limit:
+            finished.set()
+        return deleted
+
+    monkeypatch.setattr(idempotency, "_SWEEP_BATCH", 2)
+    monkeypatch.setattr(store, "forget_expired", held)
+    # the sweep this call started cannot go on: the call answers all the same
+    new = await asyncio.wait_for(
+        api.call("POST", "/v1/orders", token, ORDER, idempotency_key="new"), 10
+    )
+    assert new.status_code == 201
+    key_id = token.split("_")[1]  # ef_<key_id>_<secret>
+    assert await store.get_claim(key_id, "old-0") is not None
+    release.set()
+    await asyncio.wait_for(finished.wait(), 10)
+    assert batches == [2, 1]
+    for name in ("old-0", "old-1", "old-2"):
+        assert await store.get_claim(key_id, name) is None
+    assert await store.get_claim(key_id, "new") is not None
 
 
 async def test_keys_belong_to_their_api_key(api: Api, services: Services) -> None:

@@ -42,10 +42,15 @@ async def test_one_claim_wins_among_parallel_ones(db: SqlDatabase) -> None:
     # older than the expiry: forgotten and claimed anew
     again = await stores[2].claim(IdempotencyRecord("k1", "idem", "other", T0), T0 + timedelta(1))
     assert again.won
-    # the sweep deletes what is past the expiry, and only that
+    # the sweep deletes what is past the expiry, and only that, at most ``limit`` a time
+    for name in ("a", "b"):
+        await stores[0].claim(IdempotencyRecord("k1", name, "p", T0), T0 - timedelta(1))
     await stores[0].claim(IdempotencyRecord("k2", "new", "p", T0 + timedelta(2)), T0)
-    assert await stores[0].forget_expired(T0 + timedelta(1)) == 1
-    assert await stores[0].get_claim("k1", "idem") is None
+    assert await stores[0].forget_expired(T0 + timedelta(1), 2) == 2
+    assert await stores[0].forget_expired(T0 + timedelta(1), 2) == 1
+    assert await stores[0].forget_expired(T0 + timedelta(1), 2) == 0
+    for name in ("idem", "a", "b"):
+        assert await stores[0].get_claim("k1", name) is None
     assert await stores[0].get_claim("k2", "new") is not None
 
 

@@ -43,6 +43,7 @@ class ApiContext:
     def build(cls, services: Services, intake: OrderIntake, store: ApiStore) -> ApiContext:
         """Everything from the settings of ``services``."""
         settings = services.settings
+        log = services.logger(COMPONENT)
         return cls(
             services=services,
             intake=intake,
@@ -54,7 +55,8 @@ class ApiContext:
                 services.clock,
                 settings.api_idempotency_ttl_s,
                 settings.api_idempotency_wait_s,
+                log,
             ),
-            log=services.logger(COMPONENT),
+            log=log,
             hub=StreamHub(services.feed),
         )

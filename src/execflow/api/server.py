@@ -95,6 +95,7 @@ class ApiServer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         try:
+            self.context.idempotency.start_sweep()
             await self._server.serve()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,6 +105,7 @@ class ApiServer:
 
     async def start(self) -> None:
         """Serve in the background (tests, ``execflow serve``); returns once listening."""
+        self.context.idempotency.start_sweep()
         self._task = asyncio.create_task(self._server.serve(), name="api-server")
         while not self._server.started:
             if self._task.done():
@@ -121,5 +123,6 @@ class ApiServer:
         await self._after()
 
     async def _after(self) -> None:
+        await self.context.idempotency.close()
         await self.context.hub.close()
         await self.context.intake.shutdown(self.context.services.settings.shutdown_timeout_s)

@@ -89,8 +89,8 @@ class ApiStore(Protocol):
         ``expired_before`` is replaced."""
         ...
 
-    async def forget_expired(self, before: datetime) -> int:
-        """Delete every claim older than ``before``; how many went."""
+    async def forget_expired(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` claims older than ``before``; how many went."""
         ...
 
     async def complete(

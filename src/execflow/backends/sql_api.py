@@ -132,10 +132,20 @@ class SqlApiStore:
             AnswerRow(key_id, idempotency_key, status_code, body, headers, at)
         )
 
-    async def forget_expired(self, before: datetime) -> int:
-        """Delete every claim older than ``before`` (indexed on ``created_at``)."""
+    async def forget_expired(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` claims older than ``before`` (indexed on ``created_at``).
+
+        Bounded because the statement holds the database's write lock while it runs (on
+        SQLite, the whole file's) and the calls' own claims and answers wait behind it.
+        """
         table = api_idempotency
-        stmt = sa.delete(table).where(table.c.created_at < before)
+        key = sa.tuple_(table.c.key_id, table.c.idempotency_key)
+        doomed = (
+            sa.select(table.c.key_id, table.c.idempotency_key)
+            .where(table.c.created_at < before)
+            .limit(limit)
+        )
+        stmt = sa.delete(table).where(key.in_(doomed))
         try:
             async with self._engine.begin() as conn:
                 return int((await conn.execute(stmt)).rowcount or 0)
