@@ -12,6 +12,7 @@ from execflow.api import idempotency
 from execflow.api.app import create_app
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.clock import FakeClock
+from execflow.errors import DatabaseError
 from execflow.pipeline.services import Services
 from tests.api.conftest import Api, make_app
 
@@ -142,6 +143,19 @@ async def test_expired_claims_are_swept_in_batches_that_no_call_waits_for(
     for name in ("old-0", "old-1", "old-2"):
         assert await store.get_claim(key_id, name) is None
     assert await store.get_claim(key_id, "new") is not None
+
+
+async def test_a_server_starts_when_its_writes_cannot_be_opened_yet(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down() -> None:
+        raise DatabaseError("the database is away")
+
+    monkeypatch.setattr(api.context.store, "open_writes", down)
+    await api.context.idempotency.prepare()  # logged; the first claim opens them instead
+    token = await api.key("trade")
+    placed = await api.call("POST", "/v1/orders", token, ORDER)
+    assert placed.status_code == 201
 
 
 async def test_keys_belong_to_their_api_key(api: Api, services: Services) -> None:

@@ -193,6 +193,20 @@ async def test_the_writer_gives_its_connection_back_and_survives_a_lost_one(
     assert _writer_connections(db, pool) == 0
 
 
+async def test_the_writes_can_be_opened_before_the_first_claim(db: SqlDatabase) -> None:
+    store = SqlApiStore(db)
+    pool = db.engine.pool
+    assert _writer_connections(db, pool) == 0
+    await store.open_writes()  # a server about to listen
+    assert _writer_connections(db, pool) == 1
+    await store.open_writes()  # once only
+    assert _writer_connections(db, pool) == 1
+    assert (await store.claim(IdempotencyRecord("k1", "a", "p", T0), T0)).won
+    assert _writer_connections(db, pool) == 1  # the first claim used it
+    await db.close()
+    assert _writer_connections(db, pool) == 0
+
+
 async def test_sqlite_checkpoints_run_beside_the_writes_not_in_them(
     db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ A claim whose first call never finished (its process died) keeps answering 409 u
 expires (``api_idempotency_ttl_s``, 24 h): its order may or may not exist, so it is not
 run again; the client lists its orders instead. A claim older than the TTL is replaced
 when its key comes again, and deleted by an hourly sweep otherwise. The sweep runs in the
-background (started by ``start_sweep`` when the server starts, then by the first call
+background (started by ``prepare`` when the server starts, then by the first call
 after each hour), a bounded batch per statement: awaited by a call, as it was, it added
 its whole DELETE to that call (2-5 ms on an empty table, the first call of every
 process) and, each hour, an hour's worth of claims deleted in one statement that held
@@ -119,6 +119,15 @@ class Idempotency:
             key_id, idempotency_key, answer.status, kept, answer.headers, self._clock.now()
         )
         return answer
+
+    async def prepare(self) -> None:
+        """Before the server listens: the store's writes opened and the sweep started, so
+        that neither waits for the first call."""
+        try:
+            await self._store.open_writes()
+        except Exception as exc:  # noqa: BLE001 - the first claim opens them, or fails itself
+            self._log.error("API:PREPARE:FAILED", exc=exc, level=WARNING)
+        self.start_sweep()
 
     def start_sweep(self) -> None:
         """Start deleting the claims past the TTL, in the background, unless it ran within

@@ -95,7 +95,7 @@ class ApiServer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
         try:
-            self.context.idempotency.start_sweep()
+            await self.context.idempotency.prepare()
             await self._server.serve()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,7 +105,7 @@ class ApiServer:
 
     async def start(self) -> None:
         """Serve in the background (tests, ``execflow serve``); returns once listening."""
-        self.context.idempotency.start_sweep()
+        await self.context.idempotency.prepare()
         self._task = asyncio.create_task(self._server.serve(), name="api-server")
         while not self._server.started:
             if self._task.done():

@@ -84,6 +84,10 @@ class ApiStore(Protocol):
         """Revoke a key; False when unknown or already revoked."""
         ...
 
+    async def open_writes(self) -> None:
+        """Open what claims and answers are written through now, not with the first claim."""
+        ...
+
     async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
         """Atomically claim ``(key_id, idempotency_key)``; a claim older than
         ``expired_before`` is replaced."""

@@ -99,6 +99,10 @@ class SqlApiStore:
 
     # -- idempotency ----------------------------------------------------------------------
 
+    async def open_writes(self) -> None:
+        """Open the idempotency writer's connection (``IdempotencyWriter.open``)."""
+        await self._writes.open()
+
     async def claim(self, record: IdempotencyRecord, expired_before: datetime) -> Claim:
         """Insert the claim unless one exists; an expired one is replaced.
 

@@ -17,7 +17,10 @@ time on a fresh connection, so a write fails only for its own reason.
 
 The writer keeps one connection while it has work (``sql_api_drivers``: a SQLite
 connection on its own thread, or asyncpg), and lets it go after ``_IDLE_S`` without work
-and when the database closes.
+and when the database closes. A server opens it before it listens (``open``), so that
+its first call does not wait for a thread and a connection (1-2 ms on SQLite, and every
+call arriving meanwhile queues behind it). ``_IDLE_S`` was 2 s: a client calling every few
+seconds paid that opening on every call.
 
 A write that finds the writer idle (its connection open, nothing queued, no transaction
 running) is committed by its caller, a group of one, when the driver allows it
@@ -41,7 +44,7 @@ from execflow.errors import DatabaseError
 
 __all__ = ["AnswerRow", "ClaimRow", "IdempotencyWriter"]
 
-_IDLE_S = 2.0
+_IDLE_S = 60.0
 """How long the writer keeps its connection once its queue is empty."""
 
 
@@ -74,6 +77,19 @@ class IdempotencyWriter:
     async def complete(self, answer: AnswerRow) -> None:
         """Commit ``answer``."""
         await self._enqueue(answer)
+
+    async def open(self) -> None:
+        """Open the connection now rather than with the first write (a server about to
+        listen); it is let go after ``_IDLE_S`` without writes, as always."""
+        if self._task is not None:
+            return
+        driver = await open_driver(self._database)
+        if self._task is not None or self._driver is not None:
+            await driver.close(broken=False)  # a write opened one meanwhile
+            return
+        self._driver = driver
+        self._used_at = asyncio.get_running_loop().time()
+        self._task = asyncio.create_task(self._run(), name="api-idempotency-writer")
 
     async def close(self) -> None:
         """Write what is queued, then give the connection back (the database is closing)."""
