@@ -85,7 +85,7 @@ def test_cli_config_masks_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gc_thresholds_from_the_environment_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().gc_thresholds == (50_000, 20, 100)
+    assert Settings().gc_thresholds == (10_000, 20, 100)
     monkeypatch.setenv("EXECFLOW_GC_THRESHOLDS", "[700, 10, 10]")
     assert load_settings().gc_thresholds == (700, 10, 10)
     monkeypatch.setenv("EXECFLOW_GC_THRESHOLDS", "[1000, 0, 10]")
