@@ -14,6 +14,11 @@ Environment:
 
 * ``EXECFLOW_FAULT_STRESS=1``: every fault test runs with every core saturated by
   ``stress-ng`` (``stress.py``), started before the test and stopped after it.
+* A failed test that brought a RabbitMQ cluster of its own keeps the nodes' logs in its
+  run directory (``rabbit-cluster/``, next to the pipeline's ``logs/``, ``simlogs/``,
+  ``supervisor.out`` and ``simulate.out``): its pytest ``tmp_path``, which pytest keeps
+  (``/tmp/pytest-of-$USER/pytest-N/<test>0/``, the last three sessions); the path is
+  printed in the failure's report.
 * ``EXECFLOW_FAULT_RECORD=DIR``: each finished run adds its row to ``DIR/last_run.json``
   and rewrites ``DIR/last_run.md`` (the README table: ``EXECFLOW_FAULT_RECORD=tests/faults``);
   the soak writes ``DIR/last_soak.txt``. Without it, a test run writes no file of the tree.
@@ -25,7 +30,8 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +55,37 @@ DEFAULT_PORTS = {"rabbitmq": 5672, "redis": 6379, "postgresql": 5432}
 
 MakeRun = Callable[[RunConfig], Awaitable[PipelineRun]]
 T = TypeVar("T")
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each phase's report on the item, for fixtures that act on a failure at teardown."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+def has_failed(request: pytest.FixtureRequest) -> bool:
+    """True when the test's setup or call failed (read at teardown)."""
+    reports = request.node.stash.get(_REPORTS, {})
+    return any(report.failed for report in reports.values())
+
+
+def keep_cluster_logs(cluster: ThrowawayRabbitCluster, run_dir: Path) -> Path:
+    """Copy each node's logs (and console output) into ``run_dir/rabbit-cluster``, which
+    outlives the cluster's own directory; that directory."""
+    kept = run_dir / "rabbit-cluster"
+    for node in cluster.nodes:
+        logs = Path(node.env["RABBITMQ_LOG_BASE"])
+        if logs.is_dir():
+            shutil.copytree(logs, kept / node.node, dirs_exist_ok=True)
+        if node.log.exists():
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(node.log, kept / node.log.name)
+    return kept
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -110,18 +147,23 @@ def fault_servers(default_sentinels: Sentinels) -> Iterator[FaultServers]:
 
 
 @pytest.fixture
-def rabbit_cluster() -> Iterator[ThrowawayRabbitCluster]:
+def rabbit_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[ThrowawayRabbitCluster]:
     """A 3-node RabbitMQ cluster of the test's own (``services.ThrowawayRabbitCluster``);
-    killed and removed at the end. Skips (fails under ``EXECFLOW_REQUIRE_SERVICES=1``)
-    when it cannot start."""
-    with started_rabbit_cluster() as cluster:
+    killed and removed at the end, its logs kept in ``tmp_path`` if the test failed.
+    Skips (fails under ``EXECFLOW_REQUIRE_SERVICES=1``) when it cannot start."""
+    with started_rabbit_cluster(request, tmp_path) as cluster:
         yield cluster
 
 
 @contextlib.contextmanager
-def started_rabbit_cluster(**options: Any) -> Iterator[ThrowawayRabbitCluster]:
-    """``ThrowawayRabbitCluster.start(**options)``, closed at the end; a cluster that cannot
-    start skips the test (fails it under ``EXECFLOW_REQUIRE_SERVICES=1``)."""
+def started_rabbit_cluster(
+    request: pytest.FixtureRequest, run_dir: Path, **options: Any
+) -> Iterator[ThrowawayRabbitCluster]:
+    """``ThrowawayRabbitCluster.start(**options)``, closed at the end (its nodes' logs
+    copied into ``run_dir`` first when the test failed: ``keep_cluster_logs``); a cluster
+    that cannot start skips the test (fails it under ``EXECFLOW_REQUIRE_SERVICES=1``)."""
     try:
         cluster = ThrowawayRabbitCluster.start(**options)
     except (ServerUnavailable, OSError) as error:
@@ -132,7 +174,12 @@ def started_rabbit_cluster(**options: Any) -> Iterator[ThrowawayRabbitCluster]:
     try:
         yield cluster
     finally:
-        cluster.close()
+        try:
+            if has_failed(request):
+                kept = keep_cluster_logs(cluster, run_dir)
+                print(f"run directory kept: {run_dir} (the nodes' logs in {kept})")
+        finally:
+            cluster.close()
 
 
 @pytest.fixture

@@ -51,11 +51,15 @@ async def cluster_run(
 
 
 @pytest.fixture
-def partition_cluster() -> Iterator[ThrowawayRabbitCluster]:
+def partition_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[ThrowawayRabbitCluster]:
     """The cluster healing partitions by itself (``autoheal``: ``pause_minority`` never
     heals a node that was frozen, it never saw itself in a minority), with a short
     ``net_ticktime`` (10 s, not 60) so that a paused node is counted down in a test's time."""
-    with started_rabbit_cluster(partition_handling="autoheal", net_ticktime_s=10) as cluster:
+    with started_rabbit_cluster(
+        request, tmp_path, partition_handling="autoheal", net_ticktime_s=10
+    ) as cluster:
         yield cluster
 
 
