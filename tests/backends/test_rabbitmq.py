@@ -9,8 +9,10 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import aio_pika
+import aiormq
 import pytest
 
 from execflow.backends.bus import H_ORIGINAL_QUEUE, H_REASON, Delivery, Message, QueueNames
@@ -284,3 +286,26 @@ async def test_queue_counts_cancelled_stays_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class _NackingExchange:
+    """An exchange whose broker nacks the first ``nacks`` publishes (a quorum queue
+    electing a leader), then confirms."""
+
+    def __init__(self, nacks: int) -> None:
+        self.nacks = nacks
+        self.calls = 0
+
+    async def publish(self, message: object, routing_key: str, mandatory: bool) -> object:
+        self.calls += 1
+        if self.calls <= self.nacks:
+            raise aiormq.exceptions.DeliveryError(None, aiormq.spec.Basic.Nack(self.calls))
+        return aiormq.spec.Basic.Ack(self.calls)
+
+
+async def test_a_nacked_publish_is_retried_until_confirmed() -> None:
+    exchange = _NackingExchange(nacks=2)
+    bus = RabbitMQBus("amqp://guest:guest@127.0.0.1:1/")
+    bus._channel = SimpleNamespace(default_exchange=exchange)  # type: ignore[assignment]
+    await bus._confirmed("q", [aio_pika.Message(b"x")])
+    assert exchange.calls == 3

@@ -4,9 +4,10 @@
   several: ``rabbitmq_failover``); aio-pika reopens channels, re-declares the queues and
   resumes consumers after the connection is lost, on the next host of the list (each
   attempt and each restore bounded in time).
-  A publish interrupted by a lost connection is retried once the connection is back
-  (until ``publish_timeout_s``), so a publish that returned is durable; a retried
-  publish may duplicate a message (at-least-once).
+  A publish interrupted by a lost connection, or nacked by a quorum queue electing a
+  leader, is retried once the connection is back (until ``publish_timeout_s``), so a
+  publish that returned is durable; a retried publish may duplicate a message
+  (at-least-once).
 * One confirmed channel for publishing; one channel per consumer, with its own
   ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
   its unacked messages to the queue.
@@ -72,6 +73,18 @@ _RETRYABLE = (
     ConnectionError,
     asyncio.TimeoutError,
 )
+
+
+def _retryable(error: BaseException) -> bool:
+    """A lost connection or channel, or the broker's ``basic.nack``: a quorum queue nacks
+    while it has no leader (the node holding it just died; the others are electing one,
+    which the fault suite saw take seconds). An unroutable message (``basic.return``) is
+    not retried: its queue is gone."""
+    if isinstance(error, _RETRYABLE):
+        return True
+    return isinstance(error, aiormq.exceptions.DeliveryError) and isinstance(
+        error.frame, aiormq.spec.Basic.Nack
+    )
 
 
 class _RabbitConsumer:
@@ -359,7 +372,7 @@ class RabbitMQBus:
                     )
                     failed = []
                     for message, result in zip(todo, results, strict=True):
-                        if isinstance(result, _RETRYABLE):
+                        if isinstance(result, BaseException) and _retryable(result):
                             failed.append(message)
                         elif isinstance(result, BaseException):
                             raise BusError(
@@ -367,7 +380,7 @@ class RabbitMQBus:
                             ) from result
                     if failed:
                         log.warning(
-                            "publish interrupted; retrying on the restored connection",
+                            "publish interrupted (or nacked); retrying on the restored connection",
                             extra={"queue": queue, "messages": len(failed)},
                         )
                         await asyncio.sleep(delay_s)
