@@ -14,11 +14,14 @@ Environment:
 
 * ``EXECFLOW_FAULT_STRESS=1``: every fault test runs with every core saturated by
   ``stress-ng`` (``stress.py``), started before the test and stopped after it.
-* A failed test that brought a RabbitMQ cluster of its own keeps the nodes' logs in its
-  run directory (``rabbit-cluster/``, next to the pipeline's ``logs/``, ``simlogs/``,
-  ``supervisor.out`` and ``simulate.out``): its pytest ``tmp_path``, which pytest keeps
-  (``/tmp/pytest-of-$USER/pytest-N/<test>0/``, the last three sessions); the path is
-  printed in the failure's report.
+* A failed test that brought a RabbitMQ cluster of its own keeps its run directory: a
+  copy of its ``tmp_path`` (the pipeline's ``logs/``, ``simlogs/``, ``supervisor.out``,
+  ``simulate.out``) plus each node's logs (``rabbit-cluster/``), under
+  ``EXECFLOW_FAULT_KEEP`` (default ``$TMPDIR/execflow-fault-runs``) as
+  ``<test>-<UTC time>/``; the path is printed in the failure's report. Not pytest's own
+  ``tmp_path`` retention: it keeps the last three sessions of the user, and on a box
+  where other test sessions run meanwhile (other engineers', as root) a failed run's
+  directory was gone minutes later.
 * ``EXECFLOW_FAULT_RECORD=DIR``: each finished run adds its row to ``DIR/last_run.json``
   and rewrites ``DIR/last_run.md`` (the README table: ``EXECFLOW_FAULT_RECORD=tests/faults``);
   the soak writes ``DIR/last_soak.txt``. Without it, a test run writes no file of the tree.
@@ -30,7 +33,10 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
+import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +56,7 @@ from tests.faults.services import (
 from tests.faults.stress import DEADLINE_SCALE, cpu_load, deadline_s, stress_requested
 
 RECORD_ENV = "EXECFLOW_FAULT_RECORD"
+KEEP_ENV = "EXECFLOW_FAULT_KEEP"
 SENTINEL_TEST = "test_default_servers_keep_their_sentinels"
 DEFAULT_PORTS = {"rabbitmq": 5672, "redis": 6379, "postgresql": 5432}
 
@@ -74,17 +81,27 @@ def has_failed(request: pytest.FixtureRequest) -> bool:
     return any(report.failed for report in reports.values())
 
 
-def keep_cluster_logs(cluster: ThrowawayRabbitCluster, run_dir: Path) -> Path:
-    """Copy each node's logs (and console output) into ``run_dir/rabbit-cluster``, which
-    outlives the cluster's own directory; that directory."""
-    kept = run_dir / "rabbit-cluster"
+def kept_runs_dir() -> Path:
+    """Where failed runs are kept: ``EXECFLOW_FAULT_KEEP``, else
+    ``$TMPDIR/execflow-fault-runs``."""
+    value = os.environ.get(KEEP_ENV, "").strip()
+    return Path(value) if value else Path(tempfile.gettempdir()) / "execflow-fault-runs"
+
+
+def keep_failed_run(name: str, run_dir: Path, cluster: ThrowawayRabbitCluster) -> Path:
+    """Copy ``run_dir`` and each node's logs (and console output) to a directory of their
+    own under ``kept_runs_dir()``, which nothing removes; that directory."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = kept_runs_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{stamp}"
+    shutil.copytree(run_dir, kept, ignore=shutil.ignore_patterns(".*.lock"), dirs_exist_ok=True)
+    nodes = kept / "rabbit-cluster"
     for node in cluster.nodes:
         logs = Path(node.env["RABBITMQ_LOG_BASE"])
         if logs.is_dir():
-            shutil.copytree(logs, kept / node.node, dirs_exist_ok=True)
+            shutil.copytree(logs, nodes / node.node, dirs_exist_ok=True)
         if node.log.exists():
-            kept.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(node.log, kept / node.log.name)
+            nodes.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(node.log, nodes / node.log.name)
     return kept
 
 
@@ -151,7 +168,7 @@ def rabbit_cluster(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[ThrowawayRabbitCluster]:
     """A 3-node RabbitMQ cluster of the test's own (``services.ThrowawayRabbitCluster``);
-    killed and removed at the end, its logs kept in ``tmp_path`` if the test failed.
+    killed and removed at the end, the run kept if the test failed (``keep_failed_run``).
     Skips (fails under ``EXECFLOW_REQUIRE_SERVICES=1``) when it cannot start."""
     with started_rabbit_cluster(request, tmp_path) as cluster:
         yield cluster
@@ -161,9 +178,9 @@ def rabbit_cluster(
 def started_rabbit_cluster(
     request: pytest.FixtureRequest, run_dir: Path, **options: Any
 ) -> Iterator[ThrowawayRabbitCluster]:
-    """``ThrowawayRabbitCluster.start(**options)``, closed at the end (its nodes' logs
-    copied into ``run_dir`` first when the test failed: ``keep_cluster_logs``); a cluster
-    that cannot start skips the test (fails it under ``EXECFLOW_REQUIRE_SERVICES=1``)."""
+    """``ThrowawayRabbitCluster.start(**options)``, closed at the end (when the test failed,
+    ``run_dir`` and the nodes' logs kept first: ``keep_failed_run``); a cluster that
+    cannot start skips the test (fails it under ``EXECFLOW_REQUIRE_SERVICES=1``)."""
     try:
         cluster = ThrowawayRabbitCluster.start(**options)
     except (ServerUnavailable, OSError) as error:
@@ -176,8 +193,8 @@ def started_rabbit_cluster(
     finally:
         try:
             if has_failed(request):
-                kept = keep_cluster_logs(cluster, run_dir)
-                print(f"run directory kept: {run_dir} (the nodes' logs in {kept})")
+                kept = keep_failed_run(request.node.name, run_dir, cluster)
+                print(f"run directory kept: {kept} (the nodes' logs in its rabbit-cluster/)")
         finally:
             cluster.close()
 

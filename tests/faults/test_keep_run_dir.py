@@ -1,4 +1,4 @@
-"""A failed RabbitMQ cluster test keeps its nodes' logs in its run directory; a passed one
+"""A failed RabbitMQ cluster test keeps its run directory and its nodes' logs; a passed one
 does not (``conftest.started_rabbit_cluster``). The nodes are not booted: their log
 directories get one line each, as a booted node's would get many."""
 
@@ -41,7 +41,8 @@ def cluster(request, tmp_path, monkeypatch):
         yield cluster
 
 
-def test_fails(cluster):
+def test_fails(cluster, tmp_path):
+    (tmp_path / "supervisor.out").write_text("the pipeline was here\\n")
     assert False, "the fault under test"
 
 
@@ -50,7 +51,11 @@ def test_passes(cluster):
 """
 
 
-def test_only_a_failed_cluster_test_keeps_the_nodes_logs(pytester: pytest.Pytester) -> None:
+def test_only_a_failed_cluster_test_keeps_its_run(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep = tmp_path / "kept"
+    monkeypatch.setenv("EXECFLOW_FAULT_KEEP", str(keep))
     pytester.makeconftest("from tests.faults.conftest import pytest_runtest_makereport")
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(test_inner=INNER)
@@ -59,11 +64,12 @@ def test_only_a_failed_cluster_test_keeps_the_nodes_logs(pytester: pytest.Pytest
     if outcomes.get("skipped"):
         pytest.skip("no RabbitMQ installed: the cluster cannot even be laid out")
     assert (outcomes.get("failed"), outcomes.get("passed")) == (1, 1), result.stdout.str()
-    found = re.search(r"run directory kept: (\S+test_fails0) ", result.stdout.str())
+    found = re.search(r"run directory kept: (\S+) ", result.stdout.str())
     assert found is not None, result.stdout.str()
-    run_dir = Path(found[1])
-    kept = sorted(run_dir.glob("rabbit-cluster/*/node.log"))
-    assert len(kept) == 3
-    assert [path.read_text().split()[0] for path in kept] == [path.parent.name for path in kept]
-    assert "test_passes0" not in result.stdout.str()
-    assert not (run_dir.parent / "test_passes0" / "rabbit-cluster").exists()
+    kept_run = Path(found[1])
+    assert kept_run.parent == keep and kept_run.name.startswith("test_fails-")
+    assert (kept_run / "supervisor.out").read_text() == "the pipeline was here\n"
+    logs = sorted(kept_run.glob("rabbit-cluster/*/node.log"))
+    assert len(logs) == 3
+    assert [path.read_text().split()[0] for path in logs] == [path.parent.name for path in logs]
+    assert [path.name for path in keep.iterdir()] == [kept_run.name]  # not test_passes
