@@ -27,6 +27,7 @@ from execflow.sim.runtime import Simulator
 __all__ = ["SimulateOptions", "SimulateOutcome", "simulate", "wait_quiet"]
 
 _POLL_S = 0.05
+_RECONCILE_QUIET_S = 2.0  # as the fault harness waits before its own checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +61,24 @@ async def wait_quiet(
     database: Database | None = None,
     timeout_s: float = 120.0,
     quiet_polls: int = 3,
+    quiet_s: float = 0.0,
 ) -> None:
-    """Poll until every queue is empty (and the event count stable) ``quiet_polls`` times.
+    """Poll until every queue is empty (and the event count stable) ``quiet_polls`` times
+    in a row, and for at least ``quiet_s``.
 
     Works on any bus; messages being handled by another process are not visible, which
-    is why several quiet polls in a row are required.
+    is why several quiet polls in a row are required, and, before a reconciliation, a
+    stretch of time longer than a batch of the db writer: on a saturated box one took
+    over 0.5 s, its messages held unacknowledged (not counted in the queue), and 6 polls
+    of 50 ms had ended inside it (a stressed fault run reconciled a database one batch
+    behind the state store).
     """
+    loop = asyncio.get_running_loop()
     quiet = 0
+    still_since = loop.time()
     last_events = -1
     async with asyncio.timeout(timeout_s):
-        while quiet < quiet_polls:
+        while quiet < quiet_polls or loop.time() - still_since < quiet_s:
             await asyncio.sleep(_POLL_S)
             busy = False
             for queue in queues:
@@ -81,6 +90,8 @@ async def wait_quiet(
                 busy = busy or events != last_events
                 last_events = events
             quiet = 0 if busy else quiet + 1
+            if busy:
+                still_since = loop.time()
 
 
 def pipeline_queues(bus: Bus) -> list[str]:
@@ -191,7 +202,12 @@ async def _scenario(
         await intake.shutdown()
     await lp_idle()
     await wait_quiet(
-        services.bus, queues, services.database, options.quiet_timeout_s, quiet_polls=6
+        services.bus,
+        queues,
+        services.database,
+        options.quiet_timeout_s,
+        quiet_polls=6,
+        quiet_s=_RECONCILE_QUIET_S,
     )
     report = await reconcile(services.database, services.state)
     return SimulateOutcome(result, report)
