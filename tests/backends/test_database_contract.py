@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from execflow.backends.database import AccountRecord, DeadLetterRecord, EventRecord, OrderRecord
+from execflow.backends.database import (
+    AccountRecord,
+    BatchCounts,
+    DeadLetterRecord,
+    EventRecord,
+    OrderRecord,
+)
 from execflow.backends.sql import MIGRATIONS_DIR, SqlDatabase
+from execflow.errors import DatabaseError
 
 
 def head_revision() -> str | None:
@@ -97,6 +105,25 @@ async def test_snapshots_only_move_forward(db: SqlDatabase) -> None:
     assert account is not None
     assert account.data == {"balance": "10.00", "positions": [], "reservations": []}
     assert [a.account_id for a in await db.list_accounts()] == ["live:6"]
+
+
+async def test_a_batch_is_written_whole_or_not_at_all(db: SqlDatabase) -> None:
+    order = OrderRecord("o1", "live:6", "OPEN", 2, {"status": "OPEN"})
+    account = AccountRecord("live:6", 5, {"balance": "10.00"})
+    counts = await db.write_batch([event(1), event(2), event(1)], [order], [account])
+    assert counts == BatchCounts(inserted=2, orders_upserted=1, accounts_upserted=1)
+    assert await db.write_batch([event(2)], [order], [account]) == BatchCounts(0, 0, 0)
+    # an account that cannot be stored (a set is not JSON) fails the batch: its events and
+    # order snapshot are rolled back with it, and the chain head did not move
+    broken = AccountRecord("live:6", 6, {"balance": {"not", "json"}})
+    newer = OrderRecord("o1", "live:6", "CLOSED", 3, {"status": "CLOSED"})
+    with pytest.raises(DatabaseError):
+        await db.write_batch([event(3)], [newer], [broken])
+    assert await db.count_events() == 2
+    stored = await db.get_order("o1")
+    assert stored is not None and stored.version == 2
+    head = await db.chain_head("live:6")
+    assert head is not None and head.length == 2
 
 
 async def test_dead_letters_are_kept_listed_and_marked_replayed(db: SqlDatabase) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from execflow.backends.database import EventRecord
+from execflow.backends.database import BatchCounts
 from execflow.backends.feed import InMemoryFeed
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.clock import FakeClock
@@ -110,15 +110,15 @@ async def test_a_fence_passes_once_every_earlier_event_is_written_retries_includ
     services: Services, monkeypatch: pytest.MonkeyPatch, read_logs: LogReader
 ) -> None:
     database = services.database
-    real_insert = database.insert_events
+    real_write = database.write_batch
     failures = [DatabaseError("connection reset")]
 
-    async def flaky_insert(records: Sequence[EventRecord]) -> int:
+    async def flaky_write(*batch: Sequence[Any]) -> BatchCounts:
         if failures:
             raise failures.pop()
-        return await real_insert(records)
+        return await real_write(*batch)
 
-    monkeypatch.setattr(database, "insert_events", flaky_insert)
+    monkeypatch.setattr(database, "write_batch", flaky_write)
     real_put = services.state.put_lifecycle
     written_at_mark: list[int] = []
 
@@ -187,13 +187,13 @@ async def test_the_batch_write_time_is_read_from_the_injected_clock(
     services: Services, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, read_logs: LogReader
 ) -> None:
     database = services.database
-    real_insert = database.insert_events
+    real_write = database.write_batch
 
-    async def slow_insert(records: Sequence[EventRecord]) -> int:
+    async def slow_write(*batch: Sequence[Any]) -> BatchCounts:
         clock.advance(0.25)  # the write takes 250 ms of fake time
-        return await real_insert(records)
+        return await real_write(*batch)
 
-    monkeypatch.setattr(database, "insert_events", slow_insert)
+    monkeypatch.setattr(database, "write_batch", slow_write)
     await _publish(services, [_event("o1", 1, 1)])
     await _run(services)
     [batch] = read_logs.find("db_writer", "DBWRITER:BATCH")

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 
-from execflow.backends.database import EventRecord
+from execflow.backends.database import AccountRecord, BatchCounts, EventRecord, OrderRecord
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.backends.redis_state import RedisStateStore
@@ -87,10 +87,10 @@ class StoreGoesAway:
 
 
 class HeldWriter:
-    """Holds the db writer's event inserts until released (the writer falls behind)."""
+    """Holds the db writer's batch writes until released (the writer falls behind)."""
 
-    def __init__(self, insert: Callable[[Sequence[EventRecord]], Awaitable[int]]) -> None:
-        self._insert = insert
+    def __init__(self, write: Callable[..., Awaitable[BatchCounts]]) -> None:
+        self._write = write
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
         self.release.set()
@@ -98,11 +98,16 @@ class HeldWriter:
     def hold(self) -> None:
         self.release.clear()
 
-    async def insert_events(self, events: Sequence[EventRecord]) -> int:
+    async def write_batch(
+        self,
+        events: Sequence[EventRecord],
+        orders: Sequence[OrderRecord],
+        accounts: Sequence[AccountRecord],
+    ) -> BatchCounts:
         if not self.release.is_set():
             self.holding.set()
             await self.release.wait()
-        return await self._insert(events)
+        return await self._write(events, orders, accounts)
 
 
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
@@ -283,8 +288,8 @@ async def test_fill_committed_but_unpublished_when_the_store_is_lost_is_booked_o
 async def test_rebuild_waits_for_db_events_still_on_their_way(
     on_store: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldWriter(on_store.database.insert_events)
-    monkeypatch.setattr(on_store.database, "insert_events", held.insert_events)
+    held = HeldWriter(on_store.database.write_batch)
+    monkeypatch.setattr(on_store.database, "write_batch", held.write_batch)
     await scenario_rebuild_while_writer_behind(on_store, held)
 
 
@@ -320,8 +325,8 @@ async def test_a_report_after_a_silent_wipe_is_routed_after_the_rebuild_not_dead
 async def test_an_intake_action_after_the_loss_rebuilds_behind_the_writer_first(
     on_store: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = HeldWriter(on_store.database.insert_events)
-    monkeypatch.setattr(on_store.database, "insert_events", held.insert_events)
+    held = HeldWriter(on_store.database.write_batch)
+    monkeypatch.setattr(on_store.database, "write_batch", held.write_batch)
     async with _running(on_store) as flow:
         x = await flow.open_request()
         held.hold()

@@ -25,6 +25,7 @@ from execflow.domain.audit import ChainHead
 
 __all__ = [
     "AccountRecord",
+    "BatchCounts",
     "Database",
     "DeadLetterRecord",
     "EventRecord",
@@ -97,6 +98,15 @@ class AccountRecord:
     updated_at: datetime | None = None
     rows: tuple[AccountRow, ...] = ()
     rows_from: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """What ``Database.write_batch`` changed: new events, newer orders, newer account headers."""
+
+    inserted: int
+    orders_upserted: int
+    accounts_upserted: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +197,15 @@ class Database(Protocol):
     async def upsert_accounts(self, accounts: Sequence[AccountRecord]) -> int:
         """Keep newer headers and rows (row by row, in one transaction); return how many
         account headers changed."""
+        ...
+
+    async def write_batch(
+        self,
+        events: Sequence[EventRecord],
+        orders: Sequence[OrderRecord],
+        accounts: Sequence[AccountRecord],
+    ) -> BatchCounts:
+        """``insert_events``, ``upsert_orders`` and ``upsert_accounts`` in one transaction."""
         ...
 
     async def get_order(self, order_id: str) -> OrderRecord | None:

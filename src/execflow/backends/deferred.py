@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from execflow.backends.database import (
     AccountRecord,
+    BatchCounts,
     Database,
     DeadLetterRecord,
     EventRecord,
@@ -172,6 +173,15 @@ class DeferredDatabase:
     async def upsert_accounts(self, accounts: Sequence[AccountRecord]) -> int:
         """See ``Database.upsert_accounts``."""
         return await (await self._ready()).upsert_accounts(accounts)
+
+    async def write_batch(
+        self,
+        events: Sequence[EventRecord],
+        orders: Sequence[OrderRecord],
+        accounts: Sequence[AccountRecord],
+    ) -> BatchCounts:
+        """See ``Database.write_batch``."""
+        return await (await self._ready()).write_batch(events, orders, accounts)
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
         """See ``Database.get_order``."""

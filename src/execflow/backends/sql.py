@@ -30,10 +30,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from execflow.backends.database import (
     AccountRecord,
+    BatchCounts,
     DeadLetterRecord,
     EventRecord,
     OrderRecord,
@@ -42,7 +43,12 @@ from execflow.backends.database import (
 )
 from execflow.backends.migrations import MIGRATIONS_DIR, shipped_head
 from execflow.backends.sql_accounts import AccountStatements, read_accounts, write_accounts
-from execflow.backends.sql_chain import AlreadyStored, append_chained, prepare_events
+from execflow.backends.sql_chain import (
+    AlreadyStored,
+    PreparedEvent,
+    append_chained,
+    prepare_events,
+)
 from execflow.backends.sql_tables import (
     JsonText,
     chain_heads,
@@ -260,27 +266,73 @@ class SqlDatabase:
         audit chain in the same transaction (``sql_chain``); return how many were new."""
         if not events:
             return 0
+        return (await self.write_batch(events, (), ())).inserted
+
+    async def write_batch(
+        self,
+        events: Sequence[EventRecord],
+        orders: Sequence[OrderRecord],
+        accounts: Sequence[AccountRecord],
+    ) -> BatchCounts:
+        """Append the events (chained, as ``insert_events``), then upsert the order
+        snapshots and accounts (as ``upsert_orders``, ``upsert_accounts``): one transaction.
+
+        One transaction rather than three: every statement of the SQLite driver is a hop
+        to its thread, a transaction's begin and commit several more; and a batch is then
+        stored whole or not at all. Several writers stay safe: the order and account rows
+        a batch writes belong to the accounts whose chain heads it locked first (sorted),
+        so two writers meeting on a row already took turns at its account's head.
+        """
         now = self.clock.now()
         try:
             prepared = prepare_events(events, now)
         except AuditError as exc:
             raise DatabaseError("event cannot be chained", error=exc.message, **exc.fields) from exc
+        order_rows = self._order_rows(orders, now)
         # A yield between preparing a batch and writing it: an embedded worker sharing this
         # event loop then waits for one half, not the whole (the bench's half-rate p99).
         await asyncio.sleep(0)
-        insert = self._statement("events")
         try:
             try:
                 async with self._require().begin() as conn:
-                    inserted = await append_chained(conn, insert, prepared, now, lookup=False)
+                    return await self._write(conn, prepared, order_rows, accounts, now, False)
             except AlreadyStored:  # a redelivery: rolled back, appended again without it
                 async with self._require().begin() as conn:
-                    inserted = await append_chained(conn, insert, prepared, now, lookup=True)
+                    return await self._write(conn, prepared, order_rows, accounts, now, True)
         except SQLAlchemyError as exc:
             raise DatabaseError(
-                "event insert failed", events=len(prepared), error=repr(exc)
+                "batch write failed",
+                events=len(prepared),
+                orders=len(order_rows),
+                accounts=len(accounts),
+                error=repr(exc),
             ) from exc
-        return inserted
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        prepared: list[PreparedEvent],
+        order_rows: list[dict[str, Any]],
+        accounts: Sequence[AccountRecord],
+        now: datetime,
+        lookup: bool,
+    ) -> BatchCounts:
+        inserted = 0
+        if prepared:
+            insert = self._statement("events")
+            inserted = await append_chained(conn, insert, prepared, now, lookup=lookup)
+        orders_changed = 0
+        if order_rows:
+            result = await conn.execute(self._statement(orders.name), order_rows)
+            orders_changed = len(result.fetchall())
+        accounts_changed = 0
+        if accounts:
+            statements = self._account_statements
+            if statements is None:
+                statements = AccountStatements(self._insert, self._batch_size)
+                self._account_statements = statements
+            accounts_changed = await write_accounts(conn, statements, accounts, now)
+        return BatchCounts(inserted, orders_changed, accounts_changed)
 
     async def iter_events(
         self, after_seq: int = 0, batch_size: int = 1000
@@ -405,12 +457,18 @@ class SqlDatabase:
 
     async def upsert_orders(self, records: Sequence[OrderRecord]) -> int:
         """Insert or replace order snapshots with a newer version."""
+        if not records:
+            return 0
+        return (await self.write_batch((), records, ())).orders_upserted
+
+    @staticmethod
+    def _order_rows(records: Sequence[OrderRecord], now: datetime) -> list[dict[str, Any]]:
+        """The newest snapshot of each order, as rows."""
         latest: dict[str, OrderRecord] = {}
         for record in records:
             if record.order_id not in latest or latest[record.order_id].version < record.version:
                 latest[record.order_id] = record
-        now = self.clock.now()
-        rows = [
+        return [
             {
                 "order_id": r.order_id,
                 "account_id": r.account_id,
@@ -421,36 +479,12 @@ class SqlDatabase:
             }
             for r in latest.values()
         ]
-        return await self._upsert(orders, rows)
 
     async def upsert_accounts(self, records: Sequence[AccountRecord]) -> int:
         """Keep newer account headers and rows, in one transaction (``sql_accounts``)."""
         if not records:
             return 0
-        statements = self._account_statements
-        if statements is None:
-            statements = AccountStatements(self._insert, self._batch_size)
-            self._account_statements = statements
-        try:
-            async with self._require().begin() as conn:
-                return await write_accounts(conn, statements, records, self.clock.now())
-        except SQLAlchemyError as exc:
-            raise DatabaseError(
-                "accounts upsert failed", rows=len(records), error=repr(exc)
-            ) from exc
-
-    async def _upsert(self, table: sa.Table, rows: list[dict[str, Any]]) -> int:
-        if not rows:
-            return 0
-        try:
-            async with self._require().begin() as conn:
-                result = await conn.execute(self._statement(table.name), rows)
-                changed = len(result.fetchall())
-        except SQLAlchemyError as exc:
-            raise DatabaseError(
-                f"{table.name} upsert failed", rows=len(rows), error=repr(exc)
-            ) from exc
-        return changed
+        return (await self.write_batch((), (), records)).accounts_upserted
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
         """One order snapshot, or ``None``."""

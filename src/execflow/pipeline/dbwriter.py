@@ -5,9 +5,9 @@ runner hands each delivery to ``DbWriter.handle`` concurrently (``concurrency`` 
 ``prefetch`` are at least the batch size); ``handle`` decodes the message and waits in
 a ``_Batcher`` until its batch is written. A batch is written when
 ``settings.db_batch_size`` messages wait or ``settings.db_batch_timeout_s`` after its
-first one, whichever comes first: events (``insert_events``, duplicates skipped by
-event id), then the order snapshots and the account headers and changed rows of their
-payloads (``upsert_*``, only newer versions win, row by row). Only then does every
+first one, whichever comes first, in one transaction (``Database.write_batch``): events
+(duplicates skipped by event id), then the order snapshots and the account headers and
+changed rows of their payloads (only newer versions win, row by row). Only then does every
 waiting handler return ``Ack``, so the runner acknowledges the whole batch after the
 commit. A failed write fails every message of the batch: each is retried by the runner's
 policy (forever: a database outage is not cured by a DLQ), and a retried batch is
@@ -23,7 +23,7 @@ stored. The database reports how many events of a batch were new, not which: in 
 batch mixing both (rare: a redelivery next to new traffic) the counts are exact but
 which lines say duplicate is a guess.
 
-Each event is linked into its account's audit chain by ``insert_events``, in the same
+Each event is linked into its account's audit chain by ``write_batch``, in the same
 transaction (docs/audit.md); a payload with no canonical JSON form cannot be linked and
 is dead-lettered on its own (``malformed_report``) instead of failing its batch forever.
 """
@@ -91,7 +91,8 @@ async def write_batch(
     events: Sequence[DbEvent],
     payload_json: Mapping[str, bytes] | None = None,
 ) -> BatchResult:
-    """Write events, then the newest order snapshots, account headers and account rows.
+    """Write events, then the newest order snapshots, account headers and account rows
+    (one transaction).
 
     ``payload_json``: the payloads' canonical JSON by event id, where already computed.
     """
@@ -111,19 +112,17 @@ async def write_batch(
         )
         for e in unique.values()
     ]
-    database = services.database
-    inserted = await database.insert_events(records)
     orders, accounts = _snapshots(unique.values())
-    orders_upserted = await database.upsert_orders(orders)
-    accounts_upserted = await database.upsert_accounts(accounts)
+    counts = await services.database.write_batch(records, orders, accounts)
+    inserted = counts.inserted
     # Which ids were new: exact when all or none were; counted in order otherwise.
     new_ids = frozenset(list(unique)[:inserted])
     return BatchResult(
         size=len(events),
         inserted=inserted,
         duplicates=len(events) - inserted,
-        orders_upserted=orders_upserted,
-        accounts_upserted=accounts_upserted,
+        orders_upserted=counts.orders_upserted,
+        accounts_upserted=counts.accounts_upserted,
         new_ids=new_ids,
     )
 
