@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 
-from execflow.backends.database import AccountRecord, BatchCounts, EventRecord, OrderRecord
+from execflow.backends.database import BatchCounts
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.backends.redis_state import RedisStateStore
@@ -98,16 +98,11 @@ class HeldWriter:
     def hold(self) -> None:
         self.release.clear()
 
-    async def write_batch(
-        self,
-        events: Sequence[EventRecord],
-        orders: Sequence[OrderRecord],
-        accounts: Sequence[AccountRecord],
-    ) -> BatchCounts:
+    async def write_batch(self, *batch: Sequence[Any]) -> BatchCounts:
         if not self.release.is_set():
             self.holding.set()
             await self.release.wait()
-        return await self._write(events, orders, accounts)
+        return await self._write(*batch)
 
 
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
