@@ -19,7 +19,7 @@ re-sent copy is applied once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -81,6 +81,7 @@ TEXT_MAX_CHARS = 1024
 
 # ExecutionReport tags the normaliser (execflow.domain.reports) reads; the rest is dropped
 _REPORT_TAGS = (11, 41, 37, 17, 39, 150, 6, 14, 31, 32, 151, 44, 99, 54, 55, 58, 103, 60)
+_REPORT_KEYS = tuple((tag, str(tag)) for tag in _REPORT_TAGS)  # (tag, its key in a report)
 
 
 def _decimal(value: Decimal) -> str:
@@ -295,12 +296,10 @@ def report_document(  # noqa: C901
     ``provider``. A reject of one of our requests becomes a REJECTED execution report
     (39=8) for that request's lifecycle id.
     """
-    tags: dict[int, str] = {}
-    for tag, value in fields:
-        tags.setdefault(tag, value)
+    tags = fields_mapping(fields)
     if msg_type == EXECUTION_REPORT:
         doc: dict[str, Any] = {"35": "8"}
-        doc.update({str(tag): tags[tag] for tag in _REPORT_TAGS if tag in tags})
+        doc.update({key: tags[tag] for tag, key in _REPORT_KEYS if tag in tags})
         if doc.get("37") == "NONE":  # FIX's "no LP order" (a reject)
             del doc["37"]
         if doc.get("150") == "5" and doc.get("39") in ("0", "1"):
@@ -408,9 +407,6 @@ def market_data_request(request_id: str, symbols: Sequence[str]) -> Fields:
     return body
 
 
-def fields_mapping(fields: Iterable[tuple[int, str]]) -> Mapping[int, str]:
-    """First value of each tag."""
-    out: dict[int, str] = {}
-    for tag, value in fields:
-        out.setdefault(tag, value)
-    return out
+def fields_mapping(fields: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """First value of each tag (built backwards, so that the first one is written last)."""
+    return dict(reversed(fields))

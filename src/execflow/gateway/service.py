@@ -103,6 +103,7 @@ class LpGateway:
         self._exit = exit_process
         self._loop: asyncio.AbstractEventLoop | None = None
         self._initiator: Any = None
+        self._engine_session: Any = None  # the initiator's session (see ``start``)
         self._dictionary: Any = None
         self._session_id = fix.SessionID(
             engine.BEGIN_STRING, session.sender_comp_id, session.target_comp_id
@@ -178,6 +179,9 @@ class LpGateway:
         store = fix.FileStoreFactory(settings)
         await asyncio.to_thread(self._log_factory.open)
         self._initiator = fix.SocketInitiator(self._app, store, settings, self._log_factory)
+        # the initiator made the session and owns it until it is dropped (``stop``): looked
+        # up once here, not per request (each call of the binding lets go of the GIL)
+        self._engine_session = fix.Session.lookupSession(self._session_id)
         self.log.info(
             "LPGW:STARTING",
             lp=self.name,
@@ -206,6 +210,7 @@ class LpGateway:
             await self._consumer.stop(drain_timeout_s)
             self._consumer = None
         if self._initiator is not None:
+            self._engine_session = None
             await asyncio.to_thread(self._initiator.stop)
             self._initiator = None
         await asyncio.to_thread(self._log_factory.close)  # the engine's last events
@@ -302,7 +307,7 @@ class LpGateway:
         docs/lp-gateway.md). The binding releases the GIL inside the call, so waiting for
         the session's lock (held while the engine's thread is in a callback) is safe.
         """
-        session = fix.Session.lookupSession(self._session_id)
+        session = self._engine_session
         if session is None or not session.isLoggedOn():
             # logged out since the request was taken (a drop, the session's end): sent
             # now, the engine would only store it, and a new session day resets the store
