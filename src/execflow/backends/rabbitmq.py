@@ -4,10 +4,10 @@
   several: ``rabbitmq_failover``); aio-pika reopens channels, re-declares the queues and
   resumes consumers after the connection is lost, on the next host of the list (each
   attempt and each restore bounded in time).
-  A publish interrupted by a lost connection is retried once the connection is back,
-  one nacked by the broker (a quorum queue electing a leader) on a new channel, until
-  ``publish_timeout_s``; so a publish that returned is durable; a retried publish may
-  duplicate a message (at-least-once).
+  A publish interrupted by a lost connection, or nacked by a quorum queue electing a
+  leader, is retried once the connection is back (until ``publish_timeout_s``), so a
+  publish that returned is durable; a retried publish may duplicate a message
+  (at-least-once).
 * One confirmed channel for publishing; one channel per consumer, with its own
   ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
   its unacked messages to the queue.
@@ -75,8 +75,13 @@ _RETRYABLE = (
 )
 
 
-def _nacked(error: BaseException) -> bool:
-    """The broker's ``basic.nack`` (not an unroutable message's ``basic.return``)."""
+def _retryable(error: BaseException) -> bool:
+    """A lost connection or channel, or the broker's ``basic.nack``: a quorum queue nacks
+    while it has no leader (the node holding it just died; the others are electing one,
+    which the fault suite saw take seconds). An unroutable message (``basic.return``) is
+    not retried: its queue is gone."""
+    if isinstance(error, _RETRYABLE):
+        return True
     return isinstance(error, aiormq.exceptions.DeliveryError) and isinstance(
         error.frame, aiormq.spec.Basic.Nack
     )
@@ -199,7 +204,6 @@ class RabbitMQBus:
         self._arguments = QueueArguments(queue_type, self._names.dlq, delivery_limit)
         self._declared: dict[str, dict[str, Any]] = {}
         self._declare_lock = asyncio.Lock()
-        self._channel_lock = asyncio.Lock()
         self._consumers: set[_RabbitConsumer] = set()
 
     # -- Bus port -----------------------------------------------------------------------
@@ -352,14 +356,13 @@ class RabbitMQBus:
         )
 
     async def _confirmed(self, queue: str, messages: Sequence[aio_pika.Message]) -> None:
-        """Publish and wait for every confirm; retry until the deadline what a lost
-        connection interrupted or the broker nacked (on a new channel: ``_replace_channel``)."""
+        """Publish and wait for every confirm; retry on a lost connection until the deadline."""
+        channel = self._require_channel()
         todo = list(messages)
         delay_s = 0.1
         try:
             async with asyncio.timeout(self._publish_timeout_s):
                 while todo:
-                    channel = self._require_channel()
                     results = await asyncio.gather(
                         *(
                             channel.default_exchange.publish(m, routing_key=queue, mandatory=True)
@@ -367,12 +370,17 @@ class RabbitMQBus:
                         ),
                         return_exceptions=True,
                     )
-                    failed = self._to_retry(queue, channel, todo, results)
+                    failed = []
+                    for message, result in zip(todo, results, strict=True):
+                        if isinstance(result, BaseException) and _retryable(result):
+                            failed.append(message)
+                        elif isinstance(result, BaseException):
+                            raise BusError(
+                                "publish refused by the broker", queue=queue, error=repr(result)
+                            ) from result
                     if failed:
-                        if any(_nacked(r) for r in results if isinstance(r, BaseException)):
-                            await self._replace_channel(channel)
                         log.warning(
-                            "publish interrupted or nacked; retrying",
+                            "publish interrupted (or nacked); retrying on the restored connection",
                             extra={"queue": queue, "messages": len(failed)},
                         )
                         await asyncio.sleep(delay_s)
@@ -385,53 +393,6 @@ class RabbitMQBus:
                 timeout_s=self._publish_timeout_s,
                 unconfirmed=len(todo),
             ) from exc
-
-    def _to_retry(
-        self,
-        queue: str,
-        channel: AbstractRobustChannel,
-        todo: Sequence[aio_pika.Message],
-        results: Sequence[object],
-    ) -> list[aio_pika.Message]:
-        """The messages of one round to publish again; a refusal is a ``BusError``.
-
-        Retried: a lost connection or channel, a nack, and any failure on a channel
-        replaced meanwhile (closing it failed what was in flight on it)."""
-        failed = []
-        for message, result in zip(todo, results, strict=True):
-            if not isinstance(result, BaseException):
-                continue
-            if isinstance(result, _RETRYABLE) or _nacked(result) or channel is not self._channel:
-                failed.append(message)
-                continue
-            raise BusError(
-                "publish refused by the broker", queue=queue, error=repr(result)
-            ) from result
-        return failed
-
-    async def _replace_channel(self, nacked: AbstractRobustChannel) -> None:
-        """A new publishing channel in place of ``nacked`` (once, whoever asks first).
-
-        The broker nacks while a quorum queue elects a leader, and RabbitMQ 3.10 went on
-        nacking every publish of the channel that had published into that election: a
-        stressed cluster run saw two workers' publishes to ``db_updates`` all nacked for
-        1-2 minutes on their channels, after the new leader was up, while the other
-        processes' went through. A new channel starts afresh."""
-        async with self._channel_lock:
-            if self._channel is not nacked:
-                return
-            connection = self._require_connection()
-            try:
-                self._channel = await connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-            except Exception as exc:
-                raise BusError("cannot open a publishing channel", error=repr(exc)) from exc
-        log.warning("publishing channel replaced after a nack")
-        try:
-            await nacked.close()
-        except Exception:
-            log.warning("closing the nacked channel failed", exc_info=True)
 
     async def _declare(self, queue: str, arguments: dict[str, Any]) -> None:
         if queue in self._declared:
