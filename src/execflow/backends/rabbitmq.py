@@ -2,8 +2,7 @@
 
 * One robust connection (aio-pika's, to the first answering host of a URL that may list
   several: ``rabbitmq_failover``); aio-pika reopens channels, re-declares the queues and
-  resumes consumers after the connection is lost, on the next host of the list (each
-  attempt and each restore bounded in time).
+  resumes consumers after the connection is lost, on the next host when its own is gone.
   A publish interrupted by a lost connection, or nacked by a quorum queue electing a
   leader, is retried once the connection is back (until ``publish_timeout_s``), so a
   publish that returned is durable; a retried publish may duplicate a message

@@ -5,27 +5,18 @@
 host and one query for all of them). aio-pika's ``connect_robust`` takes one URL and, once
 connected, reconnects to that host only: with that host gone for good, a process would
 retry it forever while the rest of the cluster serves. So ``FailoverConnection`` is
-aio-pika's ``RobustConnection`` with two changes, written here because aio-pika has no
-host list (each is one method override; the recovery itself stays aio-pika's):
+aio-pika's ``RobustConnection`` with one change: the URL of its next connection attempt.
 
-* The URL of the next attempt. ``connect_failover`` tries each host in turn (each attempt
-  bounded by ``timeout_s``, the AMQP handshake included) and keeps the first that answers.
-  Whenever the connection closes, a connection lost or an attempt failed, the next attempt
-  goes to the next host; the same host comes round again after the others. The host just
-  lost is the one most likely to be unfit: a node stopped with SIGSTOP still has the
-  kernel accept connections on its port and then never answers the handshake; a node
-  resumed into a minority (then restarted by ``autoheal``) answers the handshake but
-  cannot serve its quorum queues. Any other node of the cluster serves the same queues.
-* A bound on the restore. Once connected, aio-pika reopens the channels, re-declares the
-  queues and re-subscribes the consumers (its ``_on_connected``), with no time limit: a
-  node that answers the handshake but never the restore would hold the process there.
-  After ``restore_timeout_s`` the connection is closed, and so the next host is tried.
-
-Everything else is aio-pika's own recovery; the bus's publishes interrupted meanwhile are
-retried by their own path (``RabbitMQBus``).
+* ``connect_failover`` tries each host in turn (fail fast on each) and keeps the first
+  that answers.
+* When the connection is lost, the first reconnection attempt goes to the same host (a
+  restarted node, a dropped socket); each attempt that fails moves on to the next host.
+  Everything else is aio-pika's own recovery: the channels are reopened, queues
+  re-declared and consumers re-subscribed on the new connection, and the bus's
+  publishes interrupted meanwhile are retried by their own path (``RabbitMQBus``).
 
 aio-pika calls ``_on_connection_close`` both when an open connection is lost and when a
-connection attempt fails (its restore included): that one hook is where the host changes.
+connection attempt fails: that one hook is where the host changes.
 """
 
 from __future__ import annotations
@@ -42,21 +33,9 @@ from yarl import URL
 
 from execflow.logs.masking import mask_url
 
-__all__ = [
-    "DEFAULT_CONNECT_TIMEOUT_S",
-    "DEFAULT_RESTORE_TIMEOUT_S",
-    "FailoverConnection",
-    "broker_urls",
-    "connect_failover",
-]
+__all__ = ["FailoverConnection", "broker_urls", "connect_failover"]
 
 log = logging.getLogger("execflow.backends.rabbitmq_failover")
-
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-# A restore reopens every channel, re-declares its queues and re-subscribes its consumers,
-# one RPC after another, on a box that may be saturated (the fault suite's stress-ng): the
-# bound is for a node that never finishes it, not for a slow one, hence 3 x the connect's.
-DEFAULT_RESTORE_TIMEOUT_S = 30.0
 
 _URL = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:(?P<userinfo>[^@/?#]*)@)?"
@@ -83,17 +62,9 @@ def broker_urls(url: str) -> list[str]:
 
 
 class FailoverConnection(RobustConnection):
-    """A robust connection that moves on to the next host whenever it closes, and that
-    gives up on a restore taking longer than ``restore_timeout_s``."""
+    """A robust connection whose failed connection attempts move on to the next host."""
 
-    def __init__(
-        self,
-        urls: Sequence[str],
-        start: int = 0,
-        *,
-        restore_timeout_s: float | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, urls: Sequence[str], start: int = 0, **kwargs: Any) -> None:
         if not urls:
             raise ValueError("no broker URL")
         # aiormq reads the heartbeat from the URL only (aio_pika.connect() moves it there;
@@ -104,7 +75,6 @@ class FailoverConnection(RobustConnection):
             for u in urls
         ]
         self._current = start % len(self._urls)
-        self._restore_timeout_s = restore_timeout_s
         super().__init__(self._urls[self._current], **kwargs)
         self.failovers = 0
 
@@ -114,72 +84,35 @@ class FailoverConnection(RobustConnection):
         return mask_url(str(self._urls[self._current]))
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
-        # Every close moves on, a lost connection as much as a failed attempt. (Telling
-        # them apart by ``connected`` no longer works either: aio-pika 10 sets it before
-        # the restore, so a node failing every restore looked like a lost connection and
-        # was tried again, and again.)
-        if len(self._urls) > 1 and not self._close_called:
-            left = self.current_url
+        # connected is still set when an open connection was lost (retry the same host
+        # once), clear when a connection attempt failed (try the next host)
+        attempt_failed = not self.connected.is_set()
+        if attempt_failed and len(self._urls) > 1 and not self._close_called:
+            failed = self.current_url
             self._current = (self._current + 1) % len(self._urls)
             self.url = self._urls[self._current]
             self.failovers += 1
             # the hosts in the message itself: the log bridge keeps only the message
             log.warning(
-                "RabbitMQ connection to %s closed or failed (%s); the next attempt goes to %s",
-                left,
-                _reason(closing),
+                "RabbitMQ host %s unreachable; the next attempt goes to %s",
+                failed,
                 self.current_url,
             )
         await super()._on_connection_close(closing)
 
-    async def _on_connected(self) -> None:
-        try:
-            async with asyncio.timeout(self._restore_timeout_s):
-                await super()._on_connected()
-        except TimeoutError as exc:
-            transport = self.transport
-            log.warning(
-                "RabbitMQ host %s did not restore the channels within %s s; closing",
-                self.current_url,
-                self._restore_timeout_s,
-            )
-            if transport is not None:
-                # aio-pika closes the transport when a restore fails, not when it is
-                # cancelled: close it here, which runs _on_connection_close (next host).
-                # Its own error, if any, says less than the timeout raised below.
-                await asyncio.gather(transport.close(exc), return_exceptions=True)
-            raise
-
-
-def _reason(closing: asyncio.Future[Any]) -> str:
-    """Why a connection closed, for the log line (a cancelled future is a close asked for)."""
-    if closing.cancelled():
-        return "cancelled"
-    error = closing.exception()
-    return "closed" if error is None else repr(error)
-
 
 async def connect_failover(
-    url: str,
-    *,
-    timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    restore_timeout_s: float | None = DEFAULT_RESTORE_TIMEOUT_S,
-    **kwargs: Any,
+    url: str, *, timeout_s: float | None = None, **kwargs: Any
 ) -> FailoverConnection:
     """Open a ``FailoverConnection`` to the first host of ``url`` that answers.
 
-    ``timeout_s`` bounds every connection attempt, the first and each reconnection, the
-    AMQP handshake included; ``restore_timeout_s`` bounds each restore of the channels
-    after a reconnection (None: unbounded). ``kwargs`` go to ``RobustConnection``
-    (``heartbeat``, ``reconnect_interval``, ``client_properties``...). Every host refusing
-    raises the last host's error.
+    ``kwargs`` go to ``RobustConnection`` (``heartbeat``, ``reconnect_interval``,
+    ``client_properties``...). Every host refusing raises the last host's error.
     """
     urls = broker_urls(url)
     error: BaseException | None = None
     for start in range(len(urls)):
-        connection = FailoverConnection(
-            urls, start=start, restore_timeout_s=restore_timeout_s, **kwargs
-        )
+        connection = FailoverConnection(urls, start=start, **kwargs)
         try:
             await connection.connect(timeout=timeout_s)
         except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
