@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -96,6 +97,8 @@ async def test_an_orders_trail_and_who_may_read_it(api: Api, services: Services)
     own_only = await api.key("admin", "live:7")
     async with Flow.running(services) as flow:
         opened = await flow.opened()
+    # the trail is read from the log files: every line the pipeline wrote must be on disk
+    assert await asyncio.to_thread(services.logs.flush)
     answer = await api.call("GET", f"/v1/admin/orders/{opened.order_id}/trace", admin)
     assert answer.status_code == 200, answer.text
     trail = answer.json()
