@@ -371,15 +371,16 @@ class RabbitMQBus:
                     )
                     failed = []
                     for message, result in zip(todo, results, strict=True):
-                        if isinstance(result, BaseException) and _retryable(result):
-                            failed.append(message)
-                        elif isinstance(result, BaseException):
+                        if not isinstance(result, BaseException):
+                            continue
+                        if not _retryable(result):
                             raise BusError(
                                 "publish refused by the broker", queue=queue, error=repr(result)
                             ) from result
+                        failed.append(message)
                     if failed:
                         log.warning(
-                            "publish interrupted (or nacked); retrying on the restored connection",
+                            "publish interrupted or nacked; retrying",
                             extra={"queue": queue, "messages": len(failed)},
                         )
                         await asyncio.sleep(delay_s)
