@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,9 +60,26 @@ class _StandIn:
         self.roles: dict[str, list[Any]] = {}
         self.acks: dict[str, int] = {}
         self.calls: list[tuple[str, str, int | None]] = []
+        # what each node holds, key -> value (a hash as a dict), for the reads
+        self.data: dict[str, dict[str, Any]] = {}
 
     async def ping(self) -> bool:
         return True
+
+    def read(self, command: str, key: str) -> Any:
+        """What the node the map names holds at ``key``; a node that no longer serves the
+        slot answers from its old data once, then ``MOVED`` (the map names ``owner``)."""
+        node = self.mapped
+        self.calls.append((command, node, None))
+        self.mapped = self.owner
+        return self.data.get(node, {}).get(key)
+
+    async def get(self, key: str) -> Any:
+        return self.read("GET", key)
+
+    async def hmget(self, key: str, fields: list[str]) -> list[Any]:
+        found = self.read("HMGET", key) or {}
+        return [found.get(field) for field in fields]
 
     async def aclose(self) -> None:
         pass
@@ -115,8 +133,23 @@ class _Pipeline:
     def execute_command(self, *args: Any, target_nodes: _Node | None = None) -> None:
         self._queued.append(args)
 
-    async def execute(self) -> list[int]:
+    def hmget(self, key: str, fields: list[str]) -> None:
+        self._queued.append(("HMGET", key, fields))
+
+    def hgetall(self, key: str) -> None:
+        self._queued.append(("HGETALL", key))
+
+    async def execute(self) -> list[Any]:
         cluster = self._cluster
+        if self._queued[0][0] == "HMGET":  # a transition's reads, all from the mapped node
+            node = cluster.mapped
+            order_key, fields = self._queued[0][1:]
+            found = await cluster.hmget(order_key, fields)
+            held = cluster.data.get(node, {})
+            return [found] + [
+                [held.get(q[1], {}).get(f) for f in q[2]] if q[0] == "HMGET" else held.get(q[1], {})
+                for q in self._queued[1:]
+            ]
         (_, wait) = self._queued
         node, replicas = cluster.mapped, int(wait[1])
         cluster.calls += [("write", node, None), ("WAIT", node, replicas)]
@@ -248,6 +281,59 @@ async def test_a_lagging_replica_is_still_waited_for_and_warned_about_once(
     cluster.acks[OLD] = 0
     await _commit(standin_store, 5)
     assert len(_messages(caplog, "lagging replica")) == 2  # a new episode
+
+
+LIFECYCLE = {"lifecycle_id": "L1", "account_id": "live:6", "order_id": "O1"}
+
+
+async def test_an_absent_record_on_a_replaced_master_is_read_again_on_its_successor(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # paused, replaced, awake: it answers from its old data, where the record written on
+    # its successor meanwhile is absent (the dispatcher would dead-letter the report)
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0), NEW: _master_role(1)})
+    cluster.owner = NEW
+    key = standin_store.lifecycle_key("L1")
+    cluster.data[NEW] = {key: orjson.dumps(LIFECYCLE)}
+    assert await standin_store.get_lifecycle("L1") == LIFECYCLE
+    assert cluster.asked("GET") == [OLD, NEW]
+    assert cluster.asked("ROLE") == [OLD] and cluster.asked("CLUSTER NODES") == [OTHER]
+    assert _messages(caplog, "read on a master no longer the master of its slot")
+
+
+async def test_an_absent_order_on_a_replaced_master_is_read_again_on_its_successor(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0), NEW: _master_role(1)})
+    cluster.owner = NEW
+    order = {"v": b"3", "d": b'{"order_id":"O1"}'}
+    cluster.data[NEW] = {standin_store.order_key("live:6", "O1"): order}
+    reads = await standin_store.read_for_transition("live:6", "O1")
+    assert reads.order is not None and reads.order.version == 3
+    assert cluster.asked("HMGET") == [OLD, NEW]
+    assert cluster.asked("ROLE") == [OLD]
+    # the same for a single order read
+    cluster.mapped = OLD
+    found = await standin_store.get_order("live:6", "O1")
+    assert found is not None and found.version == 3
+    assert cluster.asked("HMGET")[-2:] == [OLD, NEW]
+
+
+async def test_absent_on_the_serving_master_is_absent_and_found_is_not_checked(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(1)})
+    assert await standin_store.get_lifecycle("L1") is None
+    assert (await standin_store.read_for_transition("live:6", "O1")).order is None
+    # asked once per miss whether the node still serves the slot; it does
+    assert cluster.asked("GET") == [OLD] and cluster.asked("HMGET") == [OLD]
+    assert cluster.asked("ROLE") == [OLD, OLD]
+    assert cluster.asked("CLUSTER NODES") == [OTHER, OTHER]
+    assert not _messages(caplog, "no longer the master")
+    # a record found is taken as it is: no question asked
+    cluster.data[OLD] = {standin_store.lifecycle_key("L1"): orjson.dumps(LIFECYCLE)}
+    assert await standin_store.get_lifecycle("L1") == LIFECYCLE
+    assert cluster.asked("ROLE") == [OLD, OLD]
 
 
 def _replication(metrics: Metrics) -> dict[str, float]:

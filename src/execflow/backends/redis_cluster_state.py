@@ -25,6 +25,11 @@ What differs from one server:
   time it changes: after a failover the promoted master has none until one rejoins)
   and the write is counted (``under_replicated_writes``). There is no time-based skip:
   a master known to have fewer replicas than wanted is asked again on every write.
+* A read that finds an order or a lifecycle record absent is checked the same way
+  before "absent" is answered: a replaced master that has not heard so yet answers
+  from its old data (``_confirmed_miss``). A read that finds a document is not
+  checked: what is decided on it is written, and that write is checked (an old
+  version fails the compare-and-set on the successor, and the caller reloads).
 * MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
   ``MASTERDOWN``, ``TRYAGAIN``, ``READONLY`` from a demoted master) is retried with
   backoff until ``retry_window_s`` has passed, then raised as ``StoreError``. A commit
@@ -67,7 +72,7 @@ from execflow.backends.redis_state import (
     _text,
     _versioned,
 )
-from execflow.backends.state import TransitionReads, Write
+from execflow.backends.state import TransitionReads, Versioned, Write
 from execflow.errors import StoreError
 from execflow.logs.masking import mask_url
 
@@ -259,6 +264,18 @@ class RedisClusterStateStore(RedisStateStore):
         masters' view) raises ``ReplacedMasterError``: what it took is dropped when it
         turns replica. A master keeps the write; its replica count is recorded.
         """
+        replicas = await self._still_serving(node, key, "write")
+        self.under_replicated_writes += 1
+        self._record(node.name, replicas, acked)
+
+    async def _still_serving(self, node: ClusterNode, key: str, what: str) -> int | None:
+        """``node``'s online replicas by its ``ROLE`` (``None`` unanswered), once it is known
+        to serve ``key``'s slot still; else ``ReplacedMasterError``.
+
+        It no longer does when its own ``ROLE`` says replica, or the other masters give
+        the slot to another node (``_serving_instead``): a master replaced while paused
+        answers as a master until it hears so.
+        """
         replicas = await self._role_of(node)
         owner = (
             "it is a replica now"
@@ -267,14 +284,14 @@ class RedisClusterStateStore(RedisStateStore):
         )
         if owner is not None:
             log.warning(
-                "write on a master no longer the master of its slot: node=%s owner=%s",
+                "%s on a master no longer the master of its slot: node=%s owner=%s",
+                what,
                 node.name,
                 owner,
-                extra={"node": node.name, "owner": owner},
+                extra={"node": node.name, "owner": owner, "what": what},
             )
             raise ReplacedMasterError(f"{node.name} was replaced ({owner})")
-        self.under_replicated_writes += 1
-        self._record(node.name, replicas, acked)
+        return replicas
 
     def _record(self, node: str, replicas: int | None, acked: int) -> None:
         """A master's replicas as its ``ROLE`` gave them; a warning once per change.
@@ -363,17 +380,58 @@ class RedisClusterStateStore(RedisStateStore):
 
         return await self._call("put_lifecycle", do)
 
+    # -- reads whose "absent" is confirmed -------------------------------------------------
+
+    async def _confirmed_miss(self, node: ClusterNode | None, key: str) -> None:
+        """An empty read is an answer only from a node that still serves ``key``'s slot.
+
+        A master replaced while paused answers as a master, from its old data, until it
+        hears it was replaced: a lifecycle record or an order written on its successor
+        meanwhile reads as absent there, and "absent" is a decision (the dispatcher
+        dead-letters an unknown lifecycle id). ``node`` is the one the slot map named
+        before the read: if redis-py followed a ``MOVED`` instead, the check costs one
+        retry, never a stale answer taken. Only misses pay for it (rare on a hot path).
+        """
+        if node is not None:
+            await self._still_serving(node, key, "read")
+
+    async def _get_json(self, operation: str, key: str) -> dict[str, Any] | None:
+        async def do() -> Any:
+            node = self._redis.get_node_from_key(key)
+            raw = await self._redis.get(key)
+            if raw is None:
+                await self._confirmed_miss(node, key)
+            return raw
+
+        raw = await self._call(operation, do)
+        return None if raw is None else _load(raw)
+
+    async def _get_doc(self, operation: str, key: str) -> Versioned | None:
+        async def do() -> list[Any]:
+            node = self._redis.get_node_from_key(key)
+            result: list[Any] = await self._redis.hmget(key, ["v", "d"])
+            if result[0] is None:
+                await self._confirmed_miss(node, key)
+            return result
+
+        return _versioned(await self._call(operation, do))
+
     # -- reference data, one copy per read --------------------------------------------------
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """Order and account head (one slot) and the account's copy of the quotes, pipelined."""
+        """Order and account head (one slot) and the account's copy of the quotes, pipelined;
+        an absent order is confirmed (``_confirmed_miss``)."""
+        order_key = self.order_key(account_id, order_id)
 
         async def do() -> list[Any]:
+            node = self._redis.get_node_from_key(order_key)
             pipe = self._redis.pipeline(transaction=False)
-            pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
+            pipe.hmget(order_key, ["v", "d"])
             pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
             pipe.hgetall(self.price_key(self._copy_of(account_id)))
             result: list[Any] = await pipe.execute()
+            if result[0][0] is None:
+                await self._confirmed_miss(node, order_key)
             return result
 
         order, account, prices = await self._call("read_for_transition", do)
