@@ -25,6 +25,7 @@ from execflow.backends.redis_cluster_state import (
     slot_owner,
 )
 from execflow.backends.state import Write
+from execflow.errors import StoreError
 from execflow.logs import setup_logging
 from execflow.metrics import Metrics
 from execflow.pipeline.services import open_services
@@ -334,6 +335,19 @@ async def test_absent_on_the_serving_master_is_absent_and_found_is_not_checked(
     cluster.data[OLD] = {standin_store.lifecycle_key("L1"): orjson.dumps(LIFECYCLE)}
     assert await standin_store.get_lifecycle("L1") == LIFECYCLE
     assert cluster.asked("ROLE") == [OLD, OLD]
+
+
+async def test_reads_are_confirmed_current_only_on_a_master_that_serves_the_slot(
+    standin_store: RedisClusterStateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = _installed(standin_store, caplog, {OLD: _master_role(0), NEW: _master_role(1)})
+    await standin_store.confirm_current("live:6", "O1")  # OLD serves it: nothing raised
+    cluster.owner = NEW  # replaced while paused, not heard so yet: the map still names OLD
+    with pytest.raises(StoreError, match="replaced meanwhile"):
+        await standin_store.confirm_current("live:6", "O1")
+    # asked once each, no retry of its own: the caller reads again
+    assert cluster.asked("ROLE") == [OLD, OLD]
+    assert cluster.asked("CLUSTER NODES") == [OTHER, OTHER]
 
 
 def _replication(metrics: Metrics) -> dict[str, float]:

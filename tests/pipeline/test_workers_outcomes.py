@@ -24,7 +24,7 @@ from execflow.domain.codec import (
 from execflow.domain.enums import LegState, OrderStatus, ReportStatus, RequestKind
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import LifecycleRecord, Prices
-from execflow.errors import BusError
+from execflow.errors import BusError, StoreError
 from execflow.logs import LogSystem
 from execflow.pipeline.completeness import mark_complete
 from execflow.pipeline.retry import RetryPolicy
@@ -301,6 +301,66 @@ async def test_missing_instrument_config_is_retried_then_dead_lettered_with_a_cl
         "MissingReferenceData",
         "EURUSD",
     )
+
+
+class FailingOverStore(InMemoryStateStore):
+    """A store whose first ``stale`` confirmations find the reads came from a replaced
+    master (Redis Cluster after a failover); every confirmation asked is kept."""
+
+    def __init__(self, stale: int) -> None:
+        super().__init__()
+        self.stale = stale
+        self.confirmed: list[tuple[str, str]] = []
+
+    async def confirm_current(self, account_id: str, order_id: str) -> None:
+        self.confirmed.append((account_id, order_id))
+        if len(self.confirmed) <= self.stale:
+            raise StoreError("read from a master replaced meanwhile: read again")
+
+
+@pytest.fixture
+async def failing_over(
+    settings: Settings, logs: LogSystem, clock: FakeClock
+) -> AsyncIterator[tuple[Services, InMemoryBus, Book, FailingOverStore]]:
+    store = FailingOverStore(stale=1)
+    bus = InMemoryBus(QueueNames(settings.queue_prefix), clock=clock, ids=SequentialIds("m"))
+    async with open_services(
+        settings, logs, clock=clock, ids=SequentialIds("trace"), bus=bus, state=store
+    ) as services:
+        book = Book(services)
+        await book.reference_data()
+        await book.add_account()
+        await mark_complete(store)
+        yield services, bus, book, store
+
+
+async def test_a_refusal_on_reads_from_a_replaced_master_is_read_again_first(
+    failing_over: tuple[Services, InMemoryBus, Book, FailingOverStore], read_logs: LogReader
+) -> None:
+    services, bus, book, store = failing_over
+    await book.submit("o1")
+    pipeline = Pipeline(services, bus)
+    await pipeline.start()
+    try:
+        await pipeline.fill("o1-open", "X1")  # applied: its write is checked, nothing asked
+        assert store.confirmed == []
+        report = ExecutionReport(
+            exec_id="Z1", ord_status=ReportStatus.REJECTED, lifecycle_id="o1-open"
+        )
+        lifecycle = LifecycleRecord("o1-open", "live:6", "o1", RequestKind.OPEN)
+        body = orjson.dumps(
+            {"report": report_to_dict(report), "lifecycle": lifecycle_to_dict(lifecycle)}
+        )
+        await bus.publish(services.queues.worker("open"), body, {"order_id": "o1"})
+        await settle(bus)
+    finally:
+        await pipeline.stop()
+    # the first refusal's reads were a replaced master's: retried, not dead-lettered...
+    assert store.confirmed == [("live:6", "o1"), ("live:6", "o1")]
+    assert len(read_logs.find("worker_open", "OPEN:RETRY")) == 1
+    # ...the second's were current: dead-lettered as the refusal it is
+    [dead] = await pipeline.dead()
+    assert dead.headers[H_REASON] == "invalid_transition"
 
 
 # -- concurrency: version conflicts ------------------------------------------------------------

@@ -395,6 +395,25 @@ class RedisClusterStateStore(RedisStateStore):
         if node is not None:
             await self._still_serving(node, key, "read")
 
+    async def confirm_current(self, account_id: str, order_id: str) -> None:
+        """``StoreError`` unless the node the slot map names for the order still serves it.
+
+        Asked once, not retried: the reads must be made again (the caller's message is
+        retried), since the map names the replaced master until it answers ``MOVED``.
+        """
+        key = self.order_key(account_id, order_id)
+        node = self._redis.get_node_from_key(key)
+        if node is None:
+            return
+        try:
+            await self._still_serving(node, key, "read")
+        except ReplacedMasterError as exc:
+            raise StoreError(
+                "read from a master replaced meanwhile: read again",
+                url=mask_url(self._url),
+                error=repr(exc),
+            ) from exc
+
     async def _get_json(self, operation: str, key: str) -> dict[str, Any] | None:
         async def do() -> Any:
             node = self._redis.get_node_from_key(key)

@@ -316,6 +316,20 @@ class StateStore(Protocol):
 
 
 @runtime_checkable
+class FailoverReads(Protocol):
+    """A state store whose reads may come from a master replaced meanwhile (Redis Cluster).
+
+    A master replaced while paused answers from its old data until it hears so. What is
+    decided on such a read and then written is safe (the write is checked); a decision
+    that writes nothing (a report dead-lettered as contradicting its order) asks first.
+    """
+
+    async def confirm_current(self, account_id: str, order_id: str) -> None:
+        """Raise ``StoreError`` if the order's reads may have come from a replaced master."""
+        ...
+
+
+@runtime_checkable
 class ReplicatedStore(Protocol):
     """A state store whose writes wait for replicas (Redis Cluster): what it saw of them.
 

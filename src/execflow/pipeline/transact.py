@@ -5,7 +5,10 @@ the pure transition with ``now`` from the clock, and commits an ``Applied`` resu
 the versions it read. When another consumer committed the same order or account in
 between (``VersionConflict``), it reloads and re-runs the transition, up to
 ``max_conflicts`` times; then the conflict propagates and the runner retries the
-message with backoff.
+message with backoff. An outcome that refuses the report (stale, contradicting, invalid,
+for review) writes nothing, so nothing checks its reads: on a store whose master may
+have been replaced meanwhile (``FailoverReads``) it is confirmed first, else the
+``StoreError`` has the runner retry the message, reads and all.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from execflow.backends.state import Versioned, Write
+from execflow.backends.state import FailoverReads, StateStore, Versioned, Write
 from execflow.domain.codec import order_from_dict, order_to_dict
 from execflow.domain.guard import GuardPolicy
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, LifecycleRecord, Order, Prices
-from execflow.domain.outcomes import Applied, Outcome
+from execflow.domain.outcomes import Applied, Duplicate, Outcome, TooEarly
 from execflow.domain.routing import Worker
 from execflow.domain.transitions import apply
 from execflow.errors import StoreError, VersionConflict
@@ -79,6 +82,9 @@ async def transact(
             worker, order, account, instrument, prices, report, lifecycle.kind, now, policy
         )
         if not isinstance(outcome, Applied):
+            if not isinstance(outcome, (Duplicate, TooEarly)):
+                # a refusal writes nothing: its reads must not be a replaced master's
+                await _confirm_current(services.state, lifecycle)
             return Transacted(outcome, order, account, conflicts)
         if amend is not None:
             outcome = amend(outcome)
@@ -105,6 +111,11 @@ async def transact(
         if planned is not None:
             planned.remember(services.decoded)
         return Transacted(outcome, order, account, conflicts)
+
+
+async def _confirm_current(state: StateStore, lifecycle: LifecycleRecord) -> None:
+    if isinstance(state, FailoverReads):
+        await state.confirm_current(lifecycle.account_id, lifecycle.order_id)
 
 
 async def _load_docs(
