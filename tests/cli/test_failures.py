@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from execflow.cli.app import app
+from execflow.cli.failures import EXIT_UNREACHABLE, FailureBoundary
 from execflow.domain.routing import Worker
 from tests.backends.conftest import delete_queues, unique
 from tests.cli.commands import leaf_commands
@@ -330,3 +332,41 @@ def test_an_outage_after_the_start_is_one_line_exit_3_with_the_configured_url(
         if "[PROCESS:FAILED]" in line
     ]
     assert len(failed) == 1 and "server=database" in failed[0].replace('"', "")
+
+
+def _raising_pipe_app() -> typer.Typer:
+    app = typer.Typer(cls=FailureBoundary)
+
+    @app.command()
+    def emit() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    @app.command()
+    def other() -> None:
+        """A second command, so that ``emit`` is a subcommand as in the real app."""
+
+    return app
+
+
+@pytest.mark.parametrize("reader_left", [True, False])
+def test_a_reader_that_left_is_not_a_server_failure(
+    reader_left: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    read_end, write_end = os.pipe()
+    if reader_left:  # `execflow ... | head` once head has exited
+        os.close(read_end)
+    with os.fdopen(write_end, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with pytest.raises(SystemExit) as ended:
+            _raising_pipe_app()(["emit"])
+        monkeypatch.undo()
+    if not reader_left:
+        os.close(read_end)
+    err = capsys.readouterr().err
+    if reader_left:
+        # typer's own way: silent, exit code 1
+        assert (ended.value.code, err) == (1, "")
+    else:
+        # a broken pipe that is not our output's is a server gone away
+        assert ended.value.code == EXIT_UNREACHABLE
+        assert "a server is unreachable: BrokenPipeError" in err

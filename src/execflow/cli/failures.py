@@ -26,6 +26,7 @@ Exit codes (README, "Exit codes"):
 from __future__ import annotations
 
 import logging
+import select
 import sys
 import traceback
 from collections.abc import Iterator
@@ -230,6 +231,10 @@ class FailureBoundary(TyperGroup):
         except Exception as exc:
             if not _is_failure(exc):
                 raise
+            if isinstance(exc, BrokenPipeError) and _stdout_closed():
+                # not a server: whoever read our output stopped reading (`| head`); typer
+                # ends that silently with exit code 1, as it does outside a command
+                raise
             state = ctx.obj
             settings = getattr(state, "loaded_settings", None)
             failure = classify(exc, settings)
@@ -238,3 +243,13 @@ class FailureBoundary(TyperGroup):
             sys.stderr.write(f"execflow: {failure.line}\n")
             sys.stderr.flush()
             raise typer.Exit(failure.code) from None
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader left (the pipe polls as an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
