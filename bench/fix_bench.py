@@ -59,7 +59,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -69,8 +68,19 @@ from pathlib import Path
 from typing import Any
 
 import _cachegrind as cachegrind  # bench/, first on sys.path: see its doc
+from _lp_processes import (  # bench/, first on sys.path: see _workload's doc
+    FEED_SEED,
+    PLAIN_LP,
+    READY,
+    STAGES_ENV,
+    LpProcess,
+    ProcessLp,
+    deployed_backends,
+    lp_feed,
+    serve_bus_lp,
+)
 from _workload import fill_pass  # bench/, first on sys.path: see its doc
-from execflow.apps.bench import percentiles, success_times
+from execflow.apps.bench import cleanup_pass, percentiles, success_times
 from execflow.clock import SystemClock, UuidIds
 from execflow.domain.enums import Side
 from execflow.logs.setup import setup_logging
@@ -79,17 +89,10 @@ from execflow.pipeline.intake import OrderIntake
 from execflow.pipeline.seed import apply_seed
 from execflow.pipeline.services import Services, open_services
 from execflow.settings import LpSession, Settings
-from execflow.sim.config import LatencyModel, LpConfig
-from execflow.sim.feed import DEFAULT_SYMBOLS, PriceFeed
 from execflow.sim.refdata import demo_seed
 from execflow.sim.runtime import Simulator
-from execflow.sim.viafix import free_port
 
-PLAIN_LP = LpConfig(latency=LatencyModel(0, 0, 0), ack_rate=0.0, slippage_rate=0.0)
 IN_FLIGHT = 8
-FEED_SEED = 1
-READY = "fix-lp-ready"
-STAGES_ENV = "EXECFLOW_FIXBENCH_STAGES"  # the LP process writes its stage times there
 
 
 class StageTimes:
@@ -213,10 +216,6 @@ def stage_lines(stages: dict[str, dict[str, float]]) -> list[str]:
     return out
 
 
-async def _nowhere(_symbol: str, _data: dict[str, Any]) -> None:
-    return None
-
-
 class RemoteFixLp:
     """The LP adapter of the FIX pass: the gateway, to an acceptor in another process."""
 
@@ -230,8 +229,7 @@ class RemoteFixLp:
     ) -> None:
         from execflow.gateway.service import LpGateway  # loads the FIX engine
 
-        # the acceptor's feed, unstarted: the same seed gives the same first quotes
-        self.feed = PriceFeed(DEFAULT_SYMBOLS, _nowhere, random.Random(FEED_SEED), SystemClock())
+        self.feed = lp_feed()
         session = LpSession(
             port=port,
             sender_comp_id="EXECFLOW",
@@ -294,6 +292,44 @@ def thread_cpu_since(since: dict[int, float]) -> dict[str, float]:
     return out
 
 
+def pass_settings(run_dir: Path, deployed: bool) -> Settings:
+    """In-memory bus and state, or (``deployed``) RabbitMQ and Redis; SQLite in ``run_dir``."""
+    return Settings(
+        log_dir=run_dir / "logs",
+        database_url=f"sqlite+aiosqlite:///{run_dir / 'x.db'}",
+        **(deployed_backends() if deployed else {}),  # type: ignore[arg-type]
+    )
+
+
+def pass_lp(
+    services: Services,
+    mode: str,
+    run_dir: Path,
+    lp_port: int | None,
+    stages: StageTimes | None,
+    order_of: dict[str, str],
+    lp_cpu_s: list[float],
+) -> Simulator | RemoteFixLp | ProcessLp:
+    """The LP of a pass: on RabbitMQ its processes (``ProcessLp``); else the bus LP on the
+    pipeline's loop (its handler's CPU time added to ``lp_cpu_s[0]``), or the gateway in
+    the pipeline's process to the acceptor on ``lp_port``."""
+    if services.settings.broker_url != "memory://":
+        return ProcessLp(mode, services.settings, run_dir, lp_port)
+    if mode == "fix":
+        assert lp_port is not None
+        return RemoteFixLp(services, lp_port, run_dir / "fix", stages, order_of)
+    lp = Simulator(
+        services.bus,
+        services.state,
+        services.logger("simulator"),
+        PLAIN_LP,
+        tick_interval_s=3600,
+        clock=services.clock,
+    )
+    lp.lp._handle = timed_handler(lp.lp._handle, lp_cpu_s)  # type: ignore[method-assign]
+    return lp
+
+
 async def one_pass(
     workdir: Path,
     mode: str,
@@ -302,13 +338,15 @@ async def one_pass(
     lp_port: int | None,
     profile: Path | None = None,
     stages: StageTimes | None = None,
+    deployed: bool = False,
 ) -> dict[str, float]:
-    """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures."""
+    """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures.
+
+    ``deployed`` (``--gateway-process``): the pipeline on RabbitMQ and Redis (a queue and key
+    prefix of its own, removed at the end), the LP side in processes of its own."""
     run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
     run_dir.mkdir(parents=True)
-    settings = Settings(
-        log_dir=run_dir / "logs", database_url=f"sqlite+aiosqlite:///{run_dir / 'x.db'}"
-    )
+    settings = pass_settings(run_dir, deployed)
     logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
     accepted: dict[str, float] = {}
     order_of: dict[str, str] = {}  # lifecycle id -> order id (--stages)
@@ -317,20 +355,7 @@ async def one_pass(
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     try:
         async with open_services(settings, logs) as services:
-            lp: Simulator | RemoteFixLp
-            if mode == "fix":
-                assert lp_port is not None
-                lp = RemoteFixLp(services, lp_port, run_dir / "fix", stages, order_of)
-            else:
-                lp = Simulator(
-                    services.bus,
-                    services.state,
-                    logs.logger("simulator"),
-                    PLAIN_LP,
-                    tick_interval_s=3600,
-                    clock=services.clock,
-                )
-                lp.lp._handle = timed_handler(lp.lp._handle, lp_cpu_s)  # type: ignore[method-assign]
+            lp = pass_lp(services, mode, run_dir, lp_port, stages, order_of, lp_cpu_s)
             seed = demo_seed(20, random.Random(2), lp.feed)
             await apply_seed(seed, services.state, services.database)
             pipeline = EmbeddedPipeline(services, lp=lp, rebuild=False)
@@ -369,6 +394,7 @@ async def one_pass(
                 idle_at = time.time()
                 cpu_s = time.process_time() - cpu_started
                 threads_s = thread_cpu_since(threads_started)
+                side_cpu_s = lp.cpu_s() if isinstance(lp, ProcessLp) else 0.0
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(str(profile))
@@ -376,6 +402,8 @@ async def one_pass(
             finally:
                 await pipeline.stop()
     finally:
+        if deployed:
+            await cleanup_pass(settings.broker_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
     done = await asyncio.to_thread(success_times, run_dir / "logs" / "worker_open.log")
     keys = [k for k in accepted if k in done]
@@ -394,6 +422,7 @@ async def one_pass(
         "rate": len(keys) / elapsed,
         "rate_without_lp": len(keys) / (elapsed - lp_cpu_s[0]),
         "lp_cpu_s": lp_cpu_s[0],
+        "side_cpu_ms_per_order": side_cpu_s * 1000 / len(keys),
         "p50": p50,
         "p99": p99,
         "switch_ms": switch_ms,
@@ -405,52 +434,6 @@ def line(name: str, figures: dict[str, float]) -> str:
         f"  {name:<10} {figures['count']:>6.0f} orders  {figures['rate']:>8.1f} /s   "
         f"p50 {figures['p50']:>8.2f} ms   p99 {figures['p99']:>8.2f} ms"
     )
-
-
-class LpProcess:
-    """The FIX acceptor of the FIX passes, in a process of its own (``--serve-lp``)."""
-
-    def __init__(self, stages_file: Path | None = None, switch_ms: float | None = None) -> None:
-        self.port = free_port()
-        self._process: subprocess.Popen[str] | None = None
-        self._stages_file = stages_file
-        self._switch_ms = switch_ms
-
-    def __enter__(self) -> LpProcess:
-        command = [sys.executable, __file__, "--serve-lp", str(self.port)]
-        if self._switch_ms is not None:
-            command += ["--switch-interval", str(self._switch_ms)]
-        env = dict(os.environ)
-        if self._stages_file is not None:
-            env[STAGES_ENV] = str(self._stages_file)
-        policy = os.sched_getscheduler(0)
-        if policy in (os.SCHED_FIFO, os.SCHED_RR):
-            # under chrt: one step above the pipeline's process, as if on a host of its own
-            above = os.sched_getparam(0).sched_priority + 1
-            command = ["chrt", "-f", str(above), *command]
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert self._process.stdout is not None
-        if self._process.stdout.readline().strip() != READY:
-            raise RuntimeError("the FIX LP process did not start")
-        return self
-
-    def cpu_s(self) -> float:
-        """CPU seconds the LP process has used so far (its start and logon included)."""
-        assert self._process is not None
-        stat = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-    def __exit__(self, *_exc: object) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 async def serve_lp(port: int) -> None:
@@ -491,26 +474,33 @@ async def main(
     half_rate: float | None = None,
     show_stages: bool = False,
     lp_switch_ms: float | None = None,
+    deployed: bool = False,
 ) -> None:
     stages = StageTimes() if show_stages else None
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
         workdir = Path(tmp)
         if half_rate is None:
-            bus_max = await one_pass(workdir, "bus", orders, None, None)
-            with LpProcess(switch_ms=lp_switch_ms) as lp:
+            bus_max = await one_pass(workdir, "bus", orders, None, None, deployed=deployed)
+            with LpProcess.acceptor(switch_ms=lp_switch_ms) as lp:
                 lp_start_cpu_s = lp.cpu_s()  # its interpreter, imports, dictionary: ~1 s
-                fix_max = await one_pass(workdir, "fix", orders, None, lp.port, profile)
+                fix_max = await one_pass(
+                    workdir, "fix", orders, None, lp.port, profile, deployed=deployed
+                )
                 lp_process_cpu_s = lp.cpu_s() - lp_start_cpu_s
         half = fix_max["rate"] / 2 if half_rate is None else half_rate
-        bus_half = await one_pass(workdir, "bus", orders, half, None)
+        bus_half = await one_pass(workdir, "bus", orders, half, None, deployed=deployed)
         lp_file = workdir / "lp-stages.json"
-        with LpProcess(lp_file if stages else None, lp_switch_ms) as lp:
-            fix_half = await one_pass(workdir, "fix", orders, half, lp.port, stages=stages)
+        with LpProcess.acceptor(lp_file if stages else None, lp_switch_ms) as lp:
+            fix_half = await one_pass(
+                workdir, "fix", orders, half, lp.port, stages=stages, deployed=deployed
+            )
         if stages is not None and lp_file.exists():
             for clordid, at in json.loads(lp_file.read_text()).items():
                 if clordid in stages.at:
                     stages.at[clordid].update(at)
     print(f"execflow FIX gateway bench: {orders} market orders per pass, one fill each")
+    if deployed:
+        print(DEPLOYED_SHAPE)
     print(
         f"GIL switch interval in the paced FIX pass: pipeline's process "
         f"{fix_half['switch_ms']:g} ms, FIX LP's process "
@@ -522,6 +512,38 @@ async def main(
     print("maximum rate (first accepted -> pipeline idle; latency request -> fill applied):")
     print(line("bus LP", bus_max))
     print(line("FIX LP", fix_max))
+    acceptor_ms = lp_process_cpu_s * 1000 / fix_max["count"]
+    if deployed:
+        deployed_cpu_lines(bus_max, fix_max, acceptor_ms)
+    else:
+        embedded_cpu_lines(bus_max, fix_max, acceptor_ms, lp_start_cpu_s)
+    half_lines(half, bus_half, fix_half, stages)
+    if deployed:
+        ratio = fix_max["rate"] / bus_max["rate"]
+        print(
+            f"gateway hop (the gateway in its own process): throughput {ratio:.2f}x of the "
+            f"bus pass (costs {1 - ratio:.0%})"
+        )
+        return
+    ratio = fix_max["rate"] / bus_max["rate_without_lp"]
+    raw_ratio = fix_max["rate"] / bus_max["rate"]
+    print(
+        f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
+        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it)"
+    )
+
+
+DEPLOYED_SHAPE = (
+    "shape: --gateway-process (DESIGN 10): the pipeline's process on RabbitMQ + Redis + "
+    "SQLite;\n  bus pass: the simulated LP consuming provider_requests in its own process;\n"
+    "  FIX pass: `execflow run lp-gateway --lp sim` in its own process, to the FIX LP's"
+)
+
+
+def embedded_cpu_lines(
+    bus_max: dict[str, float], fix_max: dict[str, float], acceptor_ms: float, start_s: float
+) -> None:
+    """The embedded shape's CPU figures: the bus LP's handler taken out of its pass."""
     share = bus_max["lp_cpu_s"] / bus_max["elapsed_s"]
     print(
         f"  the bus LP took {bus_max['lp_cpu_s']:.2f} s of the bus pass's loop ({share:.0%}): "
@@ -535,16 +557,23 @@ async def main(
         f"the gateway adds {fix_cpu - bus_cpu:.3f} ms, bus/FIX {bus_cpu / fix_cpu:.2f}"
     )
     print(
-        f"  the FIX LP's own process used {lp_process_cpu_s * 1000 / fix_max['count']:.3f} ms "
-        f"of CPU per order (its logon included, its start-up's {lp_start_cpu_s:.2f} s not; "
+        f"  the FIX LP's own process used {acceptor_ms:.3f} ms "
+        f"of CPU per order (its logon included, its start-up's {start_s:.2f} s not; "
         "a real LP is another host)"
     )
-    half_lines(half, bus_half, fix_half, stages)
-    ratio = fix_max["rate"] / bus_max["rate_without_lp"]
-    raw_ratio = fix_max["rate"] / bus_max["rate"]
+
+
+def deployed_cpu_lines(
+    bus_max: dict[str, float], fix_max: dict[str, float], acceptor_ms: float
+) -> None:
+    """The deployment shape's CPU figures: each process apart."""
+    bus_cpu, fix_cpu = bus_max["cpu_ms_per_order"], fix_max["cpu_ms_per_order"]
+    print(f"  CPU per order in the pipeline's process: bus {bus_cpu:.3f} ms, FIX {fix_cpu:.3f} ms")
     print(
-        f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
-        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it)"
+        f"  CPU per order on the LP side: the bus LP's process "
+        f"{bus_max['side_cpu_ms_per_order']:.3f} ms, the gateway's process "
+        f"{fix_max['side_cpu_ms_per_order']:.3f} ms (the FIX LP's process {acceptor_ms:.3f} ms, "
+        "a real LP is another host)"
     )
 
 
@@ -581,7 +610,7 @@ def count(mode: str, orders: int) -> int:
     with contextlib.ExitStack() as stack:
         spec = f"{mode}:{orders}"
         if mode == "fix":
-            spec += f":{stack.enter_context(LpProcess()).port}"
+            spec += f":{stack.enter_context(LpProcess.acceptor()).port}"
         return cachegrind.instructions([sys.executable, __file__], {**os.environ, _INNER: spec})
 
 
@@ -632,8 +661,17 @@ if __name__ == "__main__":
         metavar="MS",
         help="sys.setswitchinterval of the FIX LP's process, in ms",
     )
+    parser.add_argument(
+        "--gateway-process",
+        action="store_true",
+        help="the deployment's shape: the pipeline on RabbitMQ and Redis, the bus LP and "
+        "`execflow run lp-gateway` each in a process of its own",
+    )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bus-lp", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.gateway_process and arguments.stages:
+        parser.error("--stages wraps the gateway's methods: not with --gateway-process")
     if arguments.switch_interval is not None:
         sys.setswitchinterval(arguments.switch_interval / 1000)
     if os.environ.get(_INNER):
@@ -643,6 +681,8 @@ if __name__ == "__main__":
         instructions(small, large)
     elif arguments.serve_lp:
         asyncio.run(serve_lp(arguments.serve_lp))  # (--switch-interval: set above)
+    elif arguments.serve_bus_lp:
+        asyncio.run(serve_bus_lp())
     else:
         asyncio.run(
             main(
@@ -651,5 +691,6 @@ if __name__ == "__main__":
                 half_rate=arguments.half_rate,
                 show_stages=arguments.stages,
                 lp_switch_ms=arguments.lp_switch_interval,
+                deployed=arguments.gateway_process,
             )
         )

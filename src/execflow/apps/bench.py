@@ -71,6 +71,7 @@ __all__ = [
     "RunFigures",
     "Topology",
     "bench_database",
+    "cleanup_pass",
     "distributed_pass",
     "run_bench",
 ]
@@ -655,7 +656,7 @@ async def distributed_pass(
             if child.returncode is None:
                 child.terminate()
         await asyncio.gather(*(c.wait() for c in started_all))
-        await _cleanup(config.amqp_url, settings, logs.logger("simulator"))
+        await cleanup_pass(config.amqp_url, settings, logs.logger("simulator"))
         await asyncio.to_thread(logs.close)
     return result
 
@@ -714,7 +715,7 @@ def count_tagged(log_files: Sequence[Path], tag: str) -> int:
     return total
 
 
-async def _cleanup(amqp_url: str, settings: Settings, log: EventLogger) -> None:
+async def cleanup_pass(amqp_url: str, settings: Settings, log: EventLogger) -> None:
     """Remove this pass's queues and Redis keys (the servers are shared)."""
     from execflow.backends.factory import make_state_store
 
