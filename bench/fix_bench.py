@@ -6,6 +6,7 @@
     .venv/bin/python bench/fix_bench.py --orders 3000
     chrt -f 10 .venv/bin/python bench/fix_bench.py     # on a shared machine (root)
     .venv/bin/python bench/fix_bench.py --instructions 100,300   # cachegrind counts
+    .venv/bin/python bench/fix_bench.py --gateway-process  # the gateway as its own process
 
 Each pass runs the embedded pipeline (in-memory bus and state, SQLite) with an LP that
 answers every market order with one immediate fill (no latency, acks, partials, rejects
@@ -38,6 +39,21 @@ the FIX gateway (the LP in its own process, not counted) and without any LP (the
 placed, then one fill report per order published to ``reports`` by the bench, as
 ``bench/instructions_per_report.py`` does), each run with N1 and N2 orders, so that
 start-up cancels out: (count(N2) - count(N1)) / (N2 - N1).
+
+``--gateway-process`` measures the hop in the deployment's shape (DESIGN §10): the same
+embedded pipeline process, but on RabbitMQ and Redis (127.0.0.1, guest/guest; each pass
+its own queue and key prefix, removed at its end) and SQLite, with nothing of the LP side
+in it. ``bus``: the plain LP consuming ``provider_requests`` in a process of its own
+(``--serve-bus-lp``). ``fix``: ``execflow run lp-gateway --lp sim``, its settings in
+``EXECFLOW_*`` variables as a broker would set them (the same bus, state store and
+database), to the acceptor process above. Printed: the same rates and latencies, the
+ratio FIX / bus (no LP time to take out: neither LP runs in the pipeline's process), and
+the CPU per order of each process. Not with ``--stages`` (the gateway's methods are in
+another process).
+
+With ``--gateway-process``, ``--instructions`` counts the deployed pipeline's process
+with the bus LP's process and with the gateway's (both outside valgrind): what the
+gateway, moved out, still costs the pipeline's process.
 
 ``--stages`` prints, for the paced FIX pass, p50 / p99 of each hop of each order, matched
 by ClOrdID (intake accepted, D sent, the acceptor's engine callback, its loop, the 8
@@ -534,9 +550,9 @@ async def main(
 
 
 DEPLOYED_SHAPE = (
-    "shape: --gateway-process (DESIGN 10): the pipeline's process on RabbitMQ + Redis + "
+    "shape: --gateway-process (DESIGN §10): the pipeline's process on RabbitMQ + Redis + "
     "SQLite;\n  bus pass: the simulated LP consuming provider_requests in its own process;\n"
-    "  FIX pass: `execflow run lp-gateway --lp sim` in its own process, to the FIX LP's"
+    "  FIX pass: `execflow run lp-gateway --lp sim` in its own process, to the FIX LP's process"
 )
 
 
@@ -596,36 +612,46 @@ _INNER = "EXECFLOW_FIXBENCH_INNER"
 
 
 def inner(spec: str) -> None:
-    """The counted process: ``bus:N`` or ``fix:N:PORT`` (run under valgrind)."""
-    mode, orders, *port = spec.split(":")
+    """The counted process: ``bus:N:0:D`` or ``fix:N:PORT:D`` (run under valgrind); ``D`` 1
+    for ``--gateway-process``."""
+    mode, orders, port, deployed = spec.split(":")
     with tempfile.TemporaryDirectory(prefix="execflow-fixinstr-") as tmp:
-        if mode == "fix":
-            asyncio.run(one_pass(Path(tmp), "fix", int(orders), None, int(port[0])))
+        if mode == "fix" or deployed == "1":
+            lp_port = int(port) or None
+            asyncio.run(
+                one_pass(Path(tmp), mode, int(orders), None, lp_port, deployed=deployed == "1")
+            )
         else:
             asyncio.run(fill_pass(Path(tmp), int(orders), 3600))
 
 
-def count(mode: str, orders: int) -> int:
-    """Instructions of one counted process (the FIX LP runs outside valgrind)."""
+def count(mode: str, orders: int, deployed: bool) -> int:
+    """Instructions of one counted process (the LP side's processes run outside valgrind)."""
     with contextlib.ExitStack() as stack:
-        spec = f"{mode}:{orders}"
-        if mode == "fix":
-            spec += f":{stack.enter_context(LpProcess.acceptor()).port}"
+        port = stack.enter_context(LpProcess.acceptor()).port if mode == "fix" else 0
+        spec = f"{mode}:{orders}:{port}:{int(deployed)}"
         return cachegrind.instructions([sys.executable, __file__], {**os.environ, _INNER: spec})
 
 
-def instructions(small: int, large: int) -> None:
-    """Print instructions per order with and without the gateway, and their ratio."""
+def instructions(small: int, large: int, deployed: bool) -> None:
+    """Print instructions per order of the pipeline's process with and without the gateway."""
     per_order: dict[str, float] = {}
     for mode in ("bus", "fix"):
-        per_order[mode] = (count(mode, large) - count(mode, small)) / (large - small)
+        counts = count(mode, large, deployed) - count(mode, small, deployed)
+        per_order[mode] = counts / (large - small)
     bus, fix = per_order["bus"], per_order["fix"]
+    if deployed:
+        base = "the bus LP in its own process:"
+        through = "the gateway in its own process:"
+        print("shape: --gateway-process; only the pipeline's process counted")
+    else:
+        base, through = "no LP (fills published by the bench):", "through the FIX gateway:"
     print(f"execflow FIX gateway instructions: orders {small} and {large}, the difference")
-    print(f"  no LP (fills published by the bench): {bus / 1e6:.3f} M instructions per order")
-    print(f"  through the FIX gateway:              {fix / 1e6:.3f} M instructions per order")
+    print(f"  {base:<38} {bus / 1e6:.3f} M instructions per order")
+    print(f"  {through:<38} {fix / 1e6:.3f} M instructions per order")
     print(
-        f"  the gateway hop adds {(fix - bus) / 1e6:.3f} M (+{fix / bus - 1:.0%}); "
-        f"no LP / FIX {bus / fix:.2f}"
+        f"  the gateway hop adds {(fix - bus) / 1e6:.3f} M ({fix / bus - 1:+.0%}); "
+        f"{'bus' if deployed else 'no LP'} / FIX {bus / fix:.2f}"
     )
 
 
@@ -675,10 +701,10 @@ if __name__ == "__main__":
     if arguments.switch_interval is not None:
         sys.setswitchinterval(arguments.switch_interval / 1000)
     if os.environ.get(_INNER):
-        inner(os.environ[_INNER])
+        inner(os.environ.pop(_INNER))  # not inherited by the LP side's processes
     elif arguments.instructions:
         small, large = (int(n) for n in arguments.instructions.split(","))
-        instructions(small, large)
+        instructions(small, large, arguments.gateway_process)
     elif arguments.serve_lp:
         asyncio.run(serve_lp(arguments.serve_lp))  # (--switch-interval: set above)
     elif arguments.serve_bus_lp:
