@@ -309,3 +309,92 @@ async def test_a_nacked_publish_is_retried_until_confirmed() -> None:
     bus._channel = SimpleNamespace(default_exchange=exchange)  # type: ignore[assignment]
     await bus._confirmed("q", [aio_pika.Message(b"x")])
     assert exchange.calls == 3
+
+
+class _StuckExchange:
+    """The default exchange of a channel RabbitMQ 3.10 got stuck on (``rabbitmq_nacks``):
+    its broker nacks every publish to ``stuck_queue`` at once, confirms the others."""
+
+    def __init__(self, stuck_queue: str | None) -> None:
+        self.stuck_queue = stuck_queue
+        self.published: list[str] = []
+
+    async def publish(self, message: object, routing_key: str, mandatory: bool) -> object:
+        self.published.append(routing_key)
+        if routing_key == self.stuck_queue:
+            raise aiormq.exceptions.DeliveryError(None, aiormq.spec.Basic.Nack(1))
+        return aiormq.spec.Basic.Ack(len(self.published))
+
+
+class _PublishingChannel:
+    def __init__(self, stuck_queue: str | None) -> None:
+        self.default_exchange = _StuckExchange(stuck_queue)
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _Connection:
+    """Opens channels that confirm everything; ``up`` False: a reconnection under way."""
+
+    def __init__(self, up: bool = True) -> None:
+        self.opened: list[_PublishingChannel] = []
+        self.connected = asyncio.Event()
+        if up:
+            self.connected.set()
+        self.is_closed = False
+
+    async def channel(self, **kwargs: object) -> _PublishingChannel:
+        self.opened.append(_PublishingChannel(stuck_queue=None))
+        return self.opened[-1]
+
+
+def _stuck_bus(
+    connection: _Connection, stuck: _PublishingChannel, publish_timeout_s: float = 10.0
+) -> RabbitMQBus:
+    bus = RabbitMQBus(
+        "amqp://guest:guest@127.0.0.1:1/",
+        nack_replace_after_s=0.3,
+        publish_timeout_s=publish_timeout_s,
+    )
+    bus._channel, bus._connection = stuck, connection  # type: ignore[assignment]
+    return bus
+
+
+async def test_a_channel_whose_publishes_stay_nacked_is_replaced_and_left_open() -> None:
+    stuck, connection = _PublishingChannel(stuck_queue="db_updates"), _Connection()
+    bus = _stuck_bus(connection, stuck)
+    publishes = (bus._confirmed("db_updates", [aio_pika.Message(b"x")]) for _ in range(3))
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(*publishes)
+    # one new channel however many publishes were nacked, every message confirmed on it,
+    # and the stuck channel never closed (aio-pika may be restoring it)
+    assert len(connection.opened) == 1
+    assert connection.opened[0].default_exchange.published == ["db_updates"] * 3
+    assert len(stuck.default_exchange.published) >= 6 and not stuck.closed
+    assert bus._channel is connection.opened[0]  # type: ignore[comparison-overlap]
+
+
+async def test_confirms_to_other_queues_do_not_hide_a_queue_stuck_on_the_channel() -> None:
+    stuck, connection = _PublishingChannel(stuck_queue="db_updates"), _Connection()
+    bus = _stuck_bus(connection, stuck)
+
+    async def other_queue() -> None:
+        while not connection.opened:
+            await bus._confirmed("orders", [aio_pika.Message(b"o")])
+            await asyncio.sleep(0.02)
+
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.gather(bus._confirmed("db_updates", [aio_pika.Message(b"x")]), other_queue())
+    assert "orders" in stuck.default_exchange.published
+    assert connection.opened[0].default_exchange.published[-1] == "db_updates"
+
+
+async def test_no_channel_is_opened_while_the_connection_is_reconnecting() -> None:
+    stuck, connection = _PublishingChannel(stuck_queue="db_updates"), _Connection(up=False)
+    bus = _stuck_bus(connection, stuck, publish_timeout_s=1.0)
+    with pytest.raises(BusError, match="not confirmed in time"):
+        await bus._confirmed("db_updates", [aio_pika.Message(b"x")])
+    assert connection.opened == [] and not stuck.closed
+    assert bus._channel is stuck  # type: ignore[comparison-overlap]

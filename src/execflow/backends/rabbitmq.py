@@ -6,7 +6,9 @@
   A publish interrupted by a lost connection, or nacked by a quorum queue electing a
   leader, is retried once the connection is back (until ``publish_timeout_s``), so a
   publish that returned is durable; a retried publish may duplicate a message
-  (at-least-once).
+  (at-least-once). A channel whose publishes to a queue stay nacked
+  (``nack_replace_after_s``; ``rabbitmq_nacks`` says why RabbitMQ 3.10 does that) is
+  replaced by a new one; the old one is left open, never closed by the bus.
 * One confirmed channel for publishing; one channel per consumer, with its own
   ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
   its unacked messages to the queue.
@@ -48,6 +50,7 @@ from execflow.backends.bus import (
 )
 from execflow.backends.rabbitmq_delivery import RabbitDelivery
 from execflow.backends.rabbitmq_failover import connect_failover
+from execflow.backends.rabbitmq_nacks import NackStreaks
 from execflow.backends.rabbitmq_queues import (
     DEFAULT_DELIVERY_LIMIT,
     DELAY_BUCKETS_MS,
@@ -64,6 +67,10 @@ __all__ = ["DELAY_BUCKETS_MS", "RabbitMQBus", "delay_bucket_ms"]
 
 log = logging.getLogger("execflow.backends.rabbitmq")
 
+# Channels the bus may leave behind on one connection (replaced after nacks, left open):
+# past this many it retries on the channel it has, as before.
+_MAX_REPLACED_CHANNELS = 32
+
 
 # Errors after which a publish is retried on the restored connection.
 _RETRYABLE = (
@@ -79,8 +86,11 @@ def _retryable(error: BaseException) -> bool:
     while it has no leader (the node holding it just died; the others are electing one,
     which the fault suite saw take seconds). An unroutable message (``basic.return``) is
     not retried: its queue is gone."""
-    if isinstance(error, _RETRYABLE):
-        return True
+    return isinstance(error, _RETRYABLE) or _nacked(error)
+
+
+def _nacked(error: object) -> bool:
+    """The broker's ``basic.nack`` (not an unroutable message's ``basic.return``)."""
     return isinstance(error, aiormq.exceptions.DeliveryError) and isinstance(
         error.frame, aiormq.spec.Basic.Nack
     )
@@ -186,6 +196,7 @@ class RabbitMQBus:
         queue_type: QueueType = "quorum",
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
         connect_timeout_s: float = 10.0,
+        nack_replace_after_s: float = 2.0,
     ) -> None:
         self._url = url
         self._names = names or QueueNames()
@@ -204,6 +215,9 @@ class RabbitMQBus:
         self._declared: dict[str, dict[str, Any]] = {}
         self._declare_lock = asyncio.Lock()
         self._consumers: set[_RabbitConsumer] = set()
+        self._nacks = NackStreaks(nack_replace_after_s)
+        self._channel_lock = asyncio.Lock()
+        self._replaced_channels = 0
 
     # -- Bus port -----------------------------------------------------------------------
 
@@ -355,13 +369,14 @@ class RabbitMQBus:
         )
 
     async def _confirmed(self, queue: str, messages: Sequence[aio_pika.Message]) -> None:
-        """Publish and wait for every confirm; retry on a lost connection until the deadline."""
-        channel = self._require_channel()
+        """Publish and wait for every confirm; retry what a lost connection interrupted or
+        the broker nacked until the deadline (on a new channel: ``_after_nacks``)."""
         todo = list(messages)
         delay_s = 0.1
         try:
             async with asyncio.timeout(self._publish_timeout_s):
                 while todo:
+                    channel = self._require_channel()
                     results = await asyncio.gather(
                         *(
                             channel.default_exchange.publish(m, routing_key=queue, mandatory=True)
@@ -378,6 +393,7 @@ class RabbitMQBus:
                                 "publish refused by the broker", queue=queue, error=repr(result)
                             ) from result
                         failed.append(message)
+                    await self._after_nacks(queue, channel, results)
                     if failed:
                         log.warning(
                             "publish interrupted or nacked; retrying",
@@ -393,6 +409,50 @@ class RabbitMQBus:
                 timeout_s=self._publish_timeout_s,
                 unconfirmed=len(todo),
             ) from exc
+
+    async def _after_nacks(
+        self, queue: str, channel: AbstractRobustChannel, results: Sequence[object]
+    ) -> None:
+        """Follow the nack streak of ``queue`` on ``channel``; replace the channel once the
+        streak has lasted ``nack_replace_after_s`` (``rabbitmq_nacks``)."""
+        if any(not isinstance(r, BaseException) for r in results):
+            self._nacks.confirmed(queue, channel)
+        if not any(_nacked(r) for r in results if isinstance(r, BaseException)):
+            return
+        if self._nacks.nacked(queue, channel, self.clock.monotonic()):
+            await self._replace_channel(queue, channel)
+
+    async def _replace_channel(self, queue: str, nacked: AbstractRobustChannel) -> None:
+        """A new publishing channel in place of ``nacked`` (once, whoever asks first), on
+        a connection that is up. The nacked one is left open, idle: closing it could meet
+        aio-pika restoring it, which fails the reconnection (a stressed run hung so:
+        docs/faults.md). Its publishes in flight end there; a nacked one is retried."""
+        async with self._channel_lock:
+            connection = self._connection
+            if self._channel is not nacked or connection is None:
+                return
+            if connection.is_closed or not connection.connected.is_set():
+                return  # reconnecting: aio-pika reopens the channel, a new one on the broker
+            if self._replaced_channels >= _MAX_REPLACED_CHANNELS:
+                return
+            try:
+                channel = await asyncio.wait_for(
+                    connection.channel(publisher_confirms=True, on_return_raises=True),
+                    self._connect_timeout_s,
+                )
+            except Exception:
+                log.warning(
+                    "cannot open a publishing channel; retrying on the nacked one",
+                    extra={"queue": queue},
+                    exc_info=True,
+                )
+                return
+            self._channel = channel
+            self._replaced_channels += 1
+        log.warning(
+            "publishing channel replaced: its publishes stayed nacked",
+            extra={"queue": queue, "replaced_channels": self._replaced_channels},
+        )
 
     async def _declare(self, queue: str, arguments: dict[str, Any]) -> None:
         if queue in self._declared:
