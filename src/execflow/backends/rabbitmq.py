@@ -67,8 +67,8 @@ __all__ = ["DELAY_BUCKETS_MS", "RabbitMQBus", "delay_bucket_ms"]
 
 log = logging.getLogger("execflow.backends.rabbitmq")
 
-# Channels the bus may leave behind on one connection (replaced after nacks, left open):
-# past this many it retries on the channel it has, as before.
+# Channels one bus may leave behind (replaced after nacks, left open): past this many it
+# retries on the channel it has, as before.
 _MAX_REPLACED_CHANNELS = 32
 
 
