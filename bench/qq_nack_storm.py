@@ -18,7 +18,11 @@ again (the paused one resumed). Printed per channel: acks and nacks, the first a
 the fault, the last nack, whether the fresh channel was acked; and when the queue's
 leader (as ``rabbitmqctl list_queues`` reads it) moved.
 
-    PYTHONPATH=src:. python bench/qq_nack_storm.py --mode kill --runs 3
+With ``--bus`` the new publishers are ``RabbitMQBus`` instances instead (each its own
+connection to node 2, opened and the queue declared before the fault, first publish
+after it): printed with each, its slowest publish and how many channels it replaced.
+
+    PYTHONPATH=src:. python bench/qq_nack_storm.py --mode kill --runs 3 [--bus]
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ import aio_pika
 import aiormq
 from tests.faults.services import ThrowawayRabbitCluster
 
+from execflow.backends.bus import QueueNames
+from execflow.backends.rabbitmq import RabbitMQBus
 from execflow.backends.rabbitmq_queues import QueueArguments
+from execflow.errors import BusError
 
 QUEUE = "nackstorm.db_updates"
 PUBLISH_TIMEOUT_S = 5.0
@@ -45,6 +52,8 @@ class Channel:
 
     name: str
     results: list[tuple[float, str]] = field(default_factory=list)
+    slowest_s: float = 0.0  # the slowest publish (a RabbitMQBus publisher's)
+    replaced: int = 0  # publishing channels the bus replaced
 
     def after(self, outcome: str) -> list[float]:
         return [t for t, o in self.results if o == outcome and t >= 0]
@@ -59,6 +68,11 @@ class Channel:
             f"{self.name:>9} first publish {first} s  acks {len(acks):5d}  nacks "
             f"{len(nacks):5d}  timeouts {len(timeouts):3d}  errors {len(errors):3d}  "
             f"first ack {first_ack} s  last nack {last_nack} s"
+            + (
+                f"  slowest {self.slowest_s:5.2f} s  replaced {self.replaced}"
+                if self.slowest_s
+                else ""
+            )
         )
 
 
@@ -96,6 +110,36 @@ async def publish_loop(
             await asyncio.wait_for(stop.wait(), 0.05)
         if stop.is_set():
             return
+
+
+async def bus_loop(
+    bus: RabbitMQBus, record: Channel, fault_at: list[float], stop: asyncio.Event
+) -> None:
+    """``RabbitMQBus.publish`` one message at a time (every 50 ms) until ``stop``: an
+    error is a publish not confirmed within the bus's ``publish_timeout_s``."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await bus.publish(QUEUE, b"bus")
+            outcome = "ack"
+        except BusError:
+            outcome = "error"
+        record.results.append((time.monotonic() - fault_at[0], outcome))
+        record.slowest_s = max(record.slowest_s, time.monotonic() - started)
+        record.replaced = bus._replaced_channels
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
+
+
+async def open_buses(url: str, count: int) -> list[RabbitMQBus]:
+    """``count`` buses, connected, the queue declared: nothing published yet."""
+    buses = []
+    for index in range(count):
+        bus = RabbitMQBus(url, QueueNames("nackstorm"), connection_name=f"bus-{index}")
+        await bus.connect()
+        await bus.declare(QUEUE)
+        buses.append(bus)
+    return buses
 
 
 async def probe(
@@ -167,6 +211,7 @@ async def one_run(args: argparse.Namespace, number: int) -> None:
 
         for index in range(args.old):
             await start(f"old-{index}")
+        buses = await open_buses(survivor.url, args.new if args.bus else 0)
         await asyncio.sleep(2.0)
         fault_at[0] = time.monotonic()
         if args.mode == "kill":
@@ -174,7 +219,12 @@ async def one_run(args: argparse.Namespace, number: int) -> None:
         else:
             cluster.pause(victim)
         for index in range(args.new):
-            await start(f"new-{index}")
+            if args.bus:
+                records.append(Channel(f"bus-{index}"))
+                loop = bus_loop(buses[index], records[-1], fault_at, stop)
+                tasks.append(asyncio.create_task(loop))
+            else:
+                await start(f"new-{index}")
             await asyncio.sleep(args.stagger_s)
         await asyncio.sleep(max(0.0, args.probe_s - (time.monotonic() - fault_at[0])))
         now_s = time.monotonic() - fault_at[0]
@@ -196,6 +246,8 @@ async def one_run(args: argparse.Namespace, number: int) -> None:
         print(f"  victim back: started {restarted_s:.1f} s, serving {back_s:.1f} s")
         for record in records + fresh:
             print("  " + record.summary())
+        for bus in buses:
+            await bus.close()
         with contextlib.suppress(Exception):
             await connection.close()
     finally:
@@ -215,6 +267,9 @@ def main() -> None:
     parser.add_argument("--probe-s", type=float, default=15.0)
     parser.add_argument("--restart-s", type=float, default=30.0)
     parser.add_argument("--after-s", type=float, default=15.0)
+    parser.add_argument(
+        "--bus", action="store_true", help="the new publishers are RabbitMQBus instances"
+    )
     args = parser.parse_args()
     for number in range(1, args.runs + 1):
         asyncio.run(one_run(args, number))

@@ -6,9 +6,8 @@
   A publish interrupted by a lost connection, or nacked by a quorum queue electing a
   leader, is retried once the connection is back (until ``publish_timeout_s``), so a
   publish that returned is durable; a retried publish may duplicate a message
-  (at-least-once). A channel whose publishes to a queue stay nacked
-  (``nack_replace_after_s``; ``rabbitmq_nacks`` says why RabbitMQ 3.10 does that) is
-  replaced by a new one; the old one is left open, never closed by the bus.
+  (at-least-once). A channel whose publishes to a queue stay nacked is replaced by a new
+  one, the old one left open (``_replace_channel``; why RabbitMQ 3.10 does it: ``rabbitmq_nacks``).
 * One confirmed channel for publishing; one channel per consumer, with its own
   ``basic_qos`` prefetch, so stopping a consumer (closing its channel) returns exactly
   its unacked messages to the queue.
@@ -67,8 +66,7 @@ __all__ = ["DELAY_BUCKETS_MS", "RabbitMQBus", "delay_bucket_ms"]
 
 log = logging.getLogger("execflow.backends.rabbitmq")
 
-# Channels one bus may leave behind (replaced after nacks, left open): past this many it
-# retries on the channel it has, as before.
+# Channels one bus may leave open behind it; past that it retries on the one it has.
 _MAX_REPLACED_CHANNELS = 32
 
 
@@ -393,12 +391,13 @@ class RabbitMQBus:
                                 "publish refused by the broker", queue=queue, error=repr(result)
                             ) from result
                         failed.append(message)
-                    await self._after_nacks(queue, channel, results)
+                    replaced = await self._after_nacks(queue, channel, results)
                     if failed:
                         log.warning(
                             "publish interrupted or nacked; retrying",
                             extra={"queue": queue, "messages": len(failed)},
                         )
+                    if failed and not replaced:
                         await asyncio.sleep(delay_s)
                         delay_s = min(delay_s * 2, 2.0)
                     todo = failed
@@ -412,17 +411,19 @@ class RabbitMQBus:
 
     async def _after_nacks(
         self, queue: str, channel: AbstractRobustChannel, results: Sequence[object]
-    ) -> None:
+    ) -> bool:
         """Follow the nack streak of ``queue`` on ``channel``; replace the channel once the
-        streak has lasted ``nack_replace_after_s`` (``rabbitmq_nacks``)."""
+        streak has lasted ``nack_replace_after_s`` (``rabbitmq_nacks``). True: replaced
+        (retry at once)."""
         if any(not isinstance(r, BaseException) for r in results):
             self._nacks.confirmed(queue, channel)
         if not any(_nacked(r) for r in results if isinstance(r, BaseException)):
-            return
+            return False
         if self._nacks.nacked(queue, channel, self.clock.monotonic()):
-            await self._replace_channel(queue, channel)
+            return await self._replace_channel(queue, channel)
+        return False
 
-    async def _replace_channel(self, queue: str, nacked: AbstractRobustChannel) -> None:
+    async def _replace_channel(self, queue: str, nacked: AbstractRobustChannel) -> bool:
         """A new publishing channel in place of ``nacked`` (once, whoever asks first), on
         a connection that is up. The nacked one is left open, idle: closing it could meet
         aio-pika restoring it, which fails the reconnection (a stressed run hung so:
@@ -430,11 +431,11 @@ class RabbitMQBus:
         async with self._channel_lock:
             connection = self._connection
             if self._channel is not nacked or connection is None:
-                return
+                return self._channel is not nacked  # another publish replaced it
             if connection.is_closed or not connection.connected.is_set():
-                return  # reconnecting: aio-pika reopens the channel, a new one on the broker
+                return False  # reconnecting: aio-pika reopens it, a new one on the broker
             if self._replaced_channels >= _MAX_REPLACED_CHANNELS:
-                return
+                return False
             try:
                 channel = await asyncio.wait_for(
                     connection.channel(publisher_confirms=True, on_return_raises=True),
@@ -446,13 +447,14 @@ class RabbitMQBus:
                     extra={"queue": queue},
                     exc_info=True,
                 )
-                return
+                return False
             self._channel = channel
             self._replaced_channels += 1
         log.warning(
             "publishing channel replaced: its publishes stayed nacked",
             extra={"queue": queue, "replaced_channels": self._replaced_channels},
         )
+        return True
 
     async def _declare(self, queue: str, arguments: dict[str, Any]) -> None:
         if queue in self._declared:
