@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -136,3 +137,32 @@ async def test_a_refused_logon_is_one_error_line_per_attempt_with_backoff(
     errors = records(tmp_path / "logs" / "provider_errors.log")
     assert [r.tag for r in errors if r.tag == "LPGW:LOGON_REJECTED"]
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+async def test_a_store_directory_lost_under_the_session_stops_the_gateway(
+    tmp_path: Path,
+) -> None:
+    # no LP listens: the session keeps reconnecting, as while an LP is down
+    environ = env(tmp_path, free_port(), SECRET)
+    gateway_log = tmp_path / "logs" / "lp_gateway-primebank.log"
+    gateway = await spawn(["run", "lp-gateway", "--lp", "primebank"], environ)
+    try:
+        await until(gateway_log, "LPGW:STARTING")
+        shutil.rmtree(tmp_path / "fix")
+        out, err = await asyncio.wait_for(gateway.communicate(), timeout=60)
+    finally:
+        if gateway.returncode is None:
+            gateway.kill()
+            await gateway.wait()
+    # it stopped on its own, with the reason, instead of spinning on a store it cannot open
+    assert gateway.returncode == 2, (out + err).decode()
+    assert "store directory" in err.decode() and "went away" in err.decode()
+    [lost] = [r for r in records(gateway_log) if r.tag == "LPGW:STORE_LOST"]
+    assert lost.level == "CRITICAL"
+    assert (lost.fields["store_dir"], lost.fields["reason"]) == (
+        str(tmp_path / "fix" / "primebank"),
+        "the directory is gone",
+    )
+    errors = records(tmp_path / "logs" / "provider_errors.log")
+    assert "LPGW:STORE_LOST" in [r.tag for r in errors]

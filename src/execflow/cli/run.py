@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -30,6 +30,7 @@ from execflow.backends.factory import make_database
 from execflow.cli.context import settings_from
 from execflow.cli.failures import process_logging
 from execflow.domain.routing import Worker
+from execflow.errors import ConfigError
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import mask_value
 from execflow.logs.setup import LogSystem
@@ -268,10 +269,26 @@ async def _serve_gateway(
             gateway = LpGateway(services, lp, settings.lps[lp])
             await gateway.start()
             try:
-                await stop.wait()
+                await _first(stop.wait(), gateway.store_lost.wait())
             finally:
                 await gateway.stop(settings.shutdown_timeout_s)
+    if gateway.store_lost.is_set():
+        raise ConfigError(
+            f"LP {lp}: its store directory {settings.lps[lp].store_dir / lp} went away "
+            "while the session ran (LPGW:STORE_LOST)",
+            setting=f"lps.{lp}.store_dir",
+        )
     return received["signal"]
+
+
+async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+    """Return once any of ``waits`` has; cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 @run_app.command("db-writer")

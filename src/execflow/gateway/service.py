@@ -63,6 +63,7 @@ from execflow.gateway.ledger import SentLedger
 from execflow.gateway.publisher import ReportPublisher
 from execflow.gateway.quality import QualityRecorder
 from execflow.gateway.quotes import QuoteWriter
+from execflow.gateway.storedir import DirectoryWatch
 from execflow.logs.events import EventLogger
 from execflow.logs.masking import MASK
 from execflow.pipeline.services import Services
@@ -128,6 +129,9 @@ class LpGateway:
         self._session_up = False  # read on engine threads: the engine's own view
         self._failures = 0
         self._resume_at: asyncio.TimerHandle | None = None
+        self.store_lost = asyncio.Event()
+        """Set when the store directory went away under the session (``gateway.storedir``)."""
+        self._store_watch: asyncio.Task[None] | None = None
         self.quotes = QuoteWriter(services.state, self.log, services.clock, provider=name)
         journal = ReportJournal(session.store_dir / name / "reports-journal.jsonl")
         self.reports = ReportPublisher(
@@ -195,14 +199,37 @@ class LpGateway:
             password=MASK if self.session.password is not None else None,
         )
         await asyncio.to_thread(self._initiator.start)
+        watch = await asyncio.to_thread(DirectoryWatch, store_dir)
+        self._store_watch = asyncio.create_task(
+            self._watch_store(watch), name=f"lp-{self.name}-store-watch"
+        )
         self._consumer = await bus.consume(
             self.requests_queue, self._handle_request, prefetch=self.services.settings.prefetch
         )
+
+    async def _watch_store(self, watch: DirectoryWatch) -> None:
+        try:
+            reason = await watch.lost()
+        finally:
+            watch.close()
+        self.log.critical(
+            "LPGW:STORE_LOST",
+            lp=self.name,
+            store_dir=str(watch.path),
+            reason=reason,
+            detail="the session's sequence numbers, message store, ClOrdID ledger and report "
+            "journal can no longer be kept; stopping (restore the directory, or reset the "
+            "session with the LP, before starting again)",
+        )
+        self.store_lost.set()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop taking requests, log out (reports in flight are published first)."""
         self._stopping = True
         deadline = time.monotonic() + drain_timeout_s
+        if self._store_watch is not None:
+            self._store_watch.cancel()
+            self._store_watch = None
         if self._resume_at is not None:
             self._resume_at.cancel()
             self._resume_at = None
