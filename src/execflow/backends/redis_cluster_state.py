@@ -27,7 +27,7 @@ What differs from one server:
   a master known to have fewer replicas than wanted is asked again on every write.
 * A read that finds an order or a lifecycle record absent is checked the same way
   before "absent" is answered: a replaced master that has not heard so yet answers
-  from its old data (``_confirmed_miss``). A read that finds a document is not
+  from its old data (``_confirm_miss``). A read that finds a document is not
   checked: what is decided on it is written, and that write is checked (an old
   version fails the compare-and-set on the successor, and the caller reloads).
 * MOVED / ASK are followed by redis-py; a failover (connection refused, ``CLUSTERDOWN``,
@@ -62,17 +62,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from execflow.backends.redis_state import (
     _CAS_SCRIPT,
-    _HEAD_FIELDS,
     RedisStateStore,
     _dump,
-    _head,
     _load,
     _quotes,
     _raise_conflict,
     _text,
-    _versioned,
 )
-from execflow.backends.state import TransitionReads, Versioned, Write
+from execflow.backends.state import Write
 from execflow.errors import StoreError
 from execflow.logs.masking import mask_url
 
@@ -382,7 +379,11 @@ class RedisClusterStateStore(RedisStateStore):
 
     # -- reads whose "absent" is confirmed -------------------------------------------------
 
-    async def _confirmed_miss(self, node: ClusterNode | None, key: str) -> None:
+    def _read_node(self, key: str) -> ClusterNode | None:
+        node: ClusterNode | None = self._redis.get_node_from_key(key)
+        return node
+
+    async def _confirm_miss(self, node: ClusterNode | None, key: str) -> None:
         """An empty read is an answer only from a node that still serves ``key``'s slot.
 
         A master replaced while paused answers as a master, from its old data, until it
@@ -402,11 +403,8 @@ class RedisClusterStateStore(RedisStateStore):
         retried), since the map names the replaced master until it answers ``MOVED``.
         """
         key = self.order_key(account_id, order_id)
-        node = self._redis.get_node_from_key(key)
-        if node is None:
-            return
         try:
-            await self._still_serving(node, key, "read")
+            await self._confirm_miss(self._read_node(key), key)
         except ReplacedMasterError as exc:
             raise StoreError(
                 "read from a master replaced meanwhile: read again",
@@ -414,47 +412,10 @@ class RedisClusterStateStore(RedisStateStore):
                 error=repr(exc),
             ) from exc
 
-    async def _get_json(self, operation: str, key: str) -> dict[str, Any] | None:
-        async def do() -> Any:
-            node = self._redis.get_node_from_key(key)
-            raw = await self._redis.get(key)
-            if raw is None:
-                await self._confirmed_miss(node, key)
-            return raw
-
-        raw = await self._call(operation, do)
-        return None if raw is None else _load(raw)
-
-    async def _get_doc(self, operation: str, key: str) -> Versioned | None:
-        async def do() -> list[Any]:
-            node = self._redis.get_node_from_key(key)
-            result: list[Any] = await self._redis.hmget(key, ["v", "d"])
-            if result[0] is None:
-                await self._confirmed_miss(node, key)
-            return result
-
-        return _versioned(await self._call(operation, do))
-
     # -- reference data, one copy per read --------------------------------------------------
 
-    async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """Order and account head (one slot) and the account's copy of the quotes, pipelined;
-        an absent order is confirmed (``_confirmed_miss``)."""
-        order_key = self.order_key(account_id, order_id)
-
-        async def do() -> list[Any]:
-            node = self._redis.get_node_from_key(order_key)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hmget(order_key, ["v", "d"])
-            pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
-            pipe.hgetall(self.price_key(self._copy_of(account_id)))
-            result: list[Any] = await pipe.execute()
-            if result[0][0] is None:
-                await self._confirmed_miss(node, order_key)
-            return result
-
-        order, account, prices = await self._call("read_for_transition", do)
-        return TransitionReads(_versioned(order), _head(account), _quotes(prices))
+    def _quotes_key(self, account_id: str) -> str:
+        return self.price_key(self._copy_of(account_id))
 
     async def _write_copies(self, operation: str, commands: list[tuple[Any, ...]]) -> None:
         async def do() -> Any:

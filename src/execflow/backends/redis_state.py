@@ -348,20 +348,43 @@ class RedisStateStore:
 
     async def _get_doc(self, operation: str, key: str) -> Versioned | None:
         async def do() -> list[Any]:
+            node = self._read_node(key)
             result: list[Any] = await self._redis.hmget(key, ["v", "d"])
+            if result[0] is None:
+                await self._confirm_miss(node, key)
             return result
 
         return _versioned(await self._call(operation, do))
 
+    # An "absent" answer is a decision (the dispatcher dead-letters an unknown lifecycle
+    # id; a worker refuses an unknown order). One server's answer is final; the cluster
+    # store overrides these two hooks to check that the node it read from still serves
+    # the key's slot before "absent" is answered.
+    def _read_node(self, key: str) -> Any:
+        """The node a read of ``key`` goes to, taken before the read (none here)."""
+        return None
+
+    async def _confirm_miss(self, node: Any, key: str) -> None:
+        """Called when a read of ``key`` on ``node`` found nothing (final on one server)."""
+
+    def _quotes_key(self, account_id: str) -> str:
+        """The quotes hash a transition of ``account_id`` reads."""
+        return self.prices_key
+
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """The order, its account and every quote in one pipelined round trip."""
+        """The order, its account and every quote in one pipelined round trip; an absent
+        order is confirmed (``_confirm_miss``)."""
+        order_key = self.order_key(account_id, order_id)
 
         async def do() -> list[Any]:
+            node = self._read_node(order_key)
             pipe = self._redis.pipeline(transaction=False)
-            pipe.hmget(self.order_key(account_id, order_id), ["v", "d"])
+            pipe.hmget(order_key, ["v", "d"])
             pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
-            pipe.hgetall(self.prices_key)
+            pipe.hgetall(self._quotes_key(account_id))
             result: list[Any] = await pipe.execute()
+            if result[0][0] is None:
+                await self._confirm_miss(node, order_key)
             return result
 
         order, account, prices = await self._call("read_for_transition", do)
@@ -474,7 +497,11 @@ class RedisStateStore:
 
     async def _get_json(self, operation: str, key: str) -> dict[str, Any] | None:
         async def do() -> Any:
-            return await self._redis.get(key)
+            node = self._read_node(key)
+            raw = await self._redis.get(key)
+            if raw is None:
+                await self._confirm_miss(node, key)
+            return raw
 
         raw = await self._call(operation, do)
         return None if raw is None else _load(raw)
