@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,21 @@ class LpProcess:
             _stop_process(self._process)
 
 
-def deployed_backends() -> dict[str, str]:
+@dataclass(frozen=True)
+class Servers:
+    """The RabbitMQ and Redis a deployed pass runs on (``--amqp-url``, ``--redis-url``)."""
+
+    amqp_url: str = DEFAULT_AMQP_URL
+    redis_url: str = DEFAULT_REDIS_URL
+
+
+def deployed_backends(servers: Servers) -> dict[str, str]:
     """One pass's RabbitMQ queue prefix and Redis key prefix, its own (the servers are shared)."""
     token = f"effixproc{uuid.uuid4().hex[:10]}"
     return {
-        "broker_url": DEFAULT_AMQP_URL,
+        "broker_url": servers.amqp_url,
         "queue_prefix": token,
-        "state_url": f"{DEFAULT_REDIS_URL}?key_prefix={token}",
+        "state_url": f"{servers.redis_url}?key_prefix={token}",
     }
 
 

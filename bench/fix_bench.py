@@ -91,6 +91,7 @@ from _lp_processes import (  # bench/, first on sys.path: see _workload's doc
     STAGES_ENV,
     LpProcess,
     ProcessLp,
+    Servers,
     deployed_backends,
     lp_feed,
     serve_bus_lp,
@@ -308,12 +309,13 @@ def thread_cpu_since(since: dict[int, float]) -> dict[str, float]:
     return out
 
 
-def pass_settings(run_dir: Path, deployed: bool) -> Settings:
-    """In-memory bus and state, or (``deployed``) RabbitMQ and Redis; SQLite in ``run_dir``."""
+def pass_settings(run_dir: Path, deployed: Servers | None) -> Settings:
+    """In-memory bus and state, or (``deployed``) those RabbitMQ and Redis; SQLite in
+    ``run_dir``."""
     return Settings(
         log_dir=run_dir / "logs",
         database_url=f"sqlite+aiosqlite:///{run_dir / 'x.db'}",
-        **(deployed_backends() if deployed else {}),  # type: ignore[arg-type]
+        **(deployed_backends(deployed) if deployed else {}),  # type: ignore[arg-type]
     )
 
 
@@ -354,11 +356,11 @@ async def one_pass(
     lp_port: int | None,
     profile: Path | None = None,
     stages: StageTimes | None = None,
-    deployed: bool = False,
+    deployed: Servers | None = None,
 ) -> dict[str, float]:
     """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures.
 
-    ``deployed`` (``--gateway-process``): the pipeline on RabbitMQ and Redis (a queue and key
+    ``deployed`` (``--gateway-process``): the pipeline on those RabbitMQ and Redis (a queue and key
     prefix of its own, removed at the end), the LP side in processes of its own."""
     run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
     run_dir.mkdir(parents=True)
@@ -490,7 +492,7 @@ async def main(
     half_rate: float | None = None,
     show_stages: bool = False,
     lp_switch_ms: float | None = None,
-    deployed: bool = False,
+    deployed: Servers | None = None,
 ) -> None:
     stages = StageTimes() if show_stages else None
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
@@ -618,9 +620,8 @@ def inner(spec: str) -> None:
     with tempfile.TemporaryDirectory(prefix="execflow-fixinstr-") as tmp:
         if mode == "fix" or deployed == "1":
             lp_port = int(port) or None
-            asyncio.run(
-                one_pass(Path(tmp), mode, int(orders), None, lp_port, deployed=deployed == "1")
-            )
+            servers = Servers() if deployed == "1" else None
+            asyncio.run(one_pass(Path(tmp), mode, int(orders), None, lp_port, deployed=servers))
         else:
             asyncio.run(fill_pass(Path(tmp), int(orders), 3600))
 
@@ -693,6 +694,16 @@ if __name__ == "__main__":
         help="the deployment's shape: the pipeline on RabbitMQ and Redis, the bus LP and "
         "`execflow run lp-gateway` each in a process of its own",
     )
+    parser.add_argument(
+        "--amqp-url",
+        default=Servers.amqp_url,
+        help="with --gateway-process: the RabbitMQ to run on (e.g. a quiet one of your own)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=Servers.redis_url,
+        help="with --gateway-process: the Redis to run on (no query string: a key prefix is added)",
+    )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bus-lp", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -717,6 +728,8 @@ if __name__ == "__main__":
                 half_rate=arguments.half_rate,
                 show_stages=arguments.stages,
                 lp_switch_ms=arguments.lp_switch_interval,
-                deployed=arguments.gateway_process,
+                deployed=Servers(arguments.amqp_url, arguments.redis_url)
+                if arguments.gateway_process
+                else None,
             )
         )
