@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from execflow.logs import log_context
+from execflow.logs import log_context, masking
 from execflow.logs.formatting import (
     ECS_VERSION,
     Timestamper,
@@ -160,6 +160,21 @@ def test_secrets_are_masked_in_text_and_json(make_system: SystemFactory, log_dir
     obj = orjson.loads(line)
     assert obj["db_password"] == "***"
     assert obj["u"] == "x://a:***@c"
+
+
+def test_secret_key_answers_are_the_same_remembered_and_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``is_secret_key`` remembers its answers (bounded); each is the pattern's, every time."""
+    monkeypatch.setattr(masking, "_SECRET_KEYS", {})
+    monkeypatch.setattr(masking, "_MAX_KEYS", 3)
+    names = ["password", "Client_Secret", "lots", "AUTH_TOKEN", "apikey", "price", "api_key"]
+    expected = [True, True, False, True, True, False, True]
+    assert [masking.is_secret_key(n) for n in names] == expected
+    assert len(masking._SECRET_KEYS) == 3  # the first three only
+    assert [masking.is_secret_key(n) for n in names] == expected  # remembered or not
+    quoted = text_value({"lots": "1", "Client_Secret": "x"})
+    assert json.loads(quoted) == '{"lots":"1","Client_Secret":"***"}'
 
 
 def test_a_collection_orjson_cannot_encode_is_still_one_value() -> None:

@@ -13,6 +13,10 @@ _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@"
 )
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|api_?key", re.IGNORECASE)
+_SECRET_KEYS: dict[str, bool] = {}
+"""``is_secret_key``'s answers: log fields use a few dozen names, each asked on every
+line that carries it (a calculation line's inputs and outputs: ~35 a fill report)."""
+_MAX_KEYS = 4096
 
 
 def mask_url(text: str) -> str:
@@ -24,7 +28,12 @@ def mask_url(text: str) -> str:
 
 def is_secret_key(key: str) -> bool:
     """True for field names like password, client_secret, auth_token, api_key."""
-    return _SECRET_KEY.search(key) is not None
+    found = _SECRET_KEYS.get(key)
+    if found is None:
+        found = _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEYS) < _MAX_KEYS:  # bounded: names from data are not remembered all
+            _SECRET_KEYS[key] = found
+    return found
 
 
 def mask_value(key: str, value: str) -> str:
