@@ -11,9 +11,9 @@ touched here: a transition bumps it once, when it commits.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
+from execflow.domain.frozen import replace
 from execflow.domain.models import Account, Position, Reservation
 from execflow.domain.positionbook import (
     Edit,

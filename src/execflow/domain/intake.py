@@ -7,7 +7,7 @@ Ids and time are parameters; the pipeline's intake only loads, calls, writes, se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -24,6 +24,7 @@ from execflow.domain.enums import (
     RequestKind,
     Side,
 )
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ProviderRequest
 from execflow.domain.models import (
     Account,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -24,6 +23,7 @@ from execflow.domain.effects import (
     event_id,
 )
 from execflow.domain.enums import LegKind, LegState, LpOrderType, OrderStatus, RequestKind
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport, ProviderRequest
 from execflow.domain.models import Account, InstrumentConfig, Leg, Order, Prices
 from execflow.domain.money import lp_price

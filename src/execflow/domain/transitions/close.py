@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -17,6 +16,7 @@ from execflow.domain.enums import (
     ReportStatus,
     RequestKind,
 )
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import (
     ZERO,

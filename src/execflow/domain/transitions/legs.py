@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from execflow.domain.effects import EventKind
 from execflow.domain.enums import LegKind, LegState, OrderStatus, ReportStatus, RequestKind
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.money import client_price

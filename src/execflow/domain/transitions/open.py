@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,6 +9,7 @@ from execflow.domain import money
 from execflow.domain.accounting import add_position
 from execflow.domain.effects import Calculation, CalculationName, Effect, EventKind
 from execflow.domain.enums import LegKind, LegState, OrderStatus, ReportStatus, RequestKind
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import (
     ZERO,

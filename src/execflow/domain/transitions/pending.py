@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 from execflow.domain.effects import EventKind
 from execflow.domain.enums import OrderStatus, ReportStatus, RequestKind
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import Account, InstrumentConfig, Order, Prices
 from execflow.domain.money import client_price

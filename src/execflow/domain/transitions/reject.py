@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from execflow.domain.accounting import release
 from execflow.domain.effects import EventKind
 from execflow.domain.enums import LegState, OrderStatus, ReportStatus, RequestKind
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport
 from execflow.domain.models import ZERO, Account, InstrumentConfig, Order, Prices
 from execflow.domain.outcomes import Applied, Invalid, NeedsReview, Outcome, Stale, TooEarly
