@@ -75,6 +75,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -357,13 +358,15 @@ async def one_pass(
     profile: Path | None = None,
     stages: StageTimes | None = None,
     deployed: Servers | None = None,
+    latencies_out: list[float] | None = None,
 ) -> dict[str, float]:
     """One pass; returns count, elapsed_s, rate, lp_cpu_s, p50_ms, p99_ms, CPU figures.
 
     ``deployed`` (``--gateway-process``): the pipeline on those RabbitMQ and Redis (a queue and key
     prefix of its own, removed at the end), the LP side in processes of its own."""
-    run_dir = workdir / f"{mode}-{'paced' if rate_per_s else 'max'}"
-    run_dir.mkdir(parents=True)
+    run_dir = Path(
+        tempfile.mkdtemp(prefix=f"{mode}-{'paced' if rate_per_s else 'max'}-", dir=workdir)
+    )
     settings = pass_settings(run_dir, deployed)
     logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
     accepted: dict[str, float] = {}
@@ -427,7 +430,7 @@ async def one_pass(
     keys = [k for k in accepted if k in done]
     latencies = [(done[k] - accepted[k]) * 1000 for k in keys]
     elapsed = max(idle_at, *(done[k] for k in keys)) - min(accepted[k] for k in keys)
-    p50, _p95, p99 = percentiles(latencies)
+    p50, p99 = latency_figures(latencies, latencies_out)
     add_stage_ends(stages, order_of, accepted, done)
     # the pipeline's own CPU: the bus LP's handler runs in this process, the FIX LP does not
     pipeline_cpu_s = cpu_s - lp_cpu_s[0]
@@ -445,6 +448,14 @@ async def one_pass(
         "p99": p99,
         "switch_ms": switch_ms,
     }
+
+
+def latency_figures(latencies: list[float], pooled: list[float] | None) -> tuple[float, float]:
+    """p50 and p99 of one pass; its latencies also added to ``pooled`` (``--repeat``)."""
+    if pooled is not None:
+        pooled.extend(latencies)
+    p50, _p95, p99 = percentiles(latencies)
+    return p50, p99
 
 
 def line(name: str, figures: dict[str, float]) -> str:
@@ -493,6 +504,7 @@ async def main(
     show_stages: bool = False,
     lp_switch_ms: float | None = None,
     deployed: Servers | None = None,
+    repeat: int = 1,
 ) -> None:
     stages = StageTimes() if show_stages else None
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
@@ -506,12 +518,25 @@ async def main(
                 )
                 lp_process_cpu_s = lp.cpu_s() - lp_start_cpu_s
         half = fix_max["rate"] / 2 if half_rate is None else half_rate
-        bus_half = await one_pass(workdir, "bus", orders, half, None, deployed=deployed)
         lp_file = workdir / "lp-stages.json"
-        with LpProcess.acceptor(lp_file if stages else None, lp_switch_ms) as lp:
-            fix_half = await one_pass(
-                workdir, "fix", orders, half, lp.port, stages=stages, deployed=deployed
+        pairs: list[tuple[dict[str, float], dict[str, float]]] = []
+        pooled: dict[str, list[float]] = {"bus": [], "fix": []}
+        for _ in range(repeat):  # alternating, so that a slow spell of the host hits both
+            bus_half = await one_pass(
+                workdir, "bus", orders, half, None, deployed=deployed, latencies_out=pooled["bus"]
             )
+            with LpProcess.acceptor(lp_file if stages else None, lp_switch_ms) as lp:
+                fix_half = await one_pass(
+                    workdir,
+                    "fix",
+                    orders,
+                    half,
+                    lp.port,
+                    stages=stages,
+                    deployed=deployed,
+                    latencies_out=pooled["fix"],
+                )
+            pairs.append((bus_half, fix_half))
         if stages is not None and lp_file.exists():
             for clordid, at in json.loads(lp_file.read_text()).items():
                 if clordid in stages.at:
@@ -526,6 +551,7 @@ async def main(
     )
     if half_rate is not None:
         half_lines(half, bus_half, fix_half, stages)
+        pooled_lines(pairs, pooled)
         return
     print("maximum rate (first accepted -> pipeline idle; latency request -> fill applied):")
     print(line("bus LP", bus_max))
@@ -536,6 +562,7 @@ async def main(
     else:
         embedded_cpu_lines(bus_max, fix_max, acceptor_ms, lp_start_cpu_s)
     half_lines(half, bus_half, fix_half, stages)
+    pooled_lines(pairs, pooled)
     if deployed:
         ratio = fix_max["rate"] / bus_max["rate"]
         print(
@@ -608,6 +635,36 @@ def half_lines(
         print("  the FIX pass by stage (p50, p99 of each hop, ClOrdID by ClOrdID):")
         for text in stage_lines(stages.at):
             print(text)
+
+
+def pooled_lines(
+    pairs: list[tuple[dict[str, float], dict[str, float]]], pooled: dict[str, list[float]]
+) -> None:
+    """With ``--repeat K``: each pair of paced passes, then every order of the K passes of
+    each mode taken together. One pass's p99 is its ~10 slowest orders: on a shared
+    machine one slow spell moves it by tens of ms; K x N orders hold K times as many."""
+    if len(pairs) < 2:
+        return
+    print(f"  {len(pairs)} pairs of paced passes, alternating (the last pair is above):")
+    added = []
+    for number, (bus, fix) in enumerate(pairs, 1):
+        added.append(fix["p99"] - bus["p99"])
+        print(
+            f"    pair {number:>2}: p99 bus {bus['p99']:7.2f} ms, FIX {fix['p99']:7.2f} ms, "
+            f"added {added[-1]:+7.2f} ms"
+        )
+    bus_p50, _, bus_p99 = percentiles(pooled["bus"])
+    fix_p50, _, fix_p99 = percentiles(pooled["fix"])
+    print(
+        f"  every pair's orders together: bus LP {len(pooled['bus'])} orders p50 {bus_p50:.2f} "
+        f"ms p99 {bus_p99:.2f} ms; FIX LP {len(pooled['fix'])} orders p50 {fix_p50:.2f} ms "
+        f"p99 {fix_p99:.2f} ms"
+    )
+    print(
+        f"  at half rate the gateway hop adds p50 {fix_p50 - bus_p50:+.2f} ms, "
+        f"p99 {fix_p99 - bus_p99:+.2f} ms (all pairs' orders; the pairs' median added p99 "
+        f"{statistics.median(added):+.2f} ms)"
+    )
 
 
 _INNER = "EXECFLOW_FIXBENCH_INNER"
@@ -704,9 +761,19 @@ if __name__ == "__main__":
         default=Servers.redis_url,
         help="with --gateway-process: the Redis to run on (no query string: a key prefix is added)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run the paced passes K times, alternating bus and FIX, and print the p50 / p99 "
+        "of all their orders together as well",
+    )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bus-lp", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.repeat < 1 or (arguments.repeat > 1 and arguments.stages):
+        parser.error("--repeat: at least 1, and 1 with --stages")
     if arguments.gateway_process and arguments.stages:
         parser.error("--stages wraps the gateway's methods: not with --gateway-process")
     if arguments.switch_interval is not None:
@@ -731,5 +798,6 @@ if __name__ == "__main__":
                 deployed=Servers(arguments.amqp_url, arguments.redis_url)
                 if arguments.gateway_process
                 else None,
+                repeat=arguments.repeat,
             )
         )
