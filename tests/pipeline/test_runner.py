@@ -9,7 +9,14 @@ from dataclasses import replace
 
 import pytest
 
-from execflow.backends.bus import H_ATTEMPTS, H_ERROR, H_ORIGINAL_QUEUE, H_REASON, Message
+from execflow.backends.bus import (
+    ACK_NEVER_SUSPENDS,
+    H_ATTEMPTS,
+    H_ERROR,
+    H_ORIGINAL_QUEUE,
+    H_REASON,
+    Message,
+)
 from execflow.backends.memory_bus import InMemoryBus
 from execflow.errors import TransitionError, VersionConflict
 from execflow.logs.events import ERROR
@@ -127,6 +134,57 @@ async def test_ack_only_after_the_handler_returned(
     assert line.fields["component"] == COMPONENT
     assert "processing_time_ms" in line.fields
     assert runner.log.stats.count("success") == 1
+
+
+class _RecordingDelivery:
+    """Records the task each settle ran in; its ack suspends unless it says it never does."""
+
+    def __init__(self, never_suspends: bool) -> None:
+        self.message = Message(b"{}", {}, "m-1", QUEUE)
+        self.settled_in: list[asyncio.Task[object] | None] = []
+        self._never_suspends = never_suspends
+        if never_suspends:
+            self.ack_never_suspends = True
+
+    async def ack(self) -> None:
+        self.settled_in.append(asyncio.current_task())
+        if not self._never_suspends:
+            await asyncio.sleep(0)  # a broker's round trip
+
+    async def dead_letter(
+        self, reason: str, error: str | None = None, body: bytes | None = None
+    ) -> None:
+        self.settled_in.append(asyncio.current_task())
+
+
+async def test_an_ack_is_settled_inline_only_when_it_never_suspends(
+    services: Services, bus: InMemoryBus
+) -> None:
+    async def handler(message: Message) -> HandlerResult:
+        return Ack("TEST:SUCCESS", {})
+
+    runner = Runner(services, make_spec(services, handler), rand=half)
+    here = asyncio.current_task()
+    inline = _RecordingDelivery(never_suspends=True)
+    await runner._settle_shielded(inline, Ack("TEST:SUCCESS", {}), 0.0)  # type: ignore[arg-type]
+    assert inline.settled_in == [here]
+    # an ack that may suspend, or anything but an Ack, still settles in a shielded task
+    shielded = _RecordingDelivery(never_suspends=False)
+    await runner._settle_shielded(shielded, Ack("TEST:SUCCESS", {}), 0.0)  # type: ignore[arg-type]
+    dead = _RecordingDelivery(never_suspends=True)
+    await runner._settle_shielded(dead, DeadLetter("r", "e"), 0.0)  # type: ignore[arg-type]
+    for delivery in (shielded, dead):
+        assert len(delivery.settled_in) == 1
+        assert delivery.settled_in[0] is not here
+    # the in-memory bus says so, and truly: its ack finishes at the first step
+    await publish(bus)
+    taken = await bus.get(QUEUE)
+    assert taken is not None
+    assert getattr(taken, ACK_NEVER_SUSPENDS) is True
+    step = taken.ack().__await__()
+    with pytest.raises(StopIteration):
+        next(step)
+    assert bus.pending()[QUEUE] == (0, 0, 0)
 
 
 async def test_skipped_ack_counts_skipped_and_logs_at_its_level(

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Protocol
 
 __all__ = [
+    "ACK_NEVER_SUSPENDS",
     "H_ATTEMPT",
     "H_ATTEMPTS",
     "H_DEAD_LETTERED_AT",
@@ -162,6 +163,12 @@ class QueueNames:
         """Every pipeline queue (workers included, DLQ last)."""
         workers = tuple(self.worker(kind) for kind in WORKER_KINDS)
         return (self.reports, *workers, self.provider_requests, self.db_updates, self.dlq)
+
+
+ACK_NEVER_SUSPENDS = "ack_never_suspends"
+"""An optional class attribute of a ``Delivery``: True when its ``ack`` has no await in it
+(the in-memory bus's), so no cancellation can cut it; the runner then settles an ``Ack``
+inline instead of in a shielded task. A delivery without it is taken as one that may."""
 
 
 class Delivery(Protocol):

@@ -57,6 +57,8 @@ class _Queue:
 class _MemoryDelivery:
     """One delivery; settling it updates the queue's counters and wakes the dispatcher."""
 
+    ack_never_suspends = True  # bus.ACK_NEVER_SUSPENDS: ``ack`` below has no await
+
     def __init__(
         self, bus: InMemoryBus, queue: _Queue, env: _Envelope, consumer: _MemoryConsumer | None
     ) -> None:
@@ -83,7 +85,7 @@ class _MemoryDelivery:
             self._consumer.unacked.discard(self)
 
     async def ack(self) -> None:
-        """Remove the message from its queue."""
+        """Remove the message from its queue (no await: ``ack_never_suspends``)."""
         self._settle()
         self._bus._changed(self._queue)
 

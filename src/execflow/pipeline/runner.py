@@ -22,9 +22,11 @@ What else runs around each message is a hook (``hooks``): the state-store check 
 the handler, the Prometheus counters after the settle.
 
 Settling runs under ``asyncio.shield``: a shutdown never cuts it between the DLQ publish
-and the ack. The handler has committed its state and had its publishes confirmed before
-it returned, so an ack always follows the durable effect. A handler cancelled by a
-shutdown leaves its delivery unsettled and the bus returns it to the queue.
+and the ack. (An ``Ack`` on a delivery whose ack never suspends, ``bus.ACK_NEVER_SUSPENDS``,
+is settled inline: nothing can cut it, and a task per message is not paid for.) The
+handler has committed its state and had its publishes confirmed before it returned, so
+an ack always follows the durable effect. A handler cancelled by a shutdown leaves its
+delivery unsettled and the bus returns it to the queue.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from execflow.backends.bus import H_TRACE_ID, Consumer, Delivery, Message
+from execflow.backends.bus import ACK_NEVER_SUSPENDS, H_TRACE_ID, Consumer, Delivery, Message
 from execflow.logs.context import log_context
 from execflow.logs.events import ERROR, EventLogger
 from execflow.pipeline.hooks import Outcome, RunnerHook, default_hooks
@@ -239,6 +241,12 @@ class Runner:
     async def _settle_shielded(
         self, delivery: Delivery, result: HandlerResult | _Failed, started: float
     ) -> None:
+        if result.__class__ is Ack and getattr(delivery, ACK_NEVER_SUSPENDS, False):
+            # An ack with no await in it cannot be cut by a cancellation (one arrives only
+            # at a suspension): settled here, without the task and shield below, which
+            # cost ~0.21 M instructions a fill report on the in-memory bus.
+            await self._settle(delivery, result, started)
+            return
         task = asyncio.create_task(self._settle(delivery, result, started))
         self._settles.add(task)
         task.add_done_callback(self._settles.discard)
