@@ -85,6 +85,14 @@ def test_order_snapshot_drops_the_outbox_but_keeps_the_ledger() -> None:
     assert codec.order_from_dict(snap).outbox == ()
 
 
+@given(s.orders)
+def test_order_snapshot_is_the_order_dict_with_an_empty_outbox(order: Order) -> None:
+    whole = codec.order_to_dict(order)
+    snap = codec.order_snapshot(order)
+    assert snap == {**whole, "outbox": []}
+    assert list(snap) == list(whole)  # same keys, same order
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
