@@ -20,8 +20,9 @@ Under valgrind (~50x slower) anything that fires by the wall clock fires more of
 the count moves with the machine's load. With ``batch`` the pass runs without such timers
 in the measured work: the db writer writes full batches of ``batch`` only (its timeout out
 of reach, so the events of a pass must be a multiple of it), the log writer thread wakes
-on a buffer's worth of lines rather than every 0.2 s, no STATS line is owed by time, and
-the wait for the fills is the in-memory bus's exact join, not a 50 ms poll.
+on a buffer's worth of lines rather than every 0.2 s (or 10 s, the most ``Settings``
+allow), no STATS line is owed by time, and the wait for the fills is the in-memory bus's
+exact join, not a 50 ms poll.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ async def fill_pass(
         **steady,
     )
     logs = await asyncio.to_thread(setup_logging, settings, "simulator", bridge=False)
+    writer: Any = getattr(logs, "writer", None)
+    if batch is not None and hasattr(writer, "flush_interval_s"):
+        # Settings allow 10 s at most, and each timed wake also checks every log file's
+        # path: a pass that runs longer under load would pay more of them. Woken by a
+        # buffer's worth of lines (and the close) only, the wakes follow the lines.
+        writer.flush_interval_s = _OUT_OF_REACH_S
     try:
         async with open_services(settings, logs) as services:
             placed = await place_orders(services, orders)
