@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -88,16 +89,17 @@ def _rows(output: str) -> list[list[str]]:
 
 
 @pytest.mark.integration
-def test_the_scale_out_table_has_a_row_per_shape_and_instance_count() -> None:
+def test_the_scale_out_table_has_a_row_per_shape_and_instance_count(tmp_path: Path) -> None:
     from tests.services import need_service
 
     for name in ("rabbitmq", "redis", "postgresql"):
         need_service(name)
     reports = 20
+    profiles = tmp_path / "profiles"
     command = [
         sys.executable, "-m", "execflow", "bench", "--instances", "1,2",
         "--distributed-reports", str(reports), "--spread-accounts", "20", "--hot-accounts", "1",
-        "--timeout", "120",
+        "--timeout", "120", "--profile-dir", str(profiles),
     ]  # fmt: skip
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=400, env=dict(os.environ), check=False
@@ -126,3 +128,22 @@ def test_the_scale_out_table_has_a_row_per_shape_and_instance_count() -> None:
     assert sum(float(r[-2]) for r in rows[2:]) > 0, rows
     # every report applied or dead-lettered (the hot shape may lose some to contention)
     assert all(int(r[2]) + int(r[-1]) == reports for r in rows), rows
+    _assert_profiled(profiles)
+
+
+def _assert_profiled(profiles: Path) -> None:
+    """``--profile-dir``: a profile per pass, process and instance, each of its own work."""
+    expected = {
+        f"{label}-{process}-{i}.prof"
+        for label, count in (("spread1", 1), ("spread2", 2), ("hot1", 1), ("hot2", 2))
+        for process in ("db_writer", "worker_open", "dispatcher")
+        for i in range(1, count + 1)
+    }
+    assert {p.name for p in profiles.iterdir()} == expected
+    called = {
+        (Path(file).name, function)
+        for file, _line, function in pstats.Stats(
+            str(profiles / "spread1-worker_open-1.prof")
+        ).stats  # type: ignore[attr-defined]
+    }
+    assert ("workers.py", "handle") in called, sorted(called)[:20]

@@ -83,6 +83,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _ENTRY = "from execflow.cli.app import main; main()"
+# the same under cProfile (``BenchConfig.profile_dir``, ``cli.profiled``)
+PROFILED_ENTRY = "from execflow.cli.profiled import run; run({path})"
 # the distributed pass's processes: the name each logs under, its ``execflow`` arguments
 PIPELINE_PROCESSES = {
     "db_writer": ("run", "db-writer"),
@@ -121,6 +123,9 @@ class BenchConfig:
     """Seconds a distributed pass samples its processes and servers idle (orders placed,
     no fill sent yet): their background CPU (timers, a cluster's pings, other clients of
     a shared server), in ``RunFigures.idle_cpu_by_group``; 0 not to sample."""
+    profile_dir: Path | None = None
+    """Where each distributed process writes its cProfile (``<label>-<name>-<instance>.prof``,
+    the loop thread's CPU time: ``cli.profiled``); ``None``: the processes run plain."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +551,13 @@ async def _migrate(url: str) -> None:
     await database.close()
 
 
+def _entry(config: BenchConfig, process: str) -> str:
+    """The ``python -c`` program of a distributed process: plain, or profiled."""
+    if config.profile_dir is None:
+        return _ENTRY
+    return PROFILED_ENTRY.format(path=repr(str(config.profile_dir.resolve() / f"{process}.prof")))
+
+
 def _pass_settings(
     config: BenchConfig, database_url: str, label: str, run_dir: Path
 ) -> dict[str, str]:
@@ -594,7 +606,13 @@ async def distributed_pass(
             for name, args in PIPELINE_PROCESSES.items():
                 children[name] = [
                     await asyncio.create_subprocess_exec(
-                        sys.executable, "-c", _ENTRY, *args, "--instance", str(i), env=env
+                        sys.executable,
+                        "-c",
+                        _entry(config, f"{label}-{name}-{i}"),
+                        *args,
+                        "--instance",
+                        str(i),
+                        env=env,
                     )
                     for i in instances
                 ]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -59,9 +60,17 @@ def bench_command(
         200, min=1, help="Scale-out: accounts of the spread shape."
     ),
     hot_accounts: int = typer.Option(2, min=1, help="Scale-out: accounts of the hot shape."),
+    profile_dir: Path | None = typer.Option(
+        None,
+        file_okay=False,
+        help="Run each distributed process under cProfile (its loop thread's CPU time) and "
+        "write its stats here, one <pass>-<process>-<instance>.prof each.",
+    ),
 ) -> None:
     """Measure the pipeline (all logging on) against the raw RabbitMQ relay rate."""
     console = Console(width=None if Console().is_terminal else 140)
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
     config = BenchConfig(
         embedded_reports=embedded_reports,
         distributed_reports=distributed_reports,
@@ -71,6 +80,7 @@ def bench_command(
         redis_url=redis_url,
         postgres_admin_url=postgres_admin_url,
         timeout_s=timeout,
+        profile_dir=profile_dir,
     )
     counts: tuple[int, ...] = ()
     if instances:
