@@ -396,10 +396,11 @@ def real_settings(settings: Settings, pg_url: str) -> Settings:
 @pytest.fixture
 async def real_services(real_settings: Settings, logs: LogSystem) -> AsyncIterator[Services]:
     """Services on the real servers; Redis keys and queues are removed at the end: the
-    queues this process declared, and every pipeline queue of the prefix, which the
-    tests' ``execflow run`` processes declare on their own."""
+    queues this process declared, and every pipeline queue of the prefix and its delay
+    queues, which the tests' ``execflow run`` processes declare on their own."""
     from execflow.backends.bus import QueueNames
     from execflow.backends.rabbitmq import RabbitMQBus
+    from execflow.backends.rabbitmq_queues import delay_queue_names
     from tests.backends.conftest import delete_queues
 
     async with open_services(real_settings, logs) as opened:
@@ -409,4 +410,5 @@ async def real_services(real_settings: Settings, logs: LogSystem) -> AsyncIterat
             await opened.state.flush_all()
             assert isinstance(opened.bus, RabbitMQBus)
             declared = set(opened.bus.declared_queues)
-    await delete_queues(declared | set(QueueNames(real_settings.queue_prefix).all()))
+    queues = QueueNames(real_settings.queue_prefix).all()
+    await delete_queues(declared | {*queues, *(d for q in queues for d in delay_queue_names(q))})

@@ -147,3 +147,52 @@ def _assert_profiled(profiles: Path) -> None:
         ).stats  # type: ignore[attr-defined]
     }
     assert ("workers.py", "handle") in called, sorted(called)[:20]
+
+
+@pytest.mark.integration
+async def test_a_pass_clean_up_removes_the_delay_queues_its_processes_declared(
+    tmp_path: Path,
+) -> None:
+    """A pass's processes declare ``{queue}.delay.{ms}`` when they retry a report later;
+    they are gone when the bench cleans up, so it deletes every delay queue the pass's
+    queues can have (a hot pass left ``...worker.open.delay.200`` on the shared broker)."""
+    import aio_pika
+
+    from execflow.apps.bench import cleanup_pass
+    from execflow.backends.bus import QueueNames
+    from execflow.logs.setup import setup_logging
+    from execflow.settings import Settings
+    from tests.backends.conftest import make_rabbit_bus, unique
+    from tests.services import AMQP_URL, REDIS_URL, need_service
+
+    need_service("rabbitmq")
+    need_service("redis")
+    prefix = unique("efclean")
+    names = QueueNames(prefix)
+    bus = await make_rabbit_bus(names)
+    try:
+        declared = [
+            await bus.declare_delay_queue(names.worker("open"), 0.2),
+            await bus.declare_delay_queue(names.reports, 30.0),
+        ]
+    finally:
+        await bus.close()
+    assert declared == [f"{prefix}.worker.open.delay.200", f"{prefix}.reports.delay.30000"]
+    settings = Settings(
+        queue_prefix=prefix,
+        state_url=f"{REDIS_URL}?key_prefix={prefix}",
+        log_dir=tmp_path / "logs",
+    )
+    logs = setup_logging(settings, "simulator", bridge=False)
+    try:
+        await cleanup_pass(AMQP_URL, settings, logs.logger("simulator"))
+    finally:
+        logs.close()
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        for name in declared:
+            channel = await connection.channel()
+            with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+                await channel.declare_queue(name, passive=True)
+    finally:
+        await connection.close()

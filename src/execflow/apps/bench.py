@@ -49,6 +49,7 @@ import orjson
 from execflow.apps.cputime import CpuMeter, CpuSample, listening_pid
 from execflow.apps.memory import MemoryFigures, bare_interpreter_rss, process_rss
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
+from execflow.backends.rabbitmq_queues import delay_queue_names
 from execflow.domain.enums import Side
 from execflow.errors import ExecflowError, StoreError
 from execflow.logs.catalog import file_name
@@ -737,7 +738,9 @@ async def cleanup_pass(amqp_url: str, settings: Settings, log: EventLogger) -> N
     """Remove this pass's queues and Redis keys (the servers are shared)."""
     from execflow.backends.factory import make_state_store
 
-    await _delete_queues(amqp_url, QueueNames(settings.queue_prefix).all())
+    queues = QueueNames(settings.queue_prefix).all()
+    # with the delay queues the pass's processes declared for retries (gone with them)
+    await _delete_queues(amqp_url, [*queues, *(d for q in queues for d in delay_queue_names(q))])
     state = make_state_store(settings)
     try:
         await state.connect()

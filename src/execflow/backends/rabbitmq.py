@@ -57,6 +57,7 @@ from execflow.backends.rabbitmq_queues import (
     QueueType,
     declaration_refused,
     delay_bucket_ms,
+    delay_queue_name,
 )
 from execflow.clock import Clock, IdGenerator, SystemClock, UuidIds
 from execflow.errors import BusError
@@ -474,7 +475,7 @@ class RabbitMQBus:
     async def declare_delay_queue(self, queue: str, delay_s: float) -> str:
         """The delay queue of ``queue`` for ``delay_s`` (rounded up to a bucket), declared."""
         bucket = delay_bucket_ms(delay_s)
-        name = f"{queue}.delay.{bucket}"
+        name = delay_queue_name(queue, bucket)
         await self._declare(name, self._arguments.for_delay(queue, bucket))
         return name
 

@@ -48,6 +48,8 @@ __all__ = [
     "broker_dead_letter_headers",
     "declaration_refused",
     "delay_bucket_ms",
+    "delay_queue_name",
+    "delay_queue_names",
 ]
 
 QueueType = Literal["quorum", "classic"]
@@ -85,6 +87,17 @@ def delay_bucket_ms(delay_s: float) -> int:
         if bucket >= wanted:
             return bucket
     return DELAY_BUCKETS_MS[-1]
+
+
+def delay_queue_name(queue: str, bucket_ms: int) -> str:
+    """The delay queue of ``queue`` for the bucket ``bucket_ms``."""
+    return f"{queue}.delay.{bucket_ms}"
+
+
+def delay_queue_names(queue: str) -> tuple[str, ...]:
+    """Every delay queue ``queue`` can have, one per bucket: what a clean-up deletes (the
+    processes that declared them may be gone)."""
+    return tuple(delay_queue_name(queue, bucket) for bucket in DELAY_BUCKETS_MS)
 
 
 @dataclass(frozen=True, slots=True)
