@@ -162,17 +162,22 @@ def test_secrets_are_masked_in_text_and_json(make_system: SystemFactory, log_dir
     assert obj["u"] == "x://a:***@c"
 
 
-def test_secret_key_answers_are_the_same_remembered_and_past_the_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_secret_key_answers_are_the_same_remembered_and_past_the_bound() -> None:
     """``is_secret_key`` remembers its answers (bounded); each is the pattern's, every time."""
-    monkeypatch.setattr(masking, "_SECRET_KEYS", {})
-    monkeypatch.setattr(masking, "_MAX_KEYS", 3)
+    masking.is_secret_key.cache_clear()
     names = ["password", "Client_Secret", "lots", "AUTH_TOKEN", "apikey", "price", "api_key"]
     expected = [True, True, False, True, True, False, True]
     assert [masking.is_secret_key(n) for n in names] == expected
-    assert len(masking._SECRET_KEYS) == 3  # the first three only
-    assert [masking.is_secret_key(n) for n in names] == expected  # remembered or not
+    assert masking.is_secret_key.cache_info().currsize == len(names)
+    assert [masking.is_secret_key(n) for n in names] == expected  # remembered
+    assert masking.is_secret_key.cache_info().hits == len(names)
+    # past the bound the oldest answers go, and every answer is still the pattern's
+    bound = masking.is_secret_key.cache_info().maxsize
+    assert bound is not None
+    for n in range(bound + 1):
+        masking.is_secret_key(f"field_{n}")
+    assert masking.is_secret_key.cache_info().currsize == bound
+    assert [masking.is_secret_key(n) for n in names] == expected
     quoted = text_value({"lots": "1", "Client_Secret": "x"})
     assert json.loads(quoted) == '{"lots":"1","Client_Secret":"***"}'
 

@@ -411,4 +411,4 @@ async def real_services(real_settings: Settings, logs: LogSystem) -> AsyncIterat
             assert isinstance(opened.bus, RabbitMQBus)
             declared = set(opened.bus.declared_queues)
     queues = QueueNames(real_settings.queue_prefix).all()
-    await delete_queues(declared | {*queues, *(d for q in queues for d in delay_queue_names(q))})
+    await delete_queues(declared | {*queues, *delay_queue_names(queues)})

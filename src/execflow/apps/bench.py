@@ -740,7 +740,7 @@ async def cleanup_pass(amqp_url: str, settings: Settings, log: EventLogger) -> N
 
     queues = QueueNames(settings.queue_prefix).all()
     # with the delay queues the pass's processes declared for retries (gone with them)
-    await _delete_queues(amqp_url, [*queues, *(d for q in queues for d in delay_queue_names(q))])
+    await _delete_queues(amqp_url, [*queues, *delay_queue_names(queues)])
     state = make_state_store(settings)
     try:
         await state.connect()

@@ -32,7 +32,7 @@ declared without it), so a deployment keeps its existing queues.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,10 +94,10 @@ def delay_queue_name(queue: str, bucket_ms: int) -> str:
     return f"{queue}.delay.{bucket_ms}"
 
 
-def delay_queue_names(queue: str) -> tuple[str, ...]:
-    """Every delay queue ``queue`` can have, one per bucket: what a clean-up deletes (the
-    processes that declared them may be gone)."""
-    return tuple(delay_queue_name(queue, bucket) for bucket in DELAY_BUCKETS_MS)
+def delay_queue_names(queues: Iterable[str]) -> tuple[str, ...]:
+    """Every delay queue ``queues`` can have, one per queue and bucket: what a clean-up
+    deletes (the processes that declared them may be gone)."""
+    return tuple(delay_queue_name(q, bucket) for q in queues for bucket in DELAY_BUCKETS_MS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["MASK", "is_secret_key", "mask_url", "mask_value"]
 
@@ -13,10 +14,6 @@ _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@"
 )
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|api_?key", re.IGNORECASE)
-_SECRET_KEYS: dict[str, bool] = {}
-"""``is_secret_key``'s answers: log fields use a few dozen names, each asked on every
-line that carries it (a calculation line's inputs and outputs: ~35 a fill report)."""
-_MAX_KEYS = 4096
 
 
 def mask_url(text: str) -> str:
@@ -26,14 +23,13 @@ def mask_url(text: str) -> str:
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    """True for field names like password, client_secret, auth_token, api_key."""
-    found = _SECRET_KEYS.get(key)
-    if found is None:
-        found = _SECRET_KEY.search(key) is not None
-        if len(_SECRET_KEYS) < _MAX_KEYS:  # bounded: names from data are not remembered all
-            _SECRET_KEYS[key] = found
-    return found
+    """True for field names like password, client_secret, auth_token, api_key.
+
+    Answers are remembered (bounded: names can come from data): log fields use a few
+    dozen names, each asked on every line that carries it (~35 a fill report)."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def mask_value(key: str, value: str) -> str:
