@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from execflow.backends.factory import make_state_store
 from execflow.backends.redis_cluster_state import RedisClusterStateStore
@@ -120,6 +121,28 @@ async def test_quote_and_instrument_copies_cover_every_master(
     for _ in range(20):
         assert await cluster_store.get_price("EURUSD") == {"bid": "1.1", "ask": "1.2"}
         assert await cluster_store.get_instrument("standard", "EURUSD") == {"c": 1}
+
+
+@pytest.mark.integration
+async def test_the_instrument_configs_token_has_a_copy_in_each_quotes_slot(
+    cluster_store: RedisClusterStateStore,
+) -> None:
+    for n in range(16):
+        token_key = cluster_store.instruments_token_copy_key(n)
+        assert key_slot(token_key.encode()) == key_slot(cluster_store.price_key(n).encode())
+    await cluster_store.put_instrument("standard", "EURUSD", {"c": 1})
+    # every account reads the same token, whichever copy its quotes are in
+    tokens = {
+        (await cluster_store.read_for_transition(f"live:{n}", "o1")).instruments_token
+        for n in range(40)
+    }
+    assert len(tokens) == 1 and None not in tokens
+    await cluster_store.put_instrument("standard", "EURUSD", {"c": 2})
+    again = {
+        (await cluster_store.read_for_transition(f"live:{n}", "o1")).instruments_token
+        for n in range(40)
+    }
+    assert len(again) == 1 and again != tokens
 
 
 @pytest.mark.integration

@@ -48,6 +48,7 @@ async def test_keys_share_the_account_hash_tag(redis_store: RedisStateStore) -> 
     try:
         keys = sorted([k.decode() async for k in raw.scan_iter(match=f"{prefix}:*")])
         assert keys == [
+            f"{prefix}:instr-token",
             f"{prefix}:instr:{{std}}:EURUSD",
             f"{prefix}:lc:{{lc9}}",
             f"{prefix}:{{live:6}}:account",

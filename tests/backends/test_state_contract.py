@@ -186,6 +186,27 @@ async def test_reference_data(store: StateStore) -> None:
     assert set(await store.get_prices()) == {"EURUSD", "USDJPY"}
 
 
+async def test_every_instrument_config_written_replaces_the_token(store: StateStore) -> None:
+    assert (await store.read_for_transition(ACCOUNT, "o1")).instruments_token is None
+    await store.put_instrument("standard", "EURUSD", {"c": 1})
+    first = (await store.read_for_transition(ACCOUNT, "o1")).instruments_token
+    assert first is not None
+    assert (await store.read_for_transition(ACCOUNT, "o1")).instruments_token == first
+    await store.put_price("EURUSD", {"bid": "1.1", "ask": "1.2"})  # not a config: kept
+    assert (await store.read_for_transition(ACCOUNT, "o1")).instruments_token == first
+    await store.put_instrument("standard", "EURUSD", {"c": 1})  # the same config again
+    second = (await store.read_for_transition(ACCOUNT, "o1")).instruments_token
+    assert second not in (None, first)
+    await store.flush_all()  # the store lost its data: no token to trust
+    assert (await store.read_for_transition(ACCOUNT, "o1")).instruments_token is None
+    await store.put_instrument("standard", "EURUSD", {"c": 1})  # seeded again: a new one
+    assert (await store.read_for_transition(ACCOUNT, "o1")).instruments_token not in (
+        None,
+        first,
+        second,
+    )
+
+
 async def test_returned_documents_are_copies(store: StateStore) -> None:
     await open_order(store)
     first = await store.get_order(ACCOUNT, "o1")

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from execflow.backends.memory_state import InMemoryStateStore
 from execflow.domain.accounting import add_position, reserve
 from execflow.domain.codec import account_to_dict, instrument_to_dict
 from execflow.domain.enums import Side
 from execflow.domain.models import Account, Position
-from execflow.pipeline.decoded import DecodedMemo, DecodedRefdata
-from execflow.pipeline.refdata import load_instrument, load_prices
+from execflow.pipeline.decoded import DecodedMemo, DecodedRefdata, TokenCache
+from execflow.pipeline.refdata import MissingReferenceData, load_instrument, load_prices
 from execflow.pipeline.services import Services
 from tests.domain.factories import INSTRUMENTS
 
@@ -44,6 +47,90 @@ async def test_an_instrument_is_decoded_again_only_when_its_config_changed(
     await services.state.put_instrument(group, symbol, {**data, "max_lots": "50"})
     changed = await load_instrument(services, group, symbol)
     assert changed is not first and changed.max_lots == Decimal(50)
+
+
+class CountingStore(InMemoryStateStore):
+    """Counts the instrument configs read from the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.instrument_reads = 0
+
+    async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
+        self.instrument_reads += 1
+        return await super().get_instrument(group, symbol)
+
+
+async def _token(store: InMemoryStateStore) -> str | None:
+    return (await store.read_for_transition("live:1", "o1")).instruments_token
+
+
+async def test_an_instrument_config_is_read_once_per_token(services: Services) -> None:
+    store = CountingStore()
+    services = replace(services, state=store, decoded=DecodedRefdata())
+    instrument = next(iter(INSTRUMENTS.values()))
+    group, symbol = instrument.group, instrument.symbol
+    data = instrument_to_dict(instrument)
+    await store.put_instrument(group, symbol, data)
+    token = await _token(store)
+    first = await load_instrument(services, group, symbol, token)
+    assert await load_instrument(services, group, symbol, token) is first
+    assert store.instrument_reads == 1
+    # a change replaces the token: the next transition reads the new config
+    await store.put_instrument(group, symbol, {**data, "max_lots": "50"})
+    changed = await load_instrument(services, group, symbol, await _token(store))
+    assert changed.max_lots == Decimal(50) and store.instrument_reads == 2
+    # the old token (a transition that read before the change) finds nothing kept
+    assert (await load_instrument(services, group, symbol, token)).max_lots == Decimal(50)
+    assert store.instrument_reads == 3
+
+
+async def test_without_a_token_every_load_reads_the_store(services: Services) -> None:
+    store = CountingStore()
+    services = replace(services, state=store, decoded=DecodedRefdata())
+    instrument = next(iter(INSTRUMENTS.values()))
+    await store.put_instrument(instrument.group, instrument.symbol, instrument_to_dict(instrument))
+    for _ in range(3):
+        await load_instrument(services, instrument.group, instrument.symbol, None)
+    assert store.instrument_reads == 3
+
+
+async def test_a_store_that_lost_its_configs_is_not_answered_from_the_cache(
+    services: Services,
+) -> None:
+    store = services.state
+    instrument = next(iter(INSTRUMENTS.values()))
+    group, symbol = instrument.group, instrument.symbol
+    await store.put_instrument(group, symbol, instrument_to_dict(instrument))
+    await load_instrument(
+        services, group, symbol, (await store.read_for_transition("a", "o")).instruments_token
+    )
+    await store.flush_all()
+    lost = (await store.read_for_transition("a", "o")).instruments_token
+    assert lost is None
+    with pytest.raises(MissingReferenceData):
+        await load_instrument(services, group, symbol, lost)
+    # seeded again with another symbol only: still missing, and retryable
+    other = next(i for i in INSTRUMENTS.values() if i.symbol != symbol)
+    await store.put_instrument(other.group, other.symbol, instrument_to_dict(other))
+    reseeded = (await store.read_for_transition("a", "o")).instruments_token
+    with pytest.raises(MissingReferenceData):
+        await load_instrument(services, group, symbol, reseeded)
+
+
+def test_a_token_cache_keeps_values_for_their_token_only() -> None:
+    cache: TokenCache[str] = TokenCache(max_keys=2)
+    cache.put(None, "k", "never kept")
+    assert cache.get(None, "k") is None and len(cache) == 0
+    cache.put("t1", "a", "A1")
+    cache.put("t1", "b", "B1")
+    assert (cache.get("t1", "a"), cache.get("t1", "b")) == ("A1", "B1")
+    cache.put("t1", "c", "C1")  # full: starts over with c alone
+    assert (cache.get("t1", "a"), cache.get("t1", "c"), len(cache)) == (None, "C1", 1)
+    assert cache.get("t2", "c") is None  # another token drops everything
+    assert len(cache) == 0 and cache.get("t1", "c") is None
+    cache.put("t2", "a", "A2")
+    assert cache.get("t2", "a") == "A2"
 
 
 def test_an_account_is_decoded_again_only_when_its_document_changed() -> None:

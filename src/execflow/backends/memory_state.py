@@ -21,6 +21,7 @@ from execflow.backends.state import (
     Write,
     check_writes,
     header_of,
+    new_instruments_token,
     stored_account,
 )
 from execflow.errors import StoreError, VersionConflict
@@ -63,6 +64,7 @@ class InMemoryStateStore:
         self._lifecycles: dict[str, bytes] = {}
         self._instruments: dict[tuple[str, str], bytes] = {}
         self._prices: dict[str, bytes] = {}
+        self._instruments_token: str | None = None
 
     async def connect(self) -> None:
         """Nothing to open."""
@@ -115,11 +117,13 @@ class InMemoryStateStore:
         }
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """The order, its account's head and every quote (through the single reads, so a
-        store that wraps those, as the fault tests do, sees these reads too)."""
+        """The order, its account's head, every quote (through the single reads, so a
+        store that wraps those, as the fault tests do, sees these reads too) and the
+        instrument configs' token."""
         order = await self.get_order(account_id, order_id)
         account = await self.get_account_head(account_id)
-        return TransitionReads(order, account, await self.get_prices())
+        prices = await self.get_prices()
+        return TransitionReads(order, account, prices, self._instruments_token)
 
     async def list_accounts(self) -> list[str]:
         """Every account id, sorted."""
@@ -197,8 +201,9 @@ class InMemoryStateStore:
         return None if raw is None else _load(raw)
 
     async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
-        """Store an instrument config."""
+        """Store an instrument config, then a new instrument configs' token."""
         self._instruments[(group, symbol)] = _dump(data)
+        self._instruments_token = new_instruments_token()
 
     async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
         """An instrument config, or ``None``."""
@@ -224,4 +229,5 @@ class InMemoryStateStore:
         self._orders.clear()
         self._lifecycles.clear()
         self._instruments.clear()
+        self._instruments_token = None
         self._prices.clear()

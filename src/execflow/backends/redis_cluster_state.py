@@ -10,7 +10,13 @@ What differs from one server:
   spread over the masters, and a read takes one copy (the account's, or the next in
   turn). A write reaches every copy before it returns; copies can differ only while
   a write is in flight or after one failed half-way (``StoreError``; the next quote
-  replaces it).
+  replaces it). The instrument configs' token (``TransitionReads.instruments_token``)
+  has a copy beside each copy of the quotes (``ef:instr-token:{~<n>}``, the same hash
+  tag, so a transition reads it with its quotes); ``put_instrument`` replaces every copy
+  of it only after every copy of the config is written, so a reader that sees the new
+  token finds the new config in whichever copy it reads. A ``put_instrument`` that
+  failed half-way leaves the old token: readers may keep the old config until it is
+  written again (the seed or rebuild that failed is run again).
 * A commit and a lifecycle record are followed by ``WAIT`` on the same connection, on
   every write: the write reached the replicas before the store answers, so a master
   killed after the answer does not take the write with it. It waits for
@@ -69,7 +75,7 @@ from execflow.backends.redis_state import (
     _raise_conflict,
     _text,
 )
-from execflow.backends.state import Write
+from execflow.backends.state import Write, new_instruments_token
 from execflow.errors import StoreError
 from execflow.logs.masking import mask_url
 
@@ -190,6 +196,10 @@ class RedisClusterStateStore(RedisStateStore):
     def instrument_copy_key(self, group: str, symbol: str, copy: int) -> str:
         """Key of one copy of an instrument config."""
         return f"{self._prefix}:instr:{{{group}~{copy}}}:{symbol}"
+
+    def instruments_token_copy_key(self, copy: int) -> str:
+        """Key of one copy of the instrument configs' token (the slot of ``price_key(copy)``)."""
+        return f"{self._prefix}:instr-token:{{~{copy}}}"
 
     def _copy_of(self, account_id: str) -> int:
         return zlib.crc32(account_id.encode()) % self._copies
@@ -417,6 +427,9 @@ class RedisClusterStateStore(RedisStateStore):
     def _quotes_key(self, account_id: str) -> str:
         return self.price_key(self._copy_of(account_id))
 
+    def _token_key(self, account_id: str) -> str:
+        return self.instruments_token_copy_key(self._copy_of(account_id))
+
     async def _write_copies(self, operation: str, commands: list[tuple[Any, ...]]) -> None:
         async def do() -> Any:
             pipe = self._redis.pipeline(transaction=False)
@@ -453,12 +466,15 @@ class RedisClusterStateStore(RedisStateStore):
         return _quotes(await self._call("get_prices", do))
 
     async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
-        """Store an instrument config in every copy."""
+        """Store an instrument config in every copy, then a new token in every copy."""
         raw = _dump(data)
         commands = [
             ("SET", self.instrument_copy_key(group, symbol, n), raw) for n in range(self._copies)
         ]
         await self._write_copies("put_instrument", commands)
+        token = new_instruments_token()
+        tokens = [("SET", self.instruments_token_copy_key(n), token) for n in range(self._copies)]
+        await self._write_copies("put_instrument", tokens)
 
     async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:
         """An instrument config (from one copy), or ``None``."""

@@ -12,6 +12,9 @@ one account's keys live in one slot and a commit can touch them atomically):
 ``ef:{<account_id>}:orders``            set of the account's order ids
 ``ef:lc:{<lifecycle_id>}``              JSON string, written with SET NX
 ``ef:instr:{<group>}:<symbol>``         JSON string
+``ef:instr-token``                      the instrument configs' token
+                                        (``TransitionReads.instruments_token``), SET
+                                        after each instrument config
 ``ef:px``                               hash symbol -> JSON quote
 ======================================  ==================================================
 
@@ -49,6 +52,7 @@ from execflow.backends.state import (
     Versioned,
     Write,
     check_writes,
+    new_instruments_token,
     stored_account,
 )
 from execflow.errors import StoreError, VersionConflict
@@ -274,6 +278,11 @@ class RedisStateStore:
         return f"{self._prefix}:instr:{{{group}}}:{symbol}"
 
     @property
+    def instruments_token_key(self) -> str:
+        """Key of the instrument configs' token."""
+        return f"{self._prefix}:instr-token"
+
+    @property
     def prices_key(self) -> str:
         """Key of the prices hash."""
         return f"{self._prefix}:px"
@@ -371,9 +380,13 @@ class RedisStateStore:
         """The quotes hash a transition of ``account_id`` reads."""
         return self.prices_key
 
+    def _token_key(self, account_id: str) -> str:
+        """The instrument configs' token a transition of ``account_id`` reads."""
+        return self.instruments_token_key
+
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """The order, its account and every quote in one pipelined round trip; an absent
-        order is confirmed (``_confirm_miss``)."""
+        """The order, its account, every quote and the instrument configs' token in one
+        pipelined round trip; an absent order is confirmed (``_confirm_miss``)."""
         order_key = self.order_key(account_id, order_id)
 
         async def do() -> list[Any]:
@@ -382,13 +395,15 @@ class RedisStateStore:
             pipe.hmget(order_key, ["v", "d"])
             pipe.hmget(self.account_key(account_id), _HEAD_FIELDS)
             pipe.hgetall(self._quotes_key(account_id))
+            pipe.get(self._token_key(account_id))
             result: list[Any] = await pipe.execute()
             if result[0][0] is None:
                 await self._confirm_miss(node, order_key)
             return result
 
-        order, account, prices = await self._call("read_for_transition", do)
-        return TransitionReads(_versioned(order), _head(account), _quotes(prices))
+        order, account, prices, token = await self._call("read_for_transition", do)
+        token_text = None if token is None else _text(token)
+        return TransitionReads(_versioned(order), _head(account), _quotes(prices), token_text)
 
     async def list_orders(
         self, account_id: str, skip: Collection[str] = ()
@@ -483,11 +498,15 @@ class RedisStateStore:
         return await self._get_json("get_lifecycle", self.lifecycle_key(lifecycle_id))
 
     async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
-        """Store an instrument config."""
+        """Store an instrument config, then a new instrument configs' token (one pipeline:
+        Redis runs its commands in order)."""
         raw = _dump(data)
 
         async def do() -> Any:
-            return await self._redis.set(self.instrument_key(group, symbol), raw)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self.instrument_key(group, symbol), raw)
+            pipe.set(self.instruments_token_key, new_instruments_token())
+            return await pipe.execute()
 
         await self._call("put_instrument", do)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from itertools import count
 from secrets import token_hex
 from typing import Any, Literal, Protocol, runtime_checkable
+from uuid import uuid4
 
 __all__ = [
     "ROW_KEY",
@@ -42,6 +43,7 @@ __all__ = [
     "Write",
     "check_writes",
     "header_of",
+    "new_instruments_token",
     "new_stamp",
     "position_rows",
     "stored_account",
@@ -74,6 +76,19 @@ class TransitionReads:
     account: Versioned | None
     """The account's head (``StateStore.get_account_head``): see ``Versioned.stamp``."""
     prices: dict[str, dict[str, Any]]
+    instruments_token: str | None = None
+    """The instrument configs' token (``new_instruments_token``), replaced by every
+    ``put_instrument`` after the config is stored; ``None`` when the store has none (no
+    config written since the store was empty: lost, flushed or never seeded). A reader
+    may keep the configs it read after seeing a token for as long as the store answers
+    that same token; with ``None`` it keeps none. A random token, not a counter: a store
+    that lost its data and was seeded again, or restored from an older snapshot, never
+    answers a token a reader saw before with other configs."""
+
+
+def new_instruments_token() -> str:
+    """A fresh instrument configs' token (``TransitionReads.instruments_token``)."""
+    return uuid4().hex
 
 
 ROW_KEY = "order_id"
@@ -266,8 +281,8 @@ class StateStore(Protocol):
         ...
 
     async def read_for_transition(self, account_id: str, order_id: str) -> TransitionReads:
-        """``get_order``, ``get_account_head`` and ``get_prices`` together (one round trip
-        on Redis).
+        """``get_order``, ``get_account_head``, ``get_prices`` and the instrument configs'
+        token together (one round trip on Redis).
 
         The three reads are not one snapshot; the commit's version check covers the
         order and the account as it does for separate reads.
@@ -291,7 +306,9 @@ class StateStore(Protocol):
         ...
 
     async def put_instrument(self, group: str, symbol: str, data: dict[str, Any]) -> None:
-        """Store (replace) an instrument config of a group."""
+        """Store (replace) an instrument config of a group, then replace the instrument
+        configs' token (``TransitionReads.instruments_token``): a reader that sees the new
+        token reads the new config."""
         ...
 
     async def get_instrument(self, group: str, symbol: str) -> dict[str, Any] | None:

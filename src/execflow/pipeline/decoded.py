@@ -18,7 +18,7 @@ from execflow.domain.codec import account_from_dict, instrument_from_dict
 from execflow.domain.models import Account, InstrumentConfig, Position, Prices, Quote
 from execflow.errors import StoreError
 
-__all__ = ["DecodedMemo", "DecodedRefdata", "quote_of"]
+__all__ = ["DecodedMemo", "DecodedRefdata", "TokenCache", "quote_of"]
 
 T = TypeVar("T")
 
@@ -67,15 +67,56 @@ class DecodedMemo(Generic[T]):
         self._seen[key] = (stored, value)
 
 
+class TokenCache(Generic[T]):
+    """Values read from a store while it answered one token: another token drops them all.
+
+    For data the store gives a random token that it replaces after every change
+    (``TransitionReads.instruments_token``): a value put under the token read *before*
+    the value itself is right for as long as the store answers that token. ``None`` (the
+    store has no token) is never trusted: nothing is kept under it.
+    """
+
+    __slots__ = ("_max_keys", "_token", "_values")
+
+    def __init__(self, max_keys: int = 4096) -> None:
+        self._token: str | None = None
+        self._values: dict[Hashable, T] = {}
+        self._max_keys = max_keys
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, token: str | None, key: Hashable) -> T | None:
+        """The value kept for ``key`` under ``token``; ``None`` when none is (or the token
+        is not the one the values were read under: they are dropped)."""
+        if token != self._token:
+            self._values.clear()
+            self._token = None
+            return None
+        return self._values.get(key)
+
+    def put(self, token: str | None, key: Hashable, value: T) -> None:
+        """Keep ``value``, read after ``token`` was, for as long as the token stays."""
+        if token is None:
+            return
+        if token != self._token or len(self._values) >= self._max_keys:
+            self._values.clear()
+            self._token = token
+        self._values[key] = value
+
+
 class DecodedRefdata:
     """The decoded accounts, instrument configs and prices of one ``Services``.
 
-    Each is a ``DecodedMemo`` and follows its aliasing invariant.
+    Each memo is a ``DecodedMemo`` and follows its aliasing invariant; ``configs`` keeps
+    the instrument configs by the store's token (``TokenCache``), so that a transition
+    reads a config from the store once per token, not once per report.
     """
 
-    __slots__ = ("_accounts", "_heads", "_instruments", "_prices", "_rows")
+    __slots__ = ("_accounts", "_heads", "_instruments", "_prices", "_rows", "configs")
 
     def __init__(self) -> None:
+        self.configs: TokenCache[InstrumentConfig] = TokenCache()
         self._instruments: DecodedMemo[InstrumentConfig] = DecodedMemo()
         self._prices: DecodedMemo[Prices] = DecodedMemo(max_keys=1)
         # An account document grows with its positions (tens of KB with its decoded

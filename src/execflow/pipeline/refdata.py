@@ -1,11 +1,13 @@
 """Loading what a transition reads: account, instrument config, prices.
 
-The state store is the fast source. An account it lost is loaded from the database
-(the durable record) and cached again, with a ``FALLBACK`` line, once the store is
-complete again (``pipeline.completeness``: never while a rebuild is due); an instrument config
-or a price it lacks is a retryable ``MissingReferenceData`` (the database keeps
-neither: they come from the seed file and the price feed). Decoding goes through the
-memo the ``Services`` owns (``services.decoded``, ``pipeline.decoded``).
+The state store is the fast source. An account it lost is loaded from the database (the
+durable record) and cached again, with a ``FALLBACK`` line, once the store is complete
+again (``pipeline.completeness``: never while a rebuild is due); an instrument config or
+a price it lacks is a retryable ``MissingReferenceData`` (the database keeps neither: they
+come from the seed file and the price feed). An instrument config read once is kept in
+the process while the store answers the same instrument configs' token
+(``load_instrument``). Decoding goes through the memo the ``Services`` owns
+(``services.decoded``, ``pipeline.decoded``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,19 @@ async def load_account(
     return doc
 
 
-async def load_instrument(services: Services, group: str, symbol: str) -> InstrumentConfig:
-    """The instrument config of ``group``/``symbol``; ``MissingReferenceData`` when absent."""
+async def load_instrument(
+    services: Services, group: str, symbol: str, token: str | None = None
+) -> InstrumentConfig:
+    """The instrument config of ``group``/``symbol``; ``MissingReferenceData`` when absent.
+
+    ``token``: the instrument configs' token the caller read before (``TransitionReads``).
+    The config read under a token is kept in the process and answered without a store
+    read while the token stays the same; ``None`` reads the store every time.
+    """
+    configs = services.decoded.configs
+    kept = configs.get(token, (group, symbol))
+    if kept is not None:
+        return kept
     data = await services.state.get_instrument(group, symbol)
     if data is None:
         raise MissingReferenceData(
@@ -65,7 +78,9 @@ async def load_instrument(services: Services, group: str, symbol: str) -> Instru
             group=group,
             symbol=symbol,
         )
-    return services.decoded.instrument(group, symbol, data)
+    config = services.decoded.instrument(group, symbol, data)
+    configs.put(token, (group, symbol), config)
+    return config
 
 
 async def load_prices(services: Services) -> Prices:

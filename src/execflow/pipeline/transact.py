@@ -68,7 +68,7 @@ async def transact(
     conflicts = 0
     policy = GuardPolicy(price_band=services.settings.price_band_pct / 100)
     while True:
-        order_doc, account_doc, prices = await _load_docs(services, lifecycle, log, tag)
+        order_doc, account_doc, prices, token = await _load_docs(services, lifecycle, log, tag)
         order = order_from_dict(order_doc.data)
         account, account_doc = await read_account(
             services.decoded,
@@ -76,7 +76,7 @@ async def transact(
             account_doc,
             lambda: load_account(services, lifecycle.account_id, log, tag),
         )
-        instrument = await load_instrument(services, order.group, order.symbol)
+        instrument = await load_instrument(services, order.group, order.symbol, token)
         now = services.clock.now()
         outcome = apply(
             worker, order, account, instrument, prices, report, lifecycle.kind, now, policy
@@ -120,8 +120,9 @@ async def _confirm_current(state: StateStore, lifecycle: LifecycleRecord) -> Non
 
 async def _load_docs(
     services: Services, lifecycle: LifecycleRecord, log: EventLogger, tag: str
-) -> tuple[Versioned, Versioned, Prices]:
-    """Order, account head and quotes in one read (one round trip on Redis, not three)."""
+) -> tuple[Versioned, Versioned, Prices, str | None]:
+    """Order, account head, quotes and the instrument configs' token in one read (one
+    round trip on Redis, not four)."""
     reads = await services.state.read_for_transition(lifecycle.account_id, lifecycle.order_id)
     if reads.order is None:
         raise OrderMissing(
@@ -132,4 +133,5 @@ async def _load_docs(
     account_doc = reads.account
     if account_doc is None:  # the store lost it: from the database, cached back, logged
         account_doc = await load_account(services, lifecycle.account_id, log, tag)
-    return reads.order, account_doc, services.decoded.prices(reads.prices)
+    prices = services.decoded.prices(reads.prices)
+    return reads.order, account_doc, prices, reads.instruments_token
