@@ -173,6 +173,14 @@ class Settings(BaseSettings):
         "the runner's own retries, which re-publish and do not count here",
     )
     prefetch: int = Field(64, ge=1, le=10_000)
+    ack_delay_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1_000,
+        description="RabbitMQ: how long a consumer holds its acks to send a run of them as "
+        "one basic.ack multiple (0: each ack at once); an ack is held only after its "
+        "message's effects are durable",
+    )
     concurrency: int = Field(16, ge=1, le=10_000)
     shutdown_timeout_s: float = Field(10.0, gt=0)
 

@@ -398,3 +398,45 @@ async def test_no_channel_is_opened_while_the_connection_is_reconnecting() -> No
         await bus._confirmed("db_updates", [aio_pika.Message(b"x")])
     assert connection.opened == [] and not stuck.closed
     assert bus._channel is stuck  # type: ignore[comparison-overlap]
+
+
+async def test_held_acks_are_sent_and_never_cover_a_delivery_in_progress() -> None:
+    need_service("rabbitmq")
+    bus = await make_rabbit_bus(QueueNames(unique("eftest.")), prefetch=16, ack_delay_s=0.02)
+    queue = bus.queues.reports
+    await bus.declare(queue)
+    try:
+        for i in range(10):
+            await bus.publish(queue, b"x", message_id=f"m{i}")
+        done: asyncio.Queue[str] = asyncio.Queue()
+        never = asyncio.Event()
+
+        async def handler(delivery: Delivery) -> None:
+            if delivery.message.message_id == "m3":
+                await never.wait()  # still in progress when the consumer stops
+            await delivery.ack()
+            done.put_nowait(delivery.message.message_id)
+
+        consumer = await bus.consume(queue, handler)
+        acked = {await asyncio.wait_for(done.get(), GUARD_S) for _ in range(9)}
+        assert "m3" not in acked
+        await asyncio.sleep(0.1)  # past the delay: the held acks went out
+        await consumer.stop()  # m3's handler is cancelled: its message goes back
+
+        again: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def second(delivery: Delivery) -> None:
+            await delivery.ack()
+            again.put_nowait(delivery.message)
+
+        consumer = await bus.consume(queue, second)
+        back = await asyncio.wait_for(again.get(), GUARD_S)
+        await asyncio.sleep(0.3)
+        await consumer.stop()  # sends its held ack before it closes the channel
+        assert back.message_id == "m3" and back.redelivered
+        assert again.empty()  # the nine acked ones never came back
+        assert await bus.queue_counts(queue) == (0, 0)
+    finally:
+        declared = set(bus.declared_queues)
+        await bus.close()
+        await delete_queues(declared)

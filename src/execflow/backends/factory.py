@@ -34,6 +34,7 @@ def make_bus(settings: Settings) -> Bus:
             settings.broker_url,
             names,
             prefetch=settings.prefetch,
+            ack_delay_s=settings.ack_delay_ms / 1000,
             heartbeat_s=settings.amqp_heartbeat_s,
             queue_type=settings.queue_type,
             delivery_limit=settings.queue_delivery_limit,

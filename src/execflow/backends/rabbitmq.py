@@ -18,6 +18,9 @@
 * Delayed retry uses per-delay TTL queues ``{queue}.delay.{ms}`` that dead-letter back
   to ``{queue}`` through the default exchange. Delays are rounded up to one of
   ``DELAY_BUCKETS_MS`` so the number of queues stays bounded.
+* A consumer's acks are held for ``ack_delay_s`` and sent as one ``basic.ack multiple``
+  per run of settled deliveries (``rabbitmq_acks``); nacks go out at once; a stopping
+  consumer sends what it holds before it closes its channel.
 * The DLQ is a durable queue of the same type; ``Delivery.dead_letter`` publishes into
   it (confirmed) with ``x-*`` headers, then acks. A message the broker dead-lettered
   itself (a quorum queue's delivery limit) is read with ``x-reason: broker_<reason>``.
@@ -47,6 +50,7 @@ from execflow.backends.bus import (
     OutgoingMessage,
     QueueNames,
 )
+from execflow.backends.rabbitmq_acks import ChannelAcks
 from execflow.backends.rabbitmq_delivery import RabbitDelivery
 from execflow.backends.rabbitmq_failover import connect_failover
 from execflow.backends.rabbitmq_nacks import NackStreaks
@@ -104,14 +108,17 @@ class _RabbitConsumer:
         queue_name: str,
         handler: DeliveryHandler,
         channel: AbstractRobustChannel,
+        prefetch: int,
     ) -> None:
         self._bus = bus
         self.queue_name = queue_name
         self._handler = handler
         self._channel = channel
+        self._prefetch = prefetch
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._acks: ChannelAcks | None = None
         self.stopped = False
 
     async def start(self) -> None:
@@ -124,7 +131,7 @@ class _RabbitConsumer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        delivery = RabbitDelivery(self._bus, self.queue_name, incoming)
+        delivery = RabbitDelivery(self._bus, self.queue_name, incoming, self._acks_of(incoming))
         try:
             await self._handler(delivery)
             if delivery.settled:
@@ -155,6 +162,34 @@ class _RabbitConsumer:
                     extra={"queue": self.queue_name},
                 )
 
+    def _acks_of(self, incoming: AbstractIncomingMessage) -> ChannelAcks | None:
+        """The held acks of the channel ``incoming`` came on (new after a reconnect: the old
+        channel's deliveries went back to the queue, and its tags mean nothing here)."""
+        delay_s = self._bus.ack_delay_s
+        if delay_s <= 0 or self._channel.is_closed:
+            return None
+        try:
+            channel = incoming.channel
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return None  # closed under us: its ack fails and the broker redelivers it
+        if self._acks is None or self._acks.channel is not channel:
+            if self._acks is not None:
+                self._acks.drop()
+            self._acks = ChannelAcks(channel, delay_s, self._bus.ack_batch(self._prefetch))
+        return self._acks
+
+    async def _flush_acks(self) -> None:
+        if self._acks is None or self._channel.is_closed:
+            return
+        try:
+            await self._acks.flush()
+        except Exception:
+            log.warning(
+                "held acks not sent; the broker redelivers those messages",
+                extra={"queue": self.queue_name},
+                exc_info=True,
+            )
+
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
         """Cancel the subscription, drain, then close the channel (unacked → requeued)."""
         if self.stopped:
@@ -173,6 +208,7 @@ class _RabbitConsumer:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush_acks()
         if not self._channel.is_closed:
             await self._channel.close()
 
@@ -186,6 +222,7 @@ class RabbitMQBus:
         names: QueueNames | None = None,
         prefetch: int = 64,
         heartbeat_s: int = 10,
+        ack_delay_s: float = 0.005,
         connection_name: str = "execflow",
         publish_timeout_s: float = 30.0,
         reconnect_interval_s: float = 1.0,
@@ -200,6 +237,7 @@ class RabbitMQBus:
         self._url = url
         self._names = names or QueueNames()
         self.default_prefetch = prefetch
+        self.ack_delay_s = ack_delay_s
         self._heartbeat_s = heartbeat_s
         self.connection_name = connection_name
         self._publish_timeout_s = publish_timeout_s
@@ -299,6 +337,12 @@ class RabbitMQBus:
         await self._confirmed(queue, built)
         return [str(m.message_id) for m in built]
 
+    @staticmethod
+    def ack_batch(prefetch: int) -> int:
+        """Acks a consumer holds at most before it sends them: a quarter of its prefetch, so
+        held acks never stop the broker delivering (it stops at ``prefetch`` unacked)."""
+        return max(1, prefetch // 4)
+
     async def consume(
         self, queue: str, handler: DeliveryHandler, prefetch: int | None = None
     ) -> _RabbitConsumer:
@@ -313,7 +357,7 @@ class RabbitMQBus:
             await channel.set_qos(prefetch_count=limit)
         except Exception as exc:
             raise BusError("cannot open a consumer channel", queue=queue) from exc
-        consumer = _RabbitConsumer(self, queue, handler, channel)
+        consumer = _RabbitConsumer(self, queue, handler, channel, limit)
         await consumer.start()
         self._consumers.add(consumer)
         return consumer

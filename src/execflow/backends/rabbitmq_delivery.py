@@ -1,10 +1,11 @@
 """One RabbitMQ delivery behind the ``Delivery`` port: settle it once, on its channel.
 
-``retry_later`` publishes a copy (``attempt`` + 1) to the queue's delay queue and
-``dead_letter`` one to the DLQ, each confirmed by the broker before the original is
-acknowledged. Header values arrive as AMQP types and are read as text; a message the
-broker dead-lettered itself is given ``x-reason: broker_<reason>`` when read from the DLQ
-(``rabbitmq_queues.broker_dead_letter_headers``).
+``ack`` hands the ack to the consumer's ``ChannelAcks`` when it holds acks
+(``rabbitmq_acks``). ``retry_later`` publishes a copy (``attempt`` + 1) to the queue's
+delay queue and ``dead_letter`` one to the DLQ, each confirmed by the broker before the
+original is acknowledged. Header values arrive as AMQP types and are read as text; a
+message the broker dead-lettered itself is given ``x-reason: broker_<reason>`` when read
+from the DLQ (``rabbitmq_queues.broker_dead_letter_headers``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from execflow.errors import BusError
 
 if TYPE_CHECKING:
     from execflow.backends.rabbitmq import RabbitMQBus
+    from execflow.backends.rabbitmq_acks import ChannelAcks
 
 __all__ = ["RabbitDelivery"]
 
@@ -44,9 +46,18 @@ def _header_text(value: Any) -> str | None:
 class RabbitDelivery:
     """An ``IncomingMessage`` behind the ``Delivery`` port."""
 
-    def __init__(self, bus: RabbitMQBus, queue: str, incoming: AbstractIncomingMessage) -> None:
+    def __init__(
+        self,
+        bus: RabbitMQBus,
+        queue: str,
+        incoming: AbstractIncomingMessage,
+        acks: ChannelAcks | None = None,
+    ) -> None:
         self._bus = bus
         self._incoming = incoming
+        self._acks = acks
+        # a held ack has no await in it (bus.ACK_NEVER_SUSPENDS): the runner settles inline
+        self.ack_never_suspends = acks is not None
         self.settled = False
         headers: dict[str, str] = {}
         for key, value in (incoming.headers or {}).items():
@@ -72,8 +83,12 @@ class RabbitDelivery:
         self.settled = True
 
     async def ack(self) -> None:
-        """Acknowledge on the channel the message came from."""
+        """Acknowledge on the channel the message came from (held and sent with the
+        channel's next run of acks when the consumer holds them, ``rabbitmq_acks``)."""
         self._claim()
+        if self._acks is not None and self._incoming.delivery_tag is not None:
+            self._acks.ack(self._incoming.delivery_tag)
+            return
         try:
             await self._incoming.ack()
         except Exception as exc:
@@ -94,6 +109,8 @@ class RabbitDelivery:
                 queue=self.message.queue,
                 message_id=self.message.message_id,
             ) from exc
+        if self._acks is not None and self._incoming.delivery_tag is not None:
+            self._acks.settled_otherwise(self._incoming.delivery_tag)
 
     async def retry_later(self, delay_s: float, headers: Mapping[str, str] | None = None) -> None:
         """Publish a copy (attempt + 1) through the delay queue, confirmed; then ack."""
