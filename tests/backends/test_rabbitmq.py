@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -48,6 +48,16 @@ async def rabbit() -> AsyncIterator[RabbitMQBus]:
 pytestmark = pytest.mark.integration
 
 
+def acking_into(seen: asyncio.Queue[Message]) -> Callable[[Delivery], Awaitable[None]]:
+    """A handler that acks each delivery, then puts its message on ``seen``."""
+
+    async def handler(delivery: Delivery) -> None:
+        await delivery.ack()
+        seen.put_nowait(delivery.message)
+
+    return handler
+
+
 async def test_messages_survive_a_consumer_process_killed_before_ack(rabbit: RabbitMQBus) -> None:
     queue = rabbit.queues.worker("open")
     await rabbit.declare(queue)
@@ -74,12 +84,7 @@ async def test_messages_survive_a_consumer_process_killed_before_ack(rabbit: Rab
         await proc.wait()
 
     seen: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def handler(delivery: Delivery) -> None:
-        await delivery.ack()
-        seen.put_nowait(delivery.message)
-
-    consumer = await rabbit.consume(queue, handler)
+    consumer = await rabbit.consume(queue, acking_into(seen))
     again = [await asyncio.wait_for(seen.get(), GUARD_S) for _ in range(5)]
     await consumer.stop()
     assert sorted(m.message_id for m in again) == [f"k{i}" for i in range(5)]
@@ -122,12 +127,7 @@ async def test_retry_later_uses_a_bounded_delay_queue(rabbit: RabbitMQBus) -> No
     await delivery.retry_later(0.03)
     assert f"{queue}.delay.50" in rabbit.declared_queues
     seen: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def handler(d: Delivery) -> None:
-        await d.ack()
-        seen.put_nowait(d.message)
-
-    consumer = await rabbit.consume(queue, handler)
+    consumer = await rabbit.consume(queue, acking_into(seen))
     message = await asyncio.wait_for(seen.get(), GUARD_S)
     await consumer.stop()
     assert (message.message_id, message.attempt) == ("dq", 2)
@@ -424,12 +424,7 @@ async def test_held_acks_are_sent_and_never_cover_a_delivery_in_progress() -> No
         await consumer.stop()  # m3's handler is cancelled: its message goes back
 
         again: asyncio.Queue[Message] = asyncio.Queue()
-
-        async def second(delivery: Delivery) -> None:
-            await delivery.ack()
-            again.put_nowait(delivery.message)
-
-        consumer = await bus.consume(queue, second)
+        consumer = await bus.consume(queue, acking_into(again))
         back = await asyncio.wait_for(again.get(), GUARD_S)
         await asyncio.sleep(0.3)
         await consumer.stop()  # sends its held ack before it closes the channel
