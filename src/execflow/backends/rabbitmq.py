@@ -99,6 +99,28 @@ def _nacked(error: object) -> bool:
     )
 
 
+async def _publish_each(
+    channel: AbstractRobustChannel, queue: str, messages: Sequence[aio_pika.Message]
+) -> list[object]:
+    """Each message's publish result or its exception, in order. One message (the usual
+    publish) is awaited inline: ``asyncio.gather`` would wrap it in a task of its own."""
+    exchange = channel.default_exchange
+    if len(messages) == 1:
+        try:
+            return [await exchange.publish(messages[0], routing_key=queue, mandatory=True)]
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                raise  # this task is cancelled (the publish timeout, a stop): not a result
+            return [exc]  # the publish's own future was cancelled (its channel closed)
+        except Exception as exc:  # noqa: BLE001 - returned as gather(return_exceptions) does
+            return [exc]
+    return await asyncio.gather(
+        *(exchange.publish(m, routing_key=queue, mandatory=True) for m in messages),
+        return_exceptions=True,
+    )
+
+
 class _RabbitConsumer:
     """One consumer on its own channel; closing the channel requeues its unacked messages."""
 
@@ -420,13 +442,7 @@ class RabbitMQBus:
             async with asyncio.timeout(self._publish_timeout_s):
                 while todo:
                     channel = self._require_channel()
-                    results = await asyncio.gather(
-                        *(
-                            channel.default_exchange.publish(m, routing_key=queue, mandatory=True)
-                            for m in todo
-                        ),
-                        return_exceptions=True,
-                    )
+                    results = await _publish_each(channel, queue, todo)
                     failed = []
                     for message, result in zip(todo, results, strict=True):
                         if not isinstance(result, BaseException):
