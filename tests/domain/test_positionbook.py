@@ -12,7 +12,7 @@ from execflow.domain.accounting import add_position, close_position, reserve, wi
 from execflow.domain.enums import Side
 from execflow.domain.models import Account, Position
 from execflow.domain.money import used_margin_executed
-from execflow.domain.positionbook import PositionBook, book_of
+from execflow.domain.positionbook import PositionBook, book_of, edit_of
 from tests.domain.factories import account
 
 D = Decimal
@@ -108,3 +108,29 @@ def test_closing_the_largest_per_lot_margin_walks_its_symbol_again() -> None:
     acct = close_position(acct, "o1", D(0))
     assert acct.used_margin_executed == D("2200.00")  # 1100 * 2 lots: the next largest
     assert acct.used_margin_executed == used_margin_executed(acct.positions)
+
+
+def test_an_accounts_chain_keeps_the_books_of_its_newest_tuple_and_its_parent_only() -> None:
+    acct = account(balance=D(1000000))
+    chain = []
+    for n in range(6):
+        acct = add_position(acct, Position(f"o{n}", "EURUSD", Side.BUY, D("0.01"), D("1085")))
+        chain.append(acct.positions)
+    newest, parent = chain[-1], chain[-2]
+    assert book_of(newest) == PositionBook.of(newest)
+    assert book_of(parent) == PositionBook.of(parent)  # a failed commit retries from it
+    edit = edit_of(newest)
+    assert edit is not None and edit.parent is parent
+    # superseded: each would keep a whole positions tuple alive
+    assert [book_of(older) for older in chain[:-2]] == [None] * 4
+
+
+def test_a_retry_from_the_parent_still_finds_its_book_and_edit() -> None:
+    acct = add_position(account(), Position("o0", "EURUSD", Side.BUY, D("1"), D("1000")))
+    base = add_position(acct, Position("o1", "EURUSD", Side.BUY, D("1"), D("1000")))
+    first = add_position(base, Position("o2", "EURUSD", Side.BUY, D("1"), D("1000")))
+    retried = add_position(base, Position("o3", "EURUSD", Side.SELL, D("1"), D("1000")))
+    assert book_of(base.positions) is not None
+    edit = edit_of(retried.positions)
+    assert edit is not None and edit.parent is base.positions
+    assert book_of(first.positions) is not None  # not an ancestor of the retry: kept

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -10,10 +12,12 @@ from typing import Any
 import pytest
 
 from execflow.backends.memory_state import InMemoryStateStore
+from execflow.backends.state import Versioned, header_of
 from execflow.domain.accounting import add_position, reserve
 from execflow.domain.codec import account_to_dict, instrument_to_dict
 from execflow.domain.enums import Side
 from execflow.domain.models import Account, Position
+from execflow.domain.positionbook import book_of
 from execflow.pipeline.decoded import DecodedMemo, DecodedRefdata, TokenCache
 from execflow.pipeline.refdata import MissingReferenceData, load_instrument, load_prices
 from execflow.pipeline.services import Services
@@ -199,3 +203,26 @@ def test_an_account_whose_positions_did_not_change_keeps_its_positions_tuple() -
     moved = add_position(reserved, Position("o2", "EURUSD", Side.SELL, Decimal("0.2"), Decimal(9)))
     third = decoded.account("live:6", account_to_dict(moved))
     assert third == moved and third.positions is not first.positions
+
+
+class _Document(dict[str, Any]):
+    """A stored document that can be watched for being let go (plain dicts cannot)."""
+
+
+def test_a_whole_read_of_an_account_kept_as_rows_keeps_its_positions_not_its_document() -> None:
+    decoded = DecodedRefdata()
+    base = Account("live:6", "USD", Decimal(100000), Decimal(100), "standard")
+    held = base
+    for n in range(3):
+        opened = Position(f"o{n}", "EURUSD", Side.BUY, Decimal("0.1"), Decimal(1085))
+        held = add_position(held, opened)
+    whole = _Document(account_to_dict(held))
+    document = weakref.ref(whole)
+    account = decoded.whole_account("live:6", Versioned(4, whole, "s1"))
+    assert account == held
+    assert book_of(account.positions) is not None  # the next open writes one row
+    head = Versioned(4, header_of(account_to_dict(held)), "s1")
+    assert decoded.account_of_head("live:6", head) == held
+    del whole
+    gc.collect()
+    assert document() is None  # read by its head from now on: the document is not kept

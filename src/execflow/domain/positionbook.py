@@ -15,7 +15,9 @@ as the walk's empty sum is, and each symbol is booked by the same ``book``.
 Books are immutable and memoised by the identity of the (sorted by order id) positions
 tuple they describe, as the codec memoises encodings: the account a worker committed is the
 object it reads next (``pipeline.decoded``), so the next transition finds its book; a tuple
-not seen before (decoded afresh, built by hand) gets one by one walk.
+not seen before (decoded afresh, built by hand) gets one by one walk. Each entry keeps its
+tuple alive, so an account's chain keeps two: its newest tuple and the one it was made from
+(the state a failed commit retries from); remembering a tuple forgets its grandparent's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ Positions = tuple[Position, ...]
 _ORDER_ID = operator.attrgetter("order_id")
 
 _MAX_BOOKS = 512
-"""Books remembered; each keeps its positions tuple alive, so a full memo starts over."""
+"""Books remembered (two per account traded, ``remember``); a full memo starts over."""
 
 _BOOKS: dict[int, tuple[Positions, PositionBook, Edit | None]] = {}
 
@@ -174,19 +176,46 @@ def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]
         found = book_of(positions)
         if found is not None:
             return positions, found
+        if _ascending(positions):  # a decoded account's rows come sorted: kept as they are
+            made = PositionBook.of(positions)
+            remember(positions, made)
+            return positions, made
     ordered = tuple(sorted(positions, key=_ORDER_ID))
     made = PositionBook.of(ordered)
-    if all(a.order_id < b.order_id for a, b in pairwise(ordered)):
+    if _ascending(ordered):
         remember(ordered, made)
     return ordered, made
 
 
+def _ascending(positions: Positions) -> bool:
+    """Sorted by order id, each order id once."""
+    return all(a.order_id < b.order_id for a, b in pairwise(positions))
+
+
 def remember(positions: Positions, made: PositionBook, edit: Edit | None = None) -> None:
     """Record ``made`` as the book of ``positions`` (sorted, unique order ids), and how
-    ``positions`` was made from an earlier tuple when it was."""
+    ``positions`` was made from an earlier tuple when it was.
+
+    The book of the tuple that earlier one was made from is forgotten: an account's older
+    tuples are superseded, and keeping each (a whole positions tuple per transition) made
+    the memo hold hundreds of copies of the same large account until it started over.
+    """
+    if edit is not None:
+        _forget_parent_of(edit.parent)
     if len(_BOOKS) >= _MAX_BOOKS:
         _BOOKS.clear()
     _BOOKS[id(positions)] = (positions, made, edit)
+
+
+def _forget_parent_of(positions: Positions) -> None:
+    """Drop the entry of the tuple ``positions`` was made from, when both are remembered."""
+    hit = _BOOKS.get(id(positions))
+    if hit is None or hit[0] is not positions or hit[2] is None:
+        return
+    grandparent = hit[2].parent
+    old = _BOOKS.get(id(grandparent))
+    if old is not None and old[0] is grandparent:
+        del _BOOKS[id(grandparent)]
 
 
 def edit_of(positions: Positions) -> Edit | None:

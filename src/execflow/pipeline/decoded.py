@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from execflow.backends.state import Versioned, header_of
 from execflow.domain.codec import account_from_dict, instrument_from_dict
 from execflow.domain.models import Account, InstrumentConfig, Position, Prices, Quote
+from execflow.domain.positionbook import sorted_book
 from execflow.errors import StoreError
 
 __all__ = ["DecodedMemo", "DecodedRefdata", "TokenCache", "quote_of"]
@@ -163,10 +164,20 @@ class DecodedRefdata:
 
     def whole_account(self, account_id: str, whole: Versioned) -> Account:
         """Decode a whole account document (``StateStore.get_account``) and, when it is kept
-        as rows, remember its positions under its stamp."""
-        account = self.account(account_id, whole.data)
-        if whole.stamp is not None:
-            self.remember_head(whole.stamp, header_of(whole.data), account)
+        as rows, remember its positions under its stamp.
+
+        An account kept as rows is read by its head from then on (``account_of_head``), so
+        its whole document, which grows with its positions, is not kept; its positions get
+        their book (``domain.positionbook``) now, so the next transition writes the row it
+        changed rather than the whole account again.
+        """
+        if whole.stamp is None:
+            return self.account(account_id, whole.data)
+        account = account_from_dict(whole.data)
+        positions, _ = sorted_book(account.positions)
+        if positions is not account.positions:
+            account = replace(account, positions=positions)
+        self.remember_head(whole.stamp, header_of(whole.data), account)
         return account
 
     def remember_head(self, stamp: str, header: Mapping[str, Any], account: Account) -> None:
