@@ -4,8 +4,9 @@ The dispatcher and the workers apply reports against the state store; they read 
 database only when the store lost something (an account cached back, a rebuild after
 an outage). Connecting ``SqlDatabase`` at start loads SQLAlchemy, about 22 MB of every
 such process's RSS (docs/benchmarks.md, "Memory"). ``DeferredDatabase`` instead checks
-at start that the database answers (with the driver alone: asyncpg, or the stdlib's
-sqlite3) and builds, connects and migrates the real one when first asked for data.
+at start that the database answers (with the driver alone: asyncpg, in a child
+interpreter, or the stdlib's sqlite3) and builds, connects and migrates the real one when
+first asked for data.
 
 Start-up failures stay what they were: if the check fails, or the URL is anything but
 a plain ``postgresql+asyncpg://`` or ``sqlite+aiosqlite:///file`` one, ``connect`` connects
@@ -15,7 +16,9 @@ the real database at once, which raises the usual ``DatabaseError``.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from subprocess import DEVNULL, PIPE
 from urllib.parse import urlsplit
 
 from execflow.backends.database import (
@@ -51,20 +54,45 @@ async def _answers(url: str) -> bool:
     return False
 
 
-async def _postgres_answers(dsn: str) -> bool:
-    import asyncpg  # type: ignore[import-untyped]
+# Connects with asyncpg and exits 0 when ``SELECT 1`` answers. Run in a child interpreter:
+# imported here, asyncpg (its protocol and exception tree) stayed loaded for the process's
+# life for this one connection, ~2.8 MB of the RSS of every dispatcher and worker
+# (docs/benchmarks.md, "Memory"). The DSN, password included, comes on stdin, not argv.
+_POSTGRES_PROBE = """\
+import asyncio, sys
+import asyncpg
 
-    try:
-        connection = await asyncpg.connect(dsn, timeout=_PROBE_TIMEOUT_S)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
+async def probe(dsn, timeout_s):
+    connection = await asyncpg.connect(dsn, timeout=timeout_s)
     try:
         await connection.fetchval("SELECT 1")
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return False
     finally:
         await connection.close()
-    return True
+
+asyncio.run(probe(sys.stdin.read(), float(sys.argv[1])))
+"""
+
+
+async def _postgres_answers(dsn: str) -> bool:
+    """True if the probe's child connected; any failure of it (refused, wrong password,
+    no such database, a timeout) is False: ``connect`` then raises the real error."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _POSTGRES_PROBE,
+        str(_PROBE_TIMEOUT_S),
+        stdin=PIPE,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
+    )
+    try:
+        # the child's own start-up on top of the connect's timeout
+        await asyncio.wait_for(child.communicate(dsn.encode()), _PROBE_TIMEOUT_S + 10.0)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        return False
+    return child.returncode == 0
 
 
 def _sqlite_answers(path: str) -> bool:
