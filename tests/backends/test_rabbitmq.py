@@ -435,3 +435,78 @@ async def test_held_acks_are_sent_and_never_cover_a_delivery_in_progress() -> No
         declared = set(bus.declared_queues)
         await bus.close()
         await delete_queues(declared)
+
+
+class _NotReadyQueue:
+    """A quorum queue whose Raft member is not up for its first ``fails`` consumes: the
+    broker crashes the channel (``{error, noproc}``, an INTERNAL_ERROR)."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+        self.consumes = 0
+
+    async def consume(self, callback: object) -> str:
+        self.consumes += 1
+        if self.consumes <= self.fails:
+            raise aiormq.exceptions.ConnectionInternalError("INTERNAL_ERROR")
+        return "ctag"
+
+
+class _ConsumerChannel:
+    def __init__(self, queue: _NotReadyQueue) -> None:
+        self.queue = queue
+        self.is_closed = False
+
+    async def set_qos(self, prefetch_count: int) -> None:
+        pass
+
+    async def declare_queue(self, name: str, **kwargs: object) -> _NotReadyQueue:
+        return self.queue
+
+    async def close(self) -> None:
+        self.is_closed = True
+
+
+class _ConsumerConnection:
+    def __init__(self, queue: _NotReadyQueue) -> None:
+        self.queue = queue
+        self.opened: list[_ConsumerChannel] = []
+
+    async def channel(self, **kwargs: object) -> _ConsumerChannel:
+        self.opened.append(_ConsumerChannel(self.queue))
+        return self.opened[-1]
+
+
+def _consuming_bus(
+    queue: _NotReadyQueue, publish_timeout_s: float
+) -> tuple[RabbitMQBus, _ConsumerConnection]:
+    bus = RabbitMQBus("amqp://guest:guest@127.0.0.1:1/", publish_timeout_s=publish_timeout_s)
+    connection = _ConsumerConnection(queue)
+    bus._connection = connection  # type: ignore[assignment]
+    bus._declared["q"] = bus.queue_arguments("q")
+    return bus, connection
+
+
+async def _no_handler(delivery: Delivery) -> None:
+    raise AssertionError("nothing is delivered here")
+
+
+async def test_a_consume_refused_while_the_quorum_queue_starts_is_started_again() -> None:
+    queue = _NotReadyQueue(fails=2)
+    bus, connection = _consuming_bus(queue, publish_timeout_s=10.0)
+    async with asyncio.timeout(GUARD_S):
+        consumer = await bus.consume("q", _no_handler)
+    # three channels: the two the broker crashed are closed, the third consumes
+    assert queue.consumes == 3
+    assert [c.is_closed for c in connection.opened] == [True, True, False]
+    assert consumer.queue_name == "q" and consumer in bus._consumers
+
+
+async def test_a_consume_refused_past_the_timeout_is_a_bus_error() -> None:
+    queue = _NotReadyQueue(fails=10**6)
+    bus, connection = _consuming_bus(queue, publish_timeout_s=0.5)
+    async with asyncio.timeout(GUARD_S):
+        with pytest.raises(BusError, match="consumer did not start in time"):
+            await bus.consume("q", _no_handler)
+    assert queue.consumes >= 2 and all(c.is_closed for c in connection.opened)
+    assert not bus._consumers

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -374,14 +375,56 @@ class RabbitMQBus:
         if limit < 1:
             raise ValueError("prefetch must be >= 1")
         await self.declare(queue)
+        # A quorum queue answers queue.declare before its Raft member runs; a basic.consume
+        # in that window crashes the channel on the broker ({error, noproc}: an
+        # INTERNAL_ERROR that closes the connection, rabbitmq-server#13625) and comes back
+        # once the queue is up. So a consumer that fails to start is started again, on a
+        # new channel, with a backoff, until the publish timeout: only then is it an error.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publish_timeout_s
+        delay_s = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), delay_s)):
+                    consumer = await self._start_consumer(connection, queue, handler, limit)
+            except (BusError, TimeoutError) as exc:
+                if loop.time() + delay_s >= deadline:
+                    raise BusError("consumer did not start in time", queue=queue) from exc
+                log.warning(
+                    "consumer did not start; starting it again",
+                    extra={"queue": queue, "retry_in_s": delay_s},
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+                continue
+            self._consumers.add(consumer)
+            return consumer
+
+    async def _start_consumer(
+        self,
+        connection: AbstractRobustConnection,
+        queue: str,
+        handler: DeliveryHandler,
+        limit: int,
+    ) -> _RabbitConsumer:
+        """One attempt: a channel with ``basic_qos(limit)``, then ``basic.consume`` on it
+        (the channel closed again when the consume fails)."""
         try:
             channel = await connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=limit)
         except Exception as exc:
             raise BusError("cannot open a consumer channel", queue=queue) from exc
         consumer = _RabbitConsumer(self, queue, handler, channel, limit)
-        await consumer.start()
-        self._consumers.add(consumer)
+        try:
+            await consumer.start()
+        except BaseException as exc:  # a timeout's cancellation too: no channel left open
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(channel.close())
+            if isinstance(exc, Exception):
+                raise BusError("basic.consume failed", queue=queue) from exc
+            raise
         return consumer
 
     async def get(self, queue: str) -> Delivery | None:
