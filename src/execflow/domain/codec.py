@@ -370,7 +370,7 @@ class _Memo:
     def __init__(self, cls: type) -> None:
         self._plan = _plan(cls)
         self._encoded: dict[int, tuple[Any, dict[str, Any]]] = {}
-        self._decoded: dict[tuple[tuple[str, Any], ...], Any] = {}
+        self._decoded: dict[tuple[Any, ...], Any] = {}
 
     def encode(self, value: Any) -> dict[str, Any]:
         encoded = self._encoded
@@ -390,7 +390,9 @@ class _Memo:
             if value.__class__ is not dict:
                 return checked(value)
             try:
-                key = tuple(value.items())
+                # the keys then the values, flat: one tuple per entry, not one per field
+                # too (a memo holds thousands: positions and reservations)
+                key = (*value, *value.values())
                 hit = decoded.get(key)
             except TypeError:  # an unhashable value: the checked path refuses it
                 return checked(value)
