@@ -140,6 +140,9 @@ class _Pipeline:
     def hgetall(self, key: str) -> None:
         self._queued.append(("HGETALL", key))
 
+    def get(self, key: str) -> None:
+        self._queued.append(("GET", key))
+
     async def execute(self) -> list[Any]:
         cluster = self._cluster
         if self._queued[0][0] == "HMGET":  # a transition's reads, all from the mapped node
@@ -147,16 +150,24 @@ class _Pipeline:
             order_key, fields = self._queued[0][1:]
             found = await cluster.hmget(order_key, fields)
             held = cluster.data.get(node, {})
-            return [found] + [
-                [held.get(q[1], {}).get(f) for f in q[2]] if q[0] == "HMGET" else held.get(q[1], {})
-                for q in self._queued[1:]
-            ]
+            return [found] + [_answer(held, query) for query in self._queued[1:]]
         (_, wait) = self._queued
         node, replicas = cluster.mapped, int(wait[1])
         cluster.calls += [("write", node, None), ("WAIT", node, replicas)]
         if node != cluster.owner:
             cluster.mapped = cluster.owner
         return [0, cluster.acks.get(node, 0) if replicas > 0 else 0]
+
+
+def _answer(held: dict[str, Any], query: tuple[Any, ...]) -> Any:
+    """A queued read's reply from one node's keys (``GET``: the instruments token, kept
+    as text when the test stored one)."""
+    value = held.get(query[1])
+    if query[0] == "HMGET":
+        return [(value or {}).get(field) for field in query[2]]
+    if query[0] == "GET":
+        return value if isinstance(value, str | bytes) else None
+    return value or {}
 
 
 @pytest.fixture
