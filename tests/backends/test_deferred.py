@@ -10,6 +10,7 @@ from execflow.backends.database import Database, EventRecord
 from execflow.backends.deferred import DeferredDatabase
 from execflow.backends.sql import SqlDatabase
 from execflow.errors import DatabaseError
+from tests.services import POSTGRES_URL, need_service
 
 
 class Builds:
@@ -75,3 +76,28 @@ async def test_a_database_that_does_not_answer_fails_at_start(url: str) -> None:
     with pytest.raises(DatabaseError):
         await deferred.connect()
     assert not deferred.connected
+
+
+class _Built(Exception):
+    """Raised by a build: the start-up check did not answer, the real one was asked for."""
+
+
+def _never_built() -> Database:
+    raise _Built
+
+
+@pytest.mark.integration
+async def test_a_postgresql_database_that_answers_is_not_connected_at_start() -> None:
+    # the check connects with asyncpg in a child interpreter (not loaded in this process)
+    need_service("postgresql")
+    deferred = DeferredDatabase(POSTGRES_URL, _never_built)
+    await deferred.connect()
+    assert not deferred.connected
+
+
+@pytest.mark.integration
+async def test_a_wrong_postgresql_database_name_is_connected_at_start() -> None:
+    need_service("postgresql")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_database_here"
+    with pytest.raises(_Built):
+        await DeferredDatabase(url, _never_built).connect()
