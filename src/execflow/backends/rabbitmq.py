@@ -85,6 +85,19 @@ _RETRYABLE = (
 )
 
 
+class _Backoff:
+    """The pause between two attempts at a broker operation: 0.1 s, doubling, at most 2 s."""
+
+    __slots__ = ("delay_s",)
+
+    def __init__(self) -> None:
+        self.delay_s = 0.1
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay_s)
+        self.delay_s = min(self.delay_s * 2, 2.0)
+
+
 def _retryable(error: BaseException) -> bool:
     """A lost connection or channel, or the broker's ``basic.nack``: a quorum queue nacks
     while it has no leader (the node holding it just died; the others are electing one,
@@ -382,21 +395,20 @@ class RabbitMQBus:
         # new channel, with a backoff, until the publish timeout: only then is it an error.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout_s
-        delay_s = 0.1
+        backoff = _Backoff()
         while True:
             try:
-                async with asyncio.timeout(max(deadline - loop.time(), delay_s)):
+                async with asyncio.timeout(max(deadline - loop.time(), backoff.delay_s)):
                     consumer = await self._start_consumer(connection, queue, handler, limit)
             except (BusError, TimeoutError) as exc:
-                if loop.time() + delay_s >= deadline:
+                if loop.time() + backoff.delay_s >= deadline:
                     raise BusError("consumer did not start in time", queue=queue) from exc
                 log.warning(
                     "consumer did not start; starting it again",
-                    extra={"queue": queue, "retry_in_s": delay_s},
+                    extra={"queue": queue, "retry_in_s": backoff.delay_s},
                     exc_info=True,
                 )
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 2.0)
+                await backoff.sleep()
                 continue
             self._consumers.add(consumer)
             return consumer
@@ -480,7 +492,7 @@ class RabbitMQBus:
         """Publish and wait for every confirm; retry what a lost connection interrupted or
         the broker nacked until the deadline (on a new channel: ``_after_nacks``)."""
         todo = list(messages)
-        delay_s = 0.1
+        backoff = _Backoff()
         try:
             async with asyncio.timeout(self._publish_timeout_s):
                 while todo:
@@ -502,8 +514,7 @@ class RabbitMQBus:
                             extra={"queue": queue, "messages": len(failed)},
                         )
                     if failed and not replaced:
-                        await asyncio.sleep(delay_s)
-                        delay_s = min(delay_s * 2, 2.0)
+                        await backoff.sleep()
                     todo = failed
         except TimeoutError as exc:
             raise BusError(
