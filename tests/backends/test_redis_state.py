@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -75,6 +76,39 @@ async def test_unreachable_redis_is_a_clear_store_error() -> None:
             await store.ping()
     finally:
         await store.close()
+
+
+async def test_a_redis_that_never_answers_is_a_clear_store_error() -> None:
+    """The client has no socket timeout (``_make_client``): each operation's own deadline,
+    and the SCAN walks' socket timeout, must end the calls to a server that accepts and
+    then says nothing."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def mute(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStateStore(
+        f"redis://127.0.0.1:{port}/0", timeout_s=0.2, attempts=2, backoff_s=0.01
+    )
+    try:
+        async with asyncio.timeout(20):  # a hang guard, not a measurement
+            with pytest.raises(StoreError, match="Redis unreachable: commit failed after 2"):
+                await store.commit("live:6", [Write("account", "live:6", 0, {"b": 1})])
+            with pytest.raises(StoreError, match="get_account failed after 2"):
+                await store.get_account("live:6")
+            with pytest.raises(StoreError, match="list_accounts failed after 2"):
+                await store.list_accounts()
+            with pytest.raises(StoreError, match="flush_all failed after 2"):
+                await store.flush_all()
+        assert connections, "the store never reached the mute server"
+    finally:
+        await store.close()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_conflicting_commit_leaves_no_trace_in_redis(redis_store: RedisStateStore) -> None:

@@ -237,23 +237,46 @@ class RedisStateStore:
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._pool: aioredis.BlockingConnectionPool | None = None
+        self._walk_client: aioredis.Redis | None = None
         # A ``redis.asyncio.Redis`` here, a ``RedisCluster`` in the cluster subclass: every
         # command this class sends exists on both with the same reply.
         self._redis: Any = self._make_client(url, pool_size, timeout_s)
         self._cas = self._redis.register_script(_CAS_SCRIPT)
 
     def _make_client(self, url: str, pool_size: int, timeout_s: float) -> Any:
-        """One blocking pool to one server; retries are ours (``_call``), redis-py's are off."""
+        """One blocking pool to one server; retries are ours (``_call``), redis-py's are off.
+
+        No socket timeout: ``_call`` gives each operation one deadline instead. redis-py's
+        socket timeout costs a task per command sent (``asyncio.wait_for``) and a timer per
+        reply read, a fifth of a command's CPU here; a command the deadline cuts drops its
+        connection (redis-py disconnects on any exception mid-command), as a socket timeout
+        would. The SCAN walks, longer than one operation, go through ``_walker``.
+        """
         self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
             timeout=timeout_s,
-            socket_timeout=timeout_s,
+            socket_timeout=None,  # not redis-py's default (5 s)
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
         return aioredis.Redis(connection_pool=self._pool)
+
+    @property
+    def _walker(self) -> Any:
+        """The client of the SCAN walks (``list_accounts``, ``flush_all``): rebuilds and admin,
+        whose steps each get the socket timeout, as a whole walk may outlast one operation's
+        deadline. Two connections of their own, opened on first use."""
+        if self._walk_client is None:
+            self._walk_client = aioredis.Redis.from_url(
+                self._url,
+                max_connections=2,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+        return self._walk_client
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -289,12 +312,19 @@ class RedisStateStore:
 
     # -- retries ----------------------------------------------------------------------------
 
-    async def _call(self, operation: str, do: Callable[[], Awaitable[T]]) -> T:
-        """Run ``do``; retry connection errors with backoff; map failures to ``StoreError``."""
+    async def _call(self, operation: str, do: Callable[[], Awaitable[T]], walk: bool = False) -> T:
+        """Run ``do``; retry connection errors with backoff; map failures to ``StoreError``.
+
+        Each attempt gets ``timeout_s`` (the client has no socket timeout: ``_make_client``),
+        but for a SCAN walk (``walk``, on ``_walker``), whose every step has its own.
+        """
         delay_s = self._backoff_s
         for attempt in range(1, self._attempts + 1):
             try:
-                return await do()
+                if walk:
+                    return await do()
+                async with asyncio.timeout(self._timeout_s):
+                    return await do()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if attempt == self._attempts:
                     raise StoreError(
@@ -326,6 +356,9 @@ class RedisStateStore:
         await self._redis.aclose()
         if self._pool is not None:
             await self._pool.disconnect()
+        if self._walk_client is not None:
+            await self._walk_client.aclose()
+            self._walk_client = None
 
     async def ping(self) -> None:
         """Raise ``StoreError`` when Redis does not answer."""
@@ -435,12 +468,12 @@ class RedisStateStore:
 
         async def do() -> list[str]:
             found = []
-            async for key in self._redis.scan_iter(match=f"{head}*{tail}", count=1000):
+            async for key in self._walker.scan_iter(match=f"{head}*{tail}", count=1000):
                 text = _text(key)
                 found.append(text[len(head) : -len(tail)])
             return sorted(found)
 
-        return await self._call("list_accounts", do)
+        return await self._call("list_accounts", do, walk=True)
 
     async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
         """Compare every version and write every document in one Lua call."""
@@ -558,7 +591,7 @@ class RedisStateStore:
         async def do() -> int:
             removed = 0
             batch: list[Any] = []
-            async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
+            async for key in self._walker.scan_iter(match=f"{self._prefix}:*", count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
                     removed += await self._unlink(batch)
@@ -567,12 +600,12 @@ class RedisStateStore:
                 removed += await self._unlink(batch)
             return removed
 
-        removed = await self._call("flush_all", do)
+        removed = await self._call("flush_all", do, walk=True)
         log.info("state store flushed", extra={"prefix": self._prefix, "keys": removed})
 
     async def _unlink(self, keys: list[Any]) -> int:
         # One UNLINK per key: keys of different hash slots cannot share a command in a cluster.
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._walker.pipeline(transaction=False)
         for key in keys:
             pipe.execute_command("UNLINK", key)
         return sum(int(n) for n in await pipe.execute())
