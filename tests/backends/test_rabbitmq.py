@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -288,15 +288,17 @@ async def test_queue_counts_cancelled_stays_cancelled() -> None:
         await task
 
 
-class _NackingExchange:
-    """An exchange whose broker nacks the first ``nacks`` publishes (a quorum queue
+class _NackingUnderlay:
+    """An aiormq channel whose broker nacks the first ``nacks`` publishes (a quorum queue
     electing a leader), then confirms."""
 
     def __init__(self, nacks: int) -> None:
         self.nacks = nacks
         self.calls = 0
 
-    async def publish(self, message: object, routing_key: str, mandatory: bool) -> object:
+    async def basic_publish(
+        self, body: bytes, *, exchange: str, routing_key: str, properties: object, mandatory: bool
+    ) -> object:
         self.calls += 1
         if self.calls <= self.nacks:
             raise aiormq.exceptions.DeliveryError(None, aiormq.spec.Basic.Nack(self.calls))
@@ -304,31 +306,44 @@ class _NackingExchange:
 
 
 async def test_a_nacked_publish_is_retried_until_confirmed() -> None:
-    exchange = _NackingExchange(nacks=2)
+    underlay = _NackingUnderlay(nacks=2)
     bus = RabbitMQBus("amqp://guest:guest@127.0.0.1:1/")
-    bus._channel = SimpleNamespace(default_exchange=exchange)  # type: ignore[assignment]
-    await bus._confirmed("q", [aio_pika.Message(b"x")])
-    assert exchange.calls == 3
+    bus._channel = _RobustChannel(underlay)  # type: ignore[assignment]
+    await bus._confirmed("q", [bus._build(b"x", None, None)])
+    assert underlay.calls == 3
 
 
-class _StuckExchange:
-    """The default exchange of a channel RabbitMQ 3.10 got stuck on (``rabbitmq_nacks``):
+class _StuckUnderlay:
+    """The aiormq channel of a channel RabbitMQ 3.10 got stuck on (``rabbitmq_nacks``):
     its broker nacks every publish to ``stuck_queue`` at once, confirms the others."""
 
     def __init__(self, stuck_queue: str | None) -> None:
         self.stuck_queue = stuck_queue
         self.published: list[str] = []
 
-    async def publish(self, message: object, routing_key: str, mandatory: bool) -> object:
+    async def basic_publish(
+        self, body: bytes, *, exchange: str, routing_key: str, properties: object, mandatory: bool
+    ) -> object:
         self.published.append(routing_key)
         if routing_key == self.stuck_queue:
             raise aiormq.exceptions.DeliveryError(None, aiormq.spec.Basic.Nack(1))
         return aiormq.spec.Basic.Ack(len(self.published))
 
 
-class _PublishingChannel:
+class _RobustChannel:
+    """aio-pika's robust channel around a fake aiormq channel (``underlay``)."""
+
+    def __init__(self, underlay: Any) -> None:
+        self.underlay = underlay
+        self.is_closed = False
+
+    async def get_underlay_channel(self) -> Any:
+        return self.underlay
+
+
+class _PublishingChannel(_RobustChannel):
     def __init__(self, stuck_queue: str | None) -> None:
-        self.default_exchange = _StuckExchange(stuck_queue)
+        super().__init__(_StuckUnderlay(stuck_queue))
         self.closed = False
 
     async def close(self) -> None:
@@ -365,14 +380,14 @@ def _stuck_bus(
 async def test_a_channel_whose_publishes_stay_nacked_is_replaced_and_left_open() -> None:
     stuck, connection = _PublishingChannel(stuck_queue="db_updates"), _Connection()
     bus = _stuck_bus(connection, stuck)
-    publishes = (bus._confirmed("db_updates", [aio_pika.Message(b"x")]) for _ in range(3))
+    publishes = (bus._confirmed("db_updates", [bus._build(b"x", None, None)]) for _ in range(3))
     async with asyncio.timeout(GUARD_S):
         await asyncio.gather(*publishes)
     # one new channel however many publishes were nacked, every message confirmed on it,
     # and the stuck channel never closed (aio-pika may be restoring it)
     assert len(connection.opened) == 1
-    assert connection.opened[0].default_exchange.published == ["db_updates"] * 3
-    assert len(stuck.default_exchange.published) >= 6 and not stuck.closed
+    assert connection.opened[0].underlay.published == ["db_updates"] * 3
+    assert len(stuck.underlay.published) >= 6 and not stuck.closed
     assert bus._channel is connection.opened[0]  # type: ignore[comparison-overlap]
 
 
@@ -382,20 +397,22 @@ async def test_confirms_to_other_queues_do_not_hide_a_queue_stuck_on_the_channel
 
     async def other_queue() -> None:
         while not connection.opened:
-            await bus._confirmed("orders", [aio_pika.Message(b"o")])
+            await bus._confirmed("orders", [bus._build(b"o", None, None)])
             await asyncio.sleep(0.02)
 
     async with asyncio.timeout(GUARD_S):
-        await asyncio.gather(bus._confirmed("db_updates", [aio_pika.Message(b"x")]), other_queue())
-    assert "orders" in stuck.default_exchange.published
-    assert connection.opened[0].default_exchange.published[-1] == "db_updates"
+        await asyncio.gather(
+            bus._confirmed("db_updates", [bus._build(b"x", None, None)]), other_queue()
+        )
+    assert "orders" in stuck.underlay.published
+    assert connection.opened[0].underlay.published[-1] == "db_updates"
 
 
 async def test_no_channel_is_opened_while_the_connection_is_reconnecting() -> None:
     stuck, connection = _PublishingChannel(stuck_queue="db_updates"), _Connection(up=False)
     bus = _stuck_bus(connection, stuck, publish_timeout_s=1.0)
     with pytest.raises(BusError, match="not confirmed in time"):
-        await bus._confirmed("db_updates", [aio_pika.Message(b"x")])
+        await bus._confirmed("db_updates", [bus._build(b"x", None, None)])
     assert connection.opened == [] and not stuck.closed
     assert bus._channel is stuck  # type: ignore[comparison-overlap]
 
