@@ -22,8 +22,12 @@ from tests.pipeline.flow import ASK, BID, QTY, SL, TP, USER, Flow
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Parks that wait long enough for the report they wait for (tens of ms, 8 tries)."""
-    return settings.model_copy(update={"park_max_attempts": 8, "retry_base_delay_s": 0.02})
+    """Parks that wait long enough for the report they wait for: 8 tries from 20 ms,
+    doubling up to 0.5 s, about 2 s in all (the suite's 4 ms cap made them 32 ms in all,
+    which a loaded machine outran once)."""
+    return settings.model_copy(
+        update={"park_max_attempts": 8, "retry_base_delay_s": 0.02, "retry_max_delay_s": 0.5}
+    )
 
 
 async def test_duplicate_fill_is_applied_once(services: Services, read_logs: LogReader) -> None:
