@@ -111,6 +111,29 @@ async def test_a_redis_that_never_answers_is_a_clear_store_error() -> None:
         await server.wait_closed()
 
 
+async def test_more_operations_at_once_than_connections_wait_for_one() -> None:
+    """The pool is redis-py's plain one, which refuses a checkout past ``pool_size``:
+    ``_call`` must let at most that many operations in at once, the others waiting."""
+    need_service("redis")
+    store = RedisStateStore(REDIS_URL, pool_size=2, key_prefix=unique("eft"), attempts=1)
+    await store.connect()
+    try:
+        accounts = [f"live:{n}" for n in range(40)]
+        await asyncio.gather(
+            *(
+                store.commit(a, [Write("account", a, 0, {"balance": n})])
+                for n, a in enumerate(accounts)
+            )
+        )
+        found = await asyncio.gather(*(store.get_account(a) for a in accounts))
+        assert [doc.version if doc else None for doc in found] == [1] * 40
+        assert store._pool is not None
+        assert len(store._pool._available_connections) + len(store._pool._in_use_connections) <= 2
+    finally:
+        await store.flush_all()
+        await store.close()
+
+
 async def test_a_conflicting_commit_leaves_no_trace_in_redis(redis_store: RedisStateStore) -> None:
     await redis_store.commit("live:6", [Write("order", "o1", 0, {"s": "A"})])
     with pytest.raises(StoreError):

@@ -236,7 +236,7 @@ class RedisStateStore:
         self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
-        self._pool: aioredis.BlockingConnectionPool | None = None
+        self._pool: aioredis.ConnectionPool | None = None
         self._walk_client: aioredis.Redis | None = None
         # A ``redis.asyncio.Redis`` here, a ``RedisCluster`` in the cluster subclass: every
         # command this class sends exists on both with the same reply.
@@ -244,18 +244,23 @@ class RedisStateStore:
         self._cas = self._redis.register_script(_CAS_SCRIPT)
 
     def _make_client(self, url: str, pool_size: int, timeout_s: float) -> Any:
-        """One blocking pool to one server; retries are ours (``_call``), redis-py's are off.
+        """One pool to one server; retries are ours (``_call``), redis-py's are off.
 
         No socket timeout: ``_call`` gives each operation one deadline instead. redis-py's
         socket timeout costs a task per command sent (``asyncio.wait_for``) and a timer per
         reply read, a fifth of a command's CPU here; a command the deadline cuts drops its
         connection (redis-py disconnects on any exception mid-command), as a socket timeout
         would. The SCAN walks, longer than one operation, go through ``_walker``.
+
+        Not redis-py's ``BlockingConnectionPool``: its checkout (a condition, a timer and a
+        predicate per command) cost more than the command's own work. ``_call`` lets at
+        most ``pool_size`` operations in at once (``_slots``), each holding at most one
+        connection at a time, so the plain pool never runs out of connections.
         """
-        self._pool = aioredis.BlockingConnectionPool.from_url(
+        self._slots = asyncio.Semaphore(pool_size)
+        self._pool = aioredis.ConnectionPool.from_url(
             url,
             max_connections=pool_size,
-            timeout=timeout_s,
             socket_timeout=None,  # not redis-py's default (5 s)
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
@@ -323,7 +328,7 @@ class RedisStateStore:
             try:
                 if walk:
                     return await do()
-                async with asyncio.timeout(self._timeout_s):
+                async with asyncio.timeout(self._timeout_s), self._slots:
                     return await do()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if attempt == self._attempts:
