@@ -129,6 +129,9 @@ async def test_more_operations_at_once_than_connections_wait_for_one() -> None:
         assert [doc.version if doc else None for doc in found] == [1] * 40
         assert store._pool is not None
         assert len(store._pool._available_connections) + len(store._pool._in_use_connections) <= 2
+        # the SCAN walks have two connections of their own: five walks at once wait for them
+        walks = await asyncio.gather(*(store.list_accounts() for _ in range(5)))
+        assert walks == [sorted(accounts)] * 5
     finally:
         await store.flush_all()
         await store.close()

@@ -272,15 +272,18 @@ class RedisStateStore:
     def _walker(self) -> Any:
         """The client of the SCAN walks (``list_accounts``, ``flush_all``): rebuilds and admin,
         whose steps each get the socket timeout, as a whole walk may outlast one operation's
-        deadline. Two connections of their own, opened on first use."""
+        deadline. Two connections of their own (a third walk at once waits for one), opened
+        on first use and closed with the client."""
         if self._walk_client is None:
-            self._walk_client = aioredis.Redis.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self._url,
                 max_connections=2,
+                timeout=self._timeout_s,
                 socket_timeout=self._timeout_s,
                 socket_connect_timeout=self._timeout_s,
                 retry=Retry(NoBackoff(), 0),
             )
+            self._walk_client = aioredis.Redis.from_pool(pool)
         return self._walk_client
 
     # -- keys -------------------------------------------------------------------------------
