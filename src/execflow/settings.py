@@ -152,8 +152,14 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///execflow.db",
         description="sqlite+aiosqlite:///file.db or postgresql+asyncpg://...",
     )
-    redis_pool_size: int = Field(32, ge=1, le=10_000)
-    redis_timeout_s: float = Field(5.0, gt=0)
+    redis_pool_size: int = Field(
+        32, ge=1, le=10_000, description="Redis connections per process (per node on a cluster)"
+    )
+    redis_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="deadline of one Redis operation (a socket timeout on a cluster), per attempt",
+    )
     amqp_heartbeat_s: int = Field(10, ge=1, le=600)
     db_pool_size: int = Field(5, ge=1, le=1000)
 
