@@ -28,13 +28,13 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+from _trees import run_child, tree_env
 
 _INNER = "EXECFLOW_ACCOUNT_SIZE_INNER"
 _CPU = re.compile(r"cpu_s=([\d.]+)")
@@ -130,31 +130,19 @@ def _argv(size: int, reports: int, workdir: str) -> list[str]:
     ]
 
 
-def _env(src: Path | None, mode: str) -> dict[str, str]:
-    env = {**os.environ, _INNER: mode}
-    if src is not None:
-        env["PYTHONPATH"] = str(src)
-    return env
-
-
 def _cpu_per_report(src: Path | None, size: int, reports: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(
-            _argv(size, reports, tmp),
-            env=_env(src, "fill"),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    match = _CPU.search(done.stdout)
-    if done.returncode != 0 or match is None:
-        raise SystemExit(f"pass failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        out = run_child(_argv(size, reports, tmp), tree_env(src, **{_INNER: "fill"}))
+    match = _CPU.search(out)
+    if match is None:
+        raise SystemExit(f"pass printed no CPU figure:\n{out[-2000:]}")
     return float(match.group(1)) / reports
 
 
 def _instructions(src: Path | None, size: int, reports: int, fill: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        return instructions(_argv(size, reports, tmp), _env(src, "fill" if fill else "place"))
+        env = tree_env(src, **{_INNER: "fill" if fill else "place"})
+        return instructions(_argv(size, reports, tmp), env)
 
 
 def _instructions_per_report(src: Path | None, size: int, reports: int) -> float:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from _trees import run_child, tree_env  # bench/, first on sys.path: see its doc
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -99,15 +99,9 @@ async def transitions(url: str, count: int) -> float:
 
 def child(src: Path, args: argparse.Namespace) -> float:
     """One round in a child process whose ``execflow`` comes from ``src``."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, __file__, "--child", "--what", args.what]
-    out = subprocess.run(
-        [*command, "--operations", str(args.operations), f"--{args.what}-url", args.url],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    command += ["--operations", str(args.operations), f"--{args.what}-url", args.url]
+    out = run_child(command, tree_env(src))
     return float(json.loads(out.strip().splitlines()[-1])["cpu_s"])
 
 

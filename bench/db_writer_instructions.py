@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+from _trees import tree_env
 
 _INNER = "EXECFLOW_DBW_INNER"
 _BATCH = 100  # the default db_batch_size
@@ -116,9 +117,7 @@ async def _write(
 
 def _count(src: Path | None, events_file: Path, count: int, batch: int, write: bool) -> int:
     # a fixed hash seed: set and dict orders, and so the work, alike in every run
-    env = {**os.environ, _INNER: "write" if write else "build", "PYTHONHASHSEED": "0"}
-    if src is not None:
-        env["PYTHONPATH"] = str(src)
+    env = tree_env(src, **{_INNER: "write" if write else "build", "PYTHONHASHSEED": "0"})
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, __file__, "--events", str(count), "--workdir", tmp]
         command += ["--events-file", str(events_file), "--batch", str(batch)]

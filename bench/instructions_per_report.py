@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from _cachegrind import instructions  # bench/, first on sys.path: see its doc
+from _trees import tree_env
 
 _INNER = "EXECFLOW_INSTR_INNER"
 _BATCH = 50  # DB events per db writer batch: divides the default 150 reports
@@ -34,9 +35,7 @@ _BATCH = 50  # DB events per db writer batch: divides the default 150 reports
 
 def _count(src: Path | None, reports: int, batch: int, fill: bool) -> int:
     # a fixed hash seed: set and dict orders, and so the work, alike in every run
-    env = {**os.environ, _INNER: "fill" if fill else "place", "PYTHONHASHSEED": "0"}
-    if src is not None:
-        env["PYTHONPATH"] = str(src)
+    env = tree_env(src, **{_INNER: "fill" if fill else "place", "PYTHONHASHSEED": "0"})
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, __file__, "--reports", str(reports), "--workdir", tmp]
         command += ["--batch", str(batch)]

@@ -390,14 +390,14 @@ class RabbitMQBus:
         message = self._build(body, headers, message_id)
         await self.declare(queue)
         await self._confirmed(queue, [message])
-        return str(message.message_id)
+        return message.message_id
 
     async def publish_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
         """Publish several messages and wait for all their confirms."""
         built = [self._build(m.body, m.headers, m.message_id) for m in messages]
         await self.declare(queue)
         await self._confirmed(queue, built)
-        return [str(m.message_id) for m in built]
+        return [m.message_id for m in built]
 
     @staticmethod
     def ack_batch(prefetch: int) -> int:

@@ -209,16 +209,16 @@ class RedisClusterStateStore(RedisStateStore):
 
     # -- retries ----------------------------------------------------------------------------
 
-    @property
-    def _walker(self) -> Any:
-        """The SCAN walks' client is the cluster's own: its commands keep their socket timeout."""
-        return self._redis
+    async def _walk(self, operation: str, do: Callable[[Any], Awaitable[T]]) -> T:
+        """A SCAN walk on the cluster's own client, whose commands keep their socket
+        timeout (``_make_client``), retried as any call."""
+        return await self._call(operation, lambda: do(self._redis))
 
-    async def _call(self, operation: str, do: Callable[[], Awaitable[T]], walk: bool = False) -> T:
+    async def _call(self, operation: str, do: Callable[[], Awaitable[T]]) -> T:
         """Run ``do``; retry a failover's errors until ``retry_window_s``; else ``StoreError``.
 
-        ``walk`` changes nothing here: the cluster's client keeps redis-py's socket timeouts,
-        whose errors make it refresh its slot map (``_make_client``).
+        No deadline of ours: the cluster's client keeps redis-py's socket timeouts, whose
+        errors make it refresh its slot map (``_make_client``).
         """
         deadline = time.monotonic() + self._retry_window_s
         delay_s = self._backoff_s

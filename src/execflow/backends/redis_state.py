@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
 import orjson
@@ -214,6 +215,15 @@ def _whole_account(reply: dict[Any, Any]) -> Versioned | None:
     return Versioned(head.version, data, stamp)
 
 
+async def _unlink(walker: Any, keys: list[Any]) -> int:
+    """``UNLINK`` each key, one command a key: keys of different hash slots cannot share a
+    command in a cluster."""
+    pipe = walker.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("UNLINK", key)
+    return sum(int(n) for n in await pipe.execute())
+
+
 def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
     """The quotes from the prices hash's ``HGETALL`` reply."""
     return {_text(k): _load(v) for k, v in reply.items()}
@@ -238,6 +248,9 @@ class RedisStateStore:
         self._backoff_s = backoff_s
         self._pool: aioredis.ConnectionPool | None = None
         self._walk_client: aioredis.Redis | None = None
+        # at most ``pool_size`` operations in at once, each holding at most one connection
+        # at a time: the plain pool of ``_make_client`` never runs out of connections
+        self._slots = asyncio.Semaphore(pool_size)
         # A ``redis.asyncio.Redis`` here, a ``RedisCluster`` in the cluster subclass: every
         # command this class sends exists on both with the same reply.
         self._redis: Any = self._make_client(url, pool_size, timeout_s)
@@ -250,14 +263,13 @@ class RedisStateStore:
         socket timeout costs a task per command sent (``asyncio.wait_for``) and a timer per
         reply read, a fifth of a command's CPU here; a command the deadline cuts drops its
         connection (redis-py disconnects on any exception mid-command), as a socket timeout
-        would. The SCAN walks, longer than one operation, go through ``_walker``.
+        would. The SCAN walks, longer than one operation, go through ``_walk``.
 
         Not redis-py's ``BlockingConnectionPool``: its checkout (a condition, a timer and a
         predicate per command) cost more than the command's own work. ``_call`` lets at
         most ``pool_size`` operations in at once (``_slots``), each holding at most one
         connection at a time, so the plain pool never runs out of connections.
         """
-        self._slots = asyncio.Semaphore(pool_size)
         self._pool = aioredis.ConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -268,12 +280,10 @@ class RedisStateStore:
         )
         return aioredis.Redis(connection_pool=self._pool)
 
-    @property
-    def _walker(self) -> Any:
-        """The client of the SCAN walks (``list_accounts``, ``flush_all``): rebuilds and admin,
-        whose steps each get the socket timeout, as a whole walk may outlast one operation's
-        deadline. Two connections of their own (a third walk at once waits for one), opened
-        on first use and closed with the client."""
+    def _walk_redis(self) -> Any:
+        """The client of the SCAN walks (``_walk``): two connections of their own, each
+        command with the socket timeout (a third walk at once waits for a connection),
+        opened on first use and closed with the store."""
         if self._walk_client is None:
             pool = aioredis.BlockingConnectionPool.from_url(
                 self._url,
@@ -320,18 +330,30 @@ class RedisStateStore:
 
     # -- retries ----------------------------------------------------------------------------
 
-    async def _call(self, operation: str, do: Callable[[], Awaitable[T]], walk: bool = False) -> T:
-        """Run ``do``; retry connection errors with backoff; map failures to ``StoreError``.
+    async def _call(self, operation: str, do: Callable[[], Awaitable[T]]) -> T:
+        """Run ``do`` under one deadline of ``timeout_s`` per attempt (the client has no
+        socket timeout: ``_make_client``) and a slot of the pool; see ``_with_retries``."""
+        return await self._with_retries(operation, do, self._timeout_s, self._slots)
 
-        Each attempt gets ``timeout_s`` (the client has no socket timeout: ``_make_client``),
-        but for a SCAN walk (``walk``, on ``_walker``), whose every step has its own.
-        """
+    async def _walk(self, operation: str, do: Callable[[Any], Awaitable[T]]) -> T:
+        """Run the SCAN walk ``do`` on the walks' own client, which it is given; see
+        ``_with_retries``. A walk (rebuilds and admin) may outlast one operation's deadline, so
+        it has none as a whole: each of its commands has the socket timeout instead."""
+        walker = self._walk_redis()
+        return await self._with_retries(operation, lambda: do(walker), None, nullcontext())
+
+    async def _with_retries(
+        self,
+        operation: str,
+        do: Callable[[], Awaitable[T]],
+        deadline_s: float | None,
+        slot: AbstractAsyncContextManager[Any],
+    ) -> T:
+        """Run ``do``; retry connection errors with backoff; map failures to ``StoreError``."""
         delay_s = self._backoff_s
         for attempt in range(1, self._attempts + 1):
             try:
-                if walk:
-                    return await do()
-                async with asyncio.timeout(self._timeout_s), self._slots:
+                async with asyncio.timeout(deadline_s), slot:
                     return await do()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if attempt == self._attempts:
@@ -474,14 +496,14 @@ class RedisStateStore:
         head = f"{self._prefix}:{{"
         tail = "}:account"
 
-        async def do() -> list[str]:
+        async def do(walker: Any) -> list[str]:
             found = []
-            async for key in self._walker.scan_iter(match=f"{head}*{tail}", count=1000):
+            async for key in walker.scan_iter(match=f"{head}*{tail}", count=1000):
                 text = _text(key)
                 found.append(text[len(head) : -len(tail)])
             return sorted(found)
 
-        return await self._call("list_accounts", do, walk=True)
+        return await self._walk("list_accounts", do)
 
     async def commit(self, account_id: str, writes: Sequence[Write]) -> None:
         """Compare every version and write every document in one Lua call."""
@@ -596,24 +618,17 @@ class RedisStateStore:
     async def flush_all(self) -> None:
         """Delete every key under this store's prefix (never FLUSHDB: the server is shared)."""
 
-        async def do() -> int:
+        async def do(walker: Any) -> int:
             removed = 0
             batch: list[Any] = []
-            async for key in self._walker.scan_iter(match=f"{self._prefix}:*", count=1000):
+            async for key in walker.scan_iter(match=f"{self._prefix}:*", count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    removed += await self._unlink(batch)
+                    removed += await _unlink(walker, batch)
                     batch = []
             if batch:
-                removed += await self._unlink(batch)
+                removed += await _unlink(walker, batch)
             return removed
 
-        removed = await self._call("flush_all", do, walk=True)
+        removed = await self._walk("flush_all", do)
         log.info("state store flushed", extra={"prefix": self._prefix, "keys": removed})
-
-    async def _unlink(self, keys: list[Any]) -> int:
-        # One UNLINK per key: keys of different hash slots cannot share a command in a cluster.
-        pipe = self._walker.pipeline(transaction=False)
-        for key in keys:
-            pipe.execute_command("UNLINK", key)
-        return sum(int(n) for n in await pipe.execute())
