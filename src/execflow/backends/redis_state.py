@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, TypeVar
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -229,6 +230,48 @@ def _quotes(reply: dict[Any, Any]) -> dict[str, dict[str, Any]]:
     return {_text(k): _load(v) for k, v in reply.items()}
 
 
+class _OneCallPacking:
+    """A command packed into the Redis protocol by one call into hiredis.
+
+    redis-py with hiredis still walks the arguments in Python (a memoryview check, then its
+    encoder, four ``isinstance`` a value) before hiredis packs them; a worker's CAS commit
+    has some fifteen, and that walk was about 5 % of its process's CPU. hiredis takes str
+    (as UTF-8), int, float and bytes itself and writes each as redis-py's encoder would
+    (``tests/backends/test_redis_state.py`` compares both); any other argument, and a
+    command name of two words (``"CLIENT SETINFO"``, which redis-py splits), take
+    redis-py's own way, with its errors.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        name = args[0]
+        if type(name) is str and " " not in name:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass  # a bool, bytearray or memoryview: redis-py's way (and its DataError)
+        packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+        return packed
+
+
+class _Connection(_OneCallPacking, aioredis.Connection):
+    """redis-py's TCP connection, packing commands in one call."""
+
+
+class _SSLConnection(_OneCallPacking, aioredis.SSLConnection):
+    """redis-py's TLS connection (``rediss://``), packing commands in one call."""
+
+
+class _UnixConnection(_OneCallPacking, aioredis.UnixDomainSocketConnection):
+    """redis-py's Unix socket connection (``unix://``), packing commands in one call."""
+
+
+_ONE_CALL_PACKING: dict[type[Any], type[Any]] = {
+    aioredis.Connection: _Connection,
+    aioredis.SSLConnection: _SSLConnection,
+    aioredis.UnixDomainSocketConnection: _UnixConnection,
+}
+
+
 class RedisStateStore:
     """The ``StateStore`` port on Redis."""
 
@@ -278,6 +321,9 @@ class RedisStateStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
+        # the class the URL's scheme chose, with its commands packed in one call
+        pool_class = self._pool.connection_class
+        self._pool.connection_class = _ONE_CALL_PACKING.get(pool_class, pool_class)
         return aioredis.Redis(connection_pool=self._pool)
 
     def _walk_redis(self) -> Any:
