@@ -54,6 +54,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 _KEY_TO_FIELD = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
 
+_SIDE_CODES = {"1": Side.BUY, "2": Side.SELL}
+_SIDE_NAMES = {"BUY": Side.BUY, "SELL": Side.SELL}
+
 _STATUS_CODES: dict[str, ReportStatus] = {
     "2": ReportStatus.EXECUTED,
     "F": ReportStatus.EXECUTED,
@@ -258,7 +261,10 @@ def _collect(data: Mapping[str, Any]) -> dict[str, Any]:
         raise ReportError("message", "not an object")
     out: dict[str, Any] = {}
     for key, value in data.items():
-        name = _KEY_TO_FIELD.get(str(key).lower())
+        # the aliases are lower-case: a key found as it is needs no lower-casing
+        name = _KEY_TO_FIELD.get(key) if key.__class__ is str else None
+        if name is None:
+            name = _KEY_TO_FIELD.get(str(key).lower())
         if name is None or value is None:
             continue
         if name in out and _as_text(out[name], name) != _as_text(value, name):
@@ -268,6 +274,8 @@ def _collect(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _as_text(value: Any, name: str) -> str:
+    if value.__class__ is str:  # the common case first: a plain str is its own text
+        return value
     if isinstance(value, bool):
         raise ReportError(name, "boolean not allowed")
     if isinstance(value, float):
@@ -347,9 +355,7 @@ def _side(values: Mapping[str, Any]) -> Side | None:
     raw = _text(values, "side")
     if raw is None:
         return None
-    side = {"1": Side.BUY, "2": Side.SELL}.get(raw) or {"BUY": Side.BUY, "SELL": Side.SELL}.get(
-        raw.upper()
-    )
+    side = _SIDE_CODES.get(raw) or _SIDE_NAMES.get(raw.upper())
     if side is None:
         raise ReportError("side", f"unsupported side {raw!r}")
     return side
