@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -390,14 +391,41 @@ def figures(published: dict[str, float], done: dict[str, float], cpu_s: float = 
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[bool]], timeout_s: float, poll_s: float = 0.05
+    predicate: Callable[[], Awaitable[bool]],
+    timeout_s: float,
+    poll_s: float = 0.05,
+    check: Callable[[], None] | None = None,
 ) -> None:
-    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout_s``."""
+    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout_s``.
+
+    ``check`` runs before each poll and may raise to end the wait early (a process the
+    pass needs has exited: nothing would come however long we waited).
+    """
     deadline = time.monotonic() + timeout_s
-    while not await predicate():
+    while True:
+        if check is not None:
+            check()
+        if await predicate():
+            return
         if time.monotonic() > deadline:
             raise TimeoutError(f"not done after {timeout_s} s")
         await asyncio.sleep(poll_s)
+
+
+class ChildExited(ExecflowError):
+    """A process of a distributed pass ended before the pass did."""
+
+
+def children_alive(children: Mapping[str, Sequence[asyncio.subprocess.Process]]) -> None:
+    """Raise ``ChildExited`` naming the first of ``children`` that has exited, if any."""
+    for name, started in children.items():
+        for instance, child in enumerate(started, start=1):
+            if child.returncode is not None:
+                raise ChildExited(
+                    f"{name} (instance {instance}) exited with code {child.returncode} "
+                    "before the pass ended; its own error is on stderr above",
+                    pid=child.pid,
+                )
 
 
 # -- embedded -------------------------------------------------------------------------------
@@ -624,13 +652,14 @@ async def distributed_pass(
                 counts = [await bus.consumer_count(queue) for queue in queues]
                 return min(counts) >= topology.instances
 
-            await wait_for(consuming, max(60.0, config.timeout_s), poll_s=0.1)
+            alive = partial(children_alive, children)
+            await wait_for(consuming, max(60.0, config.timeout_s), poll_s=0.1, check=alive)
             written = await services.database.count_events()
             seeded = (accounts[: topology.accounts], ask)
             refused: Counter[str] = Counter()
             orders = await place_orders(services, config.distributed_reports, seeded, refused)
             # the placement's events written first: the CPU counted is the fills' only
-            await _wait_written(services, written + len(orders), config.timeout_s)
+            await _wait_written(services, written + len(orders), config.timeout_s, alive)
             meter = await asyncio.to_thread(_meter, config, children, database[1])
             before, idle = await _idle_rates(meter, config.idle_sample_s)
             window = time.monotonic()
@@ -645,9 +674,10 @@ async def distributed_pass(
                     await asyncio.to_thread(tail.poll)
                 return sum(tail.settled for tail in tails) >= len(orders)
 
-            await wait_for(all_done, config.timeout_s, poll_s=0.5)
+            await wait_for(all_done, config.timeout_s, poll_s=0.5, check=alive)
             applied = sum(len(tail.found) for tail in tails)
-            await _wait_written(services, written + len(orders) + applied, config.timeout_s)
+            events = written + len(orders) + applied
+            await _wait_written(services, events, config.timeout_s, alive)
             cpu = (await asyncio.to_thread(meter.sample)).since(before)
             window_s = time.monotonic() - window
             # warmed up: every report of the pass applied
@@ -692,13 +722,15 @@ async def _idle_rates(meter: CpuMeter, seconds: float) -> tuple[CpuSample, dict[
     return last, {group: cpu / elapsed for group, cpu in last.since(first).items()}
 
 
-async def _wait_written(services: Services, events: int, timeout_s: float) -> None:
+async def _wait_written(
+    services: Services, events: int, timeout_s: float, check: Callable[[], None]
+) -> None:
     """Until the database holds ``events`` events (one per placed order, one per fill)."""
 
     async def written() -> bool:
         return await services.database.count_events() >= events
 
-    await wait_for(written, timeout_s, poll_s=0.25)
+    await wait_for(written, timeout_s, poll_s=0.25, check=check)
 
 
 def _meter(
