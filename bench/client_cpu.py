@@ -47,11 +47,13 @@ async def per_operation(operation: Callable[[], Awaitable[None]], count: int) ->
 
 async def publishes(url: str, count: int) -> float:
     """CPU seconds per confirmed publish of a 600-byte message with two headers."""
+    from execflow.backends.bus import QueueNames
     from execflow.backends.rabbitmq import RabbitMQBus
 
-    bus = RabbitMQBus(url)
+    # queues of its own, the dead-letter queue that ``connect`` declares included
+    bus = RabbitMQBus(url, QueueNames(f"efbench-pub-{uuid.uuid4().hex[:8]}"))
     await bus.connect()
-    queue = f"efbench-pub-{uuid.uuid4().hex[:8]}"
+    queue = bus.queues.name("publishes")
     headers = {"x-kind": "fill", "x-account": "live:1"}
 
     async def publish() -> None:
@@ -61,7 +63,8 @@ async def publishes(url: str, count: int) -> float:
         return await per_operation(publish, count)
     finally:
         channel = await bus._require_connection().channel()
-        await channel.queue_delete(queue)
+        for name in (queue, bus.dlq_name):
+            await channel.queue_delete(name)
         await channel.close()
         await bus.close()
 
