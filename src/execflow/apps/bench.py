@@ -423,7 +423,7 @@ def children_alive(children: Mapping[str, Sequence[asyncio.subprocess.Process]])
             if child.returncode is not None:
                 raise ChildExited(
                     f"{name} (instance {instance}) exited with code {child.returncode} "
-                    "before the pass ended; its own error is on stderr above",
+                    "before the pass ended (its own error, if it wrote one, is on stderr above)",
                     pid=child.pid,
                 )
 

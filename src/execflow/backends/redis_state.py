@@ -235,9 +235,9 @@ class _OneCallPacking:
 
     redis-py with hiredis still walks the arguments in Python (a memoryview check, then its
     encoder, four ``isinstance`` a value) before hiredis packs them; a worker's CAS commit
-    has some fifteen, and that walk was about 5 % of its process's CPU. hiredis takes str
-    (as UTF-8), int, float and bytes itself and writes each as redis-py's encoder would
-    (``tests/backends/test_redis_state.py`` compares both); any other argument, and a
+    has some fifteen, and that walk was about 7 % of its profiled process. hiredis takes
+    str (as UTF-8), int, float and bytes itself and writes each as redis-py's encoder would
+    (``tests/backends/test_redis_packing.py`` compares both); any other argument, and a
     command name of two words (``"CLIENT SETINFO"``, which redis-py splits), take
     redis-py's own way, with its errors.
     """
@@ -291,8 +291,7 @@ class RedisStateStore:
         self._backoff_s = backoff_s
         self._pool: aioredis.ConnectionPool | None = None
         self._walk_client: aioredis.Redis | None = None
-        # at most ``pool_size`` operations in at once, each holding at most one connection
-        # at a time: the plain pool of ``_make_client`` never runs out of connections
+        # at most ``pool_size`` operations in at once (``_call``; ``_make_client`` says why)
         self._slots = asyncio.Semaphore(pool_size)
         # A ``redis.asyncio.Redis`` here, a ``RedisCluster`` in the cluster subclass: every
         # command this class sends exists on both with the same reply.
