@@ -33,7 +33,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -41,6 +41,7 @@ from typing import Any
 
 from execflow.domain import money
 from execflow.domain.enums import LpOrderType, RequestKind, Side
+from execflow.domain.frozen import replace
 from execflow.domain.messages import ExecutionReport, ProviderRequest
 from execflow.domain.models import ZERO, InstrumentConfig, Prices, Quote
 
