@@ -47,6 +47,7 @@ async def per_operation(operation: Callable[[], Awaitable[None]], count: int) ->
 
 async def publishes(url: str, count: int) -> float:
     """CPU seconds per confirmed publish of a 600-byte message with two headers."""
+    from execflow.apps.bench import delete_queues
     from execflow.backends.bus import QueueNames
     from execflow.backends.rabbitmq import RabbitMQBus
 
@@ -62,11 +63,8 @@ async def publishes(url: str, count: int) -> float:
     try:
         return await per_operation(publish, count)
     finally:
-        channel = await bus._require_connection().channel()
-        for name in (queue, bus.dlq_name):
-            await channel.queue_delete(name)
-        await channel.close()
         await bus.close()
+        await delete_queues(url, [queue, bus.dlq_name])
 
 
 async def transitions(url: str, count: int) -> float:

@@ -513,10 +513,11 @@ async def relay_rate(amqp_url: str, count: int, timeout_s: float) -> float:
         return count / elapsed
     finally:
         await bus.close()
-        await _delete_queues(amqp_url, [first, second, names.dlq])
+        await delete_queues(amqp_url, [first, second, names.dlq])
 
 
-async def _delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
+async def delete_queues(amqp_url: str, queues: Sequence[str]) -> None:
+    """Delete ``queues`` (each one whether it exists or not) on the RabbitMQ at ``amqp_url``."""
     # the first node that answers of a URL naming several (bench/cluster_bench.py's
     # RabbitMQ cluster): aio_pika.connect takes one host only
     from execflow.backends.rabbitmq_failover import connect_failover
@@ -772,7 +773,7 @@ async def cleanup_pass(amqp_url: str, settings: Settings, log: EventLogger) -> N
 
     queues = QueueNames(settings.queue_prefix).all()
     # with the delay queues the pass's processes declared for retries (gone with them)
-    await _delete_queues(amqp_url, [*queues, *delay_queue_names(queues)])
+    await delete_queues(amqp_url, [*queues, *delay_queue_names(queues)])
     state = make_state_store(settings)
     try:
         await state.connect()
