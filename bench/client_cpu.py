@@ -45,14 +45,14 @@ async def per_operation(operation: Callable[[], Awaitable[None]], count: int) ->
     return (time.process_time() - started) / count
 
 
-async def publishes(url: str, count: int) -> float:
-    """CPU seconds per confirmed publish of a 600-byte message with two headers."""
-    from execflow.apps.bench import delete_queues
+async def publishes(url: str, count: int, prefix: str) -> float:
+    """CPU seconds per confirmed publish of a 600-byte message with two headers, on queues
+    under ``prefix`` (the dead-letter queue that ``connect`` declares included), which the
+    parent deletes with this checkout's ``delete_queues``: a baseline tree may lack it."""
     from execflow.backends.bus import QueueNames
     from execflow.backends.rabbitmq import RabbitMQBus
 
-    # queues of its own, the dead-letter queue that ``connect`` declares included
-    bus = RabbitMQBus(url, QueueNames(f"efbench-pub-{uuid.uuid4().hex[:8]}"))
+    bus = RabbitMQBus(url, QueueNames(prefix))
     await bus.connect()
     queue = bus.queues.name("publishes")
     headers = {"x-kind": "fill", "x-account": "live:1"}
@@ -64,7 +64,6 @@ async def publishes(url: str, count: int) -> float:
         return await per_operation(publish, count)
     finally:
         await bus.close()
-        await delete_queues(url, [queue, bus.dlq_name])
 
 
 async def transitions(url: str, count: int) -> float:
@@ -100,9 +99,17 @@ async def transitions(url: str, count: int) -> float:
 
 def child(src: Path, args: argparse.Namespace) -> float:
     """One round in a child process whose ``execflow`` comes from ``src``."""
+    from execflow.apps.bench import delete_queues
+    from execflow.backends.bus import QueueNames
+
+    names = QueueNames(f"efbench-pub-{uuid.uuid4().hex[:8]}")
     command = [sys.executable, __file__, "--child", "--what", args.what]
     command += ["--operations", str(args.operations), f"--{args.what}-url", args.url]
-    out = run_child(command, tree_env(src))
+    try:
+        out = run_child([*command, "--prefix", names.prefix], tree_env(src))
+    finally:
+        if args.what == "publish":
+            asyncio.run(delete_queues(args.url, [names.name("publishes"), names.dlq]))
     return float(json.loads(out.strip().splitlines()[-1])["cpu_s"])
 
 
@@ -115,11 +122,14 @@ def main() -> None:
     parser.add_argument("--redis-url", "--transition-url", dest="redis_url", default=REDIS_URL)
     parser.add_argument("--amqp-url", "--publish-url", dest="amqp_url", default=AMQP_URL)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", default="efbench-pub", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.url = args.redis_url if args.what == "transition" else args.amqp_url
     if args.child:
-        measure = transitions if args.what == "transition" else publishes
-        cpu_s = asyncio.run(measure(args.url, args.operations))
+        if args.what == "transition":
+            cpu_s = asyncio.run(transitions(args.url, args.operations))
+        else:
+            cpu_s = asyncio.run(publishes(args.url, args.operations, args.prefix))
         print(json.dumps({"cpu_s": cpu_s}))
         return
     here = Path(__file__).resolve().parent.parent / "src"
