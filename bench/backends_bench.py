@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aio_pika
 import asyncpg  # type: ignore[import-untyped]
 
+from execflow.apps.bench import delete_queues
 from execflow.backends.bus import Bus, Delivery, OutgoingMessage, QueueNames
 from execflow.backends.database import EventRecord
 from execflow.backends.memory_bus import InMemoryBus
@@ -151,17 +151,6 @@ async def bench_bus(name: str, bus: Bus, duration_s: float) -> None:
     record(name, "two-hop relay (A -> B), end to end", hops, secs)
 
 
-async def delete_queues(names: set[str]) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
-        for queue in names:
-            channel = await connection.channel()
-            await channel.queue_delete(queue)
-            await channel.close()
-    finally:
-        await connection.close()
-
-
 # -- state store ----------------------------------------------------------------------------
 
 
@@ -273,7 +262,7 @@ async def main(duration_s: float, memory_only: bool) -> None:
         finally:
             declared = set(rabbit.declared_queues)
             await rabbit.close()
-            await delete_queues(declared)
+            await delete_queues(AMQP_URL, sorted(declared))
     else:
         print("  rabbitmq   not reachable on 127.0.0.1:5672: skipped")
 

@@ -348,7 +348,7 @@ def _assert_clean(
     """
     record(verdict)
     context = (
-        f"{verdict.row()}\ndriver: {verdict.driver_output[-1500:]}\n"
+        f"{verdict.row()}\nnotes: {verdict.notes}\ndriver: {verdict.driver_output[-1500:]}\n"
         f"reconcile: {verdict.reconcile_output[-1500:]}"
     )
     if outage:

@@ -204,6 +204,10 @@ class Verdict:
     driver_output: str = ""
     pre_rate: float = 0.0
     recovery_s: float | None = None
+    # how long the event count still rose after the fault cleared: a recovery_s of None
+    # with this near 0 means the stream was over by then (a run sized too short for its
+    # fault), not a pipeline that never came back
+    stream_after_clear_s: float | None = None
     restarts: int = 0
     unsettled: int = 0
     intake_errors: int = 0
@@ -224,6 +228,9 @@ class Verdict:
             "dlq": sum(self.dead_lettered.values()),
             "dlq_reasons": dict(self.dead_lettered),
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 1),
+            "stream_after_clear_s": (
+                None if self.stream_after_clear_s is None else round(self.stream_after_clear_s, 1)
+            ),
             "pre_fault_events_per_s": round(self.pre_rate, 1),
             "restarts": self.restarts,
             "unsettled": self.unsettled,
@@ -442,6 +449,16 @@ class PipelineRun:
                 return pre, max(0.0, t + WINDOW_S - self.cleared_at)
         return pre, None
 
+    def stream_after_clear(self) -> float | None:
+        """Seconds from clearing to the last sample at which the event count had risen."""
+        if self.cleared_at is None:
+            return None
+        last_rise = self.cleared_at
+        for (_, before), (t, count) in zip(self.samples, self.samples[1:], strict=False):
+            if t > self.cleared_at and count > before:
+                last_rise = t
+        return last_rise - self.cleared_at
+
     # -- the end ------------------------------------------------------------------------------
     def _driver_output(self) -> str:
         path = self.root / "simulate.out"
@@ -512,6 +529,7 @@ class PipelineRun:
             await self.wait_quiet()
         finally:
             verdict.pre_rate, verdict.recovery_s = self.recovery()
+            verdict.stream_after_clear_s = self.stream_after_clear()
             await self.stop()
         verdict.driver_output = self._driver_output()
         found = re.search(r"not final (\d+)", verdict.driver_output)

@@ -145,6 +145,24 @@ def log_tail(node: ThrowawayRabbit, chars: int = 4000) -> str:
     return "".join(path.read_text(errors="replace")[-chars:] for path in logs)
 
 
+def autoheal_lines(cluster: ThrowawayRabbitCluster, limit: int = 6) -> dict[str, list[str]]:
+    """Each node's log lines about autoheal (who won, who was restarted), its last few.
+
+    Autoheal picks the partition with the most client connections as the winner: which
+    side restarted is what a slow recovery after the resume is read against.
+    """
+    found: dict[str, list[str]] = {}
+    for node in cluster.nodes:
+        lines = [
+            line.strip()[-200:]
+            for path in sorted(Path(node.env["RABBITMQ_LOG_BASE"]).glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if "autoheal" in line.lower()
+        ]
+        found[node.node] = lines[-limit:]
+    return found
+
+
 PAUSE_S = 30.0  # past 2 AMQP heartbeats (5 s), the net tick time (10 s) and a leader election
 
 
@@ -193,6 +211,8 @@ async def test_the_node_holding_the_leaders_paused_under_load(
         consumers_back_s=round(resumed_s, 1),
         paused_s=round(paused_s, 1),
         rejoined_s=round(rejoined_s, 1),
+        victim=victim.node,
+        autoheal=await asyncio.to_thread(autoheal_lines, cluster),
     )
     print(verdict.notes, verdict.row())
     assert work_queue in led
