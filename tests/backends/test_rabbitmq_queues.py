@@ -115,17 +115,24 @@ def test_broker_urls_split_a_host_list() -> None:
         broker_urls("h1,h2")
 
 
-async def test_a_failed_attempt_moves_to_the_next_host_a_lost_connection_retries_its_own() -> None:
-    connection = FailoverConnection(["amqp://u:p@h1:5672/", "amqp://u:p@h2:5673/"])
+async def test_every_close_moves_to_the_next_host_a_lost_connection_too() -> None:
+    connection = FailoverConnection(
+        ["amqp://u:p@h1:5672/", "amqp://u:p@h2:5673/", "amqp://u:p@h3:5674/"]
+    )
     loop = asyncio.get_running_loop()
     refused: asyncio.Future[None] = loop.create_future()
     refused.set_exception(ConnectionRefusedError(111, "refused"))
+    lost: asyncio.Future[None] = loop.create_future()
+    lost.set_exception(ConnectionResetError(104, "reset"))
     assert connection.url.host == "h1"
-    connection.connected.set()  # an open connection lost: try its host once more
-    await connection._on_connection_close(refused)
-    assert (connection.url.host, connection.failovers) == ("h1", 0)
-    await connection._on_connection_close(refused)  # that attempt failed: the next host
+    # an open connection lost (a paused node's kernel would accept a retry and the
+    # handshake then hang): the next host, not h1 again
+    connection.connected.set()
+    await connection._on_connection_close(lost)
     assert (connection.url.host, connection.url.port, connection.failovers) == ("h2", 5673, 1)
+    connection.connected.clear()
+    await connection._on_connection_close(refused)  # that attempt failed: the next host
+    assert (connection.url.host, connection.failovers) == ("h3", 2)
     await connection._on_connection_close(refused)  # and round again
     assert connection.url.host == "h1"
     assert connection.current_url == "amqp://u:***@h1:5672/"

@@ -9,9 +9,15 @@ aio-pika's ``RobustConnection`` with one change: the URL of its next connection 
 
 * ``connect_failover`` tries each host in turn (fail fast on each) and keeps the first
   that answers.
-* When the connection is lost, the first reconnection attempt goes to the same host (a
-  restarted node, a dropped socket); each attempt that fails moves on to the next host.
-  Everything else is aio-pika's own recovery: the channels are reopened, queues
+* Whenever the connection closes, an open connection lost as much as an attempt failed,
+  the next attempt goes to the next host; the host just left comes round again after the
+  others. The host just lost is the suspect one: a node stopped with SIGSTOP still has
+  its kernel accept connections on its port and then never answers the handshake (a
+  retry there hung for the whole connect timeout), and a node resumed into a minority
+  answers the handshake but cannot serve its quorum queues, which any other node of the
+  cluster serves. (Telling "lost" from "attempt failed" by ``connected`` did not work
+  either: aio-pika 10 sets it before restoring the channels, so a node failing every
+  restore looked like a lost connection and was tried again.) Everything else is aio-pika's own recovery: the channels are reopened, queues
   re-declared and consumers re-subscribed on the new connection, and the bus's
   publishes interrupted meanwhile are retried by their own path (``RabbitMQBus``).
 
@@ -62,7 +68,7 @@ def broker_urls(url: str) -> list[str]:
 
 
 class FailoverConnection(RobustConnection):
-    """A robust connection whose failed connection attempts move on to the next host."""
+    """A robust connection that moves on to the next host whenever it closes."""
 
     def __init__(self, urls: Sequence[str], start: int = 0, **kwargs: Any) -> None:
         if not urls:
@@ -84,18 +90,16 @@ class FailoverConnection(RobustConnection):
         return mask_url(str(self._urls[self._current]))
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
-        # connected is still set when an open connection was lost (retry the same host
-        # once), clear when a connection attempt failed (try the next host)
-        attempt_failed = not self.connected.is_set()
-        if attempt_failed and len(self._urls) > 1 and not self._close_called:
-            failed = self.current_url
+        # every close moves on (module docstring): a connection lost, an attempt failed
+        if len(self._urls) > 1 and not self._close_called:
+            left = self.current_url
             self._current = (self._current + 1) % len(self._urls)
             self.url = self._urls[self._current]
             self.failovers += 1
             # the hosts in the message itself: the log bridge keeps only the message
             log.warning(
-                "RabbitMQ host %s unreachable; the next attempt goes to %s",
-                failed,
+                "RabbitMQ connection to %s lost or refused; the next attempt goes to %s",
+                left,
                 self.current_url,
             )
         await super()._on_connection_close(closing)
