@@ -17,7 +17,8 @@ aio-pika's ``RobustConnection`` with one change: the URL of its next connection 
   answers the handshake but cannot serve its quorum queues, which any other node of the
   cluster serves. (Telling "lost" from "attempt failed" by ``connected`` did not work
   either: aio-pika 10 sets it before restoring the channels, so a node failing every
-  restore looked like a lost connection and was tried again.) Everything else is aio-pika's own recovery: the channels are reopened, queues
+  restore looked like a lost connection and was tried again.)
+  Everything else is aio-pika's own recovery: the channels are reopened, queues
   re-declared and consumers re-subscribed on the new connection, and the bus's
   publishes interrupted meanwhile are retried by their own path (``RabbitMQBus``).
 
