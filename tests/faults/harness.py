@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -454,7 +455,7 @@ class PipelineRun:
         if self.cleared_at is None:
             return None
         last_rise = self.cleared_at
-        for (_, before), (t, count) in zip(self.samples, self.samples[1:], strict=False):
+        for (_, before), (t, count) in itertools.pairwise(self.samples):
             if t > self.cleared_at and count > before:
                 last_rise = t
         return last_rise - self.cleared_at
