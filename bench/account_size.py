@@ -19,6 +19,11 @@ the same run.
     python bench/account_size.py
     python bench/account_size.py --baseline-src /tmp/old/src
     python bench/account_size.py --instructions --reports 100 --sizes 1,1000
+    python bench/account_size.py --held reservations --baseline-src /tmp/old/src
+
+``--held reservations`` pads the accounts with margin reservations of orders in flight
+(pending orders) instead of positions: each fill releases its own order's reservation
+beside the N others, as a fill on an account with N pending orders does.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ _CPU = re.compile(r"cpu_s=([\d.]+)")
 _SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "EURGBP")
 
 
-async def _pad_accounts(services: object, accounts: list[str], size: int) -> None:
-    """Give each account ``size`` open positions (and a balance that carries their margin)."""
+async def _pad_accounts(services: object, accounts: list[str], size: int, held: str) -> None:
+    """Give each account ``size`` open positions, or margin reservations of orders in
+    flight (``held``), and a balance that carries their margin."""
     from dataclasses import replace
     from decimal import Decimal
 
@@ -50,30 +56,38 @@ async def _pad_accounts(services: object, accounts: list[str], size: int) -> Non
     from execflow.domain.accounting import with_margins
     from execflow.domain.codec import account_from_dict, account_to_dict
     from execflow.domain.enums import Side
-    from execflow.domain.models import Position
+    from execflow.domain.models import Position, Reservation
 
     state = services.state  # type: ignore[attr-defined]
     for account_id in accounts:
         doc = await state.get_account(account_id)
         account = account_from_dict(doc.data)
-        positions = tuple(
-            Position(
-                f"pre-{account_id}-{n:05d}",
-                _SYMBOLS[n % len(_SYMBOLS)],
-                Side.BUY if n % 3 else Side.SELL,
-                Decimal("0.10"),
-                Decimal("1085.01"),
+        positions, reservations = account.positions, account.reservations
+        if held == "reservations":
+            reservations += tuple(
+                Reservation(f"pre-{account_id}-{n:05d}", Decimal("12.34")) for n in range(size)
             )
-            for n in range(size)
-        )
-        padded = with_margins(account, positions, account.reservations, Decimal("1000000000.00"))
+        else:
+            positions = tuple(
+                Position(
+                    f"pre-{account_id}-{n:05d}",
+                    _SYMBOLS[n % len(_SYMBOLS)],
+                    Side.BUY if n % 3 else Side.SELL,
+                    Decimal("0.10"),
+                    Decimal("1085.01"),
+                )
+                for n in range(size)
+            )
+        padded = with_margins(account, positions, reservations, Decimal("1000000000.00"))
         padded = replace(padded, version=doc.version + 1)
         await state.commit(
             account_id, [Write("account", account_id, doc.version, account_to_dict(padded))]
         )
 
 
-async def _pass(workdir: Path, size: int, reports: int, fill: bool, timeout_s: float) -> float:
+async def _pass(
+    workdir: Path, size: int, reports: int, fill: bool, held: str, timeout_s: float
+) -> float:
     """One pass; the CPU seconds of the fills (0 when ``fill`` is false)."""
     from execflow.apps.bench import place_orders, publish_fills, seed_reference_data, wait_for
     from execflow.logs import setup_logging
@@ -91,7 +105,7 @@ async def _pass(workdir: Path, size: int, reports: int, fill: bool, timeout_s: f
     try:
         async with open_services(settings, logs) as services:
             seeded = await seed_reference_data(services)
-            await _pad_accounts(services, seeded[0], size)
+            await _pad_accounts(services, seeded[0], size, held)
             placed = await place_orders(services, reports, seeded)
             if len(placed) != reports:
                 raise SystemExit(f"only {len(placed)} of {reports} orders accepted")
@@ -127,7 +141,13 @@ def _argv(size: int, reports: int, workdir: str) -> list[str]:
         str(reports),
         "--workdir",
         workdir,
+        "--held",
+        _HELD[0],
     ]
+
+
+_HELD = ["positions"]
+"""What the accounts are padded with (``--held``), passed on to each child."""
 
 
 def _cpu_per_report(src: Path | None, size: int, reports: int) -> float:
@@ -162,9 +182,10 @@ def _measure(src: Path | None, sizes: list[int], args: argparse.Namespace) -> di
 
 def _print(label: str, figures: dict[int, float], instructions: bool) -> None:
     print(f"{label}:")
+    what = "open positions" if _HELD[0] == "positions" else "reservations held"
     for size, value in figures.items():
         shown = f"{value / 1e6:.3f} M instructions" if instructions else f"{value * 1e3:.3f} ms CPU"
-        print(f"  {size:5d} open positions: {shown} per report")
+        print(f"  {size:5d} {what}: {shown} per report")
     small, large = min(figures), max(figures)
     print(f"  ratio {large}/{small}: {figures[large] / figures[small]:.3f}")
 
@@ -172,20 +193,29 @@ def _print(label: str, figures: dict[int, float], instructions: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=200)
-    parser.add_argument("--sizes", default="1,100,1000", help="open positions per account")
+    parser.add_argument("--sizes", default="1,100,1000", help="items held per account")
+    parser.add_argument(
+        "--held",
+        choices=("positions", "reservations"),
+        default="positions",
+        help="pad the accounts with open positions or with reservations of orders in flight",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="passes per size (median)")
     parser.add_argument("--instructions", action="store_true", help="count under cachegrind")
     parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    _HELD[0] = args.held
     inner = os.environ.get(_INNER)
     if inner is not None:
-        cpu_s = asyncio.run(_pass(args.workdir, sizes[0], args.reports, inner == "fill", 600))
+        fill = inner == "fill"
+        cpu_s = asyncio.run(_pass(args.workdir, sizes[0], args.reports, fill, args.held, 600))
         print(f"cpu_s={cpu_s:.6f}")
         return
     unit = "instructions" if args.instructions else "CPU"
-    print(f"{unit} per fill report, {args.reports} reports over 20 accounts, by open positions")
+    what = "open positions" if args.held == "positions" else "reservations held"
+    print(f"{unit} per fill report, {args.reports} reports over 20 accounts, by {what}")
     current = _measure(None, sizes, args)
     _print("this tree", current, args.instructions)
     if args.baseline_src is not None:

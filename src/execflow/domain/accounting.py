@@ -23,8 +23,21 @@ from execflow.domain.positionbook import (
     remember,
     sorted_book,
 )
+from execflow.domain.reservationbook import (
+    amount_for,
+    dropped,
+    put,
+    sorted_total,
+)
 
-__all__ = ["add_position", "close_position", "release", "reserve", "with_margins"]
+__all__ = [
+    "add_position",
+    "close_position",
+    "release",
+    "reservation_of",
+    "reserve",
+    "with_margins",
+]
 
 
 def with_margins(
@@ -35,7 +48,8 @@ def with_margins(
 ) -> Account:
     """New account with these positions and reservations and the margins derived from them."""
     ordered, book = sorted_book(positions)
-    return _derived(account, ordered, book, reservations, balance)
+    held, total = sorted_total(reservations)
+    return _derived(account, ordered, book, held, total, balance)
 
 
 def _derived(
@@ -43,39 +57,56 @@ def _derived(
     positions: tuple[Position, ...],
     book: PositionBook,
     reservations: tuple[Reservation, ...],
+    reserved: Decimal,
     balance: Decimal | None,
 ) -> Account:
-    reserved = sum((r.amount for r in reservations), Decimal(0))
     return replace(
         account,
         positions=positions,
-        reservations=tuple(sorted(reservations, key=lambda r: r.order_id)),
+        reservations=reservations,
         used_margin_executed=book.executed,
         used_margin_all=book.executed + reserved,
         balance=account.balance if balance is None else balance,
     )
 
 
+def _reservations(account: Account) -> tuple[tuple[Reservation, ...], Decimal]:
+    return sorted_total(account.reservations)
+
+
+def _positions(account: Account) -> tuple[tuple[Position, ...], PositionBook]:
+    return sorted_book(account.positions)
+
+
 def reserve(account: Account, order_id: str, amount: Decimal) -> Account:
     """Hold ``amount`` (booked USD) for an order in flight, replacing any earlier hold."""
-    kept = tuple(r for r in account.reservations if r.order_id != order_id)
-    return with_margins(account, account.positions, (*kept, Reservation(order_id, amount)))
+    positions, book = _positions(account)
+    held, total = put(account.reservations, Reservation(order_id, amount))
+    return _derived(account, positions, book, held, total, None)
 
 
 def release(account: Account, order_id: str) -> Account:
     """Drop the reservation of an order."""
-    kept = tuple(r for r in account.reservations if r.order_id != order_id)
-    return with_margins(account, account.positions, kept)
+    positions, book = _positions(account)
+    held, total = dropped(account.reservations, order_id)
+    return _derived(account, positions, book, held, total, None)
+
+
+def reservation_of(account: Account, order_id: str) -> Decimal:
+    """Margin reserved for one order (0 when none): ``account.reservation_for(order_id)``,
+    found by bisection in a tuple kept here rather than by a walk."""
+    return amount_for(account.reservations, order_id)
 
 
 def add_position(account: Account, position: Position) -> Account:
     """Open a position: its reservation is released and executed margin re-derived."""
-    kept_res = tuple(r for r in account.reservations if r.order_id != position.order_id)
+    held, total = dropped(account.reservations, position.order_id)
     positions = account.positions
     book = book_of(positions)
     if book is None:  # a tuple not derived here: sorted and walked once
         kept_pos = tuple(p for p in positions if p.order_id != position.order_id)
-        return with_margins(account, (*kept_pos, position), kept_res)
+        ordered, made = sorted_book((*kept_pos, position))
+        return _derived(account, ordered, made, held, total, None)
     parent, removed = positions, 0
     at = find(positions, position.order_id)
     if at < len(positions) and positions[at].order_id == position.order_id:
@@ -85,21 +116,23 @@ def add_position(account: Account, position: Position) -> Account:
     added = (*positions[:at], position, *positions[at:])
     book = book.opened(position)
     remember(added, book, Edit(parent, at, removed, inserted=True))
-    return _derived(account, added, book, kept_res, None)
+    return _derived(account, added, book, held, total, None)
 
 
 def close_position(account: Account, order_id: str, net_profit: Decimal) -> Account:
     """Close a position: margin re-derived, balance += net profit (already booked)."""
     positions = account.positions
     balance = account.balance + net_profit
+    held, total = _reservations(account)
     book = book_of(positions)
     if book is None:  # a tuple not derived here: sorted and walked once
         kept = tuple(p for p in positions if p.order_id != order_id)
-        return with_margins(account, kept, account.reservations, balance)
+        ordered, made = sorted_book(kept)
+        return _derived(account, ordered, made, held, total, balance)
     at = find(positions, order_id)
     if at < len(positions) and positions[at].order_id == order_id:
         rest = positions[:at] + positions[at + 1 :]
         book = book.closed(positions[at], rest)
         remember(rest, book, Edit(positions, at, 1, inserted=False))
         positions = rest
-    return _derived(account, positions, book, account.reservations, balance)
+    return _derived(account, positions, book, held, total, balance)

@@ -38,7 +38,9 @@ from execflow.domain.models import (
     Position,
     Reservation,
 )
-from execflow.domain.positionbook import edit_of
+from execflow.domain.positionbook import Edit, edit_of
+from execflow.domain.reservationbook import SMALL as SMALL_RESERVATIONS
+from execflow.domain.reservationbook import edit_of as reservation_edit_of
 from execflow.errors import ExecflowError
 
 __all__ = [
@@ -691,24 +693,30 @@ def reservation_to_dict(reservation: Reservation) -> dict[str, Any]:
     return _memo(Reservation).encode(reservation)
 
 
-_LAST_POSITIONS: dict[str, tuple[tuple[Position, ...], list[dict[str, Any]]]] = {}
+_LastLists = dict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]]
+
+_LAST_POSITIONS: _LastLists = {}
 """Per account id, the positions tuple last encoded by ``account_document`` and its list."""
 
-_MAX_LAST_POSITIONS = 256
+_LAST_RESERVATIONS: _LastLists = {}
+"""Per account id, the reservations tuple last encoded and its list (the same for them)."""
+
+_MAX_LAST_LISTS = 256
 """Accounts remembered (as many as ``pipeline.decoded`` keeps decoded: the lists are the
 ones its documents hold, so this adds little memory); a full memo starts over."""
 
 
 def account_document(account: Account) -> dict[str, Any]:
-    """``account_to_dict(account)`` for a state store write, its positions encoded from the
-    last document of the same account: only the positions that changed are encoded.
+    """``account_to_dict(account)`` for a state store write, its positions and reservations
+    encoded from the last document of the same account: only the items that changed are
+    encoded.
 
-    An open or close changes one position of the account's sorted tuple
-    (``domain.positionbook.Edit`` says which), so the list is the last one with that item
-    put in or taken out, instead of every position of a large account encoded again. The
-    position dicts in it are shared with earlier documents: the caller stores the document
-    and must not modify it (the aliasing invariant of ``pipeline.decoded``);
-    ``account_to_dict`` returns dicts the caller owns.
+    An open or close changes one position of the account's sorted tuple, a reserve or
+    release one reservation (``domain.positionbook.Edit`` says which), so each list is the
+    last one with that item put in or taken out, instead of every item of a large account
+    encoded again. The item dicts in it are shared with earlier documents: the caller
+    stores the document and must not modify it (the aliasing invariant of
+    ``pipeline.decoded``); ``account_to_dict`` returns dicts the caller owns.
     """
     return _account_with(account, _positions_list(account.account_id, account.positions))
 
@@ -723,26 +731,49 @@ def _account_with(account: Account, positions: list[dict[str, Any]]) -> dict[str
     out = account_header_to_dict(account)
     version = out.pop("version")
     out["positions"] = positions
-    out["reservations"] = [reservation_to_dict(r) for r in account.reservations]
+    held = account.reservations
+    out["reservations"] = (
+        [reservation_to_dict(r) for r in held]
+        if len(held) < SMALL_RESERVATIONS
+        else _edited_list(
+            _LAST_RESERVATIONS,
+            account.account_id,
+            held,
+            reservation_edit_of(held),
+            reservation_to_dict,
+        )
+    )
     out["version"] = version  # last, where account_to_dict puts it
     return out
 
 
 def _positions_list(account_id: str, positions: tuple[Position, ...]) -> list[dict[str, Any]]:
-    last = _LAST_POSITIONS.get(account_id)
+    return _edited_list(
+        _LAST_POSITIONS, account_id, positions, edit_of(positions), position_to_dict
+    )
+
+
+def _edited_list(
+    last_lists: _LastLists,
+    account_id: str,
+    items: tuple[Any, ...],
+    edit: Edit | None,
+    encode_item: Callable[[Any], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The encoded list of ``items``: the account's last one when ``items`` is the tuple
+    last encoded, or that one edited when ``items`` was made from it by ``edit``."""
+    last = last_lists.get(account_id)
     encoded: list[dict[str, Any]] | None = None
-    if last is not None and last[0] is positions:
+    if last is not None and last[0] is items:
         encoded = last[1]
-    elif last is not None:
-        edit = edit_of(positions)
-        if edit is not None and edit.parent is last[0]:
-            put = [position_to_dict(positions[edit.at])] if edit.inserted else []
-            encoded = [*last[1][: edit.at], *put, *last[1][edit.at + edit.removed :]]
+    elif last is not None and edit is not None and edit.parent is last[0]:
+        put = [encode_item(items[edit.at])] if edit.inserted else []
+        encoded = [*last[1][: edit.at], *put, *last[1][edit.at + edit.removed :]]
     if encoded is None:
-        encoded = [position_to_dict(p) for p in positions]
-    if len(_LAST_POSITIONS) >= _MAX_LAST_POSITIONS:
-        _LAST_POSITIONS.clear()
-    _LAST_POSITIONS[account_id] = (positions, encoded)
+        encoded = [encode_item(item) for item in items]
+    if len(last_lists) >= _MAX_LAST_LISTS:
+        last_lists.clear()
+    last_lists[account_id] = (items, encoded)
     return list(encoded)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
+from typing import Any
 
 from execflow.domain.enums import Side
 from execflow.domain.models import ZERO, Position
@@ -56,11 +57,12 @@ _BOOKS: dict[int, tuple[Positions, PositionBook, Edit | None]] = {}
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """How a positions tuple was made from another: ``removed`` items at ``at`` taken out,
-    then (``inserted``) the new tuple's item at ``at`` put in. The codec encodes the new
-    tuple from the old one's encoding with it (``codec.account_document``)."""
+    """How a positions (or reservations, ``domain.reservationbook``) tuple was made from
+    another: ``removed`` items at ``at`` taken out, then (``inserted``) the new tuple's item
+    at ``at`` put in. The codec encodes the new tuple from the old one's encoding with it
+    (``codec.account_document``)."""
 
-    parent: Positions
+    parent: tuple[Any, ...]
     at: int
     removed: int
     inserted: bool

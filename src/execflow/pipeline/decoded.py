@@ -14,9 +14,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
 from execflow.backends.state import Versioned, header_of
-from execflow.domain.codec import account_from_dict, instrument_from_dict
-from execflow.domain.models import Account, InstrumentConfig, Position, Prices, Quote
+from execflow.domain.codec import CodecError, account_from_dict, decode, instrument_from_dict
+from execflow.domain.models import (
+    Account,
+    InstrumentConfig,
+    Position,
+    Prices,
+    Quote,
+    Reservation,
+)
 from execflow.domain.positionbook import sorted_book
+from execflow.domain.reservationbook import SMALL, spliced
 from execflow.errors import StoreError
 
 __all__ = ["DecodedMemo", "DecodedRefdata", "TokenCache", "quote_of"]
@@ -156,10 +164,12 @@ class DecodedRefdata:
         if rows is None or rows[0] != head.stamp:
             return None
         positions = rows[1]
+        last = self._heads.last(account_id)
+        last_header, last_account = (last[0][1], last[1]) if last is not None else (None, None)
         return self._heads.get(
             account_id,
             (head.stamp, head.data),
-            lambda stored: replace(account_from_dict(stored[1]), positions=positions),
+            lambda stored: _header_account(stored[1], last_header, last_account, positions),
         )
 
     def whole_account(self, account_id: str, whole: Versioned) -> Account:
@@ -198,19 +208,78 @@ class DecodedRefdata:
 
 
 def _account_from(data: Mapping[str, Any], last: tuple[Any, Account]) -> Account:
-    """Decode an account document whose positions may be those of the last one seen.
+    """Decode an account document whose positions and reservations may be those of the
+    last one seen.
 
     Another process (the intake reserving for an order, a worker of another kind) changed
     the header or the reservations, not the positions: the last decoded tuple is reused (one
     comparison of the lists, in C), so a large account is not decoded again and its
     positions keep their aggregates (``domain.positionbook``) and encoding
-    (``codec.account_document``).
+    (``codec.account_document``). Its reservations are the last ones with the one that
+    changed put in or taken out (``_edited_reservations``).
     """
     positions = data.get("positions")
     if not positions or positions != last[0].get("positions"):
+        return _header_account(data, last[0], last[1], None)
+    return _header_account(data, last[0], last[1], last[1].positions)
+
+
+def _header_account(
+    data: Mapping[str, Any],
+    last_data: Mapping[str, Any] | None,
+    last: Account | None,
+    positions: tuple[Position, ...] | None,
+) -> Account:
+    """Decode ``data`` with ``positions`` for its positions (``None``: decoded from it),
+    its reservations taken from ``last`` where they are the same."""
+    held = None
+    if last_data is not None and last is not None:
+        held = _edited_reservations(
+            data.get("reservations"), last_data.get("reservations"), last.reservations
+        )
+    if positions is None and held is None:
         return account_from_dict(data)
-    header = account_from_dict(header_of(data))
-    return replace(header, positions=last[1].positions)
+    stripped = dict(data)
+    kept: dict[str, Any] = {}
+    if positions is not None:
+        stripped["positions"] = []
+        kept["positions"] = positions
+    if held is not None:
+        stripped["reservations"] = []
+        kept["reservations"] = held
+    return replace(account_from_dict(stripped), **kept)
+
+
+def _edited_reservations(
+    stored: Any, last_stored: Any, last: tuple[Reservation, ...]
+) -> tuple[Reservation, ...] | None:
+    """The decoded reservations of ``stored``, made from ``last`` (the decoded form of
+    ``last_stored``) when the two lists are equal or differ in one item put in, taken out
+    or replaced: the walk to the first difference and a comparison of the rest (in C)
+    instead of every reservation decoded again. ``None`` when they differ more (or are
+    not lists): decode them."""
+    if not isinstance(stored, list) or not isinstance(last_stored, list):
+        return None
+    if len(stored) < SMALL:  # decoded whole (each item a memo hit): cheaper than the walk
+        return None
+    if stored == last_stored:
+        return last
+    grown = len(stored) - len(last_stored)
+    if grown not in (-1, 0, 1):
+        return None
+    at = next(
+        (i for i, (new, old) in enumerate(zip(stored, last_stored, strict=False)) if new != old),
+        min(len(stored), len(last_stored)),
+    )
+    taken = 1 if grown <= 0 else 0
+    put = 1 if grown >= 0 else 0
+    if stored[at + put :] != last_stored[at + taken :]:
+        return None
+    try:
+        made = tuple(decode(Reservation, item) for item in stored[at : at + put])
+    except CodecError:
+        return None  # the checked path decodes the whole document and says why
+    return spliced(last, at, taken, made)
 
 
 def _prices_of(stored: Mapping[str, Mapping[str, Any]]) -> Prices:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from execflow.domain.accounting import release
+from execflow.domain.accounting import release, reservation_of
 from execflow.domain.effects import Calculation, CalculationName, EventKind
 from execflow.domain.enums import LegState, OrderStatus, ReportStatus, RequestKind
 from execflow.domain.frozen import replace
@@ -118,7 +118,7 @@ def margin_release(
         account_id=order.account_id,
         symbol=order.symbol,
         exec_id=report.exec_id,
-        inputs=strs(reserved_margin=before.reservation_for(order.order_id)),
+        inputs=strs(reserved_margin=reservation_of(before, order.order_id)),
         outputs=strs(
             used_margin_all_before=before.used_margin_all,
             used_margin_all_after=after.used_margin_all,

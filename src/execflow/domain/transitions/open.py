@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from execflow.domain import money
-from execflow.domain.accounting import add_position
+from execflow.domain.accounting import add_position, reservation_of
 from execflow.domain.effects import Calculation, CalculationName, Effect, EventKind
 from execflow.domain.enums import LegKind, LegState, OrderStatus, ReportStatus, RequestKind
 from execflow.domain.frozen import replace
@@ -184,7 +184,7 @@ def _open_position(
             commission_type=snapshot.commission_type.value,
             commission_value_type=snapshot.value_type.value,
             commission_conversion_rate=commission_rate,
-            reserved_margin_released=account.reservation_for(order.order_id),
+            reserved_margin_released=reservation_of(account, order.order_id),
         ),
         outputs=strs(
             open_price=open_px,
