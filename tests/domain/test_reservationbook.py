@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from execflow.domain import codec
+from execflow.domain.account_rows import account_changes
 from execflow.domain.accounting import (
     add_position,
     close_position,
@@ -19,7 +20,6 @@ from execflow.domain.accounting import (
     reserve,
     with_margins,
 )
-from execflow.domain.account_rows import account_changes
 from execflow.domain.codec import CodecError
 from execflow.domain.enums import Side
 from execflow.domain.models import Account, Position, Reservation
