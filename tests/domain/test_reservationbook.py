@@ -175,3 +175,18 @@ def test_a_malformed_reservation_in_the_changed_place_is_refused_as_a_whole_read
     broken["reservations"] = [{"order_id": "a000", "amount": 7}, *reservations]
     with pytest.raises(CodecError):
         decoded.account("live:9", broken)
+
+
+def test_a_change_on_top_of_another_process_write_encodes_only_the_changed_items() -> None:
+    decoded = DecodedRefdata()
+    before = _holding(SMALL + 10, D("12.34"))
+    written = codec.account_document(before)  # this process's last write of the account
+    decoded.remember_account(written, before)
+    foreign = reserve(before, "a000", D("7.77"))  # the intake, in another process
+    read = decoded.account("live:9", _stored(foreign))
+    after = release(read, "o010")  # this worker's own change on top
+    document = codec.account_document(after)
+    assert document == codec.account_to_dict(after)
+    ours = {id(item) for item in written["reservations"]}
+    shared = [item for item in document["reservations"] if id(item) in ours]
+    assert len(shared) == len(after.reservations) - 1  # all but the one put in: not encoded

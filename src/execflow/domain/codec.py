@@ -736,11 +736,7 @@ def _account_with(account: Account, positions: list[dict[str, Any]]) -> dict[str
         [reservation_to_dict(r) for r in held]
         if len(held) < SMALL_RESERVATIONS
         else _edited_list(
-            _LAST_RESERVATIONS,
-            account.account_id,
-            held,
-            reservation_edit_of(held),
-            reservation_to_dict,
+            _LAST_RESERVATIONS, account.account_id, held, reservation_edit_of, reservation_to_dict
         )
     )
     out["version"] = version  # last, where account_to_dict puts it
@@ -748,27 +744,44 @@ def _account_with(account: Account, positions: list[dict[str, Any]]) -> dict[str
 
 
 def _positions_list(account_id: str, positions: tuple[Position, ...]) -> list[dict[str, Any]]:
-    return _edited_list(
-        _LAST_POSITIONS, account_id, positions, edit_of(positions), position_to_dict
-    )
+    return _edited_list(_LAST_POSITIONS, account_id, positions, edit_of, position_to_dict)
+
+
+_MAX_EDITS = 2
+"""Edits followed back to the tuple last encoded: a worker's own change on top of one
+another process made (its read of that process's write, ``pipeline.decoded``)."""
 
 
 def _edited_list(
     last_lists: _LastLists,
     account_id: str,
     items: tuple[Any, ...],
-    edit: Edit | None,
+    edit_of_items: Callable[[Any], Edit | None],
     encode_item: Callable[[Any], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """The encoded list of ``items``: the account's last one when ``items`` is the tuple
-    last encoded, or that one edited when ``items`` was made from it by ``edit``."""
+    last encoded, or that one edited when ``items`` was made from it by one edit or two
+    (``edit_of_items``)."""
     last = last_lists.get(account_id)
     encoded: list[dict[str, Any]] | None = None
     if last is not None and last[0] is items:
         encoded = last[1]
-    elif last is not None and edit is not None and edit.parent is last[0]:
-        put = [encode_item(items[edit.at])] if edit.inserted else []
-        encoded = [*last[1][: edit.at], *put, *last[1][edit.at + edit.removed :]]
+    elif last is not None:
+        chain: list[tuple[tuple[Any, ...], Edit]] = []
+        made = items
+        for _ in range(_MAX_EDITS):
+            edit = edit_of_items(made)
+            if edit is None:
+                break
+            chain.append((made, edit))
+            if edit.parent is last[0]:
+                encoded = last[1]
+                break
+            made = edit.parent
+        if encoded is not None:
+            for made, edit in reversed(chain):
+                put = [encode_item(made[edit.at])] if edit.inserted else []
+                encoded = [*encoded[: edit.at], *put, *encoded[edit.at + edit.removed :]]
     if encoded is None:
         encoded = [encode_item(item) for item in items]
     if len(last_lists) >= _MAX_LAST_LISTS:
