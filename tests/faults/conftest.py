@@ -227,11 +227,15 @@ async def run_on(
     config: RunConfig,
     start_timeout_s: float,
     before_cleanup: Callable[[], Awaitable[object]] | None = None,
+    queues_die_with_the_broker: bool = False,
 ) -> AsyncIterator[PipelineRun]:
     """A started ``PipelineRun`` on ``endpoints`` and a fresh database of the suite's
     throwaway PostgreSQL (``services``): for the tests that bring a cluster of their own.
     Stopped and cleaned up at the end; ``before_cleanup`` (bringing that cluster back, so
-    that the run's keys and queues can be removed) runs in between."""
+    that the run's keys and queues can be removed) runs in between.
+    ``queues_die_with_the_broker``: the broker is the test's own and is removed after it,
+    so its queues are left to go with it (deleting quorum queues one of whose members was
+    killed took 55 s)."""
     from tests.backends.conftest import fresh_pg_database
 
     async with fresh_pg_database(services.postgres.url) as pg_url:
@@ -243,7 +247,7 @@ async def run_on(
             await run.stop()
             if before_cleanup is not None:
                 await before_cleanup()
-            await run.cleanup()
+            await run.cleanup(queues=not queues_die_with_the_broker)
 
 
 @pytest.fixture

@@ -679,8 +679,8 @@ class PipelineRun:
         lines = self.sim_lines_with("[INTAKE:ERROR]") + self.sim_lines_with("[SIM:ERROR]")
         return len(lines)
 
-    async def cleanup(self) -> None:
-        """Remove this run's queues (delay queues too) and Redis keys."""
+    async def cleanup(self, queues: bool = True) -> None:
+        """Remove this run's Redis keys and (``queues``) its queues, delay queues too."""
         state = make_state_store(self.settings)
         try:
             await state.connect()
@@ -688,6 +688,8 @@ class PipelineRun:
             await state.close()
         except Exception:
             pass
+        if not queues:
+            return
         listed = await asyncio.to_thread(self.servers.rabbitmqctl, "-q", "list_queues", "name")
         names = {n.strip() for n in listed.stdout.splitlines() if n.startswith(self.prefix + ".")}
         if names:

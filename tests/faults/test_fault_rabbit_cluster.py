@@ -100,8 +100,16 @@ def on_the_cluster(
     """A started ``PipelineRun`` with ``cluster`` as its broker; stopped and cleaned up at
     the end."""
     endpoints = SplitEndpoints(cluster.amqp_url, services.redis_url, cluster.rabbitmqctl)
-    # three more Erlang VMs on the box: the ten children take longer to come up
-    return run_on(tmp_path, services, endpoints, config, start_timeout_s=180.0)
+    # three more Erlang VMs on the box: the ten children take longer to come up; the
+    # cluster is killed and removed after the test, its queues with it
+    return run_on(
+        tmp_path,
+        services,
+        endpoints,
+        config,
+        start_timeout_s=180.0,
+        queues_die_with_the_broker=True,
+    )
 
 
 async def wait_new_leaders(
