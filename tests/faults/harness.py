@@ -182,7 +182,13 @@ class RunConfig:
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     malformed_rate: float = 0.0
-    settle_timeout_s: float = field(default_factory=lambda: deadline_s(30.0))
+    # Closing out waits while orders keep ending, and gives up after a stall of
+    # ``settle_stall_s`` or ``settle_timeout_s`` in all. A fixed 30 s, the limit before,
+    # ended kill -9 runs on a machine loaded from outside with orders about to end (5 of
+    # 181 not final, the books clean); a run that settles within 30 s never stalls for 30 s,
+    # so it settles as before, and a stalled one still gives up after 30 s of no progress.
+    settle_timeout_s: float = field(default_factory=lambda: deadline_s(120.0))
+    settle_stall_s: float = field(default_factory=lambda: deadline_s(30.0))
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # the pipeline's log directory (default: <root>/logs)
 
@@ -316,6 +322,7 @@ class PipelineRun:
                 "--reorder-rate", str(config.reorder_rate),
                 "--malformed-rate", str(config.malformed_rate),
                 "--settle-timeout", str(config.settle_timeout_s),
+                "--settle-stall", str(config.settle_stall_s),
                 env={**self.env, "EXECFLOW_LOG_DIR": str(self.sim_log_dir)},
                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )  # fmt: skip

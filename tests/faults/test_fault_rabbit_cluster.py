@@ -79,7 +79,9 @@ async def partition_run(
 # driver waits 90 s, not 30, for every order to be final before it reconciles: with
 # three more Erlang VMs on a busy 2-core box the db writer lags (a run at load 25
 # had 170 orders not final after 30 s, the books clean once it caught up)
-KILLED_RUN = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(90.0))
+KILLED_RUN = RunConfig(
+    orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(90.0), settle_stall_s=deadline_s(90.0)
+)
 
 # The paused-node test measures its recovery from the node's resume, some 30-45 s after
 # the fault, and must still have a paced stream to measure for the whole recovery limit
@@ -88,7 +90,9 @@ KILLED_RUN = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(
 # CI run found nothing left to recover (recovery None). 900 orders at 10/s place for
 # 90 s: the fault comes some 15-25 s in, the resume 30-45 s later, and 20-45 s of the
 # schedule are still ahead.
-PAUSED_RUN = RunConfig(orders=900, rate_per_s=10.0, settle_timeout_s=deadline_s(90.0))
+PAUSED_RUN = RunConfig(
+    orders=900, rate_per_s=10.0, settle_timeout_s=deadline_s(90.0), settle_stall_s=deadline_s(90.0)
+)
 
 
 def on_the_cluster(

@@ -54,7 +54,12 @@ async def cluster_state_run(
     # one, load 17-28: 400+ reports queued, 228 s to place, 169 orders not final after
     # 30 s, none stuck: each final once the backlog was worked off). It returns as soon
     # as every order is final; the bound is only how long it waits.
-    config = RunConfig(orders=700, rate_per_s=40.0, settle_timeout_s=deadline_s(180.0))
+    config = RunConfig(
+        orders=700,
+        rate_per_s=40.0,
+        settle_timeout_s=deadline_s(180.0),
+        settle_stall_s=deadline_s(180.0),
+    )
     async with run_on(
         tmp_path,
         servers,

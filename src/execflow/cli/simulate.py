@@ -49,6 +49,9 @@ def simulate_command(
     settle_timeout: float = typer.Option(
         120.0, min=1, help="Closing out: give up after this many seconds in all."
     ),
+    settle_stall: float = typer.Option(
+        60.0, min=1, help="Closing out: give up after this many seconds with no order ending."
+    ),
     fix_port: int | None = typer.Option(
         None,
         "--fix-port",
@@ -70,7 +73,12 @@ def simulate_command(
             reorder_rate=reorder_rate,
             malformed_rate=malformed_rate,
         ),
-        scenario=ScenarioConfig(orders=orders, rate_per_s=rate, settle_timeout_s=settle_timeout),
+        scenario=ScenarioConfig(
+            orders=orders,
+            rate_per_s=rate,
+            settle_timeout_s=settle_timeout,
+            settle_stall_s=settle_stall,
+        ),
         accounts=accounts,
         seed=seed,
         fix_port=fix_port,
