@@ -190,3 +190,10 @@ def test_a_change_on_top_of_another_process_write_encodes_only_the_changed_items
     ours = {id(item) for item in written["reservations"]}
     shared = [item for item in document["reservations"] if id(item) in ours]
     assert len(shared) == len(after.reservations) - 1  # all but the one put in: not encoded
+
+
+def test_a_nan_held_among_many_is_walked_so_its_release_leaves_the_walks_total() -> None:
+    acct = reserve(_holding(SMALL, D("12.34")), "a", D("NaN"))
+    assert acct.used_margin_all.is_nan()
+    released = release(acct, "a")
+    assert str(released.used_margin_all) == str(_walk_total(released.reservations))

@@ -78,13 +78,15 @@ class ReservationTotal:
         ``None`` when the amounts' exponents are not all one (then walk the tuple: the
         walk's text follows the smallest exponent held)."""
         count, total, shared = self.count, self.total, self.exponent
+        if count and shared is None:  # mixed, or a NaN or infinity held: walked
+            return None
         if removed is not None:
             if _exponent(removed) != shared:
                 return None
             count, total = count - 1, total - removed
         if added is not None:
             exponent = _exponent(added)
-            if count and exponent != shared:
+            if count and (exponent is None or exponent != shared):
                 return None
             shared = exponent
             count, total = count + 1, (total + added if count else ZERO + added)
