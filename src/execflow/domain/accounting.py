@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from execflow.domain.editmemo import Edit
 from execflow.domain.frozen import replace
 from execflow.domain.models import Account, Position, Reservation
 from execflow.domain.positionbook import (
-    Edit,
     PositionBook,
     book_of,
     find,

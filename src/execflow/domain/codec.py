@@ -28,6 +28,7 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, cast
 
+from execflow.domain.editmemo import Edit
 from execflow.domain.effects import Calculation, DbEvent, Effect, LpRequest, OutboxEntry
 from execflow.domain.messages import ExecutionReport, ProviderRequest
 from execflow.domain.models import (
@@ -38,7 +39,7 @@ from execflow.domain.models import (
     Position,
     Reservation,
 )
-from execflow.domain.positionbook import Edit, edit_of
+from execflow.domain.positionbook import edit_of
 from execflow.domain.reservationbook import SMALL as SMALL_RESERVATIONS
 from execflow.domain.reservationbook import edit_of as reservation_edit_of
 from execflow.errors import ExecflowError

@@ -27,15 +27,13 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import pairwise
-from typing import Any
 
+from execflow.domain.editmemo import Edit, EditMemo, ascending_ids
 from execflow.domain.enums import Side
 from execflow.domain.models import ZERO, Position
 from execflow.domain.money import hedged_margin
 
 __all__ = [
-    "Edit",
     "PositionBook",
     "SymbolLots",
     "book_of",
@@ -49,23 +47,8 @@ Positions = tuple[Position, ...]
 
 _ORDER_ID = operator.attrgetter("order_id")
 
-_MAX_BOOKS = 512
+_BOOKS: EditMemo[PositionBook] = EditMemo(512)
 """Books remembered (two per account traded, ``remember``); a full memo starts over."""
-
-_BOOKS: dict[int, tuple[Positions, PositionBook, Edit | None]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """How a positions (or reservations, ``domain.reservationbook``) tuple was made from
-    another: ``removed`` items at ``at`` taken out, then (``inserted``) the new tuple's item
-    at ``at`` put in. The codec encodes the new tuple from the old one's encoding with it
-    (``codec.account_document``)."""
-
-    parent: tuple[Any, ...]
-    at: int
-    removed: int
-    inserted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +151,7 @@ class PositionBook:
 
 def book_of(positions: Positions) -> PositionBook | None:
     """The remembered book of exactly this tuple (sorted, one position per order id)."""
-    hit = _BOOKS.get(id(positions))
-    return hit[1] if hit is not None and hit[0] is positions else None
+    return _BOOKS.get(positions)
 
 
 def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]:
@@ -178,52 +160,26 @@ def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]
         found = book_of(positions)
         if found is not None:
             return positions, found
-        if _ascending(positions):  # a decoded account's rows come sorted: kept as they are
+        if ascending_ids(positions):  # a decoded account's rows come sorted: kept as they are
             made = PositionBook.of(positions)
             remember(positions, made)
             return positions, made
     ordered = tuple(sorted(positions, key=_ORDER_ID))
     made = PositionBook.of(ordered)
-    if _ascending(ordered):
+    if ascending_ids(ordered):
         remember(ordered, made)
     return ordered, made
 
 
-def _ascending(positions: Positions) -> bool:
-    """Sorted by order id, each order id once."""
-    return all(a.order_id < b.order_id for a, b in pairwise(positions))
-
-
 def remember(positions: Positions, made: PositionBook, edit: Edit | None = None) -> None:
     """Record ``made`` as the book of ``positions`` (sorted, unique order ids), and how
-    ``positions`` was made from an earlier tuple when it was.
-
-    The book of the tuple that earlier one was made from is forgotten: an account's older
-    tuples are superseded, and keeping each (a whole positions tuple per transition) made
-    the memo hold hundreds of copies of the same large account until it started over.
-    """
-    if edit is not None:
-        _forget_parent_of(edit.parent)
-    if len(_BOOKS) >= _MAX_BOOKS:
-        _BOOKS.clear()
-    _BOOKS[id(positions)] = (positions, made, edit)
-
-
-def _forget_parent_of(positions: Positions) -> None:
-    """Drop the entry of the tuple ``positions`` was made from, when both are remembered."""
-    hit = _BOOKS.get(id(positions))
-    if hit is None or hit[0] is not positions or hit[2] is None:
-        return
-    grandparent = hit[2].parent
-    old = _BOOKS.get(id(grandparent))
-    if old is not None and old[0] is grandparent:
-        del _BOOKS[id(grandparent)]
+    ``positions`` was made from an earlier tuple when it was (``EditMemo.remember``)."""
+    _BOOKS.remember(positions, made, edit)
 
 
 def edit_of(positions: Positions) -> Edit | None:
     """How this exact tuple was made from an earlier one, when remembered."""
-    hit = _BOOKS.get(id(positions))
-    return hit[2] if hit is not None and hit[0] is positions else None
+    return _BOOKS.edit_of(positions)
 
 
 def find(positions: Positions, order_id: str) -> int:

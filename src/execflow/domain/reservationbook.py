@@ -27,10 +27,9 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import pairwise
 
+from execflow.domain.editmemo import Edit, EditMemo, ascending_ids
 from execflow.domain.models import ZERO, Reservation
-from execflow.domain.positionbook import Edit
 
 __all__ = [
     "SMALL",
@@ -52,8 +51,8 @@ SMALL = 32
 """Below this many reservations a tuple is simply walked, as before this module: the
 bookkeeping would cost more than the walk it saves."""
 
-_MAX_ENTRIES = 512
-"""Tuples remembered (two per account traded, as ``positionbook``); a full memo starts over."""
+_ENTRIES: EditMemo[ReservationTotal] = EditMemo(512)
+"""Totals remembered (two per account traded, as ``positionbook``'s books)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +102,14 @@ def _exponent(amount: Decimal) -> int | None:
     return exponent if isinstance(exponent, int) else None
 
 
-_ENTRIES: dict[int, tuple[Reservations, ReservationTotal, Edit | None]] = {}
-
-
 def total_of(reservations: Reservations) -> ReservationTotal | None:
     """The remembered total of exactly this tuple (sorted, one reservation per order id)."""
-    hit = _ENTRIES.get(id(reservations))
-    return hit[1] if hit is not None and hit[0] is reservations else None
+    return _ENTRIES.get(reservations)
 
 
 def edit_of(reservations: Reservations) -> Edit | None:
     """How this exact tuple was made from an earlier one, when remembered."""
-    hit = _ENTRIES.get(id(reservations))
-    return hit[2] if hit is not None and hit[0] is reservations else None
+    return _ENTRIES.edit_of(reservations)
 
 
 def sorted_total(reservations: Iterable[Reservation]) -> tuple[Reservations, Decimal]:
@@ -130,16 +124,16 @@ def sorted_total(reservations: Iterable[Reservation]) -> tuple[Reservations, Dec
         found = total_of(reservations)
         if found is not None:
             return reservations, found.total
-        if len(reservations) >= SMALL and _ascending(reservations):  # decoded: sorted
+        if len(reservations) >= SMALL and ascending_ids(reservations):  # decoded: sorted
             made = ReservationTotal.of(reservations)
-            _remember(reservations, made, None)
+            _ENTRIES.remember(reservations, made)
             return reservations, made.total
     ordered = tuple(sorted(reservations, key=_ORDER_ID))
     if len(ordered) < SMALL:
         return ordered, sum((r.amount for r in ordered), ZERO)
     total = ReservationTotal.of(ordered)
-    if _ascending(ordered):
-        _remember(ordered, total, None)
+    if ascending_ids(ordered):
+        _ENTRIES.remember(ordered, total)
     return ordered, total.total
 
 
@@ -156,7 +150,7 @@ def put(reservations: Reservations, reservation: Reservation) -> tuple[Reservati
         removed, taken = reservations[at].amount, 1
     made = (*reservations[:at], reservation, *reservations[at + taken :])
     total = known.moved(reservation.amount, removed) or ReservationTotal.of(made)
-    _remember(made, total, Edit(reservations, at, taken, inserted=True))
+    _ENTRIES.remember(made, total, Edit(reservations, at, taken, inserted=True))
     return made, total.total
 
 
@@ -170,7 +164,7 @@ def dropped(reservations: Reservations, order_id: str) -> tuple[Reservations, De
         return reservations, known.total
     made = reservations[:at] + reservations[at + 1 :]
     total = known.moved(None, reservations[at].amount) or ReservationTotal.of(made)
-    _remember(made, total, Edit(reservations, at, 1, inserted=False))
+    _ENTRIES.remember(made, total, Edit(reservations, at, 1, inserted=False))
     return made, total.total
 
 
@@ -193,7 +187,7 @@ def spliced(parent: Reservations, at: int, taken: int, items: Reservations) -> R
     total = known.moved(
         items[0].amount if items else None, parent[at].amount if taken else None
     ) or ReservationTotal.of(made)
-    _remember(made, total, Edit(parent, at, taken, inserted=bool(items)))
+    _ENTRIES.remember(made, total, Edit(parent, at, taken, inserted=bool(items)))
     return made
 
 
@@ -209,23 +203,3 @@ def amount_for(reservations: Reservations, order_id: str) -> Decimal:
 
 def _find(reservations: Reservations, order_id: str) -> int:
     return bisect_left(reservations, order_id, key=_ORDER_ID)
-
-
-def _ascending(reservations: Reservations) -> bool:
-    """Sorted by order id, each order id once."""
-    return all(a.order_id < b.order_id for a, b in pairwise(reservations))
-
-
-def _remember(reservations: Reservations, made: ReservationTotal, edit: Edit | None) -> None:
-    """Record ``made`` for ``reservations``, forgetting the grandparent tuple's entry (an
-    account's older tuples are superseded; see ``positionbook.remember``)."""
-    if edit is not None:
-        hit = _ENTRIES.get(id(edit.parent))
-        if hit is not None and hit[0] is edit.parent and hit[2] is not None:
-            grandparent = hit[2].parent
-            old = _ENTRIES.get(id(grandparent))
-            if old is not None and old[0] is grandparent:
-                del _ENTRIES[id(grandparent)]
-    if len(_ENTRIES) >= _MAX_ENTRIES:
-        _ENTRIES.clear()
-    _ENTRIES[id(reservations)] = (reservations, made, edit)
