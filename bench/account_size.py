@@ -131,7 +131,7 @@ async def _pass(
     return cpu_s
 
 
-def _argv(size: int, reports: int, workdir: str) -> list[str]:
+def _argv(size: int, reports: int, workdir: str, held: str) -> list[str]:
     return [
         sys.executable,
         __file__,
@@ -142,47 +142,44 @@ def _argv(size: int, reports: int, workdir: str) -> list[str]:
         "--workdir",
         workdir,
         "--held",
-        _HELD[0],
+        held,
     ]
 
 
-_HELD = ["positions"]
-"""What the accounts are padded with (``--held``), passed on to each child."""
-
-
-def _cpu_per_report(src: Path | None, size: int, reports: int) -> float:
+def _cpu_per_report(src: Path | None, size: int, reports: int, held: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        out = run_child(_argv(size, reports, tmp), tree_env(src, **{_INNER: "fill"}))
+        out = run_child(_argv(size, reports, tmp, held), tree_env(src, **{_INNER: "fill"}))
     match = _CPU.search(out)
     if match is None:
         raise SystemExit(f"pass printed no CPU figure:\n{out[-2000:]}")
     return float(match.group(1)) / reports
 
 
-def _instructions(src: Path | None, size: int, reports: int, fill: bool) -> int:
+def _instructions(src: Path | None, size: int, reports: int, fill: bool, held: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         env = tree_env(src, **{_INNER: "fill" if fill else "place"})
-        return instructions(_argv(size, reports, tmp), env)
+        return instructions(_argv(size, reports, tmp, held), env)
 
 
-def _instructions_per_report(src: Path | None, size: int, reports: int) -> float:
-    filled = _instructions(src, size, reports, True)
-    return (filled - _instructions(src, size, reports, False)) / reports
+def _instructions_per_report(src: Path | None, size: int, reports: int, held: str) -> float:
+    filled = _instructions(src, size, reports, True, held)
+    return (filled - _instructions(src, size, reports, False, held)) / reports
 
 
 def _measure(src: Path | None, sizes: list[int], args: argparse.Namespace) -> dict[int, float]:
     if args.instructions:
-        return {size: _instructions_per_report(src, size, args.reports) for size in sizes}
+        return {
+            size: _instructions_per_report(src, size, args.reports, args.held) for size in sizes
+        }
     runs: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(args.repeat):
         for size in sizes:
-            runs[size].append(_cpu_per_report(src, size, args.reports))
+            runs[size].append(_cpu_per_report(src, size, args.reports, args.held))
     return {size: statistics.median(values) for size, values in runs.items()}
 
 
-def _print(label: str, figures: dict[int, float], instructions: bool) -> None:
+def _print(label: str, figures: dict[int, float], instructions: bool, what: str) -> None:
     print(f"{label}:")
-    what = "open positions" if _HELD[0] == "positions" else "reservations held"
     for size, value in figures.items():
         shown = f"{value / 1e6:.3f} M instructions" if instructions else f"{value * 1e3:.3f} ms CPU"
         print(f"  {size:5d} {what}: {shown} per report")
@@ -206,7 +203,6 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    _HELD[0] = args.held
     inner = os.environ.get(_INNER)
     if inner is not None:
         fill = inner == "fill"
@@ -217,10 +213,10 @@ def main() -> None:
     what = "open positions" if args.held == "positions" else "reservations held"
     print(f"{unit} per fill report, {args.reports} reports over 20 accounts, by {what}")
     current = _measure(None, sizes, args)
-    _print("this tree", current, args.instructions)
+    _print("this tree", current, args.instructions, what)
     if args.baseline_src is not None:
         base = _measure(args.baseline_src.resolve(), sizes, args)
-        _print(f"baseline ({args.baseline_src})", base, args.instructions)
+        _print(f"baseline ({args.baseline_src})", base, args.instructions, what)
         for size in sizes:
             print(f"  this/baseline at {size}: {current[size] / base[size]:.3f}")
 

@@ -23,13 +23,12 @@ events in any order, and redeliveries, end in the same account.
 
 from __future__ import annotations
 
-import operator
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from execflow.domain.codec import position_to_dict, reservation_to_dict
+from execflow.domain.editmemo import find
 from execflow.domain.models import Account, Position, Reservation
 from execflow.domain.positionbook import book_of
 from execflow.domain.reservationbook import total_of
@@ -72,12 +71,9 @@ class AccountRow:
     data: Mapping[str, Any] | None = None
 
 
-_ORDER_ID = operator.attrgetter("order_id")
-
-
 def _by_order(items: Sequence[Position] | Sequence[Reservation], order_id: str) -> Any:
     if isinstance(items, tuple) and (book_of(items) or total_of(items)):  # sorted, unique
-        at = bisect_left(items, order_id, key=_ORDER_ID)
+        at = find(items, order_id)
         return items[at] if at < len(items) and items[at].order_id == order_id else None
     for item in items:
         if item.order_id == order_id:

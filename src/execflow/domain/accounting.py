@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from execflow.domain.editmemo import Edit
+from execflow.domain.editmemo import Edit, find
 from execflow.domain.frozen import replace
 from execflow.domain.models import Account, Position, Reservation
 from execflow.domain.positionbook import (
     PositionBook,
     book_of,
-    find,
     remember,
     sorted_book,
 )
@@ -70,24 +69,16 @@ def _derived(
     )
 
 
-def _reservations(account: Account) -> tuple[tuple[Reservation, ...], Decimal]:
-    return sorted_total(account.reservations)
-
-
-def _positions(account: Account) -> tuple[tuple[Position, ...], PositionBook]:
-    return sorted_book(account.positions)
-
-
 def reserve(account: Account, order_id: str, amount: Decimal) -> Account:
     """Hold ``amount`` (booked USD) for an order in flight, replacing any earlier hold."""
-    positions, book = _positions(account)
+    positions, book = sorted_book(account.positions)
     held, total = put(account.reservations, Reservation(order_id, amount))
     return _derived(account, positions, book, held, total, None)
 
 
 def release(account: Account, order_id: str) -> Account:
     """Drop the reservation of an order."""
-    positions, book = _positions(account)
+    positions, book = sorted_book(account.positions)
     held, total = dropped(account.reservations, order_id)
     return _derived(account, positions, book, held, total, None)
 
@@ -123,7 +114,7 @@ def close_position(account: Account, order_id: str, net_profit: Decimal) -> Acco
     """Close a position: margin re-derived, balance += net profit (already booked)."""
     positions = account.positions
     balance = account.balance + net_profit
-    held, total = _reservations(account)
+    held, total = sorted_total(account.reservations)
     book = book_of(positions)
     if book is None:  # a tuple not derived here: sorted and walked once
         kept = tuple(p for p in positions if p.order_id != order_id)

@@ -733,7 +733,7 @@ def _account_with(account: Account, positions: list[dict[str, Any]]) -> dict[str
     version = out.pop("version")
     out["positions"] = positions
     held = account.reservations
-    out["reservations"] = (
+    out["reservations"] = (  # a few: encoded each (memo hits), cheaper than the edit walk
         [reservation_to_dict(r) for r in held]
         if len(held) < SMALL_RESERVATIONS
         else _edited_list(

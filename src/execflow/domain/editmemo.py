@@ -17,12 +17,13 @@ memo starts over.
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Edit", "EditMemo", "ascending_ids"]
+__all__ = ["Edit", "EditMemo", "ascending_ids", "find"]
 
 V = TypeVar("V")
 
@@ -80,3 +81,8 @@ class EditMemo(Generic[V]):
 def ascending_ids(items: Sequence[Any]) -> bool:
     """Sorted by order id, each order id once."""
     return all(a < b for a, b in pairwise(map(_ORDER_ID, items)))
+
+
+def find(items: Sequence[Any], order_id: str) -> int:
+    """Index of ``order_id`` in a tuple sorted by order id, or of where it would go."""
+    return bisect_left(items, order_id, key=_ORDER_ID)

@@ -23,7 +23,6 @@ tuple alive, so an account's chain keeps two: its newest tuple and the one it wa
 from __future__ import annotations
 
 import operator
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,7 +37,6 @@ __all__ = [
     "SymbolLots",
     "book_of",
     "edit_of",
-    "find",
     "remember",
     "sorted_book",
 ]
@@ -180,8 +178,3 @@ def remember(positions: Positions, made: PositionBook, edit: Edit | None = None)
 def edit_of(positions: Positions) -> Edit | None:
     """How this exact tuple was made from an earlier one, when remembered."""
     return _BOOKS.edit_of(positions)
-
-
-def find(positions: Positions, order_id: str) -> int:
-    """Index of ``order_id`` in a sorted positions tuple, or of where it would go."""
-    return bisect_left(positions, order_id, key=_ORDER_ID)

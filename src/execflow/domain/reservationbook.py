@@ -23,12 +23,11 @@ hand) is checked, sorted if need be, and summed once.
 from __future__ import annotations
 
 import operator
-from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from execflow.domain.editmemo import Edit, EditMemo, ascending_ids
+from execflow.domain.editmemo import Edit, EditMemo, ascending_ids, find
 from execflow.domain.models import ZERO, Reservation
 
 __all__ = [
@@ -143,14 +142,9 @@ def put(reservations: Reservations, reservation: Reservation) -> tuple[Reservati
     if known is None:
         kept = (r for r in reservations if r.order_id != reservation.order_id)
         return sorted_total((*kept, reservation))
-    at = _find(reservations, reservation.order_id)
-    removed: Decimal | None = None
-    taken = 0
-    if at < len(reservations) and reservations[at].order_id == reservation.order_id:
-        removed, taken = reservations[at].amount, 1
-    made = (*reservations[:at], reservation, *reservations[at + taken :])
-    total = known.moved(reservation.amount, removed) or ReservationTotal.of(made)
-    _ENTRIES.remember(made, total, Edit(reservations, at, taken, inserted=True))
+    at = find(reservations, reservation.order_id)
+    taken = int(at < len(reservations) and reservations[at].order_id == reservation.order_id)
+    made, total = _edited(reservations, known, at, taken, (reservation,))
     return made, total.total
 
 
@@ -159,24 +153,23 @@ def dropped(reservations: Reservations, order_id: str) -> tuple[Reservations, De
     known = total_of(reservations)
     if known is None:
         return sorted_total(r for r in reservations if r.order_id != order_id)
-    at = _find(reservations, order_id)
+    at = find(reservations, order_id)
     if at == len(reservations) or reservations[at].order_id != order_id:
         return reservations, known.total
-    made = reservations[:at] + reservations[at + 1 :]
-    total = known.moved(None, reservations[at].amount) or ReservationTotal.of(made)
-    _ENTRIES.remember(made, total, Edit(reservations, at, 1, inserted=False))
+    made, total = _edited(reservations, known, at, 1, ())
     return made, total.total
 
 
 def spliced(parent: Reservations, at: int, taken: int, items: Reservations) -> Reservations:
     """``parent`` with ``taken`` (0 or 1) items at ``at`` replaced by ``items`` (0 or 1): an
     account's reservations as another process changed them (``pipeline.decoded``). The
-    total is moved, not walked, when ``parent`` is remembered and the result is still
-    sorted with unique order ids."""
-    made = (*parent[:at], *items, *parent[at + taken :])
-    if total_of(parent) is None:  # decoded whole before: checked and summed once
-        sorted_total(parent)
+    total is moved, not walked, when ``parent`` is remembered (or is now: a tuple decoded
+    whole is checked and summed once) and the result is still sorted with unique ids."""
     known = total_of(parent)
+    if known is None and len(parent) >= SMALL:
+        sorted_total(parent)
+        known = total_of(parent)
+    made = (*parent[:at], *items, *parent[at + taken :])
     if known is None or len(items) > 1 or taken > 1:
         return made
     if items and not (
@@ -184,22 +177,28 @@ def spliced(parent: Reservations, at: int, taken: int, items: Reservations) -> R
         and (at + 1 == len(made) or made[at].order_id < made[at + 1].order_id)
     ):
         return made
-    total = known.moved(
-        items[0].amount if items else None, parent[at].amount if taken else None
-    ) or ReservationTotal.of(made)
+    return _edited(parent, known, at, taken, items)[0]
+
+
+def _edited(
+    parent: Reservations, known: ReservationTotal, at: int, taken: int, items: Reservations
+) -> tuple[Reservations, ReservationTotal]:
+    """``parent`` (remembered with ``known``) with ``taken`` items at ``at`` replaced by
+    ``items`` (each at most one, still sorted): the new tuple, remembered with its total
+    moved (walked when it cannot be) and the ``Edit`` that made it."""
+    made = (*parent[:at], *items, *parent[at + taken :])
+    added = items[0].amount if items else None
+    removed = parent[at].amount if taken else None
+    total = known.moved(added, removed) or ReservationTotal.of(made)
     _ENTRIES.remember(made, total, Edit(parent, at, taken, inserted=bool(items)))
-    return made
+    return made, total
 
 
 def amount_for(reservations: Reservations, order_id: str) -> Decimal:
     """Margin reserved for one order (0 when none), as ``Account.reservation_for``."""
     if total_of(reservations) is None:
         return sum((r.amount for r in reservations if r.order_id == order_id), ZERO)
-    at = _find(reservations, order_id)
+    at = find(reservations, order_id)
     if at < len(reservations) and reservations[at].order_id == order_id:
         return ZERO + reservations[at].amount  # the walk's sum: ZERO plus the one amount
     return ZERO
-
-
-def _find(reservations: Reservations, order_id: str) -> int:
-    return bisect_left(reservations, order_id, key=_ORDER_ID)

@@ -164,13 +164,14 @@ class DecodedRefdata:
         if rows is None or rows[0] != head.stamp:
             return None
         positions = rows[1]
-        last = self._heads.last(account_id)
-        last_header, last_account = (last[0][1], last[1]) if last is not None else (None, None)
-        return self._heads.get(
-            account_id,
-            (head.stamp, head.data),
-            lambda stored: _header_account(stored[1], last_header, last_account, positions),
-        )
+
+        def from_header(stored: tuple[str, Mapping[str, Any]]) -> Account:
+            last = self._heads.last(account_id)  # still the one before (a miss, ``get``)
+            if last is None:
+                return _header_account(stored[1], None, None, positions)
+            return _header_account(stored[1], last[0][1], last[1], positions)
+
+        return self._heads.get(account_id, (head.stamp, head.data), from_header)
 
     def whole_account(self, account_id: str, whole: Versioned) -> Account:
         """Decode a whole account document (``StateStore.get_account``) and, when it is kept
