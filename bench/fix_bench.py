@@ -93,7 +93,9 @@ from _lp_processes import (  # bench/, first on sys.path: see _workload's doc
     LpProcess,
     ProcessLp,
     Servers,
+    cores_text,
     deployed_backends,
+    keep_core_for_lp,
     lp_feed,
     serve_bus_lp,
 )
@@ -496,6 +498,35 @@ async def serve_lp(port: int) -> None:
             await asyncio.to_thread(Path(stages_file).write_text, json.dumps(stages.at))
 
 
+Pair = tuple[dict[str, float], dict[str, float]]
+"""The figures of a bus pass and of the FIX pass after it."""
+
+
+async def max_rate_pairs(
+    workdir: Path,
+    orders: int,
+    repeat: int,
+    profile: Path | None,
+    deployed: Servers | None,
+    lp_switch_ms: float | None,
+    lp_core: int | None,
+) -> tuple[list[Pair], float, float]:
+    """``repeat`` pairs of maximum-rate passes, bus then FIX (alternating, so that a slow
+    spell of the host hits both), and the last FIX LP's start-up and pass CPU seconds."""
+    pairs: list[Pair] = []
+    lp_start_cpu_s = lp_process_cpu_s = 0.0
+    for _ in range(repeat):
+        bus_max = await one_pass(workdir, "bus", orders, None, None, deployed=deployed)
+        with LpProcess.acceptor(switch_ms=lp_switch_ms, core=lp_core) as lp:
+            lp_start_cpu_s = lp.cpu_s()  # its interpreter, imports, dictionary: ~1 s
+            fix_max = await one_pass(
+                workdir, "fix", orders, None, lp.port, profile, deployed=deployed
+            )
+            lp_process_cpu_s = lp.cpu_s() - lp_start_cpu_s
+        pairs.append((bus_max, fix_max))
+    return pairs, lp_start_cpu_s, lp_process_cpu_s
+
+
 async def main(
     orders: int,
     profile: Path | None = None,
@@ -505,27 +536,28 @@ async def main(
     lp_switch_ms: float | None = None,
     deployed: Servers | None = None,
     repeat: int = 1,
+    lp_core: int | None = None,
 ) -> None:
     stages = StageTimes() if show_stages else None
     with tempfile.TemporaryDirectory(prefix="execflow-fixbench-") as tmp:
         workdir = Path(tmp)
+        max_pairs: list[Pair] = []
         if half_rate is None:
-            bus_max = await one_pass(workdir, "bus", orders, None, None, deployed=deployed)
-            with LpProcess.acceptor(switch_ms=lp_switch_ms) as lp:
-                lp_start_cpu_s = lp.cpu_s()  # its interpreter, imports, dictionary: ~1 s
-                fix_max = await one_pass(
-                    workdir, "fix", orders, None, lp.port, profile, deployed=deployed
-                )
-                lp_process_cpu_s = lp.cpu_s() - lp_start_cpu_s
-        half = fix_max["rate"] / 2 if half_rate is None else half_rate
+            max_pairs, lp_start_cpu_s, lp_process_cpu_s = await max_rate_pairs(
+                workdir, orders, repeat, profile, deployed, lp_switch_ms, lp_core
+            )
+            bus_max, fix_max = max_pairs[-1]
+            half = statistics.median(fix["rate"] for _bus, fix in max_pairs) / 2
+        else:
+            half = half_rate
         lp_file = workdir / "lp-stages.json"
-        pairs: list[tuple[dict[str, float], dict[str, float]]] = []
+        pairs: list[Pair] = []
         pooled: dict[str, list[float]] = {"bus": [], "fix": []}
         for _ in range(repeat):  # alternating, so that a slow spell of the host hits both
             bus_half = await one_pass(
                 workdir, "bus", orders, half, None, deployed=deployed, latencies_out=pooled["bus"]
             )
-            with LpProcess.acceptor(lp_file if stages else None, lp_switch_ms) as lp:
+            with LpProcess.acceptor(lp_file if stages else None, lp_switch_ms, lp_core) as lp:
                 fix_half = await one_pass(
                     workdir,
                     "fix",
@@ -544,6 +576,7 @@ async def main(
     print(f"execflow FIX gateway bench: {orders} market orders per pass, one fill each")
     if deployed:
         print(DEPLOYED_SHAPE)
+    print(cores_line(lp_core))
     print(
         f"GIL switch interval in the paced FIX pass: pipeline's process "
         f"{fix_half['switch_ms']:g} ms, FIX LP's process "
@@ -563,18 +596,43 @@ async def main(
         embedded_cpu_lines(bus_max, fix_max, acceptor_ms, lp_start_cpu_s)
     half_lines(half, bus_half, fix_half, stages)
     pooled_lines(pairs, pooled)
+    max_rate_summary(max_pairs, deployed is not None)
+
+
+def max_rate_summary(max_pairs: list[Pair], deployed: bool) -> None:
+    """Each pair's throughput ratio (with ``--repeat``), then the ratio: the pairs' median."""
+    base = "rate" if deployed else "rate_without_lp"
+    ratios = [fix["rate"] / bus[base] for bus, fix in max_pairs]
+    raw_ratios = [fix["rate"] / bus["rate"] for bus, fix in max_pairs]
+    if len(max_pairs) > 1:
+        print(f"{len(max_pairs)} pairs of maximum-rate passes, alternating (the last is above):")
+        for number, (bus, fix) in enumerate(max_pairs, 1):
+            print(
+                f"  pair {number:>2}: bus {bus[base]:7.1f} /s, FIX {fix['rate']:7.1f} /s, "
+                f"FIX / bus {ratios[number - 1]:.2f}"
+            )
+    ratio, raw_ratio = statistics.median(ratios), statistics.median(raw_ratios)
+    of = f"the median of {len(ratios)} pairs" if len(ratios) > 1 else "this run"
     if deployed:
-        ratio = fix_max["rate"] / bus_max["rate"]
         print(
             f"gateway hop (the gateway in its own process): throughput {ratio:.2f}x of the "
-            f"bus pass (costs {1 - ratio:.0%})"
+            f"bus pass (costs {1 - ratio:.0%}; {of})"
         )
         return
-    ratio = fix_max["rate"] / bus_max["rate_without_lp"]
-    raw_ratio = fix_max["rate"] / bus_max["rate"]
     print(
         f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
-        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it)"
+        f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it; {of})"
+    )
+
+
+def cores_line(lp_core: int | None) -> str:
+    """Which CPUs the pipeline's and the FIX LP's processes ran on."""
+    pipeline = cores_text(os.sched_getaffinity(0))
+    if lp_core is None:
+        return f"CPUs: every process on {pipeline} (shared)"
+    return (
+        f"CPUs: the pipeline's process on {pipeline}, the FIX LP's process on {lp_core} alone "
+        "(a real LP is another host; --shared-cores to share them)"
     )
 
 
@@ -637,9 +695,7 @@ def half_lines(
             print(text)
 
 
-def pooled_lines(
-    pairs: list[tuple[dict[str, float], dict[str, float]]], pooled: dict[str, list[float]]
-) -> None:
+def pooled_lines(pairs: list[Pair], pooled: dict[str, list[float]]) -> None:
     """With ``--repeat K``: each pair of paced passes, then every order of the K passes of
     each mode taken together. One pass's p99 is its ~10 slowest orders: on a shared
     machine one slow spell moves it by tens of ms; K x N orders hold K times as many."""
@@ -766,10 +822,17 @@ if __name__ == "__main__":
         type=int,
         default=1,
         metavar="K",
-        help="run the paced passes K times, alternating bus and FIX, and print the p50 / p99 "
-        "of all their orders together as well",
+        help="run the passes K times, alternating bus and FIX: the maximum-rate ratio is "
+        "the pairs' median; the paced passes' p50 / p99 also of all their orders together",
+    )
+    parser.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="run the FIX LP's process on the pipeline's cores (by default the last core is "
+        "kept for it, the pipeline's process runs on the others)",
     )
     parser.add_argument("--serve-lp", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--lp-core", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-bus-lp", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.repeat < 1 or (arguments.repeat > 1 and arguments.stages):
@@ -784,10 +847,15 @@ if __name__ == "__main__":
         small, large = (int(n) for n in arguments.instructions.split(","))
         instructions(small, large, arguments.gateway_process)
     elif arguments.serve_lp:
+        if arguments.lp_core is not None:  # before the engine or the loop starts a thread
+            os.sched_setaffinity(0, {arguments.lp_core})
         asyncio.run(serve_lp(arguments.serve_lp))  # (--switch-interval: set above)
     elif arguments.serve_bus_lp:
         asyncio.run(serve_bus_lp())
     else:
+        # before any thread starts: every thread of this process inherits its CPUs
+        shared = arguments.shared_cores or arguments.gateway_process
+        lp_core = None if shared else keep_core_for_lp()
         asyncio.run(
             main(
                 arguments.orders,
@@ -799,5 +867,6 @@ if __name__ == "__main__":
                 if arguments.gateway_process
                 else None,
                 repeat=arguments.repeat,
+                lp_core=lp_core,
             )
         )
