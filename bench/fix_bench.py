@@ -18,6 +18,16 @@ the pipeline, so that it is not kept waiting for a CPU by it), and the LP gatewa
 pipeline's process
 (D out over 127.0.0.1, 8 back, journaled and published with confirms, market data in).
 
+CPUs: a real LP is another host, so the simulated LP's CPU must not be taken from the
+pipeline's. By default (the embedded shape, two cores or more) the last core is kept for
+the FIX LP's process and the pipeline's process, every thread of it, runs on the others,
+in both passes alike: the bus pass's LP runs on the pipeline's loop and its handler's time
+is taken out, the FIX pass's on its own core. ``--shared-cores`` lets every process run on
+every core (the figures before 2026-12-07, session 18: there the FIX LP, one real-time
+priority above, took its 0.4-0.6 ms of CPU per order from the pipeline's cores, which only
+the FIX pass paid for). ``--gateway-process`` always shares them (RabbitMQ and Redis run
+on them too).
+
 Throughput is orders per second with the intake placing as fast as it can (8 at a time),
 from the first order accepted until the pipeline is idle: every fill applied and every
 DB event written. (The end is not the last fill applied: with the loop saturated the db
@@ -28,7 +38,10 @@ without the loop time its LP took (its handler's CPU time, measured), and the ga
 share is reported against that, so that only what the pipeline and the gateway cost is
 counted. Latency is an order's worker ``OPEN:SUCCESS`` line minus the moment the intake
 accepted it (request -> fill applied), measured with orders paced at half the FIX
-pass's rate. Printed: both passes and the ratios, all measured in this one run, and the
+pass's rate. ``--repeat K`` runs K pairs of each (bus then FIX, alternating, so that a
+slow spell of the host hits both): the throughput ratio is then the pairs' median, half
+rate is half the FIX passes' median rate, and the paced passes' orders are also pooled.
+Printed: both passes and the ratios, all measured in this one run, and the
 CPU time per order of the pipeline's process in each max-rate pass (the bus LP's handler
 left out; the FIX LP's process counted apart): CPU time is not the neighbours' share of
 the machine, as wall-clock rates are, but it still moves with them (caches, frequency).

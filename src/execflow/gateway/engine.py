@@ -16,8 +16,10 @@ Callbacks run on the engine's threads, never on the event loop.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +33,8 @@ __all__ = [
     "SessionHandler",
     "data_dictionary",
     "fields_message",
+    "keep_thread_state",
+    "let_thread_state_go",
     "session_ini",
 ]
 
@@ -69,6 +73,49 @@ class SessionHandler(Protocol):
 
     def on_callback_error(self, where: str, exc: BaseException) -> None:
         """A callback raised; ``where`` names it. ``on_received`` errors must not return."""
+
+
+# The thread state an engine thread keeps between callbacks (``keep_thread_state``). A
+# ``threading.local`` lives in the thread state's own dict: a state made for one callback
+# never has it, the kept one does (so a reused thread id is never taken for a kept one).
+_kept = threading.local()
+_PYGILSTATE_LOCKED = 0  # PyGILState_STATE of an Ensure called with the GIL held
+_ensure = ctypes.pythonapi.PyGILState_Ensure
+_ensure.argtypes = []
+_ensure.restype = ctypes.c_int
+_release = ctypes.pythonapi.PyGILState_Release
+_release.argtypes = [ctypes.c_int]
+_release.restype = None
+
+
+def keep_thread_state() -> None:
+    """Keep the calling engine thread's Python thread state between its callbacks.
+
+    QuickFIX's threads are not Python's. The binding (SWIG directors) enters Python with
+    ``PyGILState_Ensure`` and leaves with ``PyGILState_Release``, which on such a thread
+    makes a new thread state for every callback and destroys it after: its frame stack
+    mapped and unmapped, its native id read, its dicts cleared (a ``gettid``, an ``mmap``
+    and a ``munmap`` per message on the engine's thread, seen with ``strace``; the
+    ``munmap`` while holding the GIL, which the event loop is waiting for). One more
+    ``Ensure`` on the thread's first message keeps that state for the callbacks after it;
+    ``let_thread_state_go`` gives it back when the session logs out. CPython's documented
+    C API, called through ``ctypes`` because the binding offers no hook of its own.
+    """
+    if getattr(_kept, "held", False):
+        return
+    _ensure()
+    _kept.held = True
+
+
+def let_thread_state_go() -> None:
+    """Undo ``keep_thread_state`` on the calling thread (no-op where it was not kept).
+
+    Called inside a callback: the binding's own ``Ensure`` still holds the state, so it
+    ends with that callback, as every state did before."""
+    if not getattr(_kept, "held", False):
+        return
+    _kept.held = False
+    _release(_PYGILSTATE_LOCKED)
 
 
 def data_dictionary() -> Path:
@@ -189,6 +236,7 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
 
     def onLogout(self, session_id: Any) -> None:
         self._guard("onLogout", self._handler.on_logout)
+        let_thread_state_go()
 
     def toAdmin(self, message: Any, session_id: Any) -> None:
         def run() -> None:
@@ -213,6 +261,7 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
         self._received(message)
 
     def fromApp(self, message: Any, session_id: Any) -> None:
+        keep_thread_state()  # an application message: the session is logged on
         self._received(message)
 
     def _received(self, message: Any) -> None:

@@ -404,6 +404,7 @@ class _LpApplication(fix.Application):  # type: ignore[misc]
 
     def onLogout(self, session_id: Any) -> None:
         self._server.engine_logon(False)
+        engine.let_thread_state_go()
 
     def toAdmin(self, message: Any, session_id: Any) -> None:
         return None
@@ -419,5 +420,6 @@ class _LpApplication(fix.Application):  # type: ignore[misc]
                 raise fix.RejectLogon(refusal)
 
     def fromApp(self, message: Any, session_id: Any) -> None:
+        engine.keep_thread_state()  # an application message: the session is logged on
         msg_type, fields = parse_fields(message.toString())
         self._server.engine_received(msg_type, fields)
