@@ -17,12 +17,9 @@ import pytest
 
 from execflow.apps.demo import DemoOptions, run_demo
 from execflow.apps.scenario import ScenarioConfig
+from execflow.gateway.service import LpGateway
 from execflow.settings import Settings
 from execflow.sim.config import LpConfig
-
-pytest.importorskip("quickfix")
-
-from execflow.gateway.service import LpGateway  # noqa: E402 - needs the engine
 
 
 async def test_reports_on_the_engine_thread_share_one_thread_state(
