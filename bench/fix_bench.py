@@ -609,11 +609,34 @@ async def main(
         embedded_cpu_lines(bus_max, fix_max, acceptor_ms, lp_start_cpu_s)
     half_lines(half, bus_half, fix_half, stages)
     pooled_lines(pairs, pooled)
-    max_rate_summary(max_pairs, deployed is not None)
+    ratio = max_rate_summary(max_pairs, deployed is not None)
+    added = statistics.median(fix["p99"] - bus["p99"] for bus, fix in pairs)
+    print(target_line(ratio, added, len(pairs)))
 
 
-def max_rate_summary(max_pairs: list[Pair], deployed: bool) -> None:
-    """Each pair's throughput ratio (with ``--repeat``), then the ratio: the pairs' median."""
+def target_line(ratio: float, added_p99_ms: float, pairs: int) -> str:
+    """Issue 12's two targets against this run's figures."""
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "not met"
+
+    of = f", the median of {pairs} pairs" if pairs > 1 else ""
+    return (
+        f"targets: throughput >= {THROUGHPUT_TARGET:.2f}x: {verdict(ratio >= THROUGHPUT_TARGET)} "
+        f"({ratio:.2f}x); added p99 at half rate <= {ADDED_P99_TARGET_MS:g} ms: "
+        f"{verdict(added_p99_ms <= ADDED_P99_TARGET_MS)} ({added_p99_ms:+.2f} ms{of})"
+    )
+
+
+THROUGHPUT_TARGET = 0.75
+"""Issue 12: the gateway costs at most 25 % of the pipeline's throughput."""
+ADDED_P99_TARGET_MS = 2.0
+"""Issue 12: the gateway adds at most 2 ms p99 at half rate."""
+
+
+def max_rate_summary(max_pairs: list[Pair], deployed: bool) -> float:
+    """Each pair's throughput ratio (with ``--repeat``), then the ratio: the pairs' median
+    (returned)."""
     base = "rate" if deployed else "rate_without_lp"
     ratios = [fix["rate"] / bus[base] for bus, fix in max_pairs]
     raw_ratios = [fix["rate"] / bus["rate"] for bus, fix in max_pairs]
@@ -631,11 +654,12 @@ def max_rate_summary(max_pairs: list[Pair], deployed: bool) -> None:
             f"gateway hop (the gateway in its own process): throughput {ratio:.2f}x of the "
             f"bus pass (costs {1 - ratio:.0%}; {of})"
         )
-        return
+        return ratio
     print(
         f"gateway hop: throughput {ratio:.2f}x of the bus pipeline without its LP "
         f"(costs {1 - ratio:.0%}; {raw_ratio:.2f}x of the bus pass with it; {of})"
     )
+    return ratio
 
 
 def cores_line(lp_core: int | None) -> str:

@@ -1,4 +1,4 @@
-"""``bench/fix_bench.py``'s CPUs: the FIX LP's process on a core of its own.
+"""``bench/fix_bench.py``: the FIX LP's process on a core of its own, the targets line.
 
 A real LP is another host, so by default the bench keeps the last core for the simulated
 LP's process and runs the pipeline's on the others (``keep_core_for_lp``). Checked here in
@@ -86,3 +86,16 @@ def test_the_lp_process_runs_on_its_core_alone() -> None:
         """
     )
     assert out.strip() == str(core)
+
+
+def test_the_targets_line_says_met_at_the_thresholds_and_not_beyond() -> None:
+    out = _run(
+        """
+        import fix_bench
+        print(fix_bench.target_line(0.75, 2.0, 5))
+        print(fix_bench.target_line(0.74, 2.01, 1))
+        """
+    )
+    met, missed = out.strip().splitlines()
+    assert ">= 0.75x: met (0.75x)" in met and "<= 2 ms: met (+2.00 ms, the median of 5" in met
+    assert ">= 0.75x: not met (0.74x)" in missed and "<= 2 ms: not met (+2.01 ms)" in missed
