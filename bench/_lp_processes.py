@@ -137,6 +137,12 @@ class LpProcess:
             raise RuntimeError(f"the LP process {self._args[0]} did not start")
         return self
 
+    @property
+    def pid(self) -> int:
+        """The LP process's id (once started)."""
+        assert self._process is not None
+        return self._process.pid
+
     def cpu_s(self) -> float:
         """CPU seconds the LP process has used so far (its start and logon included)."""
         assert self._process is not None

@@ -80,7 +80,7 @@ def test_the_lp_process_runs_on_its_core_alone() -> None:
         from pathlib import Path
         from _lp_processes import LpProcess
         with LpProcess.acceptor(core={core}) as lp:
-            status = Path(f"/proc/{{lp._process.pid}}/status").read_text()
+            status = Path(f"/proc/{{lp.pid}}/status").read_text()
             allowed = [l for l in status.splitlines() if l.startswith("Cpus_allowed_list")]
             print(allowed[0].split(":")[1].strip())
         """

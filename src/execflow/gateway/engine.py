@@ -261,11 +261,12 @@ class EngineApplication(fix.Application):  # type: ignore[misc]
         self._received(message)
 
     def fromApp(self, message: Any, session_id: Any) -> None:
-        keep_thread_state()  # an application message: the session is logged on
-        self._received(message)
+        self._received(message, keep_state=True)  # the session is logged on
 
-    def _received(self, message: Any) -> None:
+    def _received(self, message: Any, *, keep_state: bool = False) -> None:
         try:
+            if keep_state:
+                keep_thread_state()
             raw = message.toString()
             self._handler.on_received(msg_type_of(raw), raw)
         except BaseException as exc:  # noqa: BLE001 - must never reach the engine
