@@ -49,7 +49,7 @@ def keep_core_for_lp() -> int | None:
     pipeline's, and every thread it starts from now on) runs on the others.
 
     A real LP is another host: its CPU is not taken from the pipeline's. On a shared
-    machine the simulated LP (about 0.2-0.4 ms of CPU per order) otherwise competes with the
+    machine the simulated LP (0.4-0.6 ms of CPU per order there) otherwise competes with the
     pipeline's threads for the same cores, which only the FIX pass pays (the bus pass's LP
     runs on its loop, and its handler's time is taken out). ``None`` on a single core.
     """

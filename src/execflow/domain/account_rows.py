@@ -73,8 +73,8 @@ class AccountRow:
 
 def _by_order(items: Sequence[Position] | Sequence[Reservation], order_id: str) -> Any:
     if isinstance(items, tuple) and (book_of(items) or total_of(items)):  # sorted, unique
-        at = find(items, order_id)
-        return items[at] if at < len(items) and items[at].order_id == order_id else None
+        at, there = find(items, order_id)
+        return items[at] if there else None
     for item in items:
         if item.order_id == order_id:
             return item

@@ -99,8 +99,8 @@ def add_position(account: Account, position: Position) -> Account:
         ordered, made = sorted_book((*kept_pos, position))
         return _derived(account, ordered, made, held, total, None)
     parent, removed = positions, 0
-    at = find(positions, position.order_id)
-    if at < len(positions) and positions[at].order_id == position.order_id:
+    at, there = find(positions, position.order_id)
+    if there:
         rest = positions[:at] + positions[at + 1 :]
         book = book.closed(positions[at], rest)
         positions, removed = rest, 1
@@ -120,8 +120,8 @@ def close_position(account: Account, order_id: str, net_profit: Decimal) -> Acco
         kept = tuple(p for p in positions if p.order_id != order_id)
         ordered, made = sorted_book(kept)
         return _derived(account, ordered, made, held, total, balance)
-    at = find(positions, order_id)
-    if at < len(positions) and positions[at].order_id == order_id:
+    at, there = find(positions, order_id)
+    if there:
         rest = positions[:at] + positions[at + 1 :]
         book = book.closed(positions[at], rest)
         remember(rest, book, Edit(positions, at, 1, inserted=False))

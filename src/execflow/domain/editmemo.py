@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Edit", "EditMemo", "ascending_ids", "find"]
+__all__ = ["Edit", "EditMemo", "ascending_ids", "by_order_id", "find"]
 
 V = TypeVar("V")
+T = TypeVar("T")
 
 _ORDER_ID = operator.attrgetter("order_id")
 
@@ -83,6 +84,13 @@ def ascending_ids(items: Sequence[Any]) -> bool:
     return all(a < b for a, b in pairwise(map(_ORDER_ID, items)))
 
 
-def find(items: Sequence[Any], order_id: str) -> int:
-    """Index of ``order_id`` in a tuple sorted by order id, or of where it would go."""
-    return bisect_left(items, order_id, key=_ORDER_ID)
+def by_order_id(items: Iterable[T]) -> tuple[T, ...]:
+    """``items`` sorted by order id."""
+    return tuple(sorted(items, key=_ORDER_ID))
+
+
+def find(items: Sequence[Any], order_id: str) -> tuple[int, bool]:
+    """Where ``order_id`` is in a tuple sorted by order id (or would go), and whether the
+    item there has it."""
+    at = bisect_left(items, order_id, key=_ORDER_ID)
+    return at, at < len(items) and items[at].order_id == order_id

@@ -22,12 +22,11 @@ tuple alive, so an account's chain keeps two: its newest tuple and the one it wa
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from execflow.domain.editmemo import Edit, EditMemo, ascending_ids
+from execflow.domain.editmemo import Edit, EditMemo, ascending_ids, by_order_id
 from execflow.domain.enums import Side
 from execflow.domain.models import ZERO, Position
 from execflow.domain.money import hedged_margin
@@ -43,7 +42,6 @@ __all__ = [
 
 Positions = tuple[Position, ...]
 
-_ORDER_ID = operator.attrgetter("order_id")
 
 _BOOKS: EditMemo[PositionBook] = EditMemo(512)
 """Books remembered (two per account traded, ``remember``); a full memo starts over."""
@@ -162,7 +160,7 @@ def sorted_book(positions: Iterable[Position]) -> tuple[Positions, PositionBook]
             made = PositionBook.of(positions)
             remember(positions, made)
             return positions, made
-    ordered = tuple(sorted(positions, key=_ORDER_ID))
+    ordered = by_order_id(positions)
     made = PositionBook.of(ordered)
     if ascending_ids(ordered):
         remember(ordered, made)

@@ -22,12 +22,11 @@ hand) is checked, sorted if need be, and summed once.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from execflow.domain.editmemo import Edit, EditMemo, ascending_ids, find
+from execflow.domain.editmemo import Edit, EditMemo, ascending_ids, by_order_id, find
 from execflow.domain.models import ZERO, Reservation
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
 
 Reservations = tuple[Reservation, ...]
 
-_ORDER_ID = operator.attrgetter("order_id")
 
 SMALL = 32
 """Below this many reservations a tuple is simply walked, as before this module: the
@@ -127,7 +125,7 @@ def sorted_total(reservations: Iterable[Reservation]) -> tuple[Reservations, Dec
             made = ReservationTotal.of(reservations)
             _ENTRIES.remember(reservations, made)
             return reservations, made.total
-    ordered = tuple(sorted(reservations, key=_ORDER_ID))
+    ordered = by_order_id(reservations)
     if len(ordered) < SMALL:
         return ordered, sum((r.amount for r in ordered), ZERO)
     total = ReservationTotal.of(ordered)
@@ -142,9 +140,8 @@ def put(reservations: Reservations, reservation: Reservation) -> tuple[Reservati
     if known is None:
         kept = (r for r in reservations if r.order_id != reservation.order_id)
         return sorted_total((*kept, reservation))
-    at = find(reservations, reservation.order_id)
-    taken = int(at < len(reservations) and reservations[at].order_id == reservation.order_id)
-    made, total = _edited(reservations, known, at, taken, (reservation,))
+    at, there = find(reservations, reservation.order_id)
+    made, total = _edited(reservations, known, at, int(there), (reservation,))
     return made, total.total
 
 
@@ -153,8 +150,8 @@ def dropped(reservations: Reservations, order_id: str) -> tuple[Reservations, De
     known = total_of(reservations)
     if known is None:
         return sorted_total(r for r in reservations if r.order_id != order_id)
-    at = find(reservations, order_id)
-    if at == len(reservations) or reservations[at].order_id != order_id:
+    at, there = find(reservations, order_id)
+    if not there:
         return reservations, known.total
     made, total = _edited(reservations, known, at, 1, ())
     return made, total.total
@@ -198,7 +195,7 @@ def amount_for(reservations: Reservations, order_id: str) -> Decimal:
     """Margin reserved for one order (0 when none), as ``Account.reservation_for``."""
     if total_of(reservations) is None:
         return sum((r.amount for r in reservations if r.order_id == order_id), ZERO)
-    at = find(reservations, order_id)
-    if at < len(reservations) and reservations[at].order_id == order_id:
+    at, there = find(reservations, order_id)
+    if there:
         return ZERO + reservations[at].amount  # the walk's sum: ZERO plus the one amount
     return ZERO
